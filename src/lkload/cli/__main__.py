@@ -1,0 +1,5 @@
+import sys
+
+from lkload.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""The `lkload` command: argument parsing, exit codes, error printing — nothing else.
+
+Exit codes: 0 every tier met its targets (or the command succeeded), 1 a target failed or
+a regression was found, 2 usage or configuration error, 130 interrupted before any result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from lkload import __version__
+from lkload.errors import UsageError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+# One module per subcommand, each with add_parser(subparsers) and run(args) -> int.
+_COMMANDS = ("run", "server", "report", "compare", "worker", "check")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 — never a usage dump
+        self.exit(EXIT_USAGE, f"lkload: error: {message} (see lkload {self.prog.split()[-1]} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lkload",
+        description="Load testing and deployment validation for LiveKit.",
+        epilog="Exit codes: 0 targets met, 1 a target failed, 2 usage or configuration error.",
+    )
+    parser.add_argument("--version", action="version", version=f"lkload {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(f"lkload.cli.{name}_cmd")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"lkload.cli.{name}_cmd":
+                continue  # not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"lkload: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("lkload: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

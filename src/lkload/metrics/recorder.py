@@ -1,0 +1,153 @@
+"""The results directory writer: samples streamed to disk, timeline events, resources.
+
+Any thread may call `record`; one writer thread appends to the files and flushes at least
+every `flush_s`, so a crash or SIGKILL loses at most that much. The queue is bounded:
+when the disk falls behind, producers wait (back-pressure) rather than memory growing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from lkload.metrics.redact import redact
+from lkload.metrics.schema import RESOURCE_COLUMNS, SAMPLE_COLUMNS, ResourceSample, Sample
+
+_STOP = object()
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_clean(data), indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Recorder:
+    """Writes one results directory; shard name = this process's worker id."""
+
+    def __init__(
+        self,
+        directory: Path,
+        worker: str = "local",
+        flush_s: float = 0.5,
+        max_pending: int = 50_000,
+    ) -> None:
+        self.directory = directory
+        self.worker = worker
+        self.flush_s = flush_s
+        (directory / "samples").mkdir(parents=True, exist_ok=True)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        self._listeners: list[Callable[[Sample], None]] = []
+        self.counts = {"samples": 0, "failures": 0, "resources": 0, "events": 0}
+        self._files: list[TextIO] = []
+        self._samples_csv = self._open_csv(
+            directory / "samples" / f"samples-{_safe(worker)}.csv", SAMPLE_COLUMNS
+        )
+        self._resources_csv = self._open_csv(directory / "resources.csv", RESOURCE_COLUMNS)
+        self._timeline = self._open(directory / "timeline.jsonl")
+        self._thread = threading.Thread(target=self._run, name="lkload-recorder", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    # -- producers (any thread) -------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[Sample], None]) -> None:
+        """Called on the producer's thread for every sample (e.g. Locust stats relay)."""
+        self._listeners.append(listener)
+
+    def record(self, sample: Sample) -> None:
+        for listener in self._listeners:
+            listener(sample)
+        self._queue.put(sample)
+
+    def resource(self, sample: ResourceSample) -> None:
+        self._queue.put(sample)
+
+    def event(self, event: str, **fields: Any) -> None:
+        """A timeline line: tier start/hold/end, worker joined/lost, server died, abort."""
+        fields.setdefault("t", time.time())
+        self._queue.put({"event": event, **fields})
+
+    def close(self) -> None:
+        """Write everything still queued and close the files (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+
+    # -- the writer thread ------------------------------------------------------------
+
+    def _open(self, path: Path) -> TextIO:
+        fh = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in _run
+        self._files.append(fh)
+        return fh
+
+    def _open_csv(self, path: Path, columns: tuple[str, ...]) -> Any:
+        new = not path.exists() or path.stat().st_size == 0
+        fh = self._open(path)
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(columns)
+            fh.flush()
+        return writer
+
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        stopping = False
+        while not stopping:
+            timeout = max(0.0, self.flush_s - (time.monotonic() - last_flush))
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            # Drain what is already there in one go, then flush.
+            while item is not None:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    self._write(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            if stopping or time.monotonic() - last_flush >= self.flush_s:
+                for fh in self._files:
+                    fh.flush()
+                last_flush = time.monotonic()
+        for fh in self._files:
+            fh.close()
+
+    def _write(self, item: Any) -> None:
+        if isinstance(item, Sample):
+            self._samples_csv.writerow(item.row())
+            self.counts["samples"] += 1
+            if not item.ok:
+                self.counts["failures"] += 1
+        elif isinstance(item, ResourceSample):
+            self._resources_csv.writerow(item.row())
+            self.counts["resources"] += 1
+        else:
+            self._timeline.write(json.dumps(_clean(item), default=str) + "\n")
+            self.counts["events"] += 1
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "worker"

@@ -1,0 +1,28 @@
+"""Keep API secrets and tokens out of everything lkload writes."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+# A JWT is three base64url parts; LiveKit access tokens are JWTs.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+_TOKEN_PARAM = re.compile(r"(access_token=)[^&\s\"']+")
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+
+def register_secret(secret: str) -> None:
+    """Every later `redact` call replaces this exact string."""
+    if secret and len(secret) >= 6:
+        with _lock:
+            _secrets.add(secret)
+
+
+def redact(text: str) -> str:
+    text = _TOKEN_PARAM.sub(r"\1[redacted]", text)
+    text = _JWT.sub("[token]", text)
+    for secret in tuple(_secrets):
+        text = text.replace(secret, "[secret]")
+    return text

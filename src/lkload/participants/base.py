@@ -1,0 +1,101 @@
+"""The participant interface that every engine implements (asyncio throughout).
+
+A participant joins one room, publishes or subscribes as its plan says, measures, and
+leaves. It reports every measurement and failure through `ParticipantContext.emit`; it
+never raises out of `run` for a protocol failure: that becomes a failure row instead.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lkload.metrics.schema import FailureKind
+from lkload.scenario.model import RoomLayout
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantPlan:
+    """Who this participant is and what it does in its room."""
+
+    identity: str
+    room: str
+    publisher: bool
+    layout: RoomLayout
+    join_timeout_s: float = 20.0
+    first_track_timeout_s: float = 15.0
+    stats_interval_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to connect: a ws(s):// URL and a way to mint tokens (never logged)."""
+
+    url: str
+    token_for: Callable[[str, str], str]  # (identity, room) -> JWT
+    ice_addresses: tuple[str, ...] = ()  # local addresses ICE may use (aiortc engine)
+
+
+# emit(metric, value, ok, error) — the context adds time, tier, phase, room, participant.
+Emit = Callable[[str, float | None, bool, FailureKind | None], None]
+
+
+@dataclass(slots=True)
+class ParticipantContext:
+    plan: ParticipantPlan
+    target: Target
+    emit: Emit
+    engine: str
+    started: float = field(default_factory=time.time)
+
+    def ok(self, metric: str, value: float) -> None:
+        self.emit(metric, value, True, None)
+
+    def fail(self, metric: str, kind: FailureKind) -> None:
+        self.emit(metric, None, False, kind)
+
+
+class JoinFailed(Exception):
+    """Raised by `Participant.join` after it has emitted its failure row."""
+
+    def __init__(self, kind: FailureKind, detail: str = "") -> None:
+        super().__init__(f"{kind.value}: {detail}")
+        self.kind = kind
+
+
+class Participant(abc.ABC):
+    """One LiveKit participant. Lifecycle: join() once, then run() until leave()."""
+
+    engine: str
+
+    def __init__(self, ctx: ParticipantContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def connected(self) -> bool:
+        """True while the session is up (joined and not disconnected)."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    async def join(self) -> None:
+        """Connect and join; emits exactly one `join_ms` row (ok or failure).
+
+        Raises JoinFailed on failure, after releasing everything it held.
+        """
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Publish/subscribe/measure until cancelled or the session ends.
+
+        Returns when the session ended on its own (a `disconnect`); cancelled on leave.
+        """
+
+    @abc.abstractmethod
+    async def leave(self) -> None:
+        """Leave the room and release every task, peer connection and socket.
+
+        Emits the participant's one `session_s` row and the failure rows of attempts
+        still pending (expected tracks not yet received are withdrawn, not failed).
+        """

@@ -1,0 +1,158 @@
+"""Scenario and target models: what a campaign runs and what it is judged against."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    # Unknown keys are errors: a typo in a scenario must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TierRole(StrEnum):
+    """The checklist line a tier answers (design.md, Tiers and verdicts)."""
+
+    BASELINE = "baseline"  # 10 users: all metrics green
+    ACCEPTABLE = "acceptable"  # 25 users: performance acceptable
+    TARGET = "target"  # 50 users: target load handled
+    PEAK = "peak"  # 100 users: degradation graceful
+    STRESS = "stress"  # 200+ users: failure modes identified
+
+
+class Tier(Strict):
+    size: Annotated[int, Field(gt=0, le=100_000)]
+    role: TierRole
+    settle_s: Annotated[float, Field(ge=0)] | None = None
+    hold_s: Annotated[float, Field(gt=0)] | None = None
+
+
+class Recovery(Strict):
+    """After the top tier, drop to the first tier's size and time the way back to targets."""
+
+    hold_s: Annotated[float, Field(gt=0)] = 30.0
+
+
+EngineName = Literal["sdk", "aiortc"]
+
+
+class RoomLayout(Strict):
+    participants_per_room: Annotated[int, Field(gt=0, le=1000)] = 5
+    publishers_per_room: Annotated[int, Field(ge=0)] = 1
+    audio: bool = True
+    video: bool = False
+    data: bool = True
+    data_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    audio_codec: Literal["opus"] = "opus"
+    video_codec: Literal["vp8", "h264"] = "vp8"
+    video_width: Annotated[int, Field(gt=0, le=3840)] = 320
+    video_height: Annotated[int, Field(gt=0, le=2160)] = 180
+    video_fps: Annotated[int, Field(gt=0, le=60)] = 15
+
+    @model_validator(mode="after")
+    def _publishers_fit(self) -> RoomLayout:
+        if self.publishers_per_room > self.participants_per_room:
+            raise ValueError(
+                f"publishers_per_room ({self.publishers_per_room}) exceeds "
+                f"participants_per_room ({self.participants_per_room})"
+            )
+        if self.publishers_per_room > 0 and not (self.audio or self.video):
+            raise ValueError("publishers need a track: set audio or video to true")
+        return self
+
+
+class Percentiles(Strict):
+    p50: Annotated[float, Field(gt=0)] | None = None
+    p95: Annotated[float, Field(gt=0)] | None = None
+    p99: Annotated[float, Field(gt=0)] | None = None
+
+
+# design.md, Metrics: a metric's default target names only the percentiles it judges;
+# a metric without an entry is judged on the checklist's response-time triple (`latency`).
+DEFAULT_METRIC_TARGETS: dict[str, dict[str, float]] = {
+    "join_ms": {"p95": 1000},
+    "first_track_ms": {"p95": 1500},
+    "signal_rtt_ms": {"p95": 100},
+    "api_ms": {"p95": 200},
+    "media_e2e_ms": {"p95": 200},
+}
+
+
+class ErrorRateTargets(Strict):
+    normal: Annotated[float, Field(ge=0, le=1)] = 0.001
+    peak: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+
+class CpuTargets(Strict):
+    normal: Annotated[float, Field(gt=0, le=100)] = 70.0
+    baseline: Annotated[float, Field(gt=0, le=100)] = 50.0
+
+
+class Targets(Strict):
+    """Checklist targets; every latency metric uses `latency` unless `metrics` overrides it."""
+
+    latency: Percentiles = Percentiles(p50=100, p95=200, p99=500)
+    metrics: dict[str, Percentiles] = Field(default_factory=dict)
+    error_rate: ErrorRateTargets = ErrorRateTargets()
+    server_cpu_pct: CpuTargets = CpuTargets()
+    server_mem_pct: Annotated[float, Field(gt=0, le=100)] = 80.0
+    generator_cpu_pct: Annotated[float, Field(gt=0, le=100)] = 80.0
+    loss_pct: Annotated[float, Field(ge=0, le=100)] = 1.0
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> Targets:
+        from lkload.metrics.schema import LATENCY_METRICS
+
+        unknown = sorted(set(self.metrics) - set(LATENCY_METRICS))
+        if unknown:
+            raise ValueError(
+                f"unknown metric {unknown[0]!r} in targets.metrics; "
+                f"known: {', '.join(LATENCY_METRICS)}"
+            )
+        return self
+
+    def for_metric(self, metric: str) -> Percentiles:
+        """Targets of one latency metric: the scenario's override replaces the default whole."""
+        if metric in self.metrics:
+            return self.metrics[metric]
+        if metric in DEFAULT_METRIC_TARGETS:
+            return Percentiles(**DEFAULT_METRIC_TARGETS[metric])
+        return self.latency
+
+
+class Scenario(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str = ""
+    engine: EngineName = "sdk"
+    spawn_rate: Annotated[float, Field(gt=0, le=1000)] = 5.0
+    settle_s: Annotated[float, Field(ge=0)] = 5.0
+    hold_s: Annotated[float, Field(gt=0)] = 30.0
+    ramp_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    join_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    first_track_timeout_s: Annotated[float, Field(gt=0)] = 15.0
+    stats_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    api_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    tiers: Annotated[list[Tier], Field(min_length=1)]
+    recovery: Recovery | None = None
+    rooms: RoomLayout = RoomLayout()
+    targets: Targets = Targets()
+
+    @model_validator(mode="after")
+    def _tiers_ascend(self) -> Scenario:
+        sizes = [t.size for t in self.tiers]
+        for i in range(1, len(sizes)):
+            if sizes[i] <= sizes[i - 1]:
+                raise ValueError(
+                    f"tiers must grow: tier {i + 1} has size {sizes[i]} "
+                    f"after {sizes[i - 1]}"
+                )
+        return self
+
+    def settle_of(self, tier: Tier) -> float:
+        return self.settle_s if tier.settle_s is None else tier.settle_s
+
+    def hold_of(self, tier: Tier) -> float:
+        return self.hold_s if tier.hold_s is None else tier.hold_s
