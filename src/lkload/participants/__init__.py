@@ -1,0 +1,33 @@
+"""Participant engines behind one small interface (join, run, leave)."""
+
+from __future__ import annotations
+
+import importlib
+
+from lkload.participants.base import (
+    JoinFailed,
+    Participant,
+    ParticipantContext,
+    ParticipantPlan,
+    Target,
+)
+
+# engine name -> module that defines `create(ctx) -> Participant`; imported on first use so
+# that a campaign of one engine never loads the other's native libraries.
+ENGINES = {"sdk": "lkload.participants.sdk", "aiortc": "lkload.participants.aiortc"}
+
+
+def create_participant(engine: str, ctx: ParticipantContext) -> Participant:
+    module = importlib.import_module(ENGINES[engine])
+    return module.create(ctx)  # type: ignore[no-any-return]
+
+
+__all__ = [
+    "ENGINES",
+    "JoinFailed",
+    "Participant",
+    "ParticipantContext",
+    "ParticipantPlan",
+    "Target",
+    "create_participant",
+]

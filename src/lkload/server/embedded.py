@@ -1,0 +1,197 @@
+"""The embedded livekit-server: config, keys, ports, health wait, and a stop that always happens.
+
+Bound to 127.0.0.1 only; media candidates only on the addresses given (loopback by default),
+so no WebRTC traffic leaves the machine (design.md, Network). The API secret lives in a 0600
+key file in a private temporary directory, never in the results directory or the log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lkload.errors import UsageError
+from lkload.metrics.redact import register_secret
+from lkload.server.binary import find_server_binary, server_version
+from lkload.server.ports import free_tcp_port, free_udp_range
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: str
+    api_secret: str = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> Credentials:
+        creds = cls("lkload_" + secrets.token_hex(6), secrets.token_urlsafe(32))
+        register_secret(creds.api_secret)
+        return creds
+
+
+@dataclass(frozen=True)
+class ServerPorts:
+    http: int
+    rtc_tcp: int
+    udp_start: int
+    udp_end: int
+    prometheus: int
+
+
+class EmbeddedServer:
+    """A livekit-server child process. Use as a context manager, or start()/stop()."""
+
+    def __init__(
+        self,
+        log_path: Path | None = None,
+        ice_ips: tuple[str, ...] = ("127.0.0.1",),
+        udp_ports: int = 1000,
+        health_timeout_s: float = 30.0,
+    ) -> None:
+        self.binary = find_server_binary()
+        self.version = server_version(self.binary)
+        self.credentials = Credentials.generate()
+        self.ice_ips = ice_ips
+        self.log_path = log_path
+        self.health_timeout_s = health_timeout_s
+        udp = free_udp_range(udp_ports)
+        self.ports = ServerPorts(
+            http=free_tcp_port(),
+            rtc_tcp=free_tcp_port(),
+            udp_start=udp[0],
+            udp_end=udp[1],
+            prometheus=free_tcp_port(),
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self._secret_dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.ports.http}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.http}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def config(self, key_file: Path) -> dict[str, object]:
+        node_ip = self.ice_ips[0]
+        return {
+            "port": self.ports.http,
+            "bind_addresses": ["127.0.0.1"],
+            "key_file": str(key_file),
+            "log_level": "info",
+            "logging": {"json": False},
+            "prometheus": {"port": self.ports.prometheus},
+            "room": {"auto_create": True, "empty_timeout": 30, "departure_timeout": 5},
+            "rtc": {
+                "tcp_port": self.ports.rtc_tcp,
+                "port_range_start": self.ports.udp_start,
+                "port_range_end": self.ports.udp_end,
+                "node_ip": node_ip,
+                "use_external_ip": False,
+                "stun_servers": [],
+                "enable_loopback_candidate": any(ip.startswith("127.") for ip in self.ice_ips),
+                "ips": {"includes": [f"{ip}/32" for ip in self.ice_ips]},
+            },
+        }
+
+    def start(self) -> EmbeddedServer:
+        self._secret_dir = tempfile.TemporaryDirectory(prefix="lkload-server-")
+        secret_dir = Path(self._secret_dir.name)
+        os.chmod(secret_dir, 0o700)
+        key_file = secret_dir / "keys.yaml"
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{self.credentials.api_key}: {self.credentials.api_secret}\n")
+        config_file = secret_dir / "config.yaml"
+        config_file.write_text(yaml.safe_dump(self.config(key_file)))
+
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+        self.process = subprocess.Popen(
+            [str(self.binary), "--config", str(config_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            # The server dies with us even on SIGKILL: Linux sends it SIGTERM when we go.
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        if log is not subprocess.DEVNULL:
+            log.close()
+        atexit.register(self.stop)
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.health_timeout_s
+        last = "no answer"
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            code = self.process.poll()
+            if code is not None:
+                raise UsageError(
+                    f"livekit-server exited with code {code} at start-up"
+                    + (f"; see {self.log_path}" if self.log_path else "")
+                )
+            try:
+                with urllib.request.urlopen(self.http_url + "/", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise UsageError(
+            f"livekit-server did not become healthy within {self.health_timeout_s:.0f} s ({last})"
+        )
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout_s`; removes the key file. Idempotent."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        if self._secret_dir is not None:
+            self._secret_dir.cleanup()
+            self._secret_dir = None
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    os.setpgrp()  # own process group: a Ctrl-C in the terminal reaches lkload, which stops it
