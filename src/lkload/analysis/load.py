@@ -249,7 +249,9 @@ def read_timeline(path: Path, skipped: dict[str, int]) -> list[dict[str, Any]]:
     return events
 
 
-def _scenario_and_targets(campaign: dict[str, Any], notes: list[str]) -> tuple[Scenario | None, Targets]:
+def _scenario_and_targets(
+    campaign: dict[str, Any], notes: list[str]
+) -> tuple[Scenario | None, Targets]:
     scenario = None
     raw = campaign.get("scenario")
     if isinstance(raw, dict):
@@ -258,7 +260,9 @@ def _scenario_and_targets(campaign: dict[str, Any], notes: list[str]) -> tuple[S
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            notes.append(f"campaign.json scenario is invalid ({where}: {err['msg']}); tiers read from the data")
+            notes.append(
+                f"campaign.json scenario is invalid ({where}: {err['msg']}); tiers read from the data"
+            )
     raw_targets = campaign.get("targets")
     if raw_targets is None and isinstance(raw, dict):
         raw_targets = raw.get("targets")
@@ -268,7 +272,9 @@ def _scenario_and_targets(campaign: dict[str, Any], notes: list[str]) -> tuple[S
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            notes.append(f"campaign.json targets are invalid ({where}: {err['msg']}); defaults used")
+            notes.append(
+                f"campaign.json targets are invalid ({where}: {err['msg']}); defaults used"
+            )
     elif scenario is None:
         notes.append("campaign.json has no targets; the design's default targets are used")
     return scenario, (scenario.targets if scenario is not None else Targets())

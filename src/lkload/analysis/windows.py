@@ -104,9 +104,7 @@ def tier_windows(results: Results) -> Windows:
         if not isinstance(tier, int) or tier < 1:
             continue
         w = window(tier, event.get("size"))
-        if phase == "ramp" and w.ramp_start is None:
-            w.ramp_start = t
-        elif phase == "settle" and w.ramp_start is None:
+        if phase == "ramp" and w.ramp_start is None or phase == "settle" and w.ramp_start is None:
             w.ramp_start = t
         elif phase == "hold" and w.hold_start is None:
             w.hold_start = t
@@ -124,7 +122,9 @@ def tier_windows(results: Results) -> Windows:
         if w.hold_start is not None and w.hold_end is None:
             w.hold_end = end
         if server_died is not None and w.hold_end is not None and w.hold_start is not None:
-            w.hold_end = max(w.hold_start, min(w.hold_end, server_died)) if not w.ended else w.hold_end
+            w.hold_end = (
+                max(w.hold_start, min(w.hold_end, server_died)) if not w.ended else w.hold_end
+            )
     recovery_end = end if recovery_start is not None else None
     if recovery_start is None:
         rec = results.samples["t"].to_numpy()[results.samples["tier"].to_numpy() == -1]

@@ -1,0 +1,151 @@
+"""`analyze(results_dir)`: the whole analysis of one campaign, from raw files to verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lkload.analysis.checklist import checklist_lines
+from lkload.analysis.failures import failure_modes
+from lkload.analysis.leak import leak_check
+from lkload.analysis.load import Results, load_results
+from lkload.analysis.recovery import recovery_time
+from lkload.analysis.resources import server_cores, tier_resources
+from lkload.analysis.result import Analysis, TierResult
+from lkload.analysis.tiers import SampleArrays, compute_tiers
+from lkload.analysis.verdict_types import Status
+from lkload.analysis.verdicts import NORMAL_ROLES, first_breaks, knee, strict_checks, tier_verdict
+from lkload.analysis.windows import Windows, tier_windows
+
+
+def _cut_short(results: Results, windows: Windows) -> str:
+    status = results.status
+    ended = results.campaign.get("ended")
+    aborts = [e for e in results.timeline if e.get("event") == "abort"]
+    if status == "running" or (status != "completed" and ended is None):
+        return (
+            f"campaign.json says status '{status}' with no end time: the run was cut short "
+            "(crash or kill); the data up to the last flushed second is analysed"
+        )
+    if status != "completed":
+        why = f": {aborts[-1].get('reason')} — {aborts[-1].get('message', '')}" if aborts else ""
+        return f"campaign {status}{why}".rstrip(" —")
+    missing = [w.tier for w in windows.tiers if w.hold_start is None]
+    if missing:
+        return f"tier(s) {', '.join(map(str, missing))} never reached their hold"
+    return ""
+
+
+def _participants(a: SampleArrays, start: float | None, end: float | None) -> pd.DataFrame:
+    """Participants connected over time: successful joins minus ended sessions, per second."""
+    if a.n == 0 or start is None or end is None or end <= start:
+        return pd.DataFrame({"t": [], "connected": []})
+    joins = a.codes_of(("join_ms",))
+    sessions = a.codes_of(("session_s",))
+    edges = np.arange(np.floor(start), np.ceil(end) + 2, 1.0)
+    plus = np.histogram(a.t[np.isin(a.metric, joins) & a.ok], bins=edges)[0]
+    minus = np.histogram(a.t[np.isin(a.metric, sessions)], bins=edges)[0]
+    connected = np.maximum(np.cumsum(plus) - np.cumsum(minus), 0)
+    return pd.DataFrame({"t": edges[1:], "connected": connected})
+
+
+def analyze(results_dir: Path | str) -> Analysis:
+    results = load_results(Path(results_dir))
+    return analyze_results(results)
+
+
+def analyze_results(results: Results) -> Analysis:
+    targets = results.targets
+    windows = tier_windows(results)
+    arrays = SampleArrays(results.samples)
+    stats_interval = results.scenario.stats_interval_s if results.scenario else 2.0
+    tier_stats = compute_tiers(arrays, windows.tiers, stats_interval)
+    cores, host = server_cores(results.campaign)
+    notes = list(results.notes)
+    if cores is None and (results.resources["source"].astype(str) == "server").any():
+        notes.append(
+            "the server host's core count is unknown: server CPU is shown as percent of one core"
+        )
+    recovery = recovery_time(arrays, windows.recovery_start, windows.recovery_end, targets)
+    leak = leak_check(results.resources, [(s.tier, s.hold_start, s.hold_end) for s in tier_stats])
+    modes = failure_modes(arrays, windows.start)
+
+    staged = []
+    for ts in tier_stats:
+        res = tier_resources(
+            results.resources, ts.hold_start, ts.hold_end, cores, targets.generator_cpu_pct
+        )
+        staged.append((ts, res, strict_checks(ts, res, targets)))
+    breaks = first_breaks([(ts, checks) for ts, _, checks in staged])
+    anything_broke = bool(breaks or modes)
+    tiers = []
+    for ts, res, checks in staged:
+        verdict = tier_verdict(
+            ts, res, checks, targets, recovery, windows.server_died_t, anything_broke
+        )
+        tiers.append(TierResult(ts, res, checks, verdict))
+    knee_tier, knee_reason = knee([(t.stats, t.checks, t.verdict.untrustworthy) for t in tiers])
+    lines = checklist_lines(tiers, targets, recovery, leak, modes, breaks, knee_tier)
+    cut = _cut_short(results, windows)
+    overall, reasons = _overall(tiers, lines, cut)
+    return Analysis(
+        campaign_id=results.campaign_id,
+        status=results.status,
+        cut_short=bool(cut),
+        cut_short_reason=cut,
+        campaign=results.campaign,
+        scenario=results.scenario,
+        targets=targets,
+        windows=windows,
+        tiers=tiers,
+        recovery=recovery,
+        leak=leak,
+        failure_modes=modes,
+        breaks=breaks,
+        knee=knee_tier,
+        knee_reason=knee_reason,
+        checklist=lines,
+        overall=overall,
+        overall_reasons=reasons,
+        notes=notes,
+        skipped_lines=results.skipped_lines,
+        sample_count=arrays.n,
+        server_cores=cores,
+        server_host=host,
+        resources=results.resources,
+        participants=_participants(arrays, windows.start, windows.end),
+    )
+
+
+def _overall(tiers: list[TierResult], lines: list, cut: str) -> tuple[str, list[str]]:
+    """FAIL on any failed tier or line; INCONCLUSIVE when cut short or a normal-load tier is
+    untrustworthy or unmeasured; otherwise PASS (WITH WARNINGS when anything warned)."""
+    failed = [
+        f"tier {t.tier} ({t.stats.size} users): {t.verdict.reason}"
+        for t in tiers
+        if t.verdict.status is Status.FAIL
+    ]
+    failed += [f"checklist: {ln.text} — {ln.evidence}" for ln in lines if ln.status is Status.FAIL]
+    if failed:
+        return "FAIL", failed
+    reasons = []
+    if cut:
+        reasons.append(cut)
+    for t in tiers:
+        if t.stats.role in NORMAL_ROLES and t.verdict.untrustworthy:
+            reasons.append(f"tier {t.tier} untrustworthy: {t.verdict.untrustworthy_reason}")
+        elif t.stats.role in NORMAL_ROLES and t.verdict.status is Status.NOT_MEASURED:
+            reasons.append(f"tier {t.tier} ({t.stats.size} users) not measured: {t.verdict.reason}")
+    if not tiers or not any(t.stats.has_data for t in tiers):
+        reasons.append("no samples in any tier")
+    if reasons:
+        return "INCONCLUSIVE", reasons
+    warned = [
+        f"tier {t.tier}: {t.verdict.reason}" for t in tiers if t.verdict.status is Status.WARN
+    ]
+    warned += [f"checklist: {ln.text} — {ln.evidence}" for ln in lines if ln.status is Status.WARN]
+    if warned:
+        return "PASS WITH WARNINGS", warned
+    return "PASS", ["every tier met its role's targets and every measured checklist line passed"]

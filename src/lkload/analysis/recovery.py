@@ -1,0 +1,111 @@
+"""Recovery time after the highest tier.
+
+The recovery phase (tier -1) drops to the first tier's size. Its samples are cut into
+5 s windows starting every second; a window is within targets when every latency metric
+with a P95 target has its P95 at or under it and the error rate is within the normal
+budget. The recovery time is the start of the first window from which every later
+window (with samples) stays within targets, measured from the start of the phase.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lkload.analysis.tiers import SampleArrays
+from lkload.analysis.verdict_types import Status
+from lkload.metrics.schema import ATTEMPT_METRICS, LATENCY_METRICS
+from lkload.scenario.model import Targets
+
+WINDOW_S = 5.0
+STEP_S = 1.0
+
+
+@dataclass
+class Recovery:
+    status: Status
+    evidence: str
+    measured: bool = False
+    recovered: bool = False
+    recovery_s: float | None = None
+    duration_s: float | None = None
+    samples: int = 0
+
+
+def _window_ok(
+    a: SampleArrays, idx: np.ndarray, targets: Targets, attempt_codes: np.ndarray
+) -> bool | None:
+    if idx.size == 0:
+        return None
+    ok = a.ok[idx]
+    metric = a.metric[idx]
+    attempts = int(np.count_nonzero(~ok | np.isin(metric, attempt_codes)))
+    failures = int(np.count_nonzero(~ok))
+    if attempts and failures / attempts > targets.error_rate.normal:
+        return False
+    values = a.value[idx]
+    for code in np.unique(metric[ok]).tolist():
+        name = a.metrics[code]
+        if name not in LATENCY_METRICS:
+            continue
+        limit = targets.for_metric(name).p95
+        if limit is None:
+            continue
+        v = values[ok & (metric == code)]
+        v = v[np.isfinite(v)]
+        if v.size and float(np.percentile(v, 95, method="linear")) > limit:
+            return False
+    return True
+
+
+def recovery_time(
+    a: SampleArrays, start: float | None, end: float | None, targets: Targets
+) -> Recovery:
+    sel = np.flatnonzero(a.tier == -1) if a.n else np.empty(0, dtype=np.int64)
+    if start is None and sel.size == 0:
+        return Recovery(Status.NOT_MEASURED, "no recovery phase in this campaign")
+    if sel.size == 0:
+        return Recovery(
+            Status.WARN, "recovery phase started but recorded no samples", measured=False
+        )
+    t = a.t[sel]
+    start = float(t.min()) if start is None else start
+    end = float(t.max()) if end is None else max(end, float(t.max()))
+    order = np.argsort(t, kind="stable")
+    sel, t = sel[order], t[order]
+    attempt_codes = np.array(a.codes_of(ATTEMPT_METRICS), dtype=a.metric.dtype)
+    duration = end - start
+    n_windows = max(1, int(np.floor(max(0.0, duration - WINDOW_S) / STEP_S)) + 1)
+    results: list[tuple[float, bool]] = []
+    for k in range(n_windows):
+        w0 = start + k * STEP_S
+        lo, hi = np.searchsorted(t, [w0, w0 + WINDOW_S])
+        ok = _window_ok(a, sel[lo:hi], targets, attempt_codes)
+        if ok is not None:
+            results.append((w0 - start, ok))
+    if not results:
+        return Recovery(Status.WARN, "recovery phase recorded no samples", samples=int(sel.size))
+    recovered_at = None
+    for offset, ok in reversed(results):
+        if not ok:
+            break
+        recovered_at = offset
+    if recovered_at is None:
+        return Recovery(
+            Status.FAIL,
+            f"not back within targets by the end of the {duration:.0f} s recovery phase",
+            measured=True,
+            duration_s=duration,
+            samples=int(sel.size),
+        )
+    return Recovery(
+        Status.PASS,
+        f"P95 and error rate back within targets {recovered_at:.0f} s after the load dropped "
+        f"({WINDOW_S:.0f} s windows, phase {duration:.0f} s)",
+        measured=True,
+        recovered=True,
+        recovery_s=recovered_at,
+        duration_s=duration,
+        samples=int(sel.size),
+    )

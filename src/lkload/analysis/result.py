@@ -1,0 +1,76 @@
+"""The typed result of analysing one results directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from lkload.analysis.failures import FailureMode
+from lkload.analysis.leak import LeakCheck
+from lkload.analysis.recovery import Recovery
+from lkload.analysis.resources import TierResources
+from lkload.analysis.tiers import TierStats
+from lkload.analysis.verdict_types import Check, Status
+from lkload.analysis.verdicts import Break, TierVerdict
+from lkload.analysis.windows import Windows
+from lkload.scenario.model import Scenario, Targets
+
+
+@dataclass
+class TierResult:
+    stats: TierStats
+    resources: TierResources
+    checks: list[Check]  # every target at its plain limit
+    verdict: TierVerdict
+
+    @property
+    def tier(self) -> int:
+        return self.stats.tier
+
+
+@dataclass
+class ChecklistLine:
+    section: str  # "Load Testing" / "Performance Baseline"
+    group: str  # sub-heading in the checklist, e.g. "Concurrent Users Test"
+    text: str  # the checklist's own wording
+    status: Status
+    evidence: str  # the number that decided it
+
+
+@dataclass
+class Analysis:
+    campaign_id: str
+    status: str  # campaign.json status: completed, running (crash), interrupted, failed
+    cut_short: bool
+    cut_short_reason: str
+    campaign: dict[str, Any]
+    scenario: Scenario | None
+    targets: Targets
+    windows: Windows
+    tiers: list[TierResult]
+    recovery: Recovery
+    leak: LeakCheck
+    failure_modes: list[FailureMode]
+    breaks: list[Break]
+    knee: int | None
+    knee_reason: str
+    checklist: list[ChecklistLine]
+    overall: str  # PASS, PASS WITH WARNINGS, FAIL, INCONCLUSIVE
+    overall_reasons: list[str]
+    notes: list[str]
+    skipped_lines: dict[str, int]
+    sample_count: int
+    server_cores: int | None
+    server_host: str
+    # time series for plots (small: one row per second or per bin)
+    resources: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    participants: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+
+    @property
+    def passed(self) -> bool:
+        return self.overall in ("PASS", "PASS WITH WARNINGS")
+
+    def tier(self, n: int) -> TierResult | None:
+        return next((t for t in self.tiers if t.tier == n), None)

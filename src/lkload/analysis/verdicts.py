@@ -1,0 +1,292 @@
+"""Targets judged per tier, tier verdicts by role, the knee and the first breaks.
+
+design.md "Tiers and verdicts": baseline — every target met (server CPU against the
+baseline limit); acceptable — every target, P99 may reach 1.5x its target; target — every
+target at the normal error budget; peak — error rate under the peak budget, server alive,
+no metric collapsed (P99 < 4x target) and recovery measured; stress — failure modes
+identified. A tier whose generator saturated is untrustworthy: its verdict is WARN
+whatever its numbers say, because the tool measured itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lkload.analysis.recovery import Recovery
+from lkload.analysis.resources import TierResources
+from lkload.analysis.tiers import TierStats
+from lkload.analysis.verdict_types import Check, Status, fmt
+from lkload.metrics.schema import LATENCY_METRICS
+from lkload.scenario.model import Targets
+
+ACCEPTABLE_P99_FACTOR = 1.5
+COLLAPSE_P99_FACTOR = 4.0
+NORMAL_ROLES = ("baseline", "acceptable", "target")
+
+
+def _status(value: float | None, limit: float) -> Status:
+    if value is None:
+        return Status.NOT_MEASURED
+    return Status.PASS if value <= limit else Status.FAIL
+
+
+def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[Check]:
+    """Every target at its plain limit (the basis of the knee and of the first breaks)."""
+    checks: list[Check] = []
+    for metric in LATENCY_METRICS:
+        m = ts.metrics.get(metric)
+        pct = targets.for_metric(metric)
+        for name in ("p50", "p95", "p99"):
+            limit = getattr(pct, name)
+            if limit is None or m is None or not m.count:
+                continue
+            value = getattr(m, name)
+            checks.append(
+                Check(
+                    f"latency:{metric}:{name}",
+                    f"{metric} {name.upper()}",
+                    _status(value, limit),
+                    value,
+                    limit,
+                    "ms",
+                )
+            )
+    rate = None if ts.error_rate is None else ts.error_rate * 100
+    note = f"{ts.failures} of {ts.attempts} attempts" if ts.attempts else "no attempts"
+    for budget in ("normal", "peak"):
+        limit = getattr(targets.error_rate, budget) * 100
+        checks.append(
+            Check(
+                f"error_rate:{budget}",
+                f"error rate ({budget})",
+                _status(rate, limit),
+                rate,
+                limit,
+                "%",
+                note,
+            )
+        )
+    srv = res.server
+    cpu_limit = (
+        targets.server_cpu_pct.baseline if ts.role == "baseline" else targets.server_cpu_pct.normal
+    )
+    cpu_note = "mean over the hold" + ("" if srv is None or srv.cores else ", core count unknown")
+    checks.append(
+        Check(
+            "server_cpu",
+            "server CPU",
+            _status(None if srv is None else srv.cpu_mean, cpu_limit),
+            None if srv is None else srv.cpu_mean,
+            cpu_limit,
+            "%",
+            cpu_note if srv is not None else "no server resource samples",
+        )
+    )
+    mem = None if srv is None else srv.mem_pct_max
+    checks.append(
+        Check(
+            "server_mem",
+            "server memory",
+            _status(mem, targets.server_mem_pct),
+            mem,
+            targets.server_mem_pct,
+            "%",
+            "max over the hold" if srv is not None else "no server resource samples",
+        )
+    )
+    loss = ts.metrics.get("loss_pct")
+    if loss is not None and loss.count:
+        checks.append(
+            Check(
+                "loss",
+                "packet loss",
+                _status(loss.mean, targets.loss_pct),
+                loss.mean,
+                targets.loss_pct,
+                "%",
+                "mean over tracks and intervals",
+            )
+        )
+    return checks
+
+
+@dataclass
+class TierVerdict:
+    status: Status
+    reason: str
+    checks: list[Check] = field(default_factory=list)  # as judged for the role
+    untrustworthy: bool = False
+    untrustworthy_reason: str = ""
+
+
+def _relimit(check: Check, limit: float, note: str) -> Check:
+    return Check(
+        check.id, check.label, _status(check.value, limit), check.value, limit, check.unit, note
+    )
+
+
+def _collapse_checks(ts: TierStats, targets: Targets) -> list[Check]:
+    out = []
+    for metric in LATENCY_METRICS:
+        m = ts.metrics.get(metric)
+        if m is None or not m.count:
+            continue
+        pct = targets.for_metric(metric)
+        base = pct.p99 or max(v for v in (pct.p50, pct.p95, pct.p99) if v is not None)
+        limit = COLLAPSE_P99_FACTOR * base
+        out.append(
+            Check(
+                f"collapse:{metric}",
+                f"{metric} P99",
+                _status(m.p99, limit),
+                m.p99,
+                limit,
+                "ms",
+                f"collapse limit {COLLAPSE_P99_FACTOR:g}x target",
+            )
+        )
+    return out
+
+
+def tier_verdict(
+    ts: TierStats,
+    res: TierResources,
+    checks: list[Check],
+    targets: Targets,
+    recovery: Recovery,
+    server_died_t: float | None,
+    anything_broke: bool,
+) -> TierVerdict:
+    saturated = res.saturated
+    untrusted = ""
+    if saturated:
+        untrusted = "; ".join(
+            f"generator {g.worker} at P90 {g.cpu_p90:.0f} % of a core > {targets.generator_cpu_pct:g} %"
+            for g in saturated
+        )
+    if not ts.has_data:
+        return TierVerdict(
+            Status.NOT_MEASURED, "no samples: tier not reached", checks, bool(saturated), untrusted
+        )
+    role = ts.role or "target"
+    if role in NORMAL_ROLES:
+        judged = [c for c in checks if c.id != "error_rate:peak"]
+        if role == "acceptable":
+            judged = [
+                _relimit(
+                    c, c.limit * ACCEPTABLE_P99_FACTOR, f"{ACCEPTABLE_P99_FACTOR:g}x target allowed"
+                )
+                if c.id.endswith(":p99") and c.limit is not None
+                else c
+                for c in judged
+            ]
+    elif role == "peak":
+        died = (
+            server_died_t is not None
+            and ts.hold_end is not None
+            and server_died_t <= ts.hold_end + 1
+        )
+        judged = [c for c in checks if c.id == "error_rate:peak"]
+        judged.append(
+            Check(
+                "server_alive",
+                "server alive",
+                Status.FAIL if died else Status.PASS,
+                note="server died" if died else "",
+            )
+        )
+        judged += _collapse_checks(ts, targets)
+        judged.append(
+            Check(
+                "recovery",
+                "recovery measured",
+                Status.PASS if recovery.measured else Status.FAIL,
+                recovery.recovery_s,
+                None,
+                "s",
+                recovery.evidence,
+            )
+        )
+        judged += [
+            Check(c.id, c.label, Status.WARN, c.value, c.limit, c.unit, "informative at peak")
+            if c.status is Status.FAIL
+            else c
+            for c in checks
+            if c.id in ("server_cpu", "server_mem")
+        ]
+    else:  # stress
+        judged = list(checks)
+        if anything_broke:
+            status, reason = (
+                Status.PASS,
+                "failure modes identified (see Failure modes and First breaks)",
+            )
+        else:
+            status, reason = (
+                Status.WARN,
+                f"nothing broke up to {ts.size} participants: the limit lies beyond",
+            )
+        return _finish(TierVerdict(status, reason, judged), saturated, untrusted)
+    failed = [c for c in judged if c.status is Status.FAIL]
+    if failed:
+        reason = "; ".join(c.evidence for c in failed[:3]) + (
+            f"; +{len(failed) - 3} more" if len(failed) > 3 else ""
+        )
+        verdict = TierVerdict(Status.FAIL, reason, judged)
+    elif any(c.status is Status.WARN for c in judged):
+        verdict = TierVerdict(
+            Status.WARN, "; ".join(c.evidence for c in judged if c.status is Status.WARN), judged
+        )
+    else:
+        verdict = TierVerdict(Status.PASS, "every target met", judged)
+    return _finish(verdict, saturated, untrusted)
+
+
+def _finish(v: TierVerdict, saturated: list, untrusted: str) -> TierVerdict:
+    if saturated:
+        v.untrustworthy, v.untrustworthy_reason = True, untrusted
+        if v.status in (Status.PASS, Status.FAIL):
+            v.reason = (
+                f"UNTRUSTWORTHY ({untrusted}); measured values would give {v.status}: {v.reason}"
+            )
+            v.status = Status.WARN
+    return v
+
+
+@dataclass
+class Break:
+    check: str  # check id
+    label: str
+    tier: int
+    size: int
+    value: float | None
+    limit: float | None
+    unit: str
+
+    @property
+    def evidence(self) -> str:
+        return f"{fmt(self.value, self.unit)} > {fmt(self.limit, self.unit)}"
+
+
+def first_breaks(tiers: list[tuple[TierStats, list[Check]]]) -> list[Break]:
+    seen: dict[str, Break] = {}
+    for ts, checks in tiers:
+        for c in checks:
+            if c.status is Status.FAIL and c.id not in seen:
+                seen[c.id] = Break(c.id, c.label, ts.tier, ts.size, c.value, c.limit, c.unit)
+    return sorted(seen.values(), key=lambda b: (b.tier, b.check))
+
+
+def knee(tiers: list[tuple[TierStats, list[Check], bool]]) -> tuple[int | None, str]:
+    """Highest tier up to which every tier met every target (normal budget) and was trustworthy."""
+    best = None
+    for ts, checks, untrustworthy in tiers:
+        if not ts.has_data:
+            return best, "" if best else "no tier has data"
+        if untrustworthy:
+            return best, f"tier {ts.tier} untrustworthy (generator saturated)"
+        broken = [c for c in checks if c.id != "error_rate:peak" and c.status is Status.FAIL]
+        if broken:
+            return best, f"tier {ts.tier}: {broken[0].evidence}"
+        best = ts.tier
+    return best, "every tier met every target"

@@ -1,0 +1,305 @@
+"""Synthetic results directories (docs/results-format.md) whose right answers are known.
+
+`Campaign` collects samples as numpy columns and writes campaign.json, timeline.jsonl,
+samples/*.csv and resources.csv the way `lkload run` does. Tests compute the expected
+percentiles and error rates themselves from the same arrays.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lkload.metrics.schema import RESOURCE_COLUMNS, SAMPLE_COLUMNS
+
+T0 = 1_780_000_000.0
+DEFAULT_TIERS = (
+    (10, "baseline"),
+    (25, "acceptable"),
+    (50, "target"),
+    (100, "peak"),
+    (200, "stress"),
+)
+
+
+@dataclass
+class TierPlan:
+    tier: int
+    size: int
+    role: str
+    ramp_start: float
+    hold_start: float
+    hold_end: float
+
+
+@dataclass
+class Campaign:
+    tiers: tuple[tuple[int, str], ...] = DEFAULT_TIERS
+    ramp_s: float = 10.0
+    settle_s: float = 5.0
+    hold_s: float = 60.0
+    recovery_s: float | None = 30.0
+    cores: int = 2
+    targets: dict[str, Any] = field(default_factory=dict)
+    status: str = "completed"
+    chunks: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    resources: list[tuple] = field(default_factory=list)
+    extra_events: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.plans: list[TierPlan] = []
+        t = T0 + 1.0
+        for i, (size, role) in enumerate(self.tiers, start=1):
+            ramp = t
+            hold = ramp + self.ramp_s + self.settle_s
+            self.plans.append(TierPlan(i, size, role, ramp, hold, hold + self.hold_s))
+            t = hold + self.hold_s
+        self.recovery_start = t if self.recovery_s else None
+        self.end = t + (self.recovery_s or 0.0)
+        self.chunks = {c: [] for c in SAMPLE_COLUMNS}
+
+    def plan(self, tier: int) -> TierPlan:
+        return self.plans[tier - 1]
+
+    def window(self, tier: int, phase: str) -> tuple[float, float]:
+        if tier == -1:
+            assert self.recovery_start is not None
+            return self.recovery_start, self.end
+        p = self.plan(tier)
+        if phase == "ramp":
+            return p.ramp_start, p.ramp_start + self.ramp_s
+        if phase == "settle":
+            return p.ramp_start + self.ramp_s, p.hold_start
+        return p.hold_start, p.hold_end
+
+    def add(
+        self,
+        tier: int,
+        phase: str,
+        metric: str,
+        values: np.ndarray | list[float] | None = None,
+        *,
+        failures: int = 0,
+        error: str = "timeout",
+        room: str = "room-1",
+        participant: str = "p-1",
+        worker: str = "w1",
+        engine: str = "aiortc",
+        t: np.ndarray | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> None:
+        """Ok rows with `values` and `failures` failure rows, spread over the phase window."""
+        rng = rng or np.random.default_rng(0)
+        vals = np.asarray([] if values is None else values, dtype=float)
+        n = vals.size + failures
+        if n == 0:
+            return
+        a, b = self.window(tier, phase)
+        times = t if t is not None else np.sort(rng.uniform(a, b - 1e-3, n))
+        ok = np.concatenate([np.ones(vals.size, bool), np.zeros(failures, bool)])
+        value = np.concatenate([vals, np.full(failures, np.nan)])
+        self._append(
+            times,
+            tier,
+            phase,
+            worker,
+            room,
+            participant,
+            engine,
+            metric,
+            value,
+            ok,
+            np.where(ok, "", error),
+        )
+
+    def _append(self, t, tier, phase, worker, room, participant, engine, metric, value, ok, error):
+        n = len(t)
+
+        def col(x: Any, dtype: Any = object) -> np.ndarray:
+            return np.asarray(x, dtype=dtype) if np.ndim(x) else np.full(n, x, dtype=dtype)
+
+        self.chunks["t"].append(col(t, float))
+        self.chunks["tier"].append(col(tier, np.int16))
+        for name, x in (
+            ("phase", phase),
+            ("worker", worker),
+            ("room", room),
+            ("participant", participant),
+            ("engine", engine),
+            ("metric", metric),
+            ("error", error),
+        ):
+            self.chunks[name].append(col(x))
+        self.chunks["value"].append(col(value, float))
+        self.chunks["ok"].append(col(ok, bool))
+
+    def add_resources(
+        self,
+        source: str,
+        cpu_pct: Any,
+        rss_mb: Any,
+        mem_pct: Any = 10.0,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> None:
+        """One row per second from start to end; values may be callables of t."""
+        start = T0 if start is None else start
+        end = self.end if end is None else end
+        for t in np.arange(start, end, 1.0):
+            val = [f(t) if callable(f) else f for f in (cpu_pct, rss_mb, mem_pct)]
+            self.resources.append((float(t), source, *val, 20, 40))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        cols = {c: np.concatenate(v) if v else np.empty(0) for c, v in self.chunks.items()}
+        order = np.argsort(cols["t"], kind="stable")
+        return {c: v[order] for c, v in cols.items()}
+
+    def campaign_json(self) -> dict[str, Any]:
+        scenario = {
+            "name": "synthetic",
+            "hold_s": self.hold_s,
+            "settle_s": self.settle_s,
+            "tiers": [{"size": s, "role": r} for s, r in self.tiers],
+            "recovery": {"hold_s": self.recovery_s} if self.recovery_s else None,
+            "targets": self.targets,
+        }
+        return {
+            "id": "synthetic-20260101-000000",
+            "status": self.status,
+            "started": T0,
+            "ended": self.end if self.status != "running" else None,
+            "scenario": scenario,
+            "targets": self.targets or None,
+            "target": {"url": "ws://127.0.0.1:7880", "embedded": True},
+            "versions": {"lkload": "0.1.0", "livekit_server": "1.13.5", "python": "3.11"},
+            "hosts": {
+                "master": {
+                    "hostname": "gen-1",
+                    "cores": self.cores,
+                    "mem_total_mb": 24000,
+                    "platform": "linux",
+                }
+            },
+            "command": ["lkload", "run", "synthetic.yaml"],
+        }
+
+    def timeline(self) -> list[dict[str, Any]]:
+        ev: list[dict[str, Any]] = [
+            {
+                "t": T0,
+                "event": "campaign_start",
+                "scenario": "synthetic",
+                "tiers": [s for s, _ in self.tiers],
+            },
+            {
+                "t": T0 + 0.5,
+                "event": "server_started",
+                "version": "1.13.5",
+                "pid": 1,
+                "url": "ws://127.0.0.1:7880",
+            },
+        ]
+        for p in self.plans:
+            ev.append(
+                {
+                    "t": p.ramp_start,
+                    "event": "phase",
+                    "tier": p.tier,
+                    "size": p.size,
+                    "phase": "ramp",
+                }
+            )
+            ev.append(
+                {
+                    "t": p.ramp_start + self.ramp_s,
+                    "event": "phase",
+                    "tier": p.tier,
+                    "size": p.size,
+                    "phase": "settle",
+                }
+            )
+            ev.append(
+                {
+                    "t": p.hold_start,
+                    "event": "phase",
+                    "tier": p.tier,
+                    "size": p.size,
+                    "phase": "hold",
+                }
+            )
+            ev.append(
+                {
+                    "t": p.hold_end,
+                    "event": "tier_end",
+                    "tier": p.tier,
+                    "size": p.size,
+                    "connected": p.size,
+                }
+            )
+        if self.recovery_start is not None:
+            ev.append(
+                {
+                    "t": self.recovery_start,
+                    "event": "phase",
+                    "tier": -1,
+                    "size": self.tiers[0][0],
+                    "phase": "recovery",
+                }
+            )
+        if self.status == "completed":
+            ev.append({"t": self.end, "event": "campaign_end", "status": "completed"})
+        ev += self.extra_events
+        return sorted(ev, key=lambda e: e["t"])
+
+    def write(self, directory: Path, shards: int = 1) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "samples").mkdir(exist_ok=True)
+        (directory / "campaign.json").write_text(json.dumps(self.campaign_json(), indent=2))
+        with open(directory / "timeline.jsonl", "w") as fh:
+            for e in self.timeline():
+                fh.write(json.dumps(e) + "\n")
+        cols = self.columns()
+        n = len(cols["t"])
+        for s in range(shards):
+            idx = np.arange(s, n, shards)
+            write_samples_csv(directory / "samples" / f"samples-w{s + 1}.csv", cols, idx)
+        with open(directory / "resources.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(RESOURCE_COLUMNS)
+            for r in self.resources:
+                w.writerow(
+                    (f"{r[0]:.3f}", r[1], f"{r[2]:.1f}", f"{r[3]:.1f}", f"{r[4]:.2f}", r[5], r[6])
+                )
+        return directory
+
+
+def write_samples_csv(
+    path: Path, cols: dict[str, np.ndarray], idx: np.ndarray | None = None
+) -> None:
+    """Rows formatted as the recorder formats them (Sample.row)."""
+    idx = np.arange(len(cols["t"])) if idx is None else idx
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(SAMPLE_COLUMNS)
+        for i in idx.tolist():
+            v = cols["value"][i]
+            w.writerow(
+                (
+                    f"{cols['t'][i]:.6f}",
+                    int(cols["tier"][i]),
+                    cols["phase"][i],
+                    cols["worker"][i],
+                    cols["room"][i],
+                    cols["participant"][i],
+                    cols["engine"][i],
+                    cols["metric"][i],
+                    "" if np.isnan(v) else f"{v:.3f}",
+                    "true" if cols["ok"][i] else "false",
+                    cols["error"][i],
+                )
+            )
