@@ -1,0 +1,118 @@
+"""report.md: the same tables as the HTML, in Markdown (plots linked as PNG files)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lkload.report.plots import Plot
+from lkload.report.view import Cell, View
+
+
+def _esc(text: str) -> str:
+    return (
+        str(text)
+        .replace("\\", "\\\\")
+        .replace("|", "\\|")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("\n", " ")
+    )
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Cell | str]]) -> list[str]:
+    out = ["| " + " | ".join(_esc(h) for h in head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        out.append(
+            "| " + " | ".join(_esc(c.text if isinstance(c, Cell) else c) for c in row) + " |"
+        )
+    return out + [""]
+
+
+def render_markdown(view: View, plots: list[Plot]) -> str:
+    md = [
+        f"# {view.title}",
+        "",
+        f"Campaign `{_esc(view.campaign_id)}` · generated {view.generated}",
+        "",
+    ]
+    md += [f"## Overall: **{view.overall}**", ""]
+    md += [f"- {_esc(r)}" for r in view.reasons] + [""]
+    if view.cut_short:
+        md += [f"> **Campaign cut short.** {_esc(view.cut_short)}.", ""]
+    for u in view.untrustworthy:
+        md += [
+            f"> **Untrustworthy tier.** {_esc(u)} — the generator measured itself, not the server.",
+            "",
+        ]
+    for n in view.notes:
+        md += [f"> **Data note.** {_esc(n)}", ""]
+    md += _table(["Fact", "Value"], view.facts)
+    md += ["## 1. Tiers", ""] + _table(view.tier_head, view.tier_rows)
+    md += ["### Latency", ""] + _table(view.latency_head, view.latency_rows)
+    if view.ramp_rows:
+        md += ["### During ramp and settle (shown, not judged)", ""] + _table(
+            view.latency_head, view.ramp_rows
+        )
+    if view.media_rows:
+        md += ["### Received media", ""] + _table(view.media_head, view.media_rows)
+    if view.generator_rows:
+        md += ["### Load generators (CPU as percent of one core)", ""]
+        md += _table(view.generator_head, view.generator_rows)
+    md += ["## 2. Plots", ""]
+    md += [f"![{p.title}]({p.name}.png)" + "\n" for p in plots] or ["No data to plot.", ""]
+    md += ["## 3. Checklist verdicts", ""]
+    md += _table(
+        ["Section", "Checklist line", "Verdict", "Decided by"],
+        [
+            [f"{c['section']} · {c['group']}", c["text"], f"**{c['status']}**", c["evidence"]]
+            for c in view.checklist
+        ],
+    )
+    md += ["## 4. Failure modes", ""]
+    md += (
+        _table(view.failure_head, view.failure_rows)
+        if view.failure_rows
+        else ["No failure recorded.", ""]
+    )
+    md += ["### First tier at which each target broke", ""]
+    md += (
+        _table(view.break_head, view.break_rows)
+        if view.break_rows
+        else ["No target broke in any tier.", ""]
+    )
+    md += ["### Recovery and memory", ""]
+    md += _table(
+        ["Check", "Verdict", "Decided by"],
+        [
+            [
+                "Recovery time after the top tier",
+                view.recovery["status"],
+                view.recovery["evidence"],
+            ],
+            ["Server RSS during holds (leak check)", view.leak["status"], view.leak["evidence"]],
+        ],
+    )
+    md += ["## 5. Environment", ""] + _table(["Item", "Value"], view.environment)
+    if view.hosts:
+        md += _table(["Role / worker", "Hostname", "Cores", "Memory MB", "Platform"], view.hosts)
+    if view.scenario_rows:
+        md += _table(["Scenario", "Value"], view.scenario_rows)
+    md += _table(["Metric", "Target"], view.target_rows)
+    md += ["## Sign-off", "", "### Technical Sign-off", ""]
+    md += [
+        f"- [ ] **{t}**: {w} — Name: ________ Signature: ________ Date: ______"
+        for t, w in view.technical
+    ]
+    md += ["", "### Business Sign-off", ""]
+    md += [
+        f"- [ ] **{t}**: {w} — Name: ________ Signature: ________ Date: ______"
+        for t, w in view.business
+    ]
+    md += [
+        "",
+        "**Deployment Approval**: _____________________ **Date**: _______",
+        "",
+        "**Production Release Authorized By**: _____________________ **Date**: _______",
+        "",
+    ]
+    return "\n".join(md)

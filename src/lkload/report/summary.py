@@ -1,0 +1,106 @@
+"""summary.json: the analysis as plain JSON for machines (and for `lkload compare`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from enum import Enum
+from typing import Any
+
+from lkload import __version__
+from lkload.analysis.percentiles import METHOD
+from lkload.analysis.result import Analysis, TierResult
+
+SCHEMA = 1
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalar
+        return _plain(value.item())
+    return value
+
+
+def tier_summary(tr: TierResult) -> dict[str, Any]:
+    s = tr.stats
+    return {
+        "tier": s.tier,
+        "size": s.size,
+        "role": s.role,
+        "verdict": tr.verdict.status.value,
+        "reason": tr.verdict.reason,
+        "untrustworthy": tr.verdict.untrustworthy,
+        "untrustworthy_reason": tr.verdict.untrustworthy_reason,
+        "hold_start": s.hold_start,
+        "hold_end": s.hold_end,
+        "hold_s": s.hold_s,
+        "arrival_s": s.arrival_s,
+        "ended": s.ended,
+        "connected": s.connected,
+        "attempts": s.attempts,
+        "failures": s.failures,
+        "error_rate": s.error_rate,
+        "failures_by_kind": s.failures_by_kind,
+        "throughput": _plain(s.throughput),
+        "metrics": _plain(s.metrics),
+        "ramp_metrics": _plain(s.ramp_metrics),
+        "server": _plain(tr.resources.server),
+        "generators": _plain(tr.resources.generators),
+        "checks": [dict(_plain(c), evidence=c.evidence) for c in tr.checks],
+        "role_checks": [dict(_plain(c), evidence=c.evidence) for c in tr.verdict.checks],
+    }
+
+
+def environment(a: Analysis) -> dict[str, Any]:
+    c = a.campaign
+    target = c.get("target") if isinstance(c.get("target"), dict) else {}
+    return {
+        "versions": c.get("versions") or {},
+        "report_lkload": __version__,
+        "hosts": c.get("hosts") or {},
+        "target": target,
+        "command": c.get("command") or [],
+        "scenario": a.scenario.name if a.scenario else (c.get("scenario") or {}).get("name"),
+        "started": c.get("started"),
+        "ended": c.get("ended"),
+        "server_cores": a.server_cores,
+        "server_host": a.server_host,
+    }
+
+
+def build_summary(a: Analysis) -> dict[str, Any]:
+    knee_size = a.tier(a.knee).stats.size if a.knee is not None and a.tier(a.knee) else None
+    return _plain(
+        {
+            "schema": SCHEMA,
+            "campaign_id": a.campaign_id,
+            "status": a.status,
+            "cut_short": a.cut_short,
+            "cut_short_reason": a.cut_short_reason,
+            "overall": a.overall,
+            "passed": a.passed,
+            "overall_reasons": a.overall_reasons,
+            "knee": {"tier": a.knee, "size": knee_size, "reason": a.knee_reason},
+            "percentile_method": METHOD,
+            "samples": a.sample_count,
+            "targets": a.targets.model_dump(mode="json"),
+            "tiers": [tier_summary(t) for t in a.tiers],
+            "checklist": [dataclasses.asdict(ln) for ln in a.checklist],
+            "failure_modes": a.failure_modes,
+            "breaks": [dict(_plain(b), evidence=b.evidence) for b in a.breaks],
+            "recovery": a.recovery,
+            "leak": a.leak,
+            "environment": environment(a),
+            "notes": a.notes,
+            "skipped_lines": a.skipped_lines,
+        }
+    )

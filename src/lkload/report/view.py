@@ -1,0 +1,415 @@
+"""The report's content as rows of display strings, shared by the HTML and Markdown."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from lkload import __version__
+from lkload.analysis.percentiles import METHOD
+from lkload.analysis.result import Analysis
+from lkload.analysis.verdict_types import Status, fmt
+from lkload.metrics.schema import LATENCY_METRICS, MEDIA_STAT_METRICS
+
+TECHNICAL_SIGNOFF = (
+    ("Infrastructure Team", "All infrastructure requirements met"),
+    ("Development Team", "Application functionality validated"),
+    ("Security Team", "Security requirements satisfied"),
+    ("Operations Team", "Monitoring and procedures ready"),
+)
+BUSINESS_SIGNOFF = (
+    ("Product Owner", "Features meet requirements"),
+    ("QA Team", "Testing completed and passed"),
+    ("Compliance Team", "Regulatory requirements met"),
+    ("Management", "Go/no-go decision documented"),
+)
+_CLASS = {
+    "PASS": "pass",
+    "FAIL": "fail",
+    "WARN": "warn",
+    "NOT MEASURED": "na",
+    "PASS WITH WARNINGS": "warn",
+    "INCONCLUSIVE": "na",
+}
+
+
+def css_class(status: str) -> str:
+    return _CLASS.get(status, "na")
+
+
+def when(t: Any) -> str:
+    if not isinstance(t, int | float):
+        return "—"
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ms(v: float | None) -> str:
+    return fmt(v, "ms") if v is not None else "—"
+
+
+def pct(rate: float | None) -> str:
+    return "—" if rate is None else fmt(rate * 100, "%")
+
+
+def num(v: float | None, digits: int = 1) -> str:
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+@dataclass
+class Cell:
+    text: str
+    cls: str = ""
+
+
+@dataclass
+class View:
+    title: str
+    campaign_id: str
+    generated: str
+    overall: str
+    overall_cls: str
+    reasons: list[str]
+    cut_short: str
+    untrustworthy: list[str]
+    notes: list[str]
+    facts: list[tuple[str, str]]
+    tier_head: list[str]
+    tier_rows: list[list[Cell]]
+    latency_head: list[str]
+    latency_rows: list[list[Cell]]
+    ramp_rows: list[list[Cell]]
+    media_head: list[str]
+    media_rows: list[list[Cell]]
+    generator_head: list[str]
+    generator_rows: list[list[Cell]]
+    checklist: list[dict[str, str]]
+    failure_head: list[str]
+    failure_rows: list[list[Cell]]
+    break_head: list[str]
+    break_rows: list[list[Cell]]
+    recovery: dict[str, str]
+    leak: dict[str, Any]
+    environment: list[tuple[str, str]]
+    hosts: list[list[str]]
+    scenario_rows: list[tuple[str, str]]
+    target_rows: list[list[str]]
+    technical: tuple[tuple[str, str], ...] = TECHNICAL_SIGNOFF
+    business: tuple[tuple[str, str], ...] = BUSINESS_SIGNOFF
+    plots: list[dict[str, str]] = field(default_factory=list)
+
+
+def _targets_text(a: Analysis, metric: str) -> str:
+    p = a.targets.for_metric(metric)
+    parts = [
+        f"{n.upper()} {getattr(p, n):g}" for n in ("p50", "p95", "p99") if getattr(p, n) is not None
+    ]
+    return ", ".join(parts) or "—"
+
+
+def build_view(a: Analysis) -> View:
+    s = a.campaign
+    knee = a.tier(a.knee) if a.knee is not None else None
+    facts = [
+        ("Campaign", a.campaign_id),
+        ("Status", a.status + (" (cut short)" if a.cut_short else "")),
+        ("Started", when(s.get("started"))),
+        ("Ended", when(s.get("ended")) if s.get("ended") else "— (no end recorded)"),
+        (
+            "Knee (highest tier meeting every target)",
+            f"tier {knee.tier}: {knee.stats.size} users" if knee else f"none — {a.knee_reason}",
+        ),
+        ("Recovery after the top tier", a.recovery.evidence),
+        ("Memory-leak check", f"{a.leak.status.value}: {a.leak.evidence}"),
+        ("Samples analysed", f"{a.sample_count:,}"),
+    ]
+    tier_head = [
+        "Tier",
+        "Users",
+        "Role",
+        "Verdict",
+        "Hold",
+        "Connected",
+        "Attempts",
+        "Error rate",
+        "Joins/s",
+        "Data msg/s",
+        "Media kbps",
+        "Server CPU mean / max",
+        "Server mem max",
+        "Generator CPU P90",
+    ]
+    tier_rows = []
+    latency_rows, ramp_rows, media_rows, generator_rows = [], [], [], []
+    for t in a.tiers:
+        st, srv = t.stats, t.resources.server
+        gens = t.resources.generators.values()
+        worst_gen = max(gens, key=lambda g: g.cpu_p90, default=None)
+        verdict = t.verdict.status.value + (" · UNTRUSTWORTHY" if t.verdict.untrustworthy else "")
+        tier_rows.append(
+            [
+                Cell(str(st.tier)),
+                Cell(str(st.size)),
+                Cell(st.role or "—"),
+                Cell(verdict, css_class(t.verdict.status.value)),
+                Cell(f"{st.hold_s:.0f} s"),
+                Cell("—" if st.connected is None else str(st.connected)),
+                Cell(f"{st.attempts:,}"),
+                Cell(
+                    pct(st.error_rate) + (f" ({st.failures:,})" if st.failures else ""),
+                    _check_cls(t.checks, "error_rate:normal"),
+                ),
+                Cell(num(st.throughput.joins_per_s)),
+                Cell(num(st.throughput.data_msgs_per_s)),
+                Cell(num(st.throughput.media_kbps, 0)),
+                Cell(
+                    "—" if srv is None else f"{fmt(srv.cpu_mean, '%')} / {fmt(srv.cpu_max, '%')}",
+                    _check_cls(t.checks, "server_cpu"),
+                ),
+                Cell(
+                    "—" if srv is None else fmt(srv.mem_pct_max, "%"),
+                    _check_cls(t.checks, "server_mem"),
+                ),
+                Cell(
+                    "—" if worst_gen is None else f"{worst_gen.cpu_p90:.0f} % ({worst_gen.worker})",
+                    "fail" if worst_gen is not None and worst_gen.saturated else "",
+                ),
+            ]
+        )
+        for metric in LATENCY_METRICS:
+            m = st.metrics.get(metric)
+            if m is None:
+                continue
+            row = [Cell(f"T{st.tier} · {st.size}"), Cell(metric), Cell(f"{m.count:,}")]
+            for name in ("p50", "p95", "p99"):
+                row.append(
+                    Cell(ms(getattr(m, name)), _check_cls(t.checks, f"latency:{metric}:{name}"))
+                )
+            row += [
+                Cell(ms(m.max)),
+                Cell(_targets_text(a, metric)),
+                Cell(f"{m.failures:,} / {m.attempts:,}" if m.attempts else "—"),
+            ]
+            latency_rows.append(row)
+            r = st.ramp_metrics.get(metric)
+        for metric, r in st.ramp_metrics.items():
+            if metric in LATENCY_METRICS:
+                ramp_rows.append(
+                    [
+                        Cell(f"T{st.tier} · {st.size}"),
+                        Cell(metric),
+                        Cell(f"{r.count:,}"),
+                        Cell(ms(r.p50)),
+                        Cell(ms(r.p95)),
+                        Cell(ms(r.p99)),
+                        Cell(ms(r.max)),
+                        Cell("not judged"),
+                        Cell("—"),
+                    ]
+                )
+        for metric in MEDIA_STAT_METRICS:
+            m = st.metrics.get(metric)
+            if m is not None and m.count:
+                cls = _check_cls(t.checks, "loss") if metric == "loss_pct" else ""
+                media_rows.append(
+                    [
+                        Cell(f"T{st.tier} · {st.size}"),
+                        Cell(metric),
+                        Cell(f"{m.count:,}"),
+                        Cell(num(m.mean, 2), cls),
+                        Cell(num(m.p50, 2)),
+                        Cell(num(m.p95, 2)),
+                        Cell(num(m.max, 2)),
+                    ]
+                )
+        for g in gens:
+            generator_rows.append(
+                [
+                    Cell(f"T{st.tier} · {st.size}"),
+                    Cell(g.worker),
+                    Cell(str(g.samples)),
+                    Cell(f"{g.cpu_p90:.0f} %", "fail" if g.saturated else "pass"),
+                    Cell(f"{g.cpu_max:.0f} %"),
+                    Cell(num(g.rss_mb_max, 0)),
+                    Cell("UNTRUSTWORTHY" if g.saturated else "ok", "fail" if g.saturated else ""),
+                ]
+            )
+    failure_rows = [
+        [
+            Cell(m.kind, "fail"),
+            Cell(f"{m.count:,}"),
+            Cell(_tier_name(m.first_tier)),
+            Cell(f"+{m.first_offset_s:.1f} s" if m.first_offset_s is not None else "—"),
+            Cell(when(m.first_t)),
+            Cell(m.metric),
+            Cell(m.room),
+            Cell(m.participant),
+            Cell(m.worker),
+        ]
+        for m in a.failure_modes
+    ]
+    break_rows = [
+        [
+            Cell(b.label),
+            Cell(f"T{b.tier} · {b.size}"),
+            Cell(fmt(b.value, b.unit), "fail"),
+            Cell(fmt(b.limit, b.unit)),
+        ]
+        for b in a.breaks
+    ]
+    env = [(k, str(v)) for k, v in (s.get("versions") or {}).items()]
+    env.append(("lkload (report)", __version__))
+    target = s.get("target") if isinstance(s.get("target"), dict) else {}
+    if target:
+        env.append(("LiveKit URL", str(target.get("url", "—"))))
+        env.append(
+            ("Server", "embedded, started by lkload" if target.get("embedded") else "external")
+        )
+    if s.get("command"):
+        env.append(("Command", " ".join(str(c) for c in s["command"])))
+    env.append(("Percentiles", f"exact, numpy method '{METHOD}', over raw samples of all workers"))
+    hosts = [
+        [
+            str(name),
+            str(h.get("hostname", "—")),
+            str(h.get("cores", "—")),
+            str(h.get("mem_total_mb", "—")),
+            str(h.get("platform", "—")),
+        ]
+        for name, h in (s.get("hosts") or {}).items()
+        if isinstance(h, dict)
+    ]
+    scenario_rows: list[tuple[str, str]] = []
+    if a.scenario is not None:
+        sc = a.scenario
+        scenario_rows = [
+            ("Scenario", sc.name + (f" — {sc.description}" if sc.description else "")),
+            ("Engine", sc.engine),
+            ("Tiers", ", ".join(f"{t.size} ({t.role.value})" for t in sc.tiers)),
+            (
+                "Spawn rate / settle / hold",
+                f"{sc.spawn_rate:g}/s, {sc.settle_s:g} s, {sc.hold_s:g} s",
+            ),
+            (
+                "Recovery",
+                f"{sc.recovery.hold_s:g} s at {sc.tiers[0].size} users" if sc.recovery else "none",
+            ),
+            (
+                "Rooms",
+                f"{sc.rooms.participants_per_room} per room, {sc.rooms.publishers_per_room} publishing; "
+                f"audio {'on' if sc.rooms.audio else 'off'}, video {'on' if sc.rooms.video else 'off'}, "
+                f"data {'every ' + format(sc.rooms.data_interval_s, 'g') + ' s' if sc.rooms.data else 'off'}",
+            ),
+        ]
+    tg = a.targets
+    target_rows = [[m, _targets_text(a, m)] for m in LATENCY_METRICS]
+    target_rows += [
+        [
+            "error rate",
+            f"< {tg.error_rate.normal * 100:g} % normal, < {tg.error_rate.peak * 100:g} % peak",
+        ],
+        [
+            "server CPU",
+            f"< {tg.server_cpu_pct.normal:g} % normal, < {tg.server_cpu_pct.baseline:g} % baseline",
+        ],
+        ["server memory", f"< {tg.server_mem_pct:g} %"],
+        ["generator CPU", f"< {tg.generator_cpu_pct:g} % of one core (P90 over the hold)"],
+        ["packet loss", f"< {tg.loss_pct:g} %"],
+    ]
+    untrusted = [
+        f"Tier {t.tier} ({t.stats.size} users): {t.verdict.untrustworthy_reason}"
+        for t in a.tiers
+        if t.verdict.untrustworthy
+    ]
+    return View(
+        title="LiveKit deployment validation — load test report",
+        campaign_id=a.campaign_id,
+        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        overall=a.overall,
+        overall_cls=css_class(a.overall),
+        reasons=a.overall_reasons,
+        cut_short=a.cut_short_reason,
+        untrustworthy=untrusted,
+        notes=a.notes,
+        facts=facts,
+        tier_head=tier_head,
+        tier_rows=tier_rows,
+        latency_head=[
+            "Tier",
+            "Metric",
+            "Count",
+            "P50",
+            "P95",
+            "P99",
+            "Max",
+            "Targets",
+            "Failed / attempts",
+        ],
+        latency_rows=latency_rows,
+        ramp_rows=ramp_rows,
+        media_head=["Tier", "Statistic", "Count", "Mean", "P50", "P95", "Max"],
+        media_rows=media_rows,
+        generator_head=["Tier", "Worker", "Samples", "CPU P90", "CPU max", "RSS max MB", "Trust"],
+        generator_rows=generator_rows,
+        checklist=[
+            {
+                "section": ln.section,
+                "group": ln.group,
+                "text": ln.text,
+                "status": ln.status.value,
+                "cls": css_class(ln.status.value),
+                "evidence": ln.evidence,
+            }
+            for ln in a.checklist
+        ],
+        failure_head=[
+            "Kind",
+            "Count",
+            "First tier",
+            "First at",
+            "First time",
+            "Metric",
+            "Room",
+            "Participant",
+            "Worker",
+        ],
+        failure_rows=failure_rows,
+        break_head=["Target", "First broke at", "Value", "Limit"],
+        break_rows=break_rows,
+        recovery={
+            "status": a.recovery.status.value,
+            "cls": css_class(a.recovery.status.value),
+            "evidence": a.recovery.evidence,
+        },
+        leak={
+            "status": a.leak.status.value,
+            "cls": css_class(a.leak.status.value),
+            "evidence": a.leak.evidence,
+            "holds": [
+                [
+                    f"T{h.tier}",
+                    str(h.points),
+                    f"{h.slope_mb_per_min:+.2f}",
+                    f"{h.growth_mb:+.1f}",
+                    f"{h.rss_mb_mean:.0f}",
+                    "growing" if h.growing else "stable",
+                ]
+                for h in a.leak.holds
+            ],
+        },
+        environment=env,
+        hosts=hosts,
+        scenario_rows=scenario_rows,
+        target_rows=target_rows,
+    )
+
+
+def _tier_name(tier: int) -> str:
+    return {0: "before tier 1", -1: "recovery"}.get(tier, f"tier {tier}")
+
+
+def _check_cls(checks: list, check_id: str) -> str:
+    for c in checks:
+        if c.id == check_id:
+            return {Status.PASS: "pass", Status.FAIL: "fail", Status.WARN: "warn"}.get(c.status, "")
+    return ""
