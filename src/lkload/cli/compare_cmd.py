@@ -1,0 +1,95 @@
+"""`lkload compare BASE NEW`: per tier and metric changes, exit 1 on a regression."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from lkload.errors import UsageError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare two campaigns (before/after a deployment change)",
+        description="Compare two campaigns per tier and metric. BASE and NEW are results "
+        "directories or report directories holding summary.json. Exit 0 no regression, "
+        "1 a regression beyond the threshold, 2 bad input.",
+    )
+    p.add_argument("base", metavar="BASE", type=Path)
+    p.add_argument("new", metavar="NEW", type=Path)
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=10.0,
+        metavar="PCT",
+        help="relative growth of a latency percentile or CPU that counts as a regression (default 10)",
+    )
+    p.add_argument(
+        "--min-ms",
+        type=float,
+        default=5.0,
+        metavar="MS",
+        help="latency growth below this many ms is never a regression (default 5)",
+    )
+    p.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="also write the comparison as JSON"
+    )
+    p.set_defaults(func=run)
+
+
+def load_summary(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise UsageError(f"{path}: no such directory")
+    if (path / "summary.json").exists() and not (path / "campaign.json").exists():
+        try:
+            return json.loads((path / "summary.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path / 'summary.json'}: invalid JSON ({exc})") from None
+    if path.is_file() and path.suffix == ".json":
+        return json.loads(path.read_text(encoding="utf-8"))
+    from lkload.analysis import analyze
+    from lkload.report.summary import build_summary
+
+    return build_summary(analyze(path))
+
+
+def run(args: argparse.Namespace) -> int:
+    from lkload.analysis.compare import compare
+    from lkload.analysis.verdict_types import fmt
+
+    if args.threshold < 0:
+        raise UsageError(f"--threshold {args.threshold}: must be 0 or more")
+    base, new = load_summary(args.base), load_summary(args.new)
+    result = compare(base, new, threshold=args.threshold / 100, min_ms=args.min_ms)
+    print(f"BASE {base.get('campaign_id')}  →  NEW {new.get('campaign_id')}")
+    print(f"{'tier':<10} {'metric':<24} {'base':>10} {'new':>10} {'change':>9}  verdict")
+    for c in result.changes:
+        change = "" if c.change_pct is None else f"{c.change_pct:+.1f} %"
+        verdict = "REGRESSION" if c.regression else "ok"
+        note = f"  ({c.note})" if c.note else ""
+        print(
+            f"T{c.tier}·{c.size:<7} {c.metric:<24} {fmt(c.base, c.unit):>10} {fmt(c.new, c.unit):>10} "
+            f"{change:>9}  {verdict}{note}"
+        )
+    for u in result.unmatched:
+        print(f"not compared: {u}")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "base": base.get("campaign_id"),
+                    "new": new.get("campaign_id"),
+                    "regressions": len(result.regressions),
+                    "changes": [dict(c.__dict__, change_pct=c.change_pct) for c in result.changes],
+                    "unmatched": result.unmatched,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    n = len(result.regressions)
+    print(f"{n} regression(s)" if n else "no regression")
+    return 1 if n else 0

@@ -1,0 +1,38 @@
+"""`lkload report RESULTS_DIR`: the sign-off document of one campaign."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="turn a results directory into report.html, report.md and summary.json",
+        description="Analyse results/<campaign-id>/ and write reports/<campaign-id>/ "
+        "(report.html, report.md, summary.json, PNG plots). Exit 0 when the overall verdict "
+        "passes, 1 when it fails or is inconclusive, 2 on bad input.",
+    )
+    p.add_argument(
+        "results_dir", metavar="RESULTS_DIR", type=Path, help="a results/<campaign-id>/ directory"
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="output directory (default: reports/<campaign-id>/)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lkload.report import render_report
+
+    result = render_report(args.results_dir, args.out)
+    print(f"{result.overall}: {result.html}")
+    for reason in result.summary["overall_reasons"][:5]:
+        print(f"  - {reason}")
+    return 0 if result.passed else 1
