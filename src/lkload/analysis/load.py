@@ -196,7 +196,7 @@ def read_samples(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
             cats = pd.api.types.union_categoricals([f[col] for f in frames]).categories
             for f in frames:
                 f[col] = f[col].cat.set_categories(cats)
-        df = pd.concat(frames, ignore_index=True, copy=False)
+        df = pd.concat(frames, ignore_index=True)
     for col in _STRING_SAMPLE_COLUMNS:
         if not isinstance(df[col].dtype, pd.CategoricalDtype):
             df[col] = df[col].astype("category")

@@ -1,0 +1,233 @@
+"""Analysis on synthetic results whose right answers the tests compute themselves."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import Campaign  # noqa: E402
+
+from lkload.analysis import Status, analyze  # noqa: E402
+from lkload.errors import UsageError  # noqa: E402
+
+
+def _vals(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
+    return np.round(rng.gamma(3.0, scale, n), 3)  # the CSV keeps 3 decimals
+
+
+def _expect(values: np.ndarray) -> dict[str, float]:
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"p50": p50, "p95": p95, "p99": p99, "max": values.max(), "count": values.size}
+
+
+def _healthy(c: Campaign, rng: np.random.Generator) -> dict[tuple[int, str], np.ndarray]:
+    """Every tier well within targets; returns the judged values per (tier, metric)."""
+    judged = {}
+    for p in c.plans:
+        join = _vals(rng, p.size, 40)
+        c.add(p.tier, "ramp", "join_ms", join[: p.size // 2], rng=rng, worker="w1")
+        c.add(p.tier, "settle", "join_ms", join[p.size // 2 :], rng=rng, worker="w2")
+        judged[(p.tier, "join_ms")] = join
+        data = _vals(rng, 500 + 7 * p.size, 8)
+        c.add(p.tier, "hold", "data_e2e_ms", data[::2], rng=rng, worker="w1")
+        c.add(p.tier, "hold", "data_e2e_ms", data[1::2], rng=rng, worker="w2")
+        judged[(p.tier, "data_e2e_ms")] = data
+        c.add(p.tier, "ramp", "data_e2e_ms", _vals(rng, 50, 400), rng=rng)  # shown, never judged
+    if c.recovery_start is not None:
+        c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 300, 8), rng=rng)
+    c.add_resources("server", 40.0, 300.0, 20.0)
+    c.add_resources("generator:w1", 30.0, 120.0, 1.0)
+    return judged
+
+
+def test_percentiles_exact_over_all_workers_and_ramp_kept_apart(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    c = Campaign()
+    judged = _healthy(c, rng)
+    a = analyze(c.write(tmp_path / "r", shards=3))
+    for (tier, metric), values in judged.items():
+        m = a.tier(tier).stats.metrics[metric]
+        exp = _expect(values)
+        assert m.count == exp["count"]
+        for key in ("p50", "p95", "p99", "max"):
+            assert getattr(m, key) == pytest.approx(exp[key], abs=1e-9), (tier, metric, key)
+        ramp = a.tier(tier).stats.ramp_metrics["data_e2e_ms"]
+        assert ramp.count == 50 and ramp.p50 > 200  # the slow ramp rows are shown apart
+    assert [t.verdict.status for t in a.tiers][:3] == [Status.PASS] * 3
+    assert a.knee == 5 and not a.breaks and not a.cut_short
+    assert a.recovery.status is Status.PASS and a.recovery.recovery_s == 0
+    # the stress tier found no failure mode: a warning, not a failure
+    assert a.tier(5).verdict.status is Status.WARN
+    assert a.overall == "PASS WITH WARNINGS" and a.passed
+
+
+def test_error_rate_and_breakdown_by_kind(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    c = Campaign(tiers=((10, "baseline"), (20, "target")), recovery_s=None)
+    c.add(1, "ramp", "join_ms", _vals(rng, 10, 30), rng=rng)
+    c.add(1, "hold", "data_e2e_ms", _vals(rng, 2000, 10), rng=rng)
+    c.add(2, "ramp", "join_ms", _vals(rng, 18, 30), failures=2, error="ice", rng=rng)
+    c.add(2, "hold", "data_e2e_ms", _vals(rng, 3990, 10), failures=6, error="media", rng=rng)
+    c.add(2, "hold", "api_ms", _vals(rng, 98, 20), failures=4, error="api", rng=rng)
+    c.add(2, "hold", "rx_kbps", np.full(100, 32.0), rng=rng)  # observation: not an attempt
+    c.add(2, "ramp", "data_e2e_ms", None, failures=50, error="timeout", rng=rng)  # ramp: not judged
+    a = analyze(c.write(tmp_path / "r"))
+    t2 = a.tier(2).stats
+    attempts, failures = 18 + 2 + 3990 + 6 + 98 + 4, 2 + 6 + 4
+    assert (t2.attempts, t2.failures) == (attempts, failures)
+    assert t2.error_rate == pytest.approx(failures / attempts)
+    assert t2.failures_by_kind == {"ice": 2, "media": 6, "api": 4}
+    assert a.tier(1).stats.error_rate == 0
+    er = next(c for c in a.tier(2).checks if c.id == "error_rate:normal")
+    assert er.status is Status.FAIL and er.value == pytest.approx(failures / attempts * 100)
+    kinds = {m.kind: m for m in a.failure_modes}
+    assert kinds["timeout"].count == 50 and kinds["timeout"].first_tier == 2
+    assert a.knee == 1 and a.breaks[0].check == "error_rate:normal" and a.breaks[0].tier == 2
+
+
+def test_tier_without_samples_and_tier_with_only_failures(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    c = Campaign(tiers=((10, "baseline"), (25, "acceptable"), (50, "target")), recovery_s=None)
+    c.add(1, "ramp", "join_ms", _vals(rng, 10, 30), rng=rng)
+    c.add(1, "hold", "data_e2e_ms", _vals(rng, 500, 10), rng=rng)
+    c.add(2, "ramp", "join_ms", None, failures=25, error="auth", rng=rng)  # only failures
+    a = analyze(c.write(tmp_path / "r"))
+    t2, t3 = a.tier(2), a.tier(3)
+    assert t2.stats.error_rate == 1.0 and t2.verdict.status is Status.FAIL
+    assert t2.stats.metrics["join_ms"].count == 0 and t2.stats.metrics["join_ms"].p95 is None
+    assert t3.verdict.status is Status.NOT_MEASURED and not t3.stats.has_data
+    assert a.overall == "FAIL" and a.knee == 1
+
+
+def test_results_cut_short_by_a_crash(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    c = Campaign(status="running")
+    for p in c.plans[:3]:
+        c.add(p.tier, "ramp", "join_ms", _vals(rng, p.size, 30), rng=rng)
+        c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 300, 10), rng=rng)
+    c.add_resources("server", 30.0, 200.0, end=c.plan(3).hold_end)
+    d = c.write(tmp_path / "r")
+    # the crash: tier 3 never ended, the sample file stops in the middle of a line
+    timeline = (d / "timeline.jsonl").read_text().splitlines()
+    (d / "timeline.jsonl").write_text(
+        "\n".join(ln for ln in timeline if '"tier": 3, "size": 50, "connected"' not in ln)
+        + '\n{"t": 17800'
+    )
+    with open(d / "samples" / "samples-w1.csv", "a") as fh:
+        fh.write(f"{c.plan(3).hold_end - 1:.6f},3,hold,w1,room-1,p-1,aiortc,data_e2e_ms,12.")
+    a = analyze(d)
+    assert a.cut_short and "running" in a.cut_short_reason
+    assert a.skipped_lines == {"samples/samples-w1.csv": 1, "timeline.jsonl": 1}
+    assert a.tier(3).stats.metrics["data_e2e_ms"].count == 300
+    assert a.tier(4).verdict.status is Status.NOT_MEASURED
+    assert a.overall == "INCONCLUSIVE"
+    assert any("incomplete" in n for n in a.notes)
+
+
+def test_generator_saturation_marks_tier_untrustworthy_not_a_spike(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    c = Campaign(tiers=((10, "baseline"), (20, "target")), recovery_s=None)
+    for p in c.plans:
+        c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 300, 10), rng=rng)
+    h1, h2 = c.plan(1), c.plan(2)
+
+    def gen_cpu(t: float) -> float:
+        if h1.hold_start + 10 <= t < h1.hold_start + 12:
+            return 150.0  # a two-second spike in tier 1: under the P90 rule it does not count
+        return 95.0 if h2.hold_start <= t <= h2.hold_end else 40.0
+
+    c.add_resources("generator:w1", gen_cpu, 100.0)
+    c.add_resources("server", 20.0, 100.0)
+    a = analyze(c.write(tmp_path / "r"))
+    assert not a.tier(1).verdict.untrustworthy
+    t2 = a.tier(2)
+    assert t2.verdict.untrustworthy and t2.verdict.status is Status.WARN
+    assert t2.resources.generators["w1"].cpu_p90 == pytest.approx(95.0)
+    assert a.overall == "INCONCLUSIVE" and a.knee == 1
+
+
+def test_server_cpu_is_percent_of_the_host(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    c = Campaign(tiers=((10, "baseline"),), recovery_s=None, cores=4)
+    c.add(1, "hold", "data_e2e_ms", _vals(rng, 100, 10), rng=rng)
+    c.add_resources("server", 240.0, 100.0)  # 2.4 cores busy of 4: 60 % > 50 % baseline
+    a = analyze(c.write(tmp_path / "r"))
+    cpu = next(x for x in a.tier(1).checks if x.id == "server_cpu")
+    assert cpu.value == pytest.approx(60.0) and cpu.limit == 50.0 and cpu.status is Status.FAIL
+
+
+def test_leak_slope_verdicts(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    c = Campaign(tiers=((10, "baseline"), (20, "acceptable"), (30, "target")), recovery_s=None)
+    for p in c.plans:
+        c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 100, 10), rng=rng)
+    c.add_resources(
+        "server", 20.0, lambda t: 300.0 + 0.5 * (t - c.plans[0].ramp_start)
+    )  # +30 MB/min
+    a = analyze(c.write(tmp_path / "r"))
+    assert a.leak.status is Status.FAIL
+    assert all(h.slope_mb_per_min == pytest.approx(30.0, rel=1e-3) for h in a.leak.holds)
+
+    c2 = Campaign(tiers=((10, "baseline"), (20, "acceptable")), recovery_s=None)
+    for p in c2.plans:
+        c2.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 100, 10), rng=rng)
+    c2.add_resources("server", 20.0, lambda t: 300.0 + (t % 2))  # flat with noise
+    assert analyze(c2.write(tmp_path / "r2")).leak.status is Status.PASS
+
+
+def test_recovery_time_after_the_top_tier(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    c = Campaign(tiers=((10, "baseline"), (20, "peak")), recovery_s=40.0)
+    for p in c.plans:
+        c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 200, 10), rng=rng)
+    r0 = c.recovery_start
+    slow_t = np.sort(rng.uniform(r0, r0 + 9.99, 200))
+    fast_t = np.sort(rng.uniform(r0 + 10, r0 + 40, 600))
+    c.add(-1, "recovery", "data_e2e_ms", np.full(200, 900.0), t=slow_t)
+    c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 600, 10), t=fast_t)
+    a = analyze(c.write(tmp_path / "r"))
+    assert a.recovery.status is Status.PASS and a.recovery.recovery_s == pytest.approx(10.0)
+    assert next(x for x in a.tier(2).verdict.checks if x.id == "recovery").status is Status.PASS
+
+
+def test_bad_results_directory(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such results directory"):
+        analyze(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no campaign.json"):
+        analyze(tmp_path / "empty")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "campaign.json").write_text("{not json")
+    with pytest.raises(UsageError, match="invalid JSON"):
+        analyze(tmp_path / "bad")
+
+
+def test_campaign_without_any_samples(tmp_path: Path) -> None:
+    c = Campaign(status="running")
+    d = c.write(tmp_path / "r")
+    a = analyze(d)
+    assert a.overall == "INCONCLUSIVE" and a.sample_count == 0
+    assert all(t.verdict.status is Status.NOT_MEASURED for t in a.tiers)
+
+
+def test_pandas_reader_without_pyarrow_gives_the_same_answer(tmp_path: Path, monkeypatch) -> None:
+    import lkload.analysis.load as load
+
+    rng = np.random.default_rng(8)
+    c = Campaign(tiers=((10, "baseline"), (20, "target")), recovery_s=None)
+    values = _vals(rng, 999, 10)
+    c.add(1, "hold", "data_e2e_ms", values, failures=3, error="media", rng=rng)
+    d = c.write(tmp_path / "r", shards=2)
+    with open(d / "samples" / "samples-w2.csv", "a") as fh:
+        fh.write("1780000020.5,1,hold,w2,room-1,p-1,aiortc,data_e2e_ms,12")  # cut mid-line
+    monkeypatch.setattr(load, "pacsv", None)
+    a = analyze(d)
+    m = a.tier(1).stats.metrics["data_e2e_ms"]
+    assert m.count == 999 and m.p99 == pytest.approx(np.percentile(values, 99))
+    assert (m.attempts, m.failures) == (1002, 3)
+    assert a.skipped_lines == {"samples/samples-w2.csv": 1}
