@@ -24,7 +24,9 @@ _COMMANDS = ("run", "server", "report", "compare", "worker", "check")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 — never a usage dump
-        self.exit(EXIT_USAGE, f"lkload: error: {message} (see lkload {self.prog.split()[-1]} --help)\n")
+        self.exit(
+            EXIT_USAGE, f"lkload: error: {message} (see lkload {self.prog.split()[-1]} --help)\n"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

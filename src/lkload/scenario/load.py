@@ -53,7 +53,9 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 def parse_scenario(raw: Any, source: str = "<scenario>") -> Scenario:
     if not isinstance(raw, dict):
-        raise UsageError(f"{source}: (top level): expected a mapping of keys, got {type(raw).__name__}")
+        raise UsageError(
+            f"{source}: (top level): expected a mapping of keys, got {type(raw).__name__}"
+        )
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:

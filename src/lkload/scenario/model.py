@@ -146,8 +146,7 @@ class Scenario(Strict):
         for i in range(1, len(sizes)):
             if sizes[i] <= sizes[i - 1]:
                 raise ValueError(
-                    f"tiers must grow: tier {i + 1} has size {sizes[i]} "
-                    f"after {sizes[i - 1]}"
+                    f"tiers must grow: tier {i + 1} has size {sizes[i]} after {sizes[i - 1]}"
                 )
         return self
 

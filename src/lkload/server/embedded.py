@@ -75,6 +75,7 @@ class EmbeddedServer:
         )
         self.process: subprocess.Popen[bytes] | None = None
         self._secret_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.key_file: Path | None = None
 
     @property
     def url(self) -> str:
@@ -114,7 +115,7 @@ class EmbeddedServer:
         self._secret_dir = tempfile.TemporaryDirectory(prefix="lkload-server-")
         secret_dir = Path(self._secret_dir.name)
         os.chmod(secret_dir, 0o700)
-        key_file = secret_dir / "keys.yaml"
+        key_file = self.key_file = secret_dir / "keys.yaml"
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(f"{self.credentials.api_key}: {self.credentials.api_secret}\n")

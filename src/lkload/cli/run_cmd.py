@@ -1,0 +1,106 @@
+"""`lkload run`: a stepped campaign against the embedded server or an existing deployment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from lkload.errors import UsageError
+
+DEFAULT_SCENARIO = "smoke"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "run",
+        help="run a stepped load campaign and report per-tier verdicts",
+        description=(
+            "Run a stepped campaign of real WebRTC participants (tiers: ramp, settle, hold), "
+            "record every measurement to RESULTS/<campaign-id>/, then judge each tier against "
+            "the scenario's targets and write the report. Without --url, lkload starts its own "
+            "livekit-server on 127.0.0.1 (the embedded default)."
+        ),
+        epilog=(
+            "Exit codes: 0 every tier met its targets, 1 a tier failed or the campaign did not "
+            "complete, 2 bad scenario, flags or credentials, or an unreachable server."
+        ),
+    )
+    p.add_argument(
+        "scenario",
+        nargs="?",
+        default=DEFAULT_SCENARIO,
+        help="scenario YAML file, or a bundled name: smoke (default), checklist",
+    )
+    p.add_argument(
+        "--url",
+        default=os.environ.get("LIVEKIT_URL"),
+        help="LiveKit signalling URL of an existing deployment, ws(s)://HOST[:PORT] "
+        "(env LIVEKIT_URL); omit to use the embedded server",
+    )
+    p.add_argument("--api-key", default=os.environ.get("LIVEKIT_API_KEY"), help="env LIVEKIT_API_KEY")
+    p.add_argument(
+        "--api-secret",
+        default=os.environ.get("LIVEKIT_API_SECRET"),
+        help="env LIVEKIT_API_SECRET (prefer the variable: flags show up in ps)",
+    )
+    p.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results/)")
+    p.add_argument("--reports", type=Path, default=Path("reports"), help="reports root (default: reports/)")
+    p.add_argument(
+        "--ice-ip",
+        action="append",
+        dest="ice_ips",
+        metavar="ADDR",
+        help="address the embedded server offers for media, repeatable (default: $LKLOAD_ICE_IPS "
+        "or 127.0.0.1; the sdk engine needs a non-loopback address, see scripts/netns)",
+    )
+    p.add_argument("--web", action="store_true", help="also serve Locust's web UI on 127.0.0.1")
+    p.add_argument("--web-port", type=int, default=8089, help="port of the web UI (default 8089)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lkload.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    deployment = None
+    if args.url:
+        from lkload.engine.target import deployment_from
+
+        deployment = deployment_from(args.url, args.api_key, args.api_secret)
+    ice_ips = tuple(args.ice_ips or os.environ.get("LKLOAD_ICE_IPS", "127.0.0.1").split(","))
+    _check_ips(ice_ips)
+
+    from lkload.engine.campaign import Campaign
+
+    campaign = Campaign(
+        scenario,
+        results_root=args.results,
+        deployment=deployment,
+        ice_ips=ice_ips,
+        web_port=args.web_port if args.web else None,
+        progress=not args.no_progress,
+    )
+    print(f"lkload: campaign {campaign.id} → {campaign.dir}", file=sys.stderr)
+    result = campaign.run()
+    print(
+        f"lkload: campaign {result.status}: {result.samples} samples, "
+        f"{result.failures} failures in {result.results_dir}",
+        file=sys.stderr,
+    )
+    from lkload.cli.summary import report_and_verdict
+
+    passed = report_and_verdict(result.results_dir, args.reports)
+    return 0 if passed and result.status == "completed" else 1
+
+
+def _check_ips(ips: tuple[str, ...]) -> None:
+    import ipaddress
+
+    for ip in ips:
+        try:
+            ipaddress.ip_address(ip.strip())
+        except ValueError:
+            raise UsageError(f"--ice-ip {ip!r}: not an IP address") from None

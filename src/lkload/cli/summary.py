@@ -1,0 +1,22 @@
+"""After a run: render the report and print the per-tier verdict table on the terminal."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def report_and_verdict(results_dir: Path, reports_root: Path) -> bool:
+    """True when every tier met its targets. The report is written even for a cut-short run."""
+    from lkload.report import render_report
+
+    out = reports_root / results_dir.name
+    result = render_report(results_dir, out)
+    try:
+        from lkload.report.terminal import print_summary
+
+        print_summary(result)
+    except ImportError:
+        print(f"overall: {'PASS' if result.passed else 'FAIL'}", file=sys.stderr)
+    print(f"lkload: report {result.html}", file=sys.stderr)
+    return bool(result.passed)

@@ -1,0 +1,312 @@
+"""One campaign in one process: server (embedded or not), Locust runner, recorder, monitors.
+
+Everything ends in `finally`: users leave, the recorder flushes, campaign.json says how
+the campaign ended, and the embedded server stops, whether the campaign completed, was
+interrupted (Ctrl-C, SIGTERM) or failed.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust.env import Environment
+from locust.runners import STATE_STOPPED
+from locust.stats import StatsCSV
+
+from lkload.engine.bridge import AsyncioBridge
+from lkload.engine.environment import host_info, versions
+from lkload.engine.progress import Progress
+from lkload.engine.roomservice import RoomServiceProbe
+from lkload.engine.shape import TierShape
+from lkload.engine.state import CampaignState
+from lkload.engine.target import Deployment, preflight
+from lkload.engine.user import ParticipantFactory, ParticipantUser
+from lkload.metrics import Recorder, ResourceSample, Sample, redact, write_json_atomic
+from lkload.metrics.monitor import ResourceMonitor
+from lkload.metrics.schema import FailureKind
+from lkload.scenario.model import Scenario
+from lkload.server import EmbeddedServer
+
+STOP_USERS_TIMEOUT_S = 30.0
+RELAY_INTERVAL_S = 0.25
+
+
+@dataclass
+class CampaignResult:
+    results_dir: Path
+    status: str  # completed | interrupted | failed
+    samples: int
+    failures: int
+
+
+def new_campaign_id(scenario: Scenario) -> str:
+    return f"{scenario.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+class Campaign:
+    def __init__(
+        self,
+        scenario: Scenario,
+        results_root: Path,
+        deployment: Deployment | None = None,
+        ice_ips: tuple[str, ...] = ("127.0.0.1",),
+        web_port: int | None = None,
+        progress: bool = True,
+        worker: str = "local",
+    ) -> None:
+        self.scenario = scenario
+        self.id = new_campaign_id(scenario)
+        self.dir = results_root / self.id
+        suffix = 1
+        while self.dir.exists():
+            suffix += 1
+            self.dir = results_root / f"{self.id}-{suffix}"
+        self.id = self.dir.name
+        self.deployment = deployment
+        self.ice_ips = ice_ips
+        self.web_port = web_port
+        self.show_progress = progress
+        self.worker = worker
+        self.state = CampaignState()
+        self.server: EmbeddedServer | None = None
+        self._abort: str | None = None
+        self._meta: dict[str, Any] = {}
+
+    # -- campaign.json ----------------------------------------------------------------
+
+    def _write_meta(self, **updates: Any) -> None:
+        self._meta.update(updates)
+        write_json_atomic(self.dir / "campaign.json", self._meta)
+
+    # -- the run ----------------------------------------------------------------------
+
+    def run(self) -> CampaignResult:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        recorder = Recorder(self.dir, worker=self.worker)
+        self._write_meta(
+            id=self.id,
+            status="running",
+            started=time.time(),
+            ended=None,
+            scenario=self.scenario.model_dump(mode="json"),
+            targets=self.scenario.targets.model_dump(mode="json"),
+            target={"url": None, "embedded": self.deployment is None},
+            versions=versions(None),
+            hosts={self.worker: host_info()},
+            command=[redact(a) for a in sys.argv],
+        )
+        recorder.event(
+            "campaign_start",
+            scenario=self.scenario.name,
+            tiers=[t.size for t in self.scenario.tiers],
+        )
+        status = "failed"
+        try:
+            deployment = self._start_target(recorder)
+            preflight(deployment)
+            status = self._drive(deployment, recorder)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            recorder.event(
+                "abort", reason="interrupted", message="interrupted before the first tier"
+            )
+        except BaseException as exc:
+            recorder.event(
+                "abort",
+                reason="error",
+                message=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+            raise
+        finally:
+            recorder.event("campaign_end", status=status)
+            if self.server is not None:
+                self.server.stop()
+            recorder.close()
+            self._write_meta(status=status, ended=time.time())
+        return CampaignResult(
+            self.dir, status, recorder.counts["samples"], recorder.counts["failures"]
+        )
+
+    def _start_target(self, recorder: Recorder) -> Deployment:
+        if self.deployment is not None:
+            self._write_meta(target={"url": self.deployment.url, "embedded": False})
+            return self.deployment
+        self.server = EmbeddedServer(log_path=self.dir / "server.log", ice_ips=self.ice_ips)
+        self.server.start()
+        creds = self.server.credentials
+        recorder.event(
+            "server_started", version=self.server.version, pid=self.server.pid, url=self.server.url
+        )
+        self._write_meta(
+            target={"url": self.server.url, "embedded": True, "ice_ips": list(self.ice_ips)},
+            versions=versions(self.server.version),
+        )
+        return Deployment(self.server.url, creds.api_key, creds.api_secret, embedded=True)
+
+    def _drive(self, deployment: Deployment, recorder: Recorder) -> str:
+        state = self.state
+        scenario = self.scenario
+        bridge = AsyncioBridge().start()
+
+        # Locust's own statistics see every measurement too (stats, CSV, web UI). Locust's
+        # stats live on the gevent hub, so samples queue here and a greenlet fires them.
+        relay: collections.deque[Sample] = collections.deque()
+
+        def on_sample(sample: Sample) -> None:
+            relay.append(sample)
+            state.samples += 1
+            if not sample.ok:
+                state.failures += 1
+
+        recorder.add_listener(on_sample)
+
+        monitor = ResourceMonitor(
+            emit=lambda r: self._on_resource(r, recorder),
+            generator_ceiling_pct=scenario.targets.generator_cpu_pct,
+            on_saturated=lambda cpu: self._on_saturated(cpu, recorder),
+        )
+        monitor.watch(f"generator:{self.worker}", os.getpid())
+        if self.server is not None and self.server.pid is not None:
+            monitor.watch("server", self.server.pid)
+        monitor.start()
+
+        factory = ParticipantFactory(
+            scenario=scenario,
+            campaign_id=self.id,
+            worker=self.worker,
+            target=deployment.target(self.ice_ips),
+            state=state,
+            record=recorder.record,
+        )
+        user_class = ParticipantUser.bind(bridge, factory)
+        shape = TierShape(scenario, state, recorder.event)
+        env = Environment(user_classes=[user_class], shape_class=shape, host=deployment.url)
+        runner = env.create_local_runner()
+        if self.web_port is not None:
+            env.create_web_ui("127.0.0.1", self.web_port)
+            print(f"Locust web UI: http://127.0.0.1:{self.web_port}", file=sys.stderr)
+
+        def fire_to_locust() -> None:
+            while True:
+                while relay:
+                    s = relay.popleft()
+                    env.events.request.fire(
+                        request_type=s.engine,
+                        name=s.metric,
+                        response_time=s.value if s.value is not None else 0.0,
+                        response_length=0,
+                        exception=None
+                        if s.ok
+                        else Exception(s.error.value if s.error else "failed"),
+                        context={},
+                    )
+                gevent.sleep(RELAY_INTERVAL_S)
+
+        relay_greenlet = gevent.spawn(fire_to_locust)
+        probe = RoomServiceProbe(
+            deployment,
+            scenario.api_interval_s,
+            lambda value, ok, error, room: recorder.record(
+                Sample(
+                    time.time(),
+                    state.tier,
+                    state.phase,
+                    self.worker,
+                    room,
+                    "",
+                    "api",
+                    "api_ms",
+                    value,
+                    ok,
+                    error,
+                )
+            ),
+        )
+        probe_future = bridge.submit(probe.run())
+
+        def interrupt(reason: str) -> None:
+            if self._abort is None:
+                self._abort = reason
+                state.stopping = True
+            else:  # asked twice: stop waiting for users to leave
+                raise KeyboardInterrupt
+
+        handlers = [
+            gevent.signal_handler(signal.SIGINT, interrupt, "interrupted"),
+            gevent.signal_handler(signal.SIGTERM, interrupt, "interrupted"),
+        ]
+        status = "completed"
+        try:
+            with Progress(state, len(scenario.tiers), self.show_progress) as progress:
+                runner.start_shape()
+                while runner.state != STATE_STOPPED or runner.shape_greenlet is not None:
+                    gevent.sleep(0.5)
+                    progress.update()
+                    if self.server is not None and not self.server.alive():
+                        code = self.server.process.poll() if self.server.process else None
+                        recorder.event("server_died", returncode=code)
+                        recorder.event(
+                            "abort",
+                            reason="server_died",
+                            message=f"livekit-server exited with {code}",
+                        )
+                        self._abort = "server_died"
+                    if self._abort is not None:
+                        break
+                if self._abort is not None:
+                    status = "interrupted" if self._abort == "interrupted" else "failed"
+                    if self._abort == "interrupted":
+                        recorder.event("abort", reason="interrupted", message="stopped by signal")
+                    print(f"\nlkload: {self._abort}: stopping participants…", file=sys.stderr)
+                stopper = gevent.spawn(runner.stop)
+                stopper.join(timeout=STOP_USERS_TIMEOUT_S)
+                progress.update()
+        finally:
+            for h in handlers:
+                h.cancel()
+            probe_future.cancel()
+            gevent.sleep(RELAY_INTERVAL_S * 2)  # let the relay hand over the last samples
+            relay_greenlet.kill(block=False)
+            bridge.stop()
+            monitor.stop()
+            self._write_locust_csv(env)
+            runner.quit()
+        return status
+
+    def _on_resource(self, sample: ResourceSample, recorder: Recorder) -> None:
+        recorder.resource(sample)
+        if sample.source == "server":
+            self.state.server_cpu_pct = sample.cpu_pct
+            self.state.server_rss_mb = sample.rss_mb
+        else:
+            self.state.generator_cpu_pct = sample.cpu_pct
+
+    def _on_saturated(self, cpu_pct: float, recorder: Recorder) -> None:
+        self.state.saturated = True
+        recorder.event(
+            "generator_saturated", worker=self.worker, cpu_pct=cpu_pct, tier=self.state.tier
+        )
+
+    def _write_locust_csv(self, env: Environment) -> None:
+        """Locust's own view of the same measurements: a convenience; samples are the record."""
+        stats_csv = StatsCSV(env, [0.5, 0.95, 0.99])
+        try:
+            with open(self.dir / "locust_stats.csv", "w", newline="") as fh:
+                stats_csv.requests_csv(csv.writer(fh))
+            with open(self.dir / "locust_failures.csv", "w", newline="") as fh:
+                stats_csv.failures_csv(csv.writer(fh))
+        except OSError as exc:
+            print(f"lkload: could not write Locust CSV: {exc}", file=sys.stderr)
+
+
+__all__ = ["Campaign", "CampaignResult", "FailureKind"]

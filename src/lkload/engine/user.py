@@ -1,0 +1,184 @@
+"""A Locust User is one LiveKit participant: it joins in on_start, lives, leaves in on_stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import gevent
+from gevent import GreenletExit
+from locust import User, constant, task
+
+from lkload.engine.bridge import AsyncioBridge
+from lkload.engine.state import CampaignState
+from lkload.metrics.schema import FailureKind, Sample
+from lkload.participants import (
+    JoinFailed,
+    Participant,
+    ParticipantContext,
+    ParticipantPlan,
+    Target,
+    create_participant,
+)
+from lkload.scenario.model import Scenario
+
+LEAVE_TIMEOUT_S = 10.0
+
+
+@dataclass
+class ParticipantFactory:
+    """Gives each new user its identity, room and role, and a context that records."""
+
+    scenario: Scenario
+    campaign_id: str
+    worker: str
+    target: Target
+    state: CampaignState
+    record: Callable[[Sample], None]
+    # Participant numbers: worker_index, worker_index + stride, ... (distinct across workers).
+    first_index: int = 0
+    stride: int = 1
+    _counter: itertools.count[int] = field(init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._counter = itertools.count(self.first_index, self.stride)
+
+    def plan(self) -> ParticipantPlan:
+        with self._lock:
+            n = next(self._counter)
+        layout = self.scenario.rooms
+        per_room = layout.participants_per_room
+        return ParticipantPlan(
+            identity=f"p{n:05d}",
+            room=f"{self.campaign_id}-r{n // per_room:04d}",
+            publisher=(n % per_room) < layout.publishers_per_room,
+            layout=layout,
+            join_timeout_s=self.scenario.join_timeout_s,
+            first_track_timeout_s=self.scenario.first_track_timeout_s,
+            stats_interval_s=self.scenario.stats_interval_s,
+        )
+
+    def context(self, plan: ParticipantPlan) -> ParticipantContext:
+        engine = self.scenario.engine
+        state = self.state
+
+        def emit(metric: str, value: float | None, ok: bool, error: FailureKind | None) -> None:
+            self.record(
+                Sample(
+                    t=time.time(),
+                    tier=state.tier,
+                    phase=state.phase,
+                    worker=self.worker,
+                    room=plan.room,
+                    participant=plan.identity,
+                    engine=engine,
+                    metric=metric,
+                    value=value,
+                    ok=ok,
+                    error=error,
+                )
+            )
+
+        return ParticipantContext(plan=plan, target=self.target, emit=emit, engine=engine)
+
+
+class ParticipantUser(User):
+    """Bound to one campaign by `bind()`, which makes a concrete subclass."""
+
+    abstract = True
+    wait_time = constant(0)
+    bridge: ClassVar[AsyncioBridge]
+    factory: ClassVar[ParticipantFactory]
+
+    @classmethod
+    def bind(cls, bridge: AsyncioBridge, factory: ParticipantFactory) -> type[ParticipantUser]:
+        return type(
+            "LiveKitParticipant",
+            (cls,),
+            {"abstract": False, "bridge": bridge, "factory": factory, "__module__": __name__},
+        )
+
+    participant: Participant | None = None
+
+    def on_start(self) -> None:
+        factory = self.factory
+        state = factory.state
+        plan = factory.plan()
+        ctx = factory.context(plan)
+        state.add(joining=1)
+        joined = self.bridge.submit(_join(factory.scenario.engine, ctx))
+        try:
+            participant = self.bridge.wait(joined, cancel=False)
+        except GreenletExit:
+            # Stopped mid-join (ramp-down or Ctrl-C): the attempt still ends as one row, so
+            # let the join finish (bounded by its own timeout), then leave at once.
+            participant = self._finish_join(joined, plan.join_timeout_s + 10)
+            state.add(joining=-1, **({"joins_ok": 1} if participant else {"joins_failed": 1}))
+            if participant is not None:
+                self._leave(participant)
+            raise
+        state.add(
+            joining=-1, **({"joins_ok": 1, "connected": 1} if participant else {"joins_failed": 1})
+        )
+        if participant is not None:
+            self.participant = participant
+            self._run = self.bridge.submit(participant.run())
+
+    def _finish_join(
+        self, joined: Future[Participant | None], timeout: float
+    ) -> Participant | None:
+        try:
+            return self.bridge.wait(joined, timeout=timeout, cancel=False)
+        except BaseException:
+            return None
+
+    @task
+    def live(self) -> None:
+        """Wait for the session to end on its own (a disconnect); a failed join just idles."""
+        participant = self.participant
+        if participant is None:
+            gevent.sleep(3600)
+            return
+        with contextlib.suppress(Exception):
+            self.bridge.wait(self._run)
+        # The session ended without being asked to: it wrote its disconnect row already.
+        self.participant = None
+        self.factory.state.add(connected=-1)
+        self._leave(participant)  # releases what it still holds
+
+    def on_stop(self) -> None:
+        participant, self.participant = self.participant, None
+        if participant is not None:
+            self.factory.state.add(connected=-1)
+            self._leave(participant)
+
+    def _leave(self, participant: Participant) -> None:
+        with contextlib.suppress(Exception):
+            self.bridge.wait(participant.leave(), timeout=LEAVE_TIMEOUT_S)
+
+
+async def _join(engine: str, ctx: ParticipantContext) -> Participant | None:
+    """Create (on the loop's thread: engines may bind to the running loop) and join.
+
+    Every outcome is one join_ms row: the engine writes it, or this does for a surprise.
+    """
+    try:
+        participant = create_participant(engine, ctx)
+        await participant.join()
+    except JoinFailed:
+        return None
+    except asyncio.CancelledError:
+        ctx.fail("join_ms", FailureKind.INTERNAL)
+        raise
+    except Exception:
+        ctx.fail("join_ms", FailureKind.INTERNAL)
+        return None
+    return participant

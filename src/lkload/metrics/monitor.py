@@ -1,0 +1,97 @@
+"""Resource monitors: CPU and memory of the server and of the generator, once a second.
+
+CPU is percent of one core (150 = one and a half cores), as psutil reports it per process.
+A generator above its ceiling measures itself, not the server: `on_saturated` is told.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import psutil
+
+from lkload.metrics.schema import ResourceSample
+
+# Seconds in a row above the ceiling before the generator counts as saturated: one busy
+# second (a burst of joins) is not saturation.
+SATURATION_SECONDS = 3
+
+
+class _Watched:
+    def __init__(self, source: str, pid: int) -> None:
+        self.source = source
+        self.proc = psutil.Process(pid)
+        self.proc.cpu_percent(None)  # prime: the first reading is always 0
+
+    def read(self, now: float, total_mem: int) -> ResourceSample | None:
+        try:
+            with self.proc.oneshot():
+                cpu = self.proc.cpu_percent(None)
+                rss = self.proc.memory_info().rss
+                threads = self.proc.num_threads()
+                fds = self.proc.num_fds() if hasattr(self.proc, "num_fds") else 0
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return None
+        return ResourceSample(
+            t=now,
+            source=self.source,
+            cpu_pct=cpu,
+            rss_mb=rss / 1_048_576,
+            mem_pct=100.0 * rss / total_mem,
+            threads=threads,
+            fds=fds,
+        )
+
+
+class ResourceMonitor:
+    def __init__(
+        self,
+        emit: Callable[[ResourceSample], None],
+        interval_s: float = 1.0,
+        generator_ceiling_pct: float = 80.0,
+        on_saturated: Callable[[float], None] | None = None,
+    ) -> None:
+        self.emit = emit
+        self.interval_s = interval_s
+        self.ceiling = generator_ceiling_pct
+        self.on_saturated = on_saturated
+        self._watched: list[_Watched] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lkload-monitor", daemon=True)
+        self._over = 0
+        self.latest: dict[str, ResourceSample] = {}
+
+    def watch(self, source: str, pid: int) -> None:
+        with self._lock:
+            self._watched.append(_Watched(source, pid))
+
+    def start(self) -> ResourceMonitor:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        total = psutil.virtual_memory().total
+        while not self._stop.wait(self.interval_s):
+            now = time.time()
+            with self._lock:
+                watched = list(self._watched)
+            for w in watched:
+                sample = w.read(now, total)
+                if sample is None:
+                    continue
+                self.latest[w.source] = sample
+                self.emit(sample)
+                if w.source.startswith("generator"):
+                    self._check_saturation(sample.cpu_pct)
+
+    def _check_saturation(self, cpu_pct: float) -> None:
+        self._over = self._over + 1 if cpu_pct > self.ceiling else 0
+        if self._over == SATURATION_SECONDS and self.on_saturated is not None:
+            self.on_saturated(cpu_pct)

@@ -1,0 +1,124 @@
+"""The subscriber side: per remote track RTP accounting without decoding.
+
+Every RTP packet the server forwards is counted (bytes, extended sequence numbers,
+RFC 3550 interarrival jitter) and, once a sender report has arrived, turned into a
+media_e2e sample via the SR clock mapping (rtcp.py). Each stats interval yields one
+rx_kbps, loss_pct, jitter_ms and media_e2e_ms observation per track.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from aiortc.rtp import RtcpSrPacket, RtpPacket
+
+from lkload.participants.aiortc.rtcp import SenderClock
+
+__all__ = ["IntervalStats", "TrackAccount"]
+
+MAX_E2E_SAMPLES = 2000  # per interval: bounded memory whatever the packet rate
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalStats:
+    rx_kbps: float
+    loss_pct: float | None  # None: nothing expected in the interval
+    jitter_ms: float
+    media_e2e_ms: float | None  # None: no sender report yet
+
+
+@dataclass(slots=True)
+class TrackAccount:
+    """Receive accounting of one remote track (one SSRC at a time)."""
+
+    track_sid: str
+    kind: str
+    clockrate: int
+    first_packet_at: float | None = None
+    packets: int = 0
+    bytes: int = 0
+    ssrc: int | None = None
+    clock: SenderClock = field(init=False)
+    # sequence numbers
+    _base_seq: int = 0
+    _max_seq: int = 0  # extended
+    # jitter (RFC 3550 6.4.1), in RTP timestamp units
+    _jitter: float = 0.0
+    _last_transit: float | None = None
+    # interval snapshot
+    _iv_bytes: int = 0
+    _iv_packets: int = 0
+    _iv_expected_base: int = 0
+    _iv_received_base: int = 0
+    _iv_e2e: list[float] = field(default_factory=list)
+    _last_ts: int | None = None
+
+    def __post_init__(self) -> None:
+        self.clock = SenderClock(self.clockrate)
+
+    def on_rtp(self, packet: RtpPacket, arrival: float) -> None:
+        seq = packet.sequence_number
+        if self.ssrc != packet.ssrc:
+            # a new SSRC (first packet, or a reused transceiver): restart the sequence space
+            self.ssrc = packet.ssrc
+            self._base_seq = seq
+            self._max_seq = seq
+            self._last_transit = None
+            self._iv_expected_base = self._expected() - self._iv_packets
+            self._iv_received_base = self.packets - self._iv_packets
+            self.clock = SenderClock(self.clockrate)
+        if self.first_packet_at is None:
+            self.first_packet_at = arrival
+        self.packets += 1
+        size = len(packet.payload) + 12
+        self.bytes += size
+        self._iv_bytes += size
+        self._iv_packets += 1
+        # extended highest sequence number (a step back of half the space = reordered/old)
+        delta = (seq - self._max_seq) & 0xFFFF
+        if 0 < delta < 0x8000:
+            self._max_seq += delta
+        # jitter
+        ts = packet.timestamp
+        transit = arrival * self.clockrate - ts
+        if self._last_transit is not None:
+            d = abs(transit - self._last_transit)
+            if d < self.clockrate * 10:  # ignore timestamp jumps (loops, SSRC changes)
+                self._jitter += (d - self._jitter) / 16.0
+        self._last_transit = transit
+        # media e2e: first packet of each frame (video frames span several packets)
+        if ts != self._last_ts:
+            self._last_ts = ts
+            capture = self.clock.capture_time(ts)
+            if capture is not None and len(self._iv_e2e) < MAX_E2E_SAMPLES:
+                self._iv_e2e.append((arrival - capture) * 1000.0)
+
+    def on_sr(self, packet: RtcpSrPacket, arrival: float) -> None:
+        info = packet.sender_info
+        self.clock.update(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+
+    def _expected(self) -> int:
+        return self._max_seq - self._base_seq + 1 if self.ssrc is not None else 0
+
+    def interval(self, seconds: float) -> IntervalStats:
+        """Statistics since the previous call; resets the interval counters."""
+        expected_total = self._expected()
+        expected = expected_total - self._iv_expected_base
+        received = self.packets - self._iv_received_base
+        loss = None
+        if expected > 0:
+            loss = max(0.0, (expected - received) / expected * 100.0)
+        e2e = statistics.median(self._iv_e2e) if self._iv_e2e else None
+        stats = IntervalStats(
+            rx_kbps=self._iv_bytes * 8 / 1000.0 / seconds if seconds > 0 else 0.0,
+            loss_pct=loss,
+            jitter_ms=self._jitter / self.clockrate * 1000.0,
+            media_e2e_ms=e2e,
+        )
+        self._iv_bytes = 0
+        self._iv_packets = 0
+        self._iv_expected_base = expected_total
+        self._iv_received_base = self.packets
+        self._iv_e2e = []
+        return stats

@@ -1,0 +1,130 @@
+"""Shared helpers for the aiortc engine's tests: a real livekit-server on 127.0.0.1,
+participant contexts that collect their rows, and leak counting."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from livekit import api
+
+from lkload.metrics.schema import FailureKind
+from lkload.participants.base import ParticipantContext, ParticipantPlan, Target
+from lkload.scenario.model import RoomLayout
+from lkload.server import EmbeddedServer
+
+
+@dataclass
+class Row:
+    metric: str
+    value: float | None
+    ok: bool
+    error: FailureKind | None
+    identity: str
+
+
+@dataclass
+class Rows:
+    rows: list[Row] = field(default_factory=list)
+
+    def of(self, metric: str, identity: str | None = None, ok: bool | None = None) -> list[Row]:
+        return [
+            r
+            for r in self.rows
+            if r.metric == metric
+            and (identity is None or r.identity == identity)
+            and (ok is None or r.ok == ok)
+        ]
+
+    def values(self, metric: str, identity: str | None = None) -> list[float]:
+        return [r.value for r in self.of(metric, identity, ok=True) if r.value is not None]
+
+
+def ice_ips() -> tuple[str, ...]:
+    env = os.environ.get("LKLOAD_ICE_IPS")
+    return tuple(env.split(",")) if env else ("127.0.0.1",)
+
+
+@pytest.fixture(scope="session")
+def lk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    log = tmp_path_factory.mktemp("lkserver") / "server.log"
+    with EmbeddedServer(log_path=log, ice_ips=ice_ips()) as srv:
+        yield srv
+
+
+def token_minter(srv: EmbeddedServer):  # type: ignore[no-untyped-def]
+    key, secret = srv.credentials.api_key, srv.credentials.api_secret
+
+    def token_for(identity: str, room: str) -> str:
+        return (
+            api.AccessToken(key, secret)
+            .with_identity(identity)
+            .with_grants(api.VideoGrants(room_join=True, room=room))
+            .to_jwt()
+        )
+
+    return token_for
+
+
+def make_ctx(
+    srv: EmbeddedServer,
+    rows: Rows,
+    identity: str,
+    room: str,
+    *,
+    publisher: bool,
+    layout: RoomLayout | None = None,
+    ice_addresses: tuple[str, ...] | None = None,
+    token_for=None,  # type: ignore[no-untyped-def]
+    url: str | None = None,
+    **plan_kw: float,
+) -> ParticipantContext:
+    layout = layout or RoomLayout(audio=True, video=True, data=True, data_interval_s=0.2)
+    plan = ParticipantPlan(identity=identity, room=room, publisher=publisher, layout=layout,
+                           stats_interval_s=plan_kw.pop("stats_interval_s", 1.0), **plan_kw)
+    target = Target(
+        url=url or srv.url,
+        token_for=token_for or token_minter(srv),
+        ice_addresses=ice_addresses if ice_addresses is not None else ice_ips(),
+    )
+
+    def emit(metric: str, value: float | None, ok: bool, error: FailureKind | None) -> None:
+        rows.rows.append(Row(metric, value, ok, error, identity))
+
+    return ParticipantContext(plan=plan, target=target, emit=emit, engine="aiortc")
+
+
+async def wait_until(pred, timeout_s: float, step_s: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        await asyncio.sleep(step_s)
+    return bool(pred())
+
+
+def live_peer_connections() -> int:
+    from aiortc import RTCPeerConnection
+
+    gc.collect()
+    return sum(
+        1
+        for o in gc.get_objects()
+        if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"
+    )
+
+
+def open_inet_sockets() -> int:
+    import psutil
+
+    return len(psutil.Process().net_connections(kind="inet"))
+
+
+def server_log(srv: EmbeddedServer) -> str:
+    return Path(srv.log_path).read_text() if srv.log_path else ""
