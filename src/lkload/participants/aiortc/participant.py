@@ -246,9 +246,13 @@ class AiortcParticipant(Participant):
 
     async def _publish(self) -> None:
         self.pub_pc = pc = join.new_peer_connection()
+        # Transceivers first, then the data channel: with max-bundle, aiortc (1.16) makes
+        # the first transport created the shared one, and if that is the SCTP transport
+        # while the BUNDLE group starts with mid 0, applying the answer stops it
+        # (docs/aiortc-interop.md, "max-bundle order").
+        self.tracks = add_transceivers(pc, samples_for(self.ctx.plan.layout))
         if self.ctx.plan.layout.data:
             self._reliable = pc.createDataChannel("_reliable", ordered=True)
-        self.tracks = add_transceivers(pc, samples_for(self.ctx.plan.layout))
         loop = asyncio.get_running_loop()
         for track in self.tracks:
             self._published[track.id] = loop.create_future()
