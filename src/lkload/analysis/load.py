@@ -122,7 +122,43 @@ def _empty_samples() -> pd.DataFrame:
     return df[list(SAMPLE_COLUMNS)]
 
 
-def _read_samples_arrow(source: Any, bad: list[int]) -> pd.DataFrame:
+class _Codes:
+    """Global category codes of one string column, built batch by batch."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.chunks: list[np.ndarray] = []
+
+    def add(self, column: Any) -> None:
+        if isinstance(column, pa.ChunkedArray):
+            for chunk in column.chunks:
+                self.add(chunk)
+            return
+        mapping = np.fromiter(
+            (self.index.setdefault(v, len(self.index)) for v in column.dictionary.to_pylist()),
+            dtype=np.int32,
+            count=len(column.dictionary),
+        )
+        idx = column.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        self.chunks.append(mapping[idx] if mapping.size else np.zeros(len(idx), np.int32))
+
+    def categorical(self) -> pd.Categorical:
+        n = len(self.index)
+        dtype = np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
+        codes = (
+            np.concatenate([c.astype(dtype) for c in self.chunks])
+            if self.chunks
+            else np.empty(0, dtype)
+        )
+        self.chunks.clear()
+        cats = pd.Index(list(self.index), dtype=object)
+        return pd.Categorical.from_codes(codes, categories=cats, validate=False)
+
+
+def _read_samples_arrow(sources: list[Any], bad: list[int], on_file: Any = None) -> pd.DataFrame:
+    """Stream every shard batch by batch into numpy columns: peak memory stays near the
+    size of the final columns (about 28 bytes per sample), whatever the file size."""
+
     def on_invalid(_row: Any) -> str:
         bad.append(1)
         return "skip"
@@ -130,20 +166,44 @@ def _read_samples_arrow(source: Any, bad: list[int]) -> pd.DataFrame:
     dict_t = pa.dictionary(pa.int32(), pa.string())
     types = {c: dict_t for c in _STRING_SAMPLE_COLUMNS}
     types.update({"t": pa.float64(), "tier": pa.int16(), "value": pa.float64(), "ok": pa.bool_()})
-    table = pacsv.read_csv(
-        source,
-        read_options=pacsv.ReadOptions(block_size=1 << 24),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(
-            column_types=types,
-            include_columns=list(SAMPLE_COLUMNS),
-            true_values=["true", "True", "1"],
-            false_values=["false", "False", "0"],
-        ),
-    )
-    df = table.to_pandas(split_blocks=True, self_destruct=True)
-    del table
-    return df
+    numeric: dict[str, list[np.ndarray]] = {"t": [], "tier": [], "value": [], "ok": []}
+    strings = {c: _Codes() for c in _STRING_SAMPLE_COLUMNS}
+    for source in sources:
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(block_size=1 << 23),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types,
+                include_columns=list(SAMPLE_COLUMNS),
+                true_values=["true", "True", "1"],
+                false_values=["false", "False", "0"],
+            ),
+        )
+        for batch in reader:
+            if batch.num_rows == 0:
+                continue
+            numeric["t"].append(batch.column("t").to_numpy(zero_copy_only=False))
+            numeric["tier"].append(batch.column("tier").fill_null(0).to_numpy(zero_copy_only=False))
+            numeric["value"].append(
+                batch.column("value").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            )
+            numeric["ok"].append(batch.column("ok").fill_null(False).to_numpy(zero_copy_only=False))
+            for c in _STRING_SAMPLE_COLUMNS:
+                strings[c].add(batch.column(c))
+        if on_file is not None:
+            on_file(source)
+    data: dict[str, Any] = {}
+    for c in SAMPLE_COLUMNS:
+        if c in numeric:
+            chunks = numeric.pop(c)
+            data[c] = np.concatenate(chunks) if chunks else np.empty(0)
+            del chunks
+        else:
+            data[c] = strings.pop(c).categorical()
+    data["tier"] = data["tier"].astype(np.int16, copy=False)
+    data["ok"] = data["ok"].astype(bool, copy=False)
+    return pd.DataFrame(data, copy=False)
 
 
 def _read_samples_pandas(source: Any) -> pd.DataFrame:
@@ -165,42 +225,66 @@ def _read_samples_pandas(source: Any) -> pd.DataFrame:
 
 
 def read_samples(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
+    files = [f for f in files if f.stat().st_size > 0]
+    if not files:
+        return _empty_samples()
+    if pacsv is not None:
+        return _read_samples_arrow_files(files, skipped)
     frames = []
     for path in files:
-        if path.stat().st_size == 0:
-            continue
         source, cut = _open_complete(path)
-        bad: list[int] = []
         try:
-            if pacsv is not None:
-                df = _read_samples_arrow(source, bad)
-            else:
-                df = _read_samples_pandas(source)
-        except (ValueError, OSError) as exc:
-            if "Empty CSV" in str(exc) or "No columns" in str(exc):
+            frames.append(_read_samples_pandas(source))
+        except (ValueError, pd.errors.EmptyDataError) as exc:
+            if isinstance(exc, pd.errors.EmptyDataError):
                 continue
             raise UsageError(f"{path}: unreadable samples file: {exc}") from None
         finally:
             if not isinstance(source, Path):
                 source.close()
-        n_skipped = len(bad) + (1 if cut else 0)
-        if n_skipped:
-            skipped[str(path.relative_to(path.parent.parent))] = n_skipped
-        frames.append(df)
+        if cut:
+            skipped[_shard_name(path)] = 1
+    if not frames:
+        return _empty_samples()
+    for col in _STRING_SAMPLE_COLUMNS:
+        cats = pd.api.types.union_categoricals([f[col] for f in frames]).categories
+        for f in frames:
+            f[col] = f[col].cat.set_categories(cats)
+    df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return df[list(SAMPLE_COLUMNS)]
+
+
+def _shard_name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+def _read_samples_arrow_files(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
+    frames = []
+    for path in files:
+        source, cut = _open_complete(path)
+        bad: list[int] = []
+        try:
+            frames.append(_read_samples_arrow([source], bad))
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV" in str(exc):
+                continue
+            raise UsageError(f"{path}: unreadable samples file: {exc}") from None
+        finally:
+            if not isinstance(source, Path):
+                source.close()
+        if bad or cut:
+            skipped[_shard_name(path)] = len(bad) + (1 if cut else 0)
     if not frames:
         return _empty_samples()
     if len(frames) == 1:
-        df = frames[0]
-    else:
-        for col in _STRING_SAMPLE_COLUMNS:
-            cats = pd.api.types.union_categoricals([f[col] for f in frames]).categories
-            for f in frames:
-                f[col] = f[col].cat.set_categories(cats)
-        df = pd.concat(frames, ignore_index=True)
+        return frames[0]
     for col in _STRING_SAMPLE_COLUMNS:
-        if not isinstance(df[col].dtype, pd.CategoricalDtype):
-            df[col] = df[col].astype("category")
-    return df[list(SAMPLE_COLUMNS)]
+        cats = pd.api.types.union_categoricals([f[col] for f in frames]).categories
+        for f in frames:
+            f[col] = f[col].cat.set_categories(cats)
+    df = pd.concat(frames, ignore_index=True)
+    del frames
+    return df
 
 
 def read_resources(path: Path, skipped: dict[str, int]) -> pd.DataFrame:

@@ -1,0 +1,192 @@
+"""Benchmark: analyse and render a generated results directory of 10 million samples.
+
+    .venv/bin/python benchmarks/analysis.py [--samples 10000000] [--dir /tmp/lkload-bench]
+
+Generates the directory once (4 worker shards, 5 tiers plus recovery, one resource row per
+source per second), then runs `render_report` in a fresh process and prints its wall time
+and peak memory (ru_maxrss of that process). Goal: under 10 s and under 1 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+METRICS = (  # metric, share of rows, gamma scale (ms or unit)
+    ("data_e2e_ms", 0.55, 12.0),
+    ("media_e2e_ms", 0.10, 20.0),
+    ("signal_rtt_ms", 0.08, 6.0),
+    ("rx_kbps", 0.10, 11.0),
+    ("loss_pct", 0.06, 0.05),
+    ("jitter_ms", 0.06, 2.0),
+    ("api_ms", 0.02, 15.0),
+    ("join_ms", 0.02, 80.0),
+    ("first_track_ms", 0.01, 90.0),
+)
+KINDS = ("timeout", "signal", "ice", "disconnect", "api", "media", "internal")
+TIERS = ((10, "baseline"), (25, "acceptable"), (50, "target"), (100, "peak"), (200, "stress"))
+
+
+def generate(directory: Path, n: int, seed: int = 1) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    rng = np.random.default_rng(seed)
+    t0, ramp, settle, hold, rec = 1_780_000_000.0, 40.0, 5.0, 300.0, 60.0
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "samples").mkdir(exist_ok=True)
+    weights = np.array([s for s, _ in TIERS], dtype=float)
+    tier_of = rng.choice(np.arange(1, 6), size=n, p=weights / weights.sum()).astype(np.int16)
+    names = np.array([m for m, _, _ in METRICS])
+    share = np.array([s for _, s, _ in METRICS])
+    metric = rng.choice(len(METRICS), size=n, p=share / share.sum())
+    scale = np.array([s for _, _, s in METRICS])[metric] * (1 + 0.3 * (tier_of - 1))
+    value = np.round(rng.gamma(3.0, scale), 3)
+    arrival = np.isin(metric, [7, 8])
+    start = t0 + (np.arange(5) * (ramp + settle + hold))[tier_of - 1]
+    t = np.where(
+        arrival,
+        start + rng.uniform(0, ramp + settle, n),
+        start + ramp + settle + rng.uniform(0, hold, n),
+    )
+    phase = np.where(arrival, "ramp", "hold").astype(object)
+    rec_start = t0 + 5 * (ramp + settle + hold)
+    recovery = rng.random(n) < 0.02
+    tier_of[recovery] = -1
+    t[recovery] = rec_start + rng.uniform(0, rec, int(recovery.sum()))
+    phase[recovery] = "recovery"
+    ok = rng.random(n) > 0.002 * np.where(tier_of > 3, 5, 1)
+    ok |= np.isin(metric, [3, 4, 5, 1])  # observations never fail
+    value[~ok] = np.nan
+    error = np.where(ok, "", np.array(KINDS)[rng.integers(0, len(KINDS), n)]).astype(object)
+    room = rng.integers(0, 1000, n)
+    order = np.argsort(t, kind="stable")
+    table = pa.table(
+        {
+            "t": pa.array(t[order]),
+            "tier": pa.array(tier_of[order]),
+            "phase": pa.array(phase[order].astype(str)),
+            "worker": pa.array(np.char.add("w", (order % 4 + 1).astype(str))),
+            "room": pa.array(np.char.add("room-", room[order].astype(str))),
+            "participant": pa.array(np.char.add("p-", (room[order] * 10 + order % 10).astype(str))),
+            "engine": pa.array(np.full(n, "aiortc")),
+            "metric": pa.array(names[metric[order]]),
+            "value": pa.array(value[order], mask=np.isnan(value[order])),
+            "ok": pa.array(ok[order]),
+            "error": pa.array(error[order].astype(str)),
+        }
+    )
+    shard = order % 4
+    for w in range(4):
+        pacsv.write_csv(
+            table.filter(pa.array(shard == w)), directory / "samples" / f"samples-w{w + 1}.csv"
+        )
+    end = rec_start + rec
+    secs = np.arange(t0, end, 1.0)
+    with open(directory / "resources.csv", "w") as fh:
+        fh.write("t,source,cpu_pct,rss_mb,mem_pct,threads,fds\n")
+        for s in secs:
+            fh.write(
+                f"{s:.3f},server,{60 + 20 * np.sin(s / 50):.1f},{400 + (s - t0) / 100:.1f},5.0,30,200\n"
+            )
+            fh.write(f"{s:.3f},generator:w1,{50 + 10 * np.cos(s / 40):.1f},300.0,1.2,10,50\n")
+    events = [
+        {"t": t0, "event": "campaign_start", "scenario": "bench", "tiers": [s for s, _ in TIERS]}
+    ]
+    for i, (size, _) in enumerate(TIERS):
+        s0 = t0 + i * (ramp + settle + hold)
+        events += [
+            {"t": s0, "event": "phase", "tier": i + 1, "size": size, "phase": "ramp"},
+            {"t": s0 + ramp, "event": "phase", "tier": i + 1, "size": size, "phase": "settle"},
+            {
+                "t": s0 + ramp + settle,
+                "event": "phase",
+                "tier": i + 1,
+                "size": size,
+                "phase": "hold",
+            },
+            {
+                "t": s0 + ramp + settle + hold,
+                "event": "tier_end",
+                "tier": i + 1,
+                "size": size,
+                "connected": size,
+            },
+        ]
+    events += [
+        {"t": rec_start, "event": "phase", "tier": -1, "size": 10, "phase": "recovery"},
+        {"t": end, "event": "campaign_end", "status": "completed"},
+    ]
+    (directory / "timeline.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    campaign = {
+        "id": "bench-20260101-000000",
+        "status": "completed",
+        "started": t0,
+        "ended": end,
+        "scenario": {
+            "name": "bench",
+            "hold_s": hold,
+            "settle_s": settle,
+            "recovery": {"hold_s": rec},
+            "tiers": [{"size": s, "role": r} for s, r in TIERS],
+        },
+        "versions": {"lkload": "bench"},
+        "hosts": {"master": {"hostname": "bench", "cores": 2}},
+    }
+    (directory / "campaign.json").write_text(json.dumps(campaign))
+
+
+CHILD = """
+import json, sys, time
+t = time.perf_counter()
+from lkload.analysis import analyze
+from lkload.report import render_analysis
+t_import = time.perf_counter()
+a = analyze(sys.argv[1])
+t_analyze = time.perf_counter()
+r = render_analysis(a, __import__("pathlib").Path(sys.argv[2]))
+t_render = time.perf_counter()
+print(json.dumps({"samples": a.sample_count, "import_s": t_import - t, "analyze_s": t_analyze - t_import,
+                  "render_s": t_render - t_analyze, "total_s": t_render - t, "overall": r.overall}))
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=10_000_000)
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/lkload-bench"))
+    args = ap.parse_args()
+    results = args.dir / f"results-{args.samples}"
+    if not (results / "campaign.json").exists():
+        t = time.perf_counter()
+        generate(results, args.samples)
+        print(f"generated {args.samples:,} samples in {time.perf_counter() - t:.1f} s: {results}")
+    t = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(results), str(args.dir / "report")],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    wall = time.perf_counter() - t
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"samples {figures['samples']:,}: analyze {figures['analyze_s']:.2f} s, render "
+        f"{figures['render_s']:.2f} s, imports {figures['import_s']:.2f} s; process wall {wall:.2f} s; "
+        f"peak RSS {peak_mb:.0f} MB; verdict {figures['overall']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
