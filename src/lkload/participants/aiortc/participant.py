@@ -276,8 +276,23 @@ class AiortcParticipant(Participant):
                 done.set_exception(_SessionEnded(FailureKind.ICE, f"PC {pc.connectionState}"))
 
         pc.on("connectionstatechange", changed)
-        changed()
-        await done
+        try:
+            changed()
+            await done
+        finally:
+            pc.remove_listener("connectionstatechange", changed)
+
+    async def _settle(self, pc: RTCPeerConnection) -> None:
+        """Wait (bounded) until a PC that is being connected has connected.
+
+        aiortc (1.16) starts a new transceiver's receiver only if the DTLS transport is
+        already connected when the description is applied; an offer applied while the
+        bundled transport is still handshaking leaves its receivers unstarted, so their
+        packets are dropped (docs/aiortc-interop.md, "renegotiation during DTLS")."""
+        if pc.remoteDescription is None or pc.connectionState not in ("new", "connecting"):
+            return
+        with contextlib.suppress(TimeoutError, _SessionEnded):
+            await asyncio.wait_for(self._connected(pc), 10.0)
 
     # ---- signal handlers ------------------------------------------------------------------
 
@@ -287,6 +302,7 @@ class AiortcParticipant(Participant):
             if which == "offer":
                 self.counters.offers += 1
                 assert self.sub_pc is not None
+                await self._settle(self.sub_pc)
                 await self.signal.send(
                     await join.answer_offer(self.sub_pc, resp.offer, self.candidate_filter)
                 )

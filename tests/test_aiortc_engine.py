@@ -1,0 +1,234 @@
+"""The aiortc engine against the real livekit-server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from aiortc_fixtures import (
+    Rows,
+    live_peer_connections,
+    lk_server,  # noqa: F401  (fixture)
+    make_ctx,
+    open_inet_sockets,
+    server_log,
+    wait_until,
+)
+from livekit import api
+
+from lkload.metrics.schema import FailureKind
+from lkload.participants import create_participant
+from lkload.participants.aiortc import AiortcParticipant
+from lkload.participants.base import JoinFailed
+from lkload.scenario.model import RoomLayout
+
+pytestmark = pytest.mark.server
+
+
+async def _run_room(srv, rows, room, n_subs=1, seconds=4.0, layout=None):  # type: ignore[no-untyped-def]
+    pub = AiortcParticipant(make_ctx(srv, rows, f"{room}-pub", room, publisher=True, layout=layout))
+    subs = [
+        AiortcParticipant(
+            make_ctx(srv, rows, f"{room}-sub{i}", room, publisher=False, layout=layout)
+        )
+        for i in range(n_subs)
+    ]
+    await pub.join()
+    for s in subs:
+        await s.join()
+    tasks = [asyncio.create_task(p.run()) for p in [pub, *subs]]
+    await asyncio.sleep(seconds)
+    for p in [*subs, pub]:
+        await p.leave()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    return pub, subs
+
+
+def test_aiortc_to_aiortc_media_data_and_metrics(lk_server):  # noqa: F811
+    rows = Rows()
+    pub, subs = asyncio.run(_run_room(lk_server, rows, "a2a", n_subs=2, seconds=5.0))
+    for sub in subs:
+        ident = sub.ctx.plan.identity
+        # one join, two expected tracks (audio+video) received, one session row
+        assert len(rows.of("join_ms", ident, ok=True)) == 1
+        assert len(rows.of("first_track_ms", ident, ok=True)) == 2
+        assert len(rows.of("session_s", ident, ok=True)) == 1
+        kinds = sorted(a.kind for a in sub.counters.tracks.values())
+        assert kinds == ["audio", "video"]
+        for acc in sub.counters.tracks.values():
+            assert acc.packets > (100 if acc.kind == "audio" else 40)
+        assert max(rows.values("loss_pct", ident)) < 1.0
+        kbps = rows.values("rx_kbps", ident)
+        assert max(kbps) > 200  # video at ~300 kbps
+        data = rows.values("data_e2e_ms", ident)
+        assert len(data) >= 15 and all(0 <= d < 100 for d in data)
+        assert not rows.of("data_e2e_ms", ident, ok=False)
+    assert rows.values("signal_rtt_ms")  # pings answered (5 s interval)
+    assert all(0 < v < 100 for v in rows.values("signal_rtt_ms"))
+    e2e = rows.values("media_e2e_ms")
+    assert e2e, "sender reports were forwarded and mapped"
+    assert all(-3.0 < v < 50.0 for v in e2e), e2e
+    assert not [r for r in rows.rows if not r.ok]
+
+
+def test_registry_creates_aiortc_engine(lk_server):  # noqa: F811
+    rows = Rows()
+    ctx = make_ctx(lk_server, rows, "reg", "reg", publisher=False)
+    p = create_participant("aiortc", ctx)
+    assert isinstance(p, AiortcParticipant) and p.engine == "aiortc"
+
+
+def test_only_loopback_candidates_in_server_log(lk_server):  # noqa: F811
+    rows = Rows()
+    asyncio.run(_run_room(lk_server, rows, "loop", n_subs=1, seconds=1.0))
+    log = server_log(lk_server)
+    remote = re.findall(r"\[remote\][^\"]*?(\d+\.\d+\.\d+\.\d+|\d+\.\d+\.\.\.)", log)
+    assert remote, "server logs the remote candidates it saw"
+    assert "192.0.2" not in log
+    assert all(r.startswith("127.0") for r in remote), set(remote)
+
+
+def test_no_tasks_pcs_or_sockets_left_after_a_tier(lk_server):  # noqa: F811
+    async def tier() -> tuple[int, int, int, int, int, int]:
+        before_tasks = len(asyncio.all_tasks())
+        before_socks = open_inet_sockets()
+        before_pcs = live_peer_connections()
+        rows = Rows()
+        await _run_room(lk_server, rows, "leak", n_subs=3, seconds=2.0)
+        # a failed join must release too
+        bad = AiortcParticipant(
+            make_ctx(
+                lk_server,
+                rows,
+                "leak-bad",
+                "leak",
+                publisher=True,
+                token_for=lambda i, r: "not-a-jwt",
+            )
+        )
+        with pytest.raises(JoinFailed):
+            await bad.join()
+        await asyncio.sleep(0.5)  # aioice/aiortc finish their own close callbacks
+        return (
+            before_tasks,
+            len(asyncio.all_tasks()),
+            before_socks,
+            open_inet_sockets(),
+            before_pcs,
+            live_peer_connections(),
+        )
+
+    bt, at, bs, as_, bp, ap = asyncio.run(tier())
+    assert at == bt, "asyncio tasks left"
+    assert as_ == bs, "sockets left"
+    assert ap == bp == 0, "peer connections left"
+
+
+def test_bad_token_is_auth_failure(lk_server):  # noqa: F811
+    rows = Rows()
+    ctx = make_ctx(
+        lk_server, rows, "badtok", "bad", publisher=True, token_for=lambda i, r: "not-a-jwt"
+    )
+    p = AiortcParticipant(ctx)
+    with pytest.raises(JoinFailed) as err:
+        asyncio.run(p.join())
+    assert err.value.kind is FailureKind.AUTH
+    assert [(r.metric, r.ok, r.error) for r in rows.rows] == [("join_ms", False, FailureKind.AUTH)]
+
+
+def test_removed_participant_is_disconnect(lk_server):  # noqa: F811
+    async def scenario() -> tuple[Rows, AiortcParticipant]:
+        rows = Rows()
+        p = AiortcParticipant(make_ctx(lk_server, rows, "victim", "rm", publisher=True))
+        await p.join()
+        run = asyncio.create_task(p.run())
+        await asyncio.sleep(0.5)
+        lk = api.LiveKitAPI(
+            lk_server.http_url, lk_server.credentials.api_key, lk_server.credentials.api_secret
+        )
+        try:
+            await lk.room.remove_participant(
+                api.RoomParticipantIdentity(room="rm", identity="victim")
+            )
+        finally:
+            await lk.aclose()
+        await asyncio.wait_for(run, 10)  # run() returns on its own
+        await p.leave()
+        return rows, p
+
+    rows, p = asyncio.run(scenario())
+    sess = rows.of("session_s")
+    assert [(r.ok, r.error) for r in sess] == [(False, FailureKind.DISCONNECT)]
+    assert "PARTICIPANT_REMOVED" in p.disconnect_reason
+
+
+def test_ice_never_connects_is_ice_failure(lk_server):  # noqa: F811
+    rows = Rows()
+    ctx = make_ctx(lk_server, rows, "noice", "noice", publisher=False, join_timeout_s=3.0)
+    p = AiortcParticipant(ctx, candidate_filter=lambda line: False)
+    with pytest.raises(JoinFailed) as err:
+        asyncio.run(p.join())
+    assert err.value.kind is FailureKind.ICE
+    assert [(r.metric, r.error) for r in rows.rows] == [("join_ms", FailureKind.ICE)]
+
+
+def test_server_gone_mid_call_is_disconnect(tmp_path):
+    from lkload.server import EmbeddedServer
+
+    async def scenario(srv: EmbeddedServer) -> Rows:
+        rows = Rows()
+        p = AiortcParticipant(make_ctx(srv, rows, "orphan", "gone", publisher=True))
+        await p.join()
+        run = asyncio.create_task(p.run())
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(srv.stop)
+        await asyncio.wait_for(run, 15)
+        await p.leave()
+        return rows
+
+    with EmbeddedServer(log_path=tmp_path / "server.log") as srv:
+        rows = asyncio.run(scenario(srv))
+    assert [(r.ok, r.error) for r in rows.of("session_s")] == [(False, FailureKind.DISCONNECT)]
+
+
+def test_server_down_at_join_is_signal_failure(lk_server):  # noqa: F811
+    rows = Rows()
+    ctx = make_ctx(lk_server, rows, "nobody", "x", publisher=False, url="ws://127.0.0.1:9")
+    with pytest.raises(JoinFailed) as err:
+        asyncio.run(AiortcParticipant(ctx).join())
+    assert err.value.kind is FailureKind.SIGNAL
+
+
+def test_first_track_timeout_and_withdrawal(lk_server):  # noqa: F811
+    """A publisher whose media never flows gives a `timeout` row to its subscriber; tracks
+    of a publisher that leaves before sending anything are withdrawn (no row)."""
+
+    async def scenario() -> Rows:
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(
+                lk_server,
+                rows,
+                "mute-pub",
+                "ftt",
+                publisher=True,
+                layout=RoomLayout(audio=True, data=False),
+            )
+        )
+        await pub.join()
+        for t in pub.tracks:  # stop media before anyone subscribes
+            t.stop()
+        sub = AiortcParticipant(
+            make_ctx(lk_server, rows, "ftt-sub", "ftt", publisher=False, first_track_timeout_s=1.5)
+        )
+        await sub.join()
+        run = asyncio.create_task(sub.run())
+        await wait_until(lambda: rows.of("first_track_ms"), 6)
+        await sub.leave()
+        await pub.leave()
+        await run
+        return rows
+
+    rows = asyncio.run(scenario())
+    assert [(r.ok, r.error) for r in rows.of("first_track_ms")] == [(False, FailureKind.TIMEOUT)]
