@@ -39,7 +39,7 @@ class TrackAccount:
     packets: int = 0
     bytes: int = 0
     ssrc: int | None = None
-    clock: SenderClock = field(init=False)
+    clocks: dict[int, SenderClock] = field(default_factory=dict)  # per SSRC, from SRs
     # sequence numbers
     _base_seq: int = 0
     _max_seq: int = 0  # extended
@@ -49,13 +49,9 @@ class TrackAccount:
     # interval snapshot
     _iv_bytes: int = 0
     _iv_packets: int = 0
-    _iv_expected_base: int = 0
-    _iv_received_base: int = 0
+    _iv_expected: int = 0  # sequence numbers the interval advanced over
     _iv_e2e: list[float] = field(default_factory=list)
     _last_ts: int | None = None
-
-    def __post_init__(self) -> None:
-        self.clock = SenderClock(self.clockrate)
 
     def on_rtp(self, packet: RtpPacket, arrival: float) -> None:
         seq = packet.sequence_number
@@ -65,9 +61,7 @@ class TrackAccount:
             self._base_seq = seq
             self._max_seq = seq
             self._last_transit = None
-            self._iv_expected_base = self._expected() - self._iv_packets
-            self._iv_received_base = self.packets - self._iv_packets
-            self.clock = SenderClock(self.clockrate)
+            self._iv_expected += 1
         if self.first_packet_at is None:
             self.first_packet_at = arrival
         self.packets += 1
@@ -79,6 +73,7 @@ class TrackAccount:
         delta = (seq - self._max_seq) & 0xFFFF
         if 0 < delta < 0x8000:
             self._max_seq += delta
+            self._iv_expected += delta
         # jitter
         ts = packet.timestamp
         transit = arrival * self.clockrate - ts
@@ -90,22 +85,24 @@ class TrackAccount:
         # media e2e: first packet of each frame (video frames span several packets)
         if ts != self._last_ts:
             self._last_ts = ts
-            capture = self.clock.capture_time(ts)
+            clock = self.clocks.get(packet.ssrc)
+            capture = clock.capture_time(ts) if clock is not None else None
             if capture is not None and len(self._iv_e2e) < MAX_E2E_SAMPLES:
                 self._iv_e2e.append((arrival - capture) * 1000.0)
 
     def on_sr(self, packet: RtcpSrPacket, arrival: float) -> None:
         info = packet.sender_info
-        self.clock.update(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
-
-    def _expected(self) -> int:
-        return self._max_seq - self._base_seq + 1 if self.ssrc is not None else 0
+        clock = self.clocks.get(packet.ssrc)
+        if clock is None:
+            if len(self.clocks) >= 4:  # bounded: drop the oldest SSRC's mapping
+                self.clocks.pop(next(iter(self.clocks)))
+            clock = self.clocks[packet.ssrc] = SenderClock(self.clockrate)
+        clock.update(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
 
     def interval(self, seconds: float) -> IntervalStats:
         """Statistics since the previous call; resets the interval counters."""
-        expected_total = self._expected()
-        expected = expected_total - self._iv_expected_base
-        received = self.packets - self._iv_received_base
+        expected = self._iv_expected
+        received = self._iv_packets  # includes late/duplicate packets, as RFC 3550 does
         loss = None
         if expected > 0:
             loss = max(0.0, (expected - received) / expected * 100.0)
@@ -118,7 +115,6 @@ class TrackAccount:
         )
         self._iv_bytes = 0
         self._iv_packets = 0
-        self._iv_expected_base = expected_total
-        self._iv_received_base = self.packets
+        self._iv_expected = 0
         self._iv_e2e = []
         return stats

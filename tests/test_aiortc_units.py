@@ -1,0 +1,137 @@
+"""Unit tests of the aiortc engine's pieces: no server, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
+from livekit.protocol import models as pm
+
+from lkload.participants.aiortc import ice
+from lkload.participants.aiortc.data import DataMessage, GapTracker, decode_packet, encode_packet
+from lkload.participants.aiortc.rtcp import SenderClock, ntp_to_unix
+from lkload.participants.aiortc.signal import PROTOCOL_VERSION, SignalError, _decode, rtc_url
+from lkload.participants.aiortc.subscriber import TrackAccount
+from lkload.metrics.schema import FailureKind
+
+
+def unix_to_ntp(t: float) -> int:
+    sec = int(t) + 2_208_988_800
+    return (sec << 32) | int((t - int(t)) * (1 << 32))
+
+
+def test_ntp_roundtrip() -> None:
+    assert abs(ntp_to_unix(unix_to_ntp(1_800_000_000.25)) - 1_800_000_000.25) < 1e-6
+
+
+def test_sender_clock_maps_and_wraps() -> None:
+    c = SenderClock(90_000)
+    assert c.capture_time(1234) is None
+    c.update(1, 0, 5)  # zero NTP: ignored (aiortc sends one before its first packet)
+    assert not c.ready
+    c.update(1, unix_to_ntp(1000.0), 0xFFFFFF00)
+    assert c.capture_time(0xFFFFFF00 + 90_000 - 0x100000000) == pytest.approx(1001.0)  # wrapped
+    assert c.capture_time(0xFFFFFF00 - 45_000) == pytest.approx(999.5)  # older than SR
+
+
+def _pkt(seq: int, ts: int, ssrc: int = 7, size: int = 100) -> RtpPacket:
+    p = RtpPacket(payload_type=96, sequence_number=seq & 0xFFFF, timestamp=ts & 0xFFFFFFFF)
+    p.ssrc = ssrc
+    p.payload = b"x" * size
+    return p
+
+
+def test_track_account_loss_jitter_and_e2e() -> None:
+    acc = TrackAccount("TR_1", "audio", 48_000)
+    t0 = 2000.0
+    sr = RtcpSrPacket(ssrc=7, sender_info=RtcpSenderInfo(
+        ntp_timestamp=unix_to_ntp(t0), rtp_timestamp=1000, packet_count=0, octet_count=0))
+    acc.on_sr(sr, t0)
+    seqs = [65530 + i for i in range(20) if i not in (5, 6)]  # wraps at 65536, two lost
+    for s in seqs:
+        i = s - 65530
+        acc.on_rtp(_pkt(s, 1000 + 960 * i), t0 + 0.02 * i + 0.003)
+    st = acc.interval(1.0)
+    assert st.loss_pct == pytest.approx(2 / 20 * 100)
+    assert st.media_e2e_ms == pytest.approx(3.0, abs=0.01)
+    assert st.jitter_ms < 0.01
+    assert st.rx_kbps == pytest.approx(18 * 112 * 8 / 1000)
+    # next interval: nothing lost
+    for s in range(65550, 65560):
+        i = s - 65530
+        acc.on_rtp(_pkt(s, 1000 + 960 * i), t0 + 0.02 * i + 0.003)
+    assert acc.interval(1.0).loss_pct == 0.0
+
+
+def test_track_account_new_ssrc_restarts_sequence() -> None:
+    acc = TrackAccount("TR_1", "video", 90_000)
+    for s in range(10):
+        acc.on_rtp(_pkt(s, s * 3000, ssrc=1), 10 + s / 30)
+    for s in range(40000, 40010):
+        acc.on_rtp(_pkt(s, s * 3000, ssrc=2), 11 + s / 30)
+    assert acc.interval(1.0).loss_pct == 0.0
+
+
+def test_data_message_roundtrip_and_format() -> None:
+    raw = encode_packet(DataMessage("alice", 3, 1234.5))
+    pkt = pm.DataPacket()
+    pkt.ParseFromString(raw)
+    assert pkt.user.topic == "lkload"
+    assert json.loads(pkt.user.payload) == {"lkload": 1, "from": "alice", "seq": 3, "t": 1234.5}
+    assert decode_packet(raw) == DataMessage("alice", 3, 1234.5)
+    other = pm.DataPacket(user=pm.UserPacket(payload=b"hi", topic="chat")).SerializeToString()
+    assert decode_packet(other) is None
+    with pytest.raises(ValueError):
+        DataMessage("a", 0, 1.0)
+
+
+def test_gap_tracker() -> None:
+    g = GapTracker()
+    assert g.see("a", 5) == 0  # first seen mid-stream
+    assert g.see("a", 6) == 0
+    assert g.see("a", 9) == 2
+    assert g.see("a", 8) == 0  # late: not a gap
+    assert g.see("a", 10_000) == 100  # bounded
+
+
+def test_ice_addresses_spread_and_validation() -> None:
+    addrs = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+    chosen = {ice.addresses_for(addrs, f"p{i}") for i in range(60)}
+    assert chosen == {(a,) for a in addrs}
+    assert ice.addresses_for(addrs, "x") == ice.addresses_for(addrs, "x")  # stable
+    assert len(ice.addresses_for(addrs, "x", per_participant=2)) == 2
+    with pytest.raises(ice.IceAddressError):
+        ice.addresses_for((), "x")
+    with pytest.raises(ice.IceAddressError):
+        ice.addresses_for(("eth0",), "x")
+
+
+def test_candidate_from_trickle() -> None:
+    init = json.dumps({"candidate": "candidate:2878742611 1 udp 2130706431 127.0.0.1 62604 "
+                       "typ host ufrag abc", "sdpMid": "0", "sdpMLineIndex": 0})
+    c = ice.candidate_from_trickle(init)
+    assert c is not None and c.ip == "127.0.0.1" and c.port == 62604 and c.sdpMid == "0"
+    assert ice.candidate_from_trickle(json.dumps({"candidate": ""})) is None
+    with pytest.raises(ValueError):
+        ice.candidate_from_trickle("[1]")
+
+
+def test_signal_url_and_decode() -> None:
+    url = rtc_url("wss://example.test/")
+    assert url.startswith("wss://example.test/rtc?") and f"protocol={PROTOCOL_VERSION}" in url
+    assert rtc_url("http://h:7880").startswith("ws://h:7880/rtc?")
+    assert "access_token" not in url  # the token travels in a header, never in a URL
+    with pytest.raises(SignalError) as err:
+        _decode(b"\xff\xff\xff")
+    assert err.value.kind is FailureKind.SIGNAL
+
+
+def test_restricted_context_is_inherited_by_tasks() -> None:
+    async def main() -> tuple[object, object]:
+        with ice.restricted_to(("127.0.0.1",)):
+            inner = asyncio.create_task(asyncio.sleep(0, result=ice.host_addresses()))
+        return await inner, ice.host_addresses()
+
+    assert asyncio.run(main()) == (("127.0.0.1",), None)
