@@ -130,7 +130,7 @@ class EmbeddedServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
-            # The server dies with us even on SIGKILL: Linux sends it SIGTERM when we go.
+            # The server dies with us even when we are SIGKILLed (PR_SET_PDEATHSIG).
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         if log is not subprocess.DEVNULL:
@@ -168,16 +168,18 @@ class EmbeddedServer:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after `timeout_s`; removes the key file. Idempotent."""
+    def stop(self, timeout_s: float = 3.0) -> None:
+        """SIGTERM (graceful), a second SIGTERM (livekit-server's forced shutdown), then
+        SIGKILL, `timeout_s` apart; removes the key file. Idempotent."""
         proc = self.process
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+            if proc is None or proc.poll() is not None:
+                break
+            proc.send_signal(sig)
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+                continue
         if self._secret_dir is not None:
             self._secret_dir.cleanup()
             self._secret_dir = None
@@ -190,9 +192,14 @@ class EmbeddedServer:
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: ask Linux for SIGTERM when the parent dies (PR_SET_PDEATHSIG)."""
+    """In the child before exec: ask Linux to kill it when its parent dies.
+
+    SIGKILL, not SIGTERM: a livekit-server that gets SIGTERM right after start-up logs
+    "exit requested" and then may wait on for good (seen with v1.13.5). The parent is the
+    thread that started it, so start() must run on a thread that lives as long as lkload.
+    """
     import ctypes
 
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     os.setpgrp()  # own process group: a Ctrl-C in the terminal reaches lkload, which stops it

@@ -1,0 +1,72 @@
+"""Helpers for tests that drive the real `lkload` command and read its results."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LKLOAD = [sys.executable, "-m", "lkload.cli.main"]
+
+# The sdk engine (libwebrtc) ignores loopback: whole campaigns run where scripts/netns put
+# us, with the namespace's address in LKLOAD_ICE_IPS (design.md, Network).
+needs_netns = pytest.mark.skipif(
+    not os.environ.get("LKLOAD_ICE_IPS"),
+    reason="needs a private network namespace: run as root via scripts/test (scripts/netns)",
+)
+
+
+def lkload(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LKLOAD, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=kw.pop("cwd", ROOT),
+        **kw,
+    )
+
+
+def write_scenario(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def read_samples(results: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for shard in sorted((results / "samples").glob("*.csv")):
+        with open(shard, newline="") as fh:
+            rows.extend(csv.DictReader(fh))
+    return rows
+
+
+def read_timeline(results: Path) -> list[dict]:
+    lines = (results / "timeline.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def only_child(root: Path) -> Path:
+    children = [p for p in root.iterdir() if p.is_dir()]
+    assert len(children) == 1, children
+    return children[0]
+
+
+def server_gone(results: Path) -> bool:
+    """The embedded server that this campaign started (its pid is in the timeline) is gone."""
+    pids = [e["pid"] for e in read_timeline(results) if e["event"] == "server_started"]
+    assert pids, "no server_started event"
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists() and stat.read_text().split()[2] != "Z":
+            return False
+    return True

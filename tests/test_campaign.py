@@ -1,0 +1,238 @@
+"""Whole campaigns through the real `lkload` command against the real livekit-server."""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import (
+    LKLOAD,
+    ROOT,
+    lkload,
+    server_gone,
+    needs_netns,
+    only_child,
+    read_samples,
+    read_timeline,
+    write_scenario,
+)
+from lkload.metrics.schema import ATTEMPT_METRICS
+
+TWO_TIERS = """
+name: two-tiers
+spawn_rate: 6
+settle_s: 1
+hold_s: 6
+api_interval_s: 1
+stats_interval_s: 1
+tiers:
+  - {size: 3, role: baseline}
+  - {size: 6, role: acceptable}
+rooms: {participants_per_room: 3, publishers_per_room: 1, data_interval_s: 0.5}
+"""
+
+
+@needs_netns
+def test_two_tier_campaign_accounts_for_every_participant(tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS)
+    proc = lkload(
+        "run",
+        str(scenario),
+        "--results",
+        str(tmp_path / "results"),
+        "--reports",
+        str(tmp_path / "reports"),
+        "--no-progress",
+    )
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    results = only_child(tmp_path / "results")
+    meta = json.loads((results / "campaign.json").read_text())
+    assert meta["status"] == "completed"
+    assert meta["versions"]["livekit_server"] == "1.13.5"
+
+    rows = read_samples(results)
+    joins = [r for r in rows if r["metric"] == "join_ms"]
+    # Every participant made exactly one join attempt: 3 in tier 1, 3 more in tier 2.
+    assert sorted(r["participant"] for r in joins) == [f"p{i:05d}" for i in range(6)]
+    assert collections.Counter(r["tier"] for r in joins) == {"1": 3, "2": 3}
+    assert all(r["ok"] == "true" for r in joins), joins
+
+    # attempts = successes + failures, per tier and metric; each row is exactly one of them.
+    for r in rows:
+        if r["metric"] in ATTEMPT_METRICS:
+            assert (r["ok"] == "true") == (r["error"] == ""), r
+            assert (r["ok"] == "true") == (r["value"] != ""), r
+    # Each participant's session ended in exactly one session_s row when it left.
+    sessions = collections.Counter(r["participant"] for r in rows if r["metric"] == "session_s")
+    assert sessions == {f"p{i:05d}": 1 for i in range(6)}
+    # Real media and data flowed: one audio publisher per room of three.
+    first = [r for r in rows if r["metric"] == "first_track_ms"]
+    assert len(first) == 4 and all(r["ok"] == "true" for r in first)
+    assert any(r["metric"] == "data_e2e_ms" and r["ok"] == "true" for r in rows)
+    assert any(r["metric"] == "rx_kbps" and float(r["value"]) > 0 for r in rows)
+    assert any(r["metric"] == "api_ms" and r["ok"] == "true" for r in rows)
+    assert any(r["metric"] == "signal_rtt_ms" and r["ok"] == "true" for r in rows)
+    hold_tiers = {r["tier"] for r in rows if r["phase"] == "hold"}
+    assert hold_tiers == {"1", "2"}
+
+    events = [e["event"] for e in read_timeline(results)]
+    assert events[0] == "campaign_start" and events[-1] == "campaign_end"
+    assert events.count("tier_end") == 2
+    sources = (results / "resources.csv").read_text()
+    assert "server," in sources and "generator:local," in sources
+
+    # The terminal shows percentiles and the report exists.
+    assert "P95" in proc.stdout + proc.stderr
+    assert (tmp_path / "reports" / results.name / "report.html").exists()
+    # The embedded server is gone and the secret never reached the results.
+    assert server_gone(results)
+    secretless = "".join(p.read_text(errors="replace") for p in results.rglob("*") if p.is_file())
+    assert "api_secret" not in secretless and "eyJ" not in secretless
+
+
+@needs_netns
+def test_sigint_mid_tier_leaves_readable_results_and_no_server(tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
+    proc = subprocess.Popen(
+        [
+            *LKLOAD,
+            "run",
+            str(scenario),
+            "--results",
+            str(tmp_path / "results"),
+            "--reports",
+            str(tmp_path / "reports"),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-2000:]
+    meta = json.loads((results / "campaign.json").read_text())
+    assert meta["status"] == "interrupted"
+    rows = read_samples(results)
+    assert sum(r["metric"] == "join_ms" for r in rows) == 3
+    assert sum(r["metric"] == "session_s" for r in rows) == 3  # they left when asked
+    assert any(r["metric"] == "data_e2e_ms" for r in rows)
+    assert any(
+        e["event"] == "abort" and e["reason"] == "interrupted" for e in read_timeline(results)
+    )
+    assert server_gone(results)
+    assert (tmp_path / "reports" / results.name / "report.html").exists()
+
+
+def _wait_for_hold(root: Path, deadline_s: float) -> Path:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        for d in root.glob("*/timeline.jsonl"):
+            if '"phase": "hold"' in d.read_text():
+                return d.parent
+        time.sleep(0.2)
+    pytest.fail("the campaign never reached a hold phase")
+
+
+def test_scenario_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    bad = write_scenario(tmp_path / "bad.yaml", TWO_TIERS.replace("spawn_rate: 6", "spawn_rat: 6"))
+    proc = lkload("run", str(bad), "--results", str(tmp_path / "r"), timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(bad) in lines[0] and "spawn_rat" in lines[0] and "unknown key" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_unreachable_url_fails_fast(tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS)
+    start = time.monotonic()
+    proc = lkload(
+        "run",
+        str(scenario),
+        "--url",
+        "ws://127.0.0.1:9",
+        "--api-key",
+        "k",
+        "--api-secret",
+        "s" * 32,
+        "--results",
+        str(tmp_path / "r"),
+        timeout=60,
+    )
+    assert time.monotonic() - start < 20
+    assert proc.returncode == 2, proc.stderr
+    assert "ws://127.0.0.1:9" in proc.stderr and "cannot connect" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "s" * 32 not in proc.stderr
+
+
+def test_wrong_api_secret_fails_fast(tmp_path: Path) -> None:
+    from lkload.server import EmbeddedServer
+
+    scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS)
+    with EmbeddedServer() as server:
+        start = time.monotonic()
+        proc = lkload(
+            "run",
+            str(scenario),
+            "--url",
+            server.url,
+            "--api-key",
+            server.credentials.api_key,
+            "--api-secret",
+            "wrong-secret-0123456789",
+            "--results",
+            str(tmp_path / "r"),
+            timeout=60,
+        )
+    assert time.monotonic() - start < 20
+    assert proc.returncode == 2, proc.stderr
+    assert "refused the API key/secret" in proc.stderr
+    assert "wrong-secret-0123456789" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@needs_netns
+def test_sigkill_leaves_readable_results_and_takes_the_server_along(tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
+    proc = subprocess.Popen(
+        [*LKLOAD, "run", str(scenario), "--results", str(tmp_path / "results"), "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
+        time.sleep(3)
+        killed_at = time.time()
+        proc.kill()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    meta = json.loads((results / "campaign.json").read_text())
+    assert meta["status"] == "running"  # it never got to say otherwise
+    rows = read_samples(results)  # every line parses
+    assert sum(r["metric"] == "join_ms" for r in rows) == 3
+    # Flushed at least every second: the newest sample is at most ~1 s older than the kill.
+    newest = max(float(r["t"]) for r in rows)
+    assert killed_at - newest < 1.5
+    end = time.monotonic() + 10
+    while not server_gone(results) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert server_gone(results)

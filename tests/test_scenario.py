@@ -1,0 +1,83 @@
+"""Scenario loading: bundled scenarios are valid, and every mistake is one precise line."""
+
+from pathlib import Path
+
+import pytest
+
+from lkload.errors import UsageError
+from lkload.scenario import load_scenario, parse_scenario
+from lkload.scenario.model import TierRole
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BASE = {
+    "name": "t",
+    "tiers": [{"size": 2, "role": "baseline"}, {"size": 4, "role": "target"}],
+}
+
+
+def _err(raw, source="s.yaml") -> str:
+    with pytest.raises(UsageError) as exc:
+        parse_scenario(raw, source)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_bundled_scenarios_load() -> None:
+    smoke = load_scenario("smoke")
+    assert [t.size for t in smoke.tiers] == [10, 25, 50]
+    checklist = load_scenario(str(ROOT / "scenarios" / "checklist.yaml"))
+    assert [t.size for t in checklist.tiers] == [10, 25, 50, 100, 200]
+    assert [t.role for t in checklist.tiers] == list(TierRole)
+    assert checklist.recovery is not None
+
+
+def test_targets_default_to_design_and_override_per_metric() -> None:
+    s = parse_scenario(BASE)
+    t = s.targets
+    assert (t.for_metric("data_e2e_ms").p50, t.for_metric("data_e2e_ms").p95) == (100, 200)
+    assert t.for_metric("data_e2e_ms").p99 == 500
+    assert t.for_metric("join_ms").p95 == 1000 and t.for_metric("join_ms").p50 is None
+    assert t.for_metric("signal_rtt_ms").p95 == 100
+    assert t.for_metric("api_ms").p95 == 200
+    assert t.error_rate.normal == 0.001 and t.error_rate.peak == 0.01
+    s2 = parse_scenario({**BASE, "targets": {"metrics": {"join_ms": {"p95": 300}}}})
+    assert s2.targets.for_metric("join_ms").p95 == 300
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({**BASE, "spawn_rat": 3}, "s.yaml: spawn_rat: unknown key"),
+        ({**BASE, "tiers": [{"size": "ten", "role": "baseline"}]}, "s.yaml: tiers[0].size:"),
+        ({**BASE, "tiers": [{"size": 5, "role": "huge"}]}, "s.yaml: tiers[0].role:"),
+        ({**BASE, "tiers": []}, "s.yaml: tiers:"),
+        ({"tiers": BASE["tiers"]}, "s.yaml: name: required key is missing"),
+        (
+            {**BASE, "tiers": [{"size": 5, "role": "baseline"}, {"size": 3, "role": "target"}]},
+            "tiers must grow",
+        ),
+        (
+            {**BASE, "rooms": {"participants_per_room": 2, "publishers_per_room": 3}},
+            "publishers_per_room (3) exceeds participants_per_room (2)",
+        ),
+        ({**BASE, "targets": {"metrics": {"joinms": {"p95": 3}}}}, "unknown metric 'joinms'"),
+        ({**BASE, "engine": "webrtc"}, "s.yaml: engine:"),
+    ],
+)
+def test_one_line_errors(raw, expected) -> None:
+    assert expected in _err(raw)
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="file not found"):
+        load_scenario(str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntiers: [\n")
+    with pytest.raises(UsageError, match=r"bad.yaml: line \d+: invalid YAML"):
+        load_scenario(str(bad))
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n")
+    with pytest.raises(UsageError, match="expected a mapping"):
+        load_scenario(str(lst))
