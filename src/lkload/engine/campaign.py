@@ -148,7 +148,12 @@ class Campaign:
             "server_started", version=self.server.version, pid=self.server.pid, url=self.server.url
         )
         self._write_meta(
-            target={"url": self.server.url, "embedded": True, "ice_ips": list(self.ice_ips)},
+            target={
+                "url": self.server.url,
+                "embedded": True,
+                "ice_ips": list(self.ice_ips),
+                "server_host": self.worker,  # key into `hosts`: the server shares our host
+            },
             versions=versions(self.server.version),
         )
         return Deployment(self.server.url, creds.api_key, creds.api_secret, embedded=True)
