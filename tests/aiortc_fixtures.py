@@ -86,8 +86,14 @@ def make_ctx(
     **plan_kw: float,
 ) -> ParticipantContext:
     layout = layout or RoomLayout(audio=True, video=True, data=True, data_interval_s=0.2)
-    plan = ParticipantPlan(identity=identity, room=room, publisher=publisher, layout=layout,
-                           stats_interval_s=plan_kw.pop("stats_interval_s", 1.0), **plan_kw)
+    plan = ParticipantPlan(
+        identity=identity,
+        room=room,
+        publisher=publisher,
+        layout=layout,
+        stats_interval_s=plan_kw.pop("stats_interval_s", 1.0),
+        **plan_kw,
+    )
     target = Target(
         url=url or srv.url,
         token_for=token_for or token_minter(srv),
@@ -128,3 +134,67 @@ def open_inet_sockets() -> int:
 
 def server_log(srv: EmbeddedServer) -> str:
     return Path(srv.log_path).read_text() if srv.log_path else ""
+
+
+class DelayRelay(asyncio.DatagramProtocol):
+    """A UDP relay on 127.0.0.1 that forwards client->server datagrams after `delay_s`
+    (server->client at once). A participant's candidate hook points the server's UDP
+    candidate at the relay, so its media (and ICE checks) really travel late."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.transport: asyncio.DatagramTransport | None = None
+        self.server: tuple[str, int] | None = None
+        self.client: tuple[str, int] | None = None
+        self.forwarded = 0
+
+    @classmethod
+    async def start(cls, delay_s: float) -> DelayRelay:
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_datagram_endpoint(
+            lambda: cls(delay_s), local_addr=("127.0.0.1", 0)
+        )
+        return proto
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    @property
+    def port(self) -> int:
+        assert self.transport is not None
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.transport is not None
+        if addr == self.server:
+            if self.client is not None:
+                self.transport.sendto(data, self.client)
+            return
+        self.client = addr
+        if self.server is not None:
+            self.forwarded += 1
+            asyncio.get_running_loop().call_later(
+                self.delay_s, self.transport.sendto, data, self.server
+            )
+
+    def hook(self, candidate: str) -> str | None:
+        """Candidate hook: the server's UDP candidate -> the relay; others dropped."""
+        bits = candidate.split()
+        if len(bits) < 8 or bits[2].lower() != "udp":
+            return None
+        self.server = (bits[4], int(bits[5]))
+        bits[4], bits[5] = "127.0.0.1", str(self.port)
+        return " ".join(bits)
+
+    def hide_local(self, candidate: str) -> str | None:
+        """Local candidate hook: tell the server a dead port, so that the only working
+        path is ours -> relay -> server (the server learns the relay as peer-reflexive)."""
+        bits = candidate.split()
+        if len(bits) < 8:
+            return None
+        bits[5] = "9"  # discard port: nothing listens
+        return " ".join(bits)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

@@ -20,6 +20,7 @@ from livekit import api
 from lkload.metrics.schema import FailureKind
 from lkload.participants import create_participant
 from lkload.participants.aiortc import AiortcParticipant
+from lkload.participants.aiortc.join import CandidateHooks
 from lkload.participants.base import JoinFailed
 from lkload.scenario.model import RoomLayout
 
@@ -166,7 +167,7 @@ def test_removed_participant_is_disconnect(lk_server):  # noqa: F811
 def test_ice_never_connects_is_ice_failure(lk_server):  # noqa: F811
     rows = Rows()
     ctx = make_ctx(lk_server, rows, "noice", "noice", publisher=False, join_timeout_s=3.0)
-    p = AiortcParticipant(ctx, candidate_filter=lambda line: False)
+    p = AiortcParticipant(ctx, candidate_hooks=CandidateHooks.drop_all_remote())
     with pytest.raises(JoinFailed) as err:
         asyncio.run(p.join())
     assert err.value.kind is FailureKind.ICE
@@ -232,3 +233,47 @@ def test_first_track_timeout_and_withdrawal(lk_server):  # noqa: F811
 
     rows = asyncio.run(scenario())
     assert [(r.ok, r.error) for r in rows.of("first_track_ms")] == [(False, FailureKind.TIMEOUT)]
+
+
+def test_media_e2e_is_plausible_and_grows_with_publisher_delay(lk_server):  # noqa: F811
+    """media_e2e_ms from forwarded sender reports: a few ms on loopback, and +delay when
+    the publisher's packets reach the server late (a delaying UDP relay)."""
+    from aiortc_fixtures import DelayRelay
+
+    async def room(name: str, delay_s: float) -> list[float]:
+        rows = Rows()
+        layout = RoomLayout(audio=True, video=True, data=False)
+        relay = await DelayRelay.start(delay_s) if delay_s else None
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "pub", name, publisher=True, layout=layout),
+            candidate_hooks=CandidateHooks(
+                publisher_remote=relay.hook, publisher_local=relay.hide_local
+            )
+            if relay
+            else None,
+        )
+        sub = AiortcParticipant(
+            make_ctx(
+                lk_server, rows, "sub", name, publisher=False, layout=layout, stats_interval_s=1.0
+            )
+        )
+        await pub.join()
+        await sub.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, sub)]
+        await asyncio.sleep(7)
+        await sub.leave()
+        await pub.leave()
+        await asyncio.gather(*tasks)
+        if relay:
+            assert relay.forwarded > 100
+            relay.close()
+        return rows.values("media_e2e_ms", "sub")
+
+    base = asyncio.run(room("e2e-base", 0.0))
+    delayed = asyncio.run(room("e2e-delayed", 0.040))
+    assert len(base) >= 4 and len(delayed) >= 4
+    base_med = sorted(base)[len(base) // 2]
+    delayed_med = sorted(delayed)[len(delayed) // 2]
+    print(f"media_e2e_ms median: base {base_med:.2f}, delayed by 40 ms {delayed_med:.2f}")
+    assert -2.0 < base_med < 10.0, base
+    assert 30.0 < delayed_med - base_med < 60.0, (base, delayed)

@@ -48,7 +48,10 @@ def test_receiver_internals_the_tap_replaces() -> None:
     for name in ("receive", "stop", "_handle_rtp_packet", "_handle_rtcp_packet"):
         assert callable(getattr(RTCRtpReceiver, name)), name
     assert list(inspect.signature(RTCRtpReceiver._handle_rtp_packet).parameters) == [
-        "self", "packet", "arrival_time_ms"]
+        "self",
+        "packet",
+        "arrival_time_ms",
+    ]
     for name in ("_register_rtp_receiver", "_unregister_rtp_receiver"):
         assert callable(getattr(RTCDtlsTransport, name)), name
     # the DTLS transport dispatches through the receiver instance's attributes

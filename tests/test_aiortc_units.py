@@ -9,12 +9,12 @@ import pytest
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
 from livekit.protocol import models as pm
 
+from lkload.metrics.schema import FailureKind
 from lkload.participants.aiortc import ice
 from lkload.participants.aiortc.data import DataMessage, GapTracker, decode_packet, encode_packet
 from lkload.participants.aiortc.rtcp import SenderClock, ntp_to_unix
 from lkload.participants.aiortc.signal import PROTOCOL_VERSION, SignalError, _decode, rtc_url
 from lkload.participants.aiortc.subscriber import TrackAccount
-from lkload.metrics.schema import FailureKind
 
 
 def unix_to_ntp(t: float) -> int:
@@ -46,8 +46,12 @@ def _pkt(seq: int, ts: int, ssrc: int = 7, size: int = 100) -> RtpPacket:
 def test_track_account_loss_jitter_and_e2e() -> None:
     acc = TrackAccount("TR_1", "audio", 48_000)
     t0 = 2000.0
-    sr = RtcpSrPacket(ssrc=7, sender_info=RtcpSenderInfo(
-        ntp_timestamp=unix_to_ntp(t0), rtp_timestamp=1000, packet_count=0, octet_count=0))
+    sr = RtcpSrPacket(
+        ssrc=7,
+        sender_info=RtcpSenderInfo(
+            ntp_timestamp=unix_to_ntp(t0), rtp_timestamp=1000, packet_count=0, octet_count=0
+        ),
+    )
     acc.on_sr(sr, t0)
     seqs = [65530 + i for i in range(20) if i not in (5, 6)]  # wraps at 65536, two lost
     for s in seqs:
@@ -109,8 +113,13 @@ def test_ice_addresses_spread_and_validation() -> None:
 
 
 def test_candidate_from_trickle() -> None:
-    init = json.dumps({"candidate": "candidate:2878742611 1 udp 2130706431 127.0.0.1 62604 "
-                       "typ host ufrag abc", "sdpMid": "0", "sdpMLineIndex": 0})
+    init = json.dumps(
+        {
+            "candidate": "candidate:2878742611 1 udp 2130706431 127.0.0.1 62604 typ host ufrag abc",
+            "sdpMid": "0",
+            "sdpMLineIndex": 0,
+        }
+    )
     c = ice.candidate_from_trickle(init)
     assert c is not None and c.ip == "127.0.0.1" and c.port == 62604 and c.sdpMid == "0"
     assert ice.candidate_from_trickle(json.dumps({"candidate": ""})) is None

@@ -19,8 +19,9 @@ from lkload.media import PacketLoop, SampleSpec, load_sample, sample_path
         (SampleSpec("h264", 300, duration_s=4, fps=15), 60, 300),
     ],
 )
-def test_samples_generate_load_and_loop(tmp_path: Path, spec: SampleSpec, packets: int,
-                                        kbps: int) -> None:
+def test_samples_generate_load_and_loop(
+    tmp_path: Path, spec: SampleSpec, packets: int, kbps: int
+) -> None:
     sample = load_sample(spec, tmp_path)
     assert (tmp_path / spec.filename).exists()
     assert abs(len(sample.payloads) - packets) <= 2

@@ -21,8 +21,11 @@ import numpy as np
 __all__ = ["SampleSpec", "cache_dir", "generate", "sample_path"]
 
 Codec = Literal["opus", "vp8", "h264"]
-_CONTAINER = {"opus": ("ogg", "ogg", "libopus"), "vp8": ("ivf", "ivf", "libvpx"),
-              "h264": ("h264", "h264", "libx264")}
+_CONTAINER = {
+    "opus": ("ogg", "ogg", "libopus"),
+    "vp8": ("ivf", "ivf", "libvpx"),
+    "h264": ("h264", "h264", "libx264"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +130,20 @@ def _video(out: av.container.OutputContainer, encoder: str, spec: SampleSpec) ->
     gop = max(1, round(spec.keyframe_interval_s * spec.fps))
     stream.gop_size = gop
     if encoder == "libvpx":
-        stream.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
-                          "keyint_min": str(gop), "error-resilient": "1"}
+        stream.options = {
+            "deadline": "realtime",
+            "cpu-used": "8",
+            "lag-in-frames": "0",
+            "keyint_min": str(gop),
+            "error-resilient": "1",
+        }
     else:
-        stream.options = {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline",
-                          "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0"}
+        stream.options = {
+            "preset": "veryfast",
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0",
+        }
     n_frames = int(spec.duration_s * spec.fps)
     h, w = spec.height, spec.width
     yy, xx = np.mgrid[0:h, 0:w]

@@ -14,7 +14,7 @@ import contextlib
 import ipaddress
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
 from aiortc import RTCIceCandidate
@@ -36,7 +36,9 @@ class IceAddressError(ValueError):
     """An ICE address setting that cannot be used."""
 
 
-def addresses_for(configured: tuple[str, ...], identity: str, per_participant: int = 1) -> tuple[str, ...]:
+def addresses_for(
+    configured: tuple[str, ...], identity: str, per_participant: int = 1
+) -> tuple[str, ...]:
     """The addresses one participant uses: `per_participant` of the configured ones, chosen
     by a stable hash of its identity so that participants spread evenly over them.
 
@@ -73,11 +75,13 @@ def restricted_to(addresses: tuple[str, ...]) -> Iterator[None]:
         _ADDRESSES.reset(token)
 
 
-def candidate_from_trickle(candidate_init: str) -> RTCIceCandidate | None:
+def candidate_from_trickle(
+    candidate_init: str, hook: Callable[[str], str | None] | None = None
+) -> RTCIceCandidate | None:
     """Parse the server's TrickleRequest.candidateInit (W3C RTCIceCandidateInit JSON).
 
-    Returns None for an end-of-candidates marker (empty candidate). Raises ValueError
-    on malformed input.
+    Returns None for an end-of-candidates marker (empty candidate) or a candidate the
+    hook dropped. Raises ValueError on malformed input.
     """
     init = json.loads(candidate_init)
     if not isinstance(init, dict):
@@ -87,6 +91,11 @@ def candidate_from_trickle(candidate_init: str) -> RTCIceCandidate | None:
         return None
     if text.startswith("candidate:"):
         text = text[len("candidate:") :]
+    if hook is not None:
+        hooked = hook(text)
+        if hooked is None:
+            return None
+        text = hooked
     cand = candidate_from_sdp(text)
     cand.sdpMid = init.get("sdpMid")
     index = init.get("sdpMLineIndex")

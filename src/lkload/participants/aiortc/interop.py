@@ -55,9 +55,7 @@ def install_host_address_filter() -> None:
         allowed = ice.host_addresses()
         if allowed is None:
             return original(use_ipv4, use_ipv6)
-        return [
-            a for a in allowed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
-        ]
+        return [a for a in allowed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = get_host_addresses
 

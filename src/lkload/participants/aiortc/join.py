@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiortc import (
     RTCBundlePolicy,
@@ -22,7 +23,8 @@ from livekit.protocol import rtc as pr
 from lkload.participants.aiortc.ice import candidate_from_trickle
 
 __all__ = [
-    "CandidateFilter",
+    "CandidateHook",
+    "CandidateHooks",
     "answer_offer",
     "apply_trickle",
     "new_peer_connection",
@@ -30,9 +32,29 @@ __all__ = [
     "strip_candidates",
 ]
 
-# Applied to every remote candidate (SDP line or trickle); False drops it. Tests use it to
-# make ICE fail; campaigns never set it.
-CandidateFilter = Callable[[str], bool]
+# Applied to every remote candidate (SDP line or trickle) as the text after "candidate:";
+# returns the candidate to use, or None to drop it. Tests use it to make ICE fail or to
+# route media through a delaying relay; campaigns never set it.
+CandidateHook = Callable[[str], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateHooks:
+    """Candidate hooks per peer connection: `remote` for the server's candidates, `local`
+    for the ones we put in the SDP we send."""
+
+    publisher_remote: CandidateHook | None = None
+    publisher_local: CandidateHook | None = None
+    subscriber_remote: CandidateHook | None = None
+    subscriber_local: CandidateHook | None = None
+
+    @classmethod
+    def drop_all_remote(cls) -> CandidateHooks:
+        return cls(publisher_remote=_drop, subscriber_remote=_drop)
+
+
+def _drop(candidate: str) -> None:
+    return None
 
 
 def new_peer_connection() -> RTCPeerConnection:
@@ -43,57 +65,63 @@ def new_peer_connection() -> RTCPeerConnection:
     )
 
 
-_CANDIDATE_LINE = re.compile(r"^a=candidate:.*\r?\n", re.MULTILINE)
+_CANDIDATE_LINE = re.compile(r"^a=candidate:(.*?)(\r?\n)", re.MULTILINE)
 
 
-def strip_candidates(sdp: str, keep: CandidateFilter | None) -> str:
-    if keep is None:
+def strip_candidates(sdp: str, hook: CandidateHook | None) -> str:
+    """Apply `hook` to the candidate lines of an SDP."""
+    if hook is None:
         return sdp
-    return _CANDIDATE_LINE.sub(lambda m: m.group(0) if keep(m.group(0)) else "", sdp)
+
+    def one(m: re.Match[str]) -> str:
+        new = hook(m.group(1))
+        return "" if new is None else f"a=candidate:{new}{m.group(2)}"
+
+    return _CANDIDATE_LINE.sub(one, sdp)
 
 
 async def answer_offer(
-    pc: RTCPeerConnection, offer: pr.SessionDescription, keep: CandidateFilter | None = None
+    pc: RTCPeerConnection,
+    offer: pr.SessionDescription,
+    hook: CandidateHook | None = None,
+    local_hook: CandidateHook | None = None,
 ) -> pr.SignalRequest:
     """Apply the server's subscriber offer and return the answer request."""
     await pc.setRemoteDescription(
-        RTCSessionDescription(sdp=strip_candidates(offer.sdp, keep), type="offer")
+        RTCSessionDescription(sdp=strip_candidates(offer.sdp, hook), type="offer")
     )
     answer = await pc.createAnswer()
     await pc.setLocalDescription(answer)
     local = pc.localDescription
-    return pr.SignalRequest(
-        answer=pr.SessionDescription(type="answer", sdp=local.sdp, id=offer.id)
-    )
+    sdp = strip_candidates(local.sdp, local_hook)
+    return pr.SignalRequest(answer=pr.SessionDescription(type="answer", sdp=sdp, id=offer.id))
 
 
-async def publisher_offer(pc: RTCPeerConnection, offer_id: int) -> pr.SignalRequest:
+async def publisher_offer(
+    pc: RTCPeerConnection, offer_id: int, local_hook: CandidateHook | None = None
+) -> pr.SignalRequest:
     """Create the publisher offer (gathers our candidates into the SDP)."""
     offer = await pc.createOffer()
     await pc.setLocalDescription(offer)
     local = pc.localDescription
-    return pr.SignalRequest(
-        offer=pr.SessionDescription(type="offer", sdp=local.sdp, id=offer_id)
-    )
+    sdp = strip_candidates(local.sdp, local_hook)
+    return pr.SignalRequest(offer=pr.SessionDescription(type="offer", sdp=sdp, id=offer_id))
 
 
 async def apply_answer(
-    pc: RTCPeerConnection, answer: pr.SessionDescription, keep: CandidateFilter | None = None
+    pc: RTCPeerConnection, answer: pr.SessionDescription, hook: CandidateHook | None = None
 ) -> None:
     await pc.setRemoteDescription(
-        RTCSessionDescription(sdp=strip_candidates(answer.sdp, keep), type="answer")
+        RTCSessionDescription(sdp=strip_candidates(answer.sdp, hook), type="answer")
     )
 
 
 async def apply_trickle(
-    pc: RTCPeerConnection, trickle: pr.TrickleRequest, keep: CandidateFilter | None = None
+    pc: RTCPeerConnection, trickle: pr.TrickleRequest, hook: CandidateHook | None = None
 ) -> None:
     """Add one server candidate (or end-of-candidates when `final` and empty)."""
-    candidate = candidate_from_trickle(trickle.candidateInit)
+    candidate = candidate_from_trickle(trickle.candidateInit, hook)
     if candidate is not None:
-        if keep is not None and not keep("a=candidate:" + trickle.candidateInit):
-            candidate = None
-        else:
-            await pc.addIceCandidate(candidate)
+        await pc.addIceCandidate(candidate)
     if trickle.final:
         await pc.addIceCandidate(None)

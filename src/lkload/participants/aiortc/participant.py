@@ -71,11 +71,11 @@ class AiortcParticipant(Participant):
         ctx: ParticipantContext,
         *,
         decode: bool = False,
-        candidate_filter: join.CandidateFilter | None = None,
+        candidate_hooks: join.CandidateHooks | None = None,
     ) -> None:
         super().__init__(ctx)
         self.decode = decode
-        self.candidate_filter = candidate_filter
+        self.hooks = candidate_hooks or join.CandidateHooks()
         self.state = State.NEW
         self.signal = SignalClient()
         self.sub_pc: RTCPeerConnection | None = None
@@ -166,7 +166,7 @@ class AiortcParticipant(Participant):
             return
         plan = self.ctx.plan
         now = time.monotonic()
-        if plan.publisher and plan.layout.data and now >= self._next_data:
+        if plan.layout.data and now >= self._next_data:
             self._next_data += plan.layout.data_interval_s
             if self._next_data < now:  # fell behind: do not burst
                 self._next_data = now + plan.layout.data_interval_s
@@ -178,7 +178,7 @@ class AiortcParticipant(Participant):
             self._next_stats = now + plan.stats_interval_s
         self._check_deadlines(now)
         wake = min(self._next_stats, now + 1.0)
-        if plan.publisher and plan.layout.data:
+        if plan.layout.data:
             wake = min(wake, self._next_data)
         self._timer = asyncio.get_running_loop().call_at(
             asyncio.get_running_loop().time() + max(0.0, wake - time.monotonic()), self._tick
@@ -202,8 +202,9 @@ class AiortcParticipant(Participant):
         steps = asyncio.create_task(self._join(), name="lkload-aiortc-join")
         ended = asyncio.create_task(self._ended.wait(), name="lkload-aiortc-join-end")
         try:
-            done, _ = await asyncio.wait({steps, ended}, timeout=timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {steps, ended}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for task in (steps, ended):
                 task.cancel()
@@ -237,7 +238,9 @@ class AiortcParticipant(Participant):
         waits = []
         if jr.subscriber_primary:
             waits.append(self._connected(self.sub_pc))
-        if plan.publisher:
+        if plan.publisher or plan.layout.data:
+            # data goes client->server on the publisher PC, so a participant that sends
+            # data but no media still has one (with only the `_reliable` channel)
             await self._publish()
             assert self.pub_pc is not None
             waits.append(self._connected(self.pub_pc))
@@ -250,7 +253,8 @@ class AiortcParticipant(Participant):
         # the first transport created the shared one, and if that is the SCTP transport
         # while the BUNDLE group starts with mid 0, applying the answer stops it
         # (docs/aiortc-interop.md, "max-bundle order").
-        self.tracks = add_transceivers(pc, samples_for(self.ctx.plan.layout))
+        if self.ctx.plan.publisher:
+            self.tracks = add_transceivers(pc, samples_for(self.ctx.plan.layout))
         if self.ctx.plan.layout.data:
             self._reliable = pc.createDataChannel("_reliable", ordered=True)
         loop = asyncio.get_running_loop()
@@ -258,7 +262,7 @@ class AiortcParticipant(Participant):
             self._published[track.id] = loop.create_future()
             await self.signal.send(add_track_request(track))
         self._pub_answer = loop.create_future()
-        await self.signal.send(await join.publisher_offer(pc, 1))
+        await self.signal.send(await join.publisher_offer(pc, 1, self.hooks.publisher_local))
         await self._pub_answer
         await asyncio.gather(*self._published.values())
 
@@ -304,17 +308,25 @@ class AiortcParticipant(Participant):
                 assert self.sub_pc is not None
                 await self._settle(self.sub_pc)
                 await self.signal.send(
-                    await join.answer_offer(self.sub_pc, resp.offer, self.candidate_filter)
+                    await join.answer_offer(
+                        self.sub_pc,
+                        resp.offer,
+                        self.hooks.subscriber_remote,
+                        self.hooks.subscriber_local,
+                    )
                 )
             elif which == "answer":
                 if self.pub_pc is not None:
-                    await join.apply_answer(self.pub_pc, resp.answer, self.candidate_filter)
+                    await join.apply_answer(self.pub_pc, resp.answer, self.hooks.publisher_remote)
                     if self._pub_answer is not None and not self._pub_answer.done():
                         self._pub_answer.set_result(None)
             elif which == "trickle":
-                pc = self.pub_pc if resp.trickle.target == pr.PUBLISHER else self.sub_pc
+                if resp.trickle.target == pr.PUBLISHER:
+                    pc, hook = self.pub_pc, self.hooks.publisher_remote
+                else:
+                    pc, hook = self.sub_pc, self.hooks.subscriber_remote
                 if pc is not None:
-                    await join.apply_trickle(pc, resp.trickle, self.candidate_filter)
+                    await join.apply_trickle(pc, resp.trickle, hook)
             elif which == "track_published":
                 fut = self._published.get(resp.track_published.cid)
                 if fut is not None and not fut.done():
@@ -401,7 +413,9 @@ class AiortcParticipant(Participant):
                     if account.packets == 1:
                         self._first_packet(account.track_sid)
 
-                interop.tap_receiver(transceiver.receiver, handle, account.on_sr, decode=self.decode)
+                interop.tap_receiver(
+                    transceiver.receiver, handle, account.on_sr, decode=self.decode
+                )
                 return
 
     def _first_packet(self, sid: str) -> None:

@@ -84,7 +84,9 @@ class SignalClient:
     def open(self) -> bool:
         return self._ws is not None and not self._ws.closed
 
-    async def connect(self, url: str, token: str, *, auto_subscribe: bool = True) -> pr.JoinResponse:
+    async def connect(
+        self, url: str, token: str, *, auto_subscribe: bool = True
+    ) -> pr.JoinResponse:
         """Open the WebSocket and wait for the JoinResponse. The caller bounds the time."""
         self._session = aiohttp.ClientSession()
         try:
@@ -113,16 +115,25 @@ class SignalClient:
         msg = await self._ws.receive()
         if msg.type == aiohttp.WSMsgType.BINARY:
             return _decode(msg.data)
-        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
-            raise SignalError(FailureKind.SIGNAL, f"socket closed by server ({self._ws.close_code})")
+        if msg.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.CLOSING,
+        ):
+            raise SignalError(
+                FailureKind.SIGNAL, f"socket closed by server ({self._ws.close_code})"
+            )
         if msg.type == aiohttp.WSMsgType.ERROR:
             raise SignalError(FailureKind.SIGNAL, f"socket error: {self._ws.exception()!r}")
         raise SignalError(FailureKind.SIGNAL, f"unexpected frame type {msg.type.name}")
 
-    def start(self, handler: Handler, on_closed: ClosedHandler, on_rtt: RttHandler,
-              ping_interval_s: float) -> None:
+    def start(
+        self, handler: Handler, on_closed: ClosedHandler, on_rtt: RttHandler, ping_interval_s: float
+    ) -> None:
         """Start the reader and the pinger (both end with close())."""
-        self._reader = asyncio.create_task(self._read(handler, on_closed), name="lkload-signal-read")
+        self._reader = asyncio.create_task(
+            self._read(handler, on_closed), name="lkload-signal-read"
+        )
         self._pinger = asyncio.create_task(
             self._ping(max(0.5, ping_interval_s), on_rtt), name="lkload-signal-ping"
         )
