@@ -39,14 +39,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="LiveKit signalling URL of an existing deployment, ws(s)://HOST[:PORT] "
         "(env LIVEKIT_URL); omit to use the embedded server",
     )
-    p.add_argument("--api-key", default=os.environ.get("LIVEKIT_API_KEY"), help="env LIVEKIT_API_KEY")
+    p.add_argument(
+        "--api-key", default=os.environ.get("LIVEKIT_API_KEY"), help="env LIVEKIT_API_KEY"
+    )
     p.add_argument(
         "--api-secret",
         default=os.environ.get("LIVEKIT_API_SECRET"),
         help="env LIVEKIT_API_SECRET (prefer the variable: flags show up in ps)",
     )
-    p.add_argument("--results", type=Path, default=Path("results"), help="results root (default: results/)")
-    p.add_argument("--reports", type=Path, default=Path("reports"), help="reports root (default: reports/)")
+    p.add_argument(
+        "--results", type=Path, default=Path("results"), help="results root (default: results/)"
+    )
+    p.add_argument(
+        "--reports", type=Path, default=Path("reports"), help="reports root (default: reports/)"
+    )
     p.add_argument(
         "--ice-ip",
         action="append",
@@ -58,6 +64,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--web", action="store_true", help="also serve Locust's web UI on 127.0.0.1")
     p.add_argument("--web-port", type=int, default=8089, help="port of the web UI (default 8089)")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    d = p.add_argument_group(
+        "distributed run (docs/distributed.md)",
+        "With --master this process drives the tiers and writes the results, and the "
+        "participants run on `lkload worker` processes, which receive the server URL and one "
+        "join token per participant (never the API secret) over an unencrypted link: use a "
+        "trusted network.",
+    )
+    d.add_argument(
+        "--master", action="store_true", help="be the master of workers started with lkload worker"
+    )
+    d.add_argument(
+        "--expect-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="start tier 1 once N workers are connected (default 1)",
+    )
+    d.add_argument(
+        "--expect-workers-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="fail when fewer than N workers connected within S seconds (default 60)",
+    )
+    d.add_argument(
+        "--master-bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the master listens on for workers (default 127.0.0.1: this machine "
+        "only; 0.0.0.0 for workers on other machines)",
+    )
+    d.add_argument("--master-port", type=int, default=5557, help="the master's port (default 5557)")
+    d.add_argument(
+        "--server-bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the embedded server listens on (default 127.0.0.1); workers on other "
+        "machines need one they can reach",
+    )
     p.set_defaults(func=run)
 
 
@@ -70,19 +115,32 @@ def run(args: argparse.Namespace) -> int:
         from lkload.engine.target import deployment_from
 
         deployment = deployment_from(args.url, args.api_key, args.api_secret)
-    ice_ips = tuple(args.ice_ips or os.environ.get("LKLOAD_ICE_IPS", "127.0.0.1").split(","))
-    _check_ips(ice_ips)
+    ice_ips = ice_ips_from(args.ice_ips)
 
     from lkload.engine.campaign import Campaign
 
-    campaign = Campaign(
-        scenario,
+    common = dict(
         results_root=args.results,
         deployment=deployment,
         ice_ips=ice_ips,
         web_port=args.web_port if args.web else None,
         progress=not args.no_progress,
     )
+    if args.master:
+        from lkload.engine.master import MasterCampaign
+
+        _check_ips((args.master_bind, args.server_bind), flag="--master-bind/--server-bind")
+        campaign: Campaign = MasterCampaign(
+            scenario,
+            **common,  # type: ignore[arg-type]
+            expect_workers=args.expect_workers,
+            bind_host=args.master_bind,
+            bind_port=args.master_port,
+            workers_timeout_s=args.expect_workers_timeout,
+            server_bind=args.server_bind,
+        )
+    else:
+        campaign = Campaign(scenario, **common)  # type: ignore[arg-type]
     print(f"lkload: campaign {campaign.id} → {campaign.dir}", file=sys.stderr)
     result = campaign.run()
     print(
@@ -96,11 +154,18 @@ def run(args: argparse.Namespace) -> int:
     return 0 if passed and result.status == "completed" else 1
 
 
-def _check_ips(ips: tuple[str, ...]) -> None:
+def ice_ips_from(flags: list[str] | None) -> tuple[str, ...]:
+    """--ice-ip flags, else $LKLOAD_ICE_IPS, else loopback; checked."""
+    ips = tuple(flags or os.environ.get("LKLOAD_ICE_IPS", "127.0.0.1").split(","))
+    _check_ips(ips)
+    return ips
+
+
+def _check_ips(ips: tuple[str, ...], flag: str = "--ice-ip") -> None:
     import ipaddress
 
     for ip in ips:
         try:
             ipaddress.ip_address(ip.strip())
         except ValueError:
-            raise UsageError(f"--ice-ip {ip!r}: not an IP address") from None
+            raise UsageError(f"{flag} {ip!r}: not an IP address") from None

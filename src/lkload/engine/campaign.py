@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import gevent
 from locust.env import Environment
-from locust.runners import STATE_STOPPED
+from locust.runners import STATE_STOPPED, Runner
 from locust.stats import StatsCSV
 
 from lkload.engine.bridge import AsyncioBridge
@@ -54,6 +55,8 @@ def new_campaign_id(scenario: Scenario) -> str:
 
 
 class Campaign:
+    recorder_max_pending = 50_000  # samples queued for the disk before producers wait
+
     def __init__(
         self,
         scenario: Scenario,
@@ -92,7 +95,7 @@ class Campaign:
 
     def run(self) -> CampaignResult:
         self.dir.mkdir(parents=True, exist_ok=True)
-        recorder = Recorder(self.dir, worker=self.worker)
+        recorder = Recorder(self.dir, worker=self.worker, max_pending=self.recorder_max_pending)
         self._write_meta(
             id=self.id,
             status="running",
@@ -169,9 +172,7 @@ class Campaign:
 
         def on_sample(sample: Sample) -> None:
             relay.append(sample)
-            state.samples += 1
-            if not sample.ok:
-                state.failures += 1
+            state.count(sample)
 
         recorder.add_listener(on_sample)
 
@@ -194,9 +195,9 @@ class Campaign:
             record=recorder.record,
         )
         user_class = ParticipantUser.bind(bridge, factory)
-        shape = TierShape(scenario, state, recorder.event)
+        shape = TierShape(scenario, state, self._on_shape_event(recorder))
         env = Environment(user_classes=[user_class], shape_class=shape, host=deployment.url)
-        runner = env.create_local_runner()
+        runner = self._create_runner(env, deployment, recorder)
         if self.web_port is not None:
             env.create_web_ui("127.0.0.1", self.web_port)
             print(f"Locust web UI: http://127.0.0.1:{self.web_port}", file=sys.stderr)
@@ -253,10 +254,12 @@ class Campaign:
         status = "completed"
         try:
             with Progress(state, len(scenario.tiers), self.show_progress) as progress:
+                self._before_start(runner, recorder, progress)
                 runner.start_shape()
                 while runner.state != STATE_STOPPED or runner.shape_greenlet is not None:
                     gevent.sleep(0.5)
                     progress.update()
+                    self._watch(runner, recorder)
                     if self.server is not None and not self.server.alive():
                         code = self.server.process.poll() if self.server.process else None
                         recorder.event("server_died", returncode=code)
@@ -275,6 +278,7 @@ class Campaign:
                     print(f"\nlkload: {self._abort}: stopping participants…", file=sys.stderr)
                 stopper = gevent.spawn(runner.stop)
                 stopper.join(timeout=STOP_USERS_TIMEOUT_S)
+                self._after_stop(runner, recorder)
                 progress.update()
         finally:
             for h in handlers:
@@ -287,6 +291,26 @@ class Campaign:
             self._write_locust_csv(env)
             runner.quit()
         return status
+
+    # -- what a distributed master does differently (engine/master.py overrides these) ---
+
+    def _on_shape_event(self, recorder: Recorder) -> Callable[..., None]:
+        """Where the shape's timeline events go (phase changes, tier ends)."""
+        return recorder.event
+
+    def _create_runner(
+        self, env: Environment, deployment: Deployment, recorder: Recorder
+    ) -> Runner:
+        return env.create_local_runner()
+
+    def _before_start(self, runner: Runner, recorder: Recorder, progress: Progress) -> None:
+        """Before tier 1 (a master waits for its workers here)."""
+
+    def _watch(self, runner: Runner, recorder: Recorder) -> None:
+        """Twice a second while the campaign runs (a master notices lost workers here)."""
+
+    def _after_stop(self, runner: Runner, recorder: Recorder) -> None:
+        """After the users were told to stop (a master waits for the last sample batches)."""
 
     def _on_resource(self, sample: ResourceSample, recorder: Recorder) -> None:
         recorder.resource(sample)

@@ -32,6 +32,19 @@ from lkload.scenario.model import Scenario
 LEAVE_TIMEOUT_S = 10.0
 
 
+def seat(scenario: Scenario, campaign_id: str, n: int) -> tuple[str, str, bool]:
+    """Participant number n → (identity, room, publisher). Rooms fill in number order, so one
+    global numbering (the master's, in a distributed run) groups exactly
+    participants_per_room participants per room, whichever process runs them."""
+    layout = scenario.rooms
+    per_room = layout.participants_per_room
+    return (
+        f"p{n:05d}",
+        f"{campaign_id}-r{n // per_room:04d}",
+        (n % per_room) < (layout.publishers_per_room),
+    )
+
+
 @dataclass
 class ParticipantFactory:
     """Gives each new user its identity, room and role, and a context that records."""
@@ -42,25 +55,30 @@ class ParticipantFactory:
     target: Target
     state: CampaignState
     record: Callable[[Sample], None]
-    # Participant numbers: worker_index, worker_index + stride, ... (distinct across workers).
+    # Participant numbers: first_index, first_index + stride, ... unless `numbers` is given
+    # (a distributed worker asks its master for the next global number).
     first_index: int = 0
     stride: int = 1
+    numbers: Callable[[], int] | None = None
     _counter: itertools.count[int] = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._counter = itertools.count(self.first_index, self.stride)
 
-    def plan(self) -> ParticipantPlan:
+    def next_number(self) -> int:
+        if self.numbers is not None:
+            return self.numbers()
         with self._lock:
-            n = next(self._counter)
-        layout = self.scenario.rooms
-        per_room = layout.participants_per_room
+            return next(self._counter)
+
+    def plan(self) -> ParticipantPlan:
+        identity, room, publisher = seat(self.scenario, self.campaign_id, self.next_number())
         return ParticipantPlan(
-            identity=f"p{n:05d}",
-            room=f"{self.campaign_id}-r{n // per_room:04d}",
-            publisher=(n % per_room) < layout.publishers_per_room,
-            layout=layout,
+            identity=identity,
+            room=room,
+            publisher=publisher,
+            layout=self.scenario.rooms,
             join_timeout_s=self.scenario.join_timeout_s,
             first_track_timeout_s=self.scenario.first_track_timeout_s,
             stats_interval_s=self.scenario.stats_interval_s,
@@ -121,13 +139,11 @@ class ParticipantUser(User):
             # Stopped mid-join (ramp-down or Ctrl-C): the attempt still ends as one row, so
             # let the join finish (bounded by its own timeout), then leave at once.
             participant = self._finish_join(joined, plan.join_timeout_s + 10)
-            state.add(joining=-1, **({"joins_ok": 1} if participant else {"joins_failed": 1}))
+            state.add(joining=-1)  # joins_ok/joins_failed count the join_ms rows
             if participant is not None:
                 self._leave(participant)
             raise
-        state.add(
-            joining=-1, **({"joins_ok": 1, "connected": 1} if participant else {"joins_failed": 1})
-        )
+        state.add(joining=-1, **({"connected": 1} if participant else {}))
         if participant is not None:
             self.participant = participant
             self._run = self.bridge.submit(participant.run())
