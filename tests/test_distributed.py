@@ -1,0 +1,344 @@
+"""Distributed campaigns: `lkload run --master` plus `lkload worker` processes, real server.
+
+Master and workers talk over 127.0.0.1 (the master binds loopback by default); the
+participants' WebRTC traffic stays in the namespace scripts/netns made (needs_netns).
+test_distributed_netns.py runs each worker in a namespace of its own.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import LKLOAD, ROOT, needs_netns, only_child, read_samples, read_timeline
+
+from lkload.engine import messages
+from lkload.metrics.schema import ATTEMPT_METRICS, FailureKind, Phase, Sample
+from lkload.scenario import parse_scenario
+from lkload.server.ports import free_tcp_port
+
+TWO_TIERS = """
+name: dist-two-tiers
+spawn_rate: 6
+settle_s: 1
+hold_s: 6
+api_interval_s: 1
+stats_interval_s: 1
+tiers:
+  - {size: 3, role: baseline}
+  - {size: 6, role: acceptable}
+rooms: {participants_per_room: 3, publishers_per_room: 1, data_interval_s: 0.5}
+"""
+
+
+class Cluster:
+    """A master and its workers as real processes; everything is killed at the end."""
+
+    def __init__(self, tmp: Path, scenario_text: str) -> None:
+        self.tmp = tmp
+        self.scenario = tmp / "s.yaml"
+        self.scenario.write_text(scenario_text)
+        self.port = free_tcp_port()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _spawn(self, name: str, argv: list[str], prefix: list[str] | None = None) -> None:
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.procs[name] = subprocess.Popen(
+            [*(prefix or []), *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+
+    def master(self, *extra: str, expect: int = 2) -> None:
+        self._spawn(
+            "master",
+            [
+                *LKLOAD,
+                "run",
+                str(self.scenario),
+                "--master",
+                "--expect-workers",
+                str(expect),
+                "--master-port",
+                str(self.port),
+                "--results",
+                str(self.tmp / "results"),
+                "--reports",
+                str(self.tmp / "reports"),
+                "--no-progress",
+                *extra,
+            ],
+        )
+
+    def worker(self, name: str, *extra: str, argv: list[str] | None = None, **kw) -> None:
+        self._spawn(
+            name,
+            [
+                *(argv or LKLOAD),
+                "worker",
+                str(self.scenario),
+                "--master-host",
+                "127.0.0.1",
+                "--master-port",
+                str(self.port),
+                *extra,
+            ],
+            **kw,
+        )
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def wait(self, name: str, timeout: float) -> int:
+        try:
+            return self.procs[name].wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{name} still running after {timeout} s:\n{self.log(name)[-3000:]}")
+
+    def results(self) -> Path:
+        return only_child(self.tmp / "results")
+
+    def wait_event(self, pred, deadline_s: float) -> dict:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            for timeline in (self.tmp / "results").glob("*/timeline.jsonl"):
+                for line in timeline.read_text().splitlines():
+                    if line.strip() and pred(json.loads(line)):
+                        return json.loads(line)
+            time.sleep(0.2)
+        pytest.fail(f"no such timeline event within {deadline_s} s:\n{self.log('master')[-3000:]}")
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    c = Cluster(tmp_path, TWO_TIERS)
+    yield c
+    c.close()
+
+
+def _no_secret(results: Path, *logs: str) -> None:
+    text = "".join(p.read_text(errors="replace") for p in results.rglob("*") if p.is_file())
+    text += "".join(logs)
+    assert "eyJ" not in text  # no token
+    # The master's embedded server generated the secret; it never left the master's
+    # key file: neither the results nor any worker's output holds a line of it.
+    assert "api_secret" not in text
+
+
+@needs_netns
+@pytest.mark.timeout(120)
+def test_master_and_two_workers_account_for_every_participant(cluster: Cluster) -> None:
+    cluster.master()
+    cluster.worker("w1")
+    cluster.worker("w2")
+    assert cluster.wait("master", 100) == 0, cluster.log("master")[-3000:]
+    for w in ("w1", "w2"):
+        assert cluster.wait(w, 20) == 0, cluster.log(w)[-3000:]
+
+    results = cluster.results()
+    meta = json.loads((results / "campaign.json").read_text())
+    assert meta["status"] == "completed"
+    assert set(meta["hosts"]) == {"master", "w1", "w2"}
+    assert set(meta["workers"]) == {"w1", "w2"}
+
+    rows = read_samples(results)
+    joins = [r for r in rows if r["metric"] == "join_ms"]
+    # One global numbering across workers: p00000..p00005, each joined once, both workers used.
+    assert sorted(r["participant"] for r in joins) == [f"p{i:05d}" for i in range(6)]
+    assert collections.Counter(r["tier"] for r in joins) == {"1": 3, "2": 3}
+    assert all(r["ok"] == "true" for r in joins), joins
+    assert {r["worker"] for r in joins} == {"w1", "w2"}
+    # Rooms group exactly participants_per_room participants, whichever worker runs them.
+    rooms = collections.Counter(r["room"] for r in joins)
+    assert sorted(rooms.values()) == [3, 3]
+    for r in rows:
+        if r["metric"] in ATTEMPT_METRICS:
+            assert (r["ok"] == "true") == (r["error"] == ""), r
+    sessions = collections.Counter(r["participant"] for r in rows if r["metric"] == "session_s")
+    assert sessions == {f"p{i:05d}": 1 for i in range(6)}
+    first = [r for r in rows if r["metric"] == "first_track_ms"]
+    assert len(first) == 4 and all(r["ok"] == "true" for r in first)
+    assert any(r["metric"] == "data_e2e_ms" and r["ok"] == "true" for r in rows)
+    # Samples are tagged with the master's tiers and phases.
+    assert {r["tier"] for r in rows if r["phase"] == "hold"} == {"1", "2"}
+    # Every sample keeps its worker; api_ms comes from the master's own probe.
+    assert {r["worker"] for r in rows} == {"master", "w1", "w2"}
+    assert {r["worker"] for r in rows if r["metric"] == "api_ms"} == {"master"}
+
+    events = read_timeline(results)
+    names = [e["event"] for e in events]
+    assert names[0] == "campaign_start" and names[-1] == "campaign_end"
+    assert names.count("worker_joined") == 2 and "worker_lost" not in names
+    assert names.index("worker_joined") < names.index("phase")  # workers before tier 1
+    assert names.count("tier_end") == 2
+    sources = {line.split(",")[1] for line in (results / "resources.csv").read_text().splitlines()}
+    assert {"server", "generator:master", "generator:w1", "generator:w2"} <= sources
+    _no_secret(results, cluster.log("w1"), cluster.log("w2"))
+
+
+@needs_netns
+@pytest.mark.timeout(120)
+def test_worker_sigkilled_mid_tier_is_recorded_and_the_campaign_goes_on(cluster: Cluster) -> None:
+    cluster.scenario.write_text(
+        TWO_TIERS.replace("size: 3,", "size: 4,").replace("hold_s: 6", "hold_s: 8")
+    )
+    cluster.master()
+    cluster.worker("w1")
+    cluster.worker("w2")
+    hold = cluster.wait_event(lambda e: e.get("phase") == "hold" and e["tier"] == 1, 60)
+    time.sleep(2)
+    joined = [e for e in read_timeline(cluster.results()) if e["event"] == "worker_joined"]
+    victim = next(e for e in joined if e["pid"] == cluster.procs["w2"].pid)["worker"]
+    killed_at = time.time()
+    cluster.procs["w2"].kill()
+
+    assert cluster.wait("master", 90) == 0, cluster.log("master")[-3000:]
+    assert cluster.wait("w1", 20) == 0, cluster.log("w1")[-3000:]
+    results = cluster.results()
+    events = read_timeline(results)
+    lost = [e for e in events if e["event"] == "worker_lost"]
+    assert len(lost) == 1, lost
+    (ev,) = lost
+    assert ev["worker"] == victim and ev["tier"] == 1 and ev["phase"] == "hold"
+    assert ev["reason"] == "heartbeat"
+    assert killed_at < ev["t"] < killed_at + 10  # Locust's heartbeats: ~3-5 s
+    assert ev["samples"] > 0 and ev["connected"] >= 1
+    assert hold["t"] < ev["t"]
+    # The campaign went on: both tiers ended, the second on the surviving worker.
+    assert [e["tier"] for e in events if e["event"] == "tier_end"] == [1, 2]
+    assert json.loads((results / "campaign.json").read_text())["status"] == "completed"
+    assert json.loads((results / "campaign.json").read_text())["workers"][victim]["lost"]
+    rows = read_samples(results)
+    # What the lost worker measured before it died is kept.
+    kept = [r for r in rows if r["worker"] == victim]
+    assert sum(r["metric"] == "join_ms" for r in kept) >= 1
+    assert all(float(r["t"]) < killed_at + 0.5 for r in kept)
+    # Its participants never said goodbye: no session_s from it; the survivor's all did.
+    assert not [r for r in kept if r["metric"] == "session_s"]
+    tier2 = [r for r in rows if r["metric"] == "join_ms" and r["tier"] == "2"]
+    assert tier2 and {r["worker"] for r in tier2} == {"w1" if victim == "w2" else "w2"}
+    connected = [e["connected"] for e in events if e["event"] == "tier_end"]
+    assert connected[1] == 6, events  # the lost participants were replaced at tier 2's ramp
+
+
+@needs_netns
+@pytest.mark.timeout(120)
+def test_master_sigkilled_workers_stop_participants_and_exit(cluster: Cluster) -> None:
+    cluster.scenario.write_text(TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
+    cluster.master()
+    cluster.worker("w1")
+    cluster.worker("w2")
+    cluster.wait_event(lambda e: e.get("phase") == "hold" and e["tier"] == 1, 60)
+    time.sleep(1)
+    killed = time.monotonic()
+    cluster.procs["master"].kill()
+    codes = {w: cluster.wait(w, 30) for w in ("w1", "w2")}
+    took = time.monotonic() - killed
+    assert codes == {"w1": 1, "w2": 1}, {w: cluster.log(w)[-2000:] for w in codes}
+    assert took < 20, took  # master_timeout 5 s + participants leaving (bounded)
+    for w in ("w1", "w2"):
+        assert "lost the master" in cluster.log(w)
+        assert "Traceback" not in cluster.log(w)
+
+
+@pytest.mark.timeout(60)
+def test_worker_with_another_scenario_is_refused_and_master_fails_clearly(
+    tmp_path: Path,
+) -> None:
+    c = Cluster(tmp_path, TWO_TIERS)
+    try:
+        c.master("--expect-workers-timeout", "10", expect=1)
+        other = tmp_path / "other.yaml"
+        other.write_text(TWO_TIERS.replace("hold_s: 6", "hold_s: 7"))
+        c._spawn(
+            "w1",
+            [
+                *LKLOAD,
+                "worker",
+                str(other),
+                "--master-host",
+                "127.0.0.1",
+                "--master-port",
+                str(c.port),
+            ],
+        )
+        assert c.wait("w1", 30) == 2
+        lines = [ln for ln in c.log("w1").splitlines() if ln.startswith("lkload")]
+        refusal = next(ln for ln in lines if "refused" in ln)
+        assert "dist-two-tiers" in refusal and "scenario" in refusal
+        assert "Traceback" not in c.log("w1")
+        # No worker was accepted: the master gives up after its timeout with one line.
+        start = time.monotonic()
+        assert c.wait("master", 30) == 2, c.log("master")
+        assert time.monotonic() - start < 20
+        assert "only 0 of 1 workers connected within 10 s" in c.log("master")
+        assert "Traceback" not in c.log("master")
+        events = [e["event"] for e in read_timeline(c.results())]
+        assert "worker_refused" in events and "abort" in events
+    finally:
+        c.close()
+
+
+@pytest.mark.timeout(60)
+def test_worker_with_another_lkload_version_is_refused(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, TWO_TIERS)
+    try:
+        c.master("--expect-workers-timeout", "10", expect=1)
+        fake = [
+            sys.executable,
+            "-c",
+            "import sys, lkload.engine.worker as w; w.__version__ = '9.9.9'; "
+            "from lkload.cli.main import main; sys.exit(main(sys.argv[1:]))",
+        ]
+        c.worker("w1", argv=fake)
+        assert c.wait("w1", 30) == 2
+        refusal = next(ln for ln in c.log("w1").splitlines() if "refused" in ln)
+        assert "lkload 9.9.9" in refusal and "the master lkload" in refusal
+    finally:
+        c.close()
+
+
+def test_no_master_fails_fast_with_one_line(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, TWO_TIERS)
+    try:
+        start = time.monotonic()
+        c.worker("w1", "--connect-timeout", "3")
+        assert c.wait("w1", 30) == 2
+        assert time.monotonic() - start < 15
+        assert f"no lkload master answered at 127.0.0.1:{c.port}" in c.log("w1")
+        assert "Traceback" not in c.log("w1")
+    finally:
+        c.close()
+
+
+def test_samples_cross_the_wire_unchanged() -> None:
+    s = Sample(1.5, 2, Phase.HOLD, "ignored", "r", "p00001", "sdk", "join_ms", 12.25, True)
+    f = Sample(2.0, -1, Phase.RECOVERY, "x", "r", "p2", "sdk", "data_e2e_ms", None, False,
+               FailureKind.TIMEOUT)  # fmt: skip
+    for sample in (s, f):
+        back = messages.sample_from_wire(messages.sample_to_wire(sample), "w7")
+        assert back.row()[:3] == sample.row()[:3] and back.row()[4:] == sample.row()[4:]
+        assert back.worker == "w7"
+
+
+def test_scenario_hash_names_the_scenario_as_run() -> None:
+    a = parse_scenario(yaml.safe_load(TWO_TIERS), "a.yaml")
+    b = parse_scenario(yaml.safe_load(TWO_TIERS.replace("hold_s: 6", "hold_s: 6.0")), "b.yaml")
+    c = parse_scenario(yaml.safe_load(TWO_TIERS.replace("hold_s: 6", "hold_s: 7")), "c.yaml")
+    assert messages.scenario_hash(a) == messages.scenario_hash(b) != messages.scenario_hash(c)
+
+
+def test_master_and_worker_need_their_flags() -> None:
+    proc = subprocess.run([*LKLOAD, "worker"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "--master-host is required" in proc.stderr
