@@ -236,3 +236,48 @@ def test_sigkill_leaves_readable_results_and_takes_the_server_along(tmp_path: Pa
     while not server_gone(results) and time.monotonic() < end:
         time.sleep(0.2)
     assert server_gone(results)
+
+
+@needs_netns
+def test_web_flag_serves_locusts_ui_with_our_measurements(tmp_path: Path) -> None:
+    import urllib.request
+
+    from lkload.server.ports import free_tcp_port
+
+    port = free_tcp_port()
+    scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 20"))
+    proc = subprocess.Popen(
+        [
+            *LKLOAD,
+            "run",
+            str(scenario),
+            "--results",
+            str(tmp_path / "results"),
+            "--reports",
+            str(tmp_path / "reports"),
+            "--no-progress",
+            "--web",
+            "--web-port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_hold(tmp_path / "results", deadline_s=90)
+        time.sleep(2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+            assert resp.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/requests", timeout=5) as resp:
+            stats = json.loads(resp.read())
+        names = {row["name"] for row in stats["stats"]}
+        assert {"join_ms", "data_e2e_ms"} <= names
+        join = next(r for r in stats["stats"] if r["name"] == "join_ms")
+        assert join["num_requests"] == 3 and join["num_failures"] == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()

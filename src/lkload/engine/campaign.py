@@ -199,6 +199,10 @@ class Campaign:
         env = Environment(user_classes=[user_class], shape_class=shape, host=deployment.url)
         runner = self._create_runner(env, deployment, recorder)
         if self.web_port is not None:
+            # Locust's UI re-parses sys.argv with its own parser on every page
+            # (argument_parser.ui_extra_args_dict): lkload's flags would break it. Our
+            # command line is already in campaign.json.
+            sys.argv = sys.argv[:1]
             env.create_web_ui("127.0.0.1", self.web_port)
             print(f"Locust web UI: http://127.0.0.1:{self.web_port}", file=sys.stderr)
 
