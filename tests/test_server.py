@@ -63,3 +63,34 @@ def test_server_dies_with_a_sigkilled_parent(tmp_path) -> None:
             return
         time.sleep(0.1)
     pytest.fail("livekit-server outlived lkload")
+
+
+def test_lkload_server_command_serves_until_ctrl_c() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lkload.cli.main", "server"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = {}
+        while len(lines) < 3:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            if "=" in line:
+                key, value = line.strip().split("=", 1)
+                lines[key] = value
+        assert lines["URL"].startswith("ws://127.0.0.1:")
+        http = lines["URL"].replace("ws://", "http://")
+        with urllib.request.urlopen(http, timeout=5) as resp:
+            assert resp.status == 200
+        key_file = lines["KEY_FILE"]
+        assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+        assert not os.path.exists(key_file)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(http, timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
