@@ -122,7 +122,7 @@ def child(args: argparse.Namespace) -> None:
         await asyncio.sleep(args.hold)
         if profiler is not None:
             profiler.stop()
-            Path(args.profile).write_text(profiler.output_text(unicode=False, show_all=False))
+            Path(args.profile).write_text(profiler.output_text(unicode=False, show_all=True))
         holding[0] = False
         print("HOLD_END", flush=True)
         for p in parts:
@@ -220,6 +220,8 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
     if not m:
         print(out[-3000:], file=sys.stderr)
     n = rooms * ROOM_SIZE
+    if res.get("failures"):
+        print(f"{engine} x{rooms} rooms failures: {sorted(set(res['failures']))}", flush=True)
     return _step(engine, rooms, n, cpu, rss, res["loss_pct"], res["n_failures"], args)
 
 
