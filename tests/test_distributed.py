@@ -342,3 +342,66 @@ def test_scenario_hash_names_the_scenario_as_run() -> None:
 def test_master_and_worker_need_their_flags() -> None:
     proc = subprocess.run([*LKLOAD, "worker"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--master-host is required" in proc.stderr
+
+
+COMPOSE = ROOT / "docker-compose.loadgen.yml"
+
+
+def _compose_argv(service: dict, env: dict[str, str]) -> list[str]:
+    """The lkload argv a compose service runs, with ${VAR:-default} filled in."""
+    import re
+    import shlex
+
+    def fill(text: str) -> str:
+        text = re.sub(r"\$\{(\w+)(?::[-?]([^}]*))?\}", lambda mt: env.get(mt[1], mt[2] or ""), text)
+        return text.replace("$$", "$")
+
+    command = [fill(str(c)) for c in service["command"]]
+    if service.get("entrypoint") == ["/bin/sh", "-c"]:
+        line = command[0].replace("\"$(hostname -i | cut -d' ' -f1)\"", "127.0.0.1")
+        line = line.replace('"$LKLOAD_SCENARIO"', env.get("LKLOAD_SCENARIO", "smoke"))
+        argv = shlex.split(line)
+        assert argv[:2] == ["exec", "lkload"], argv
+        return argv[2:]
+    return command
+
+
+def test_compose_file_runs_the_same_entrypoints_as_the_tests() -> None:
+    """docker-compose.loadgen.yml's master and worker commands parse as lkload commands."""
+    from lkload.cli.main import build_parser
+
+    spec = yaml.safe_load(COMPOSE.read_text())
+    env = {"LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s", "LKLOAD_WORKERS": "4"}
+    master = build_parser().parse_args(_compose_argv(spec["services"]["master"], env))
+    assert master.command == "run" and master.master and master.expect_workers == 4
+    assert master.master_bind == "0.0.0.0" and master.results == Path("/work/results")
+    worker = build_parser().parse_args(_compose_argv(spec["services"]["worker"], env))
+    assert worker.command == "worker" and worker.master_host == "master"
+    assert worker.master_port == master.master_port
+    # Credentials reach only the master, from the env file, never the image.
+    assert "LIVEKIT_API_SECRET" not in str(spec["services"]["worker"])
+    assert "LIVEKIT" not in (ROOT / "Dockerfile").read_text().replace("LiveKit", "")
+    assert set(spec["services"]["livekit"]["profiles"]) == {"lab"}
+
+
+def test_compose_config_is_valid_where_a_compose_client_exists(tmp_path: Path) -> None:
+    import shutil
+
+    exe = shutil.which("docker-compose")
+    argv = [exe] if exe else None
+    if argv is None and shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        argv = ["docker", "compose"] if probe.returncode == 0 else None
+    if argv is None:
+        pytest.skip("no docker compose client on this machine")
+    env_file = tmp_path / "loadgen.env"
+    env_file.write_text("LIVEKIT_API_KEY=k\nLIVEKIT_API_SECRET=s3cr3t-s3cr3t\nLKLOAD_WORKERS=3\n")
+    for profile in ([], ["--profile", "lab"]):
+        proc = subprocess.run(
+            [*argv, "--env-file", str(env_file), "-f", str(COMPOSE), *profile, "config"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert "livekit-server" in proc.stdout and "redis" in proc.stdout
