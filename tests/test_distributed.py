@@ -45,6 +45,7 @@ class Cluster:
         self.scenario = tmp / "s.yaml"
         self.scenario.write_text(scenario_text)
         self.port = free_tcp_port()
+        self.master_host = "127.0.0.1"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def _spawn(self, name: str, argv: list[str], prefix: list[str] | None = None) -> None:
@@ -83,7 +84,7 @@ class Cluster:
                 "worker",
                 str(self.scenario),
                 "--master-host",
-                "127.0.0.1",
+                self.master_host,
                 "--master-port",
                 str(self.port),
                 *extra,

@@ -56,6 +56,7 @@ def new_campaign_id(scenario: Scenario) -> str:
 
 class Campaign:
     recorder_max_pending = 50_000  # samples queued for the disk before producers wait
+    server_bind = "127.0.0.1"  # the embedded server's HTTP address (a master may widen it)
 
     def __init__(
         self,
@@ -144,7 +145,9 @@ class Campaign:
         if self.deployment is not None:
             self._write_meta(target={"url": self.deployment.url, "embedded": False})
             return self.deployment
-        self.server = EmbeddedServer(log_path=self.dir / "server.log", ice_ips=self.ice_ips)
+        self.server = EmbeddedServer(
+            log_path=self.dir / "server.log", ice_ips=self.ice_ips, bind=self.server_bind
+        )
         self.server.start()
         creds = self.server.credentials
         recorder.event(

@@ -58,11 +58,15 @@ class EmbeddedServer:
         ice_ips: tuple[str, ...] = ("127.0.0.1",),
         udp_ports: int = 1000,
         health_timeout_s: float = 30.0,
+        bind: str = "127.0.0.1",
     ) -> None:
         self.binary = find_server_binary()
         self.version = server_version(self.binary)
         self.credentials = Credentials.generate()
         self.ice_ips = ice_ips
+        # HTTP/WebSocket address; 127.0.0.1 unless a distributed master's workers must reach it
+        # (tests: an address inside a namespace the test made; design.md, Network).
+        self.bind = bind
         self.log_path = log_path
         self.health_timeout_s = health_timeout_s
         udp = free_udp_range(udp_ports)
@@ -79,11 +83,11 @@ class EmbeddedServer:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.ports.http}"
+        return f"ws://{self.bind}:{self.ports.http}"
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.http}"
+        return f"http://{self.bind}:{self.ports.http}"
 
     @property
     def pid(self) -> int | None:
@@ -93,7 +97,7 @@ class EmbeddedServer:
         node_ip = self.ice_ips[0]
         return {
             "port": self.ports.http,
-            "bind_addresses": ["127.0.0.1"],
+            "bind_addresses": [self.bind],
             "key_file": str(key_file),
             "log_level": "info",
             "logging": {"json": False},
