@@ -1,17 +1,18 @@
 """Benchmark: analyse and render a generated results directory of 10 million samples.
 
-    .venv/bin/python benchmarks/analysis.py [--samples 10000000] [--dir /tmp/lkload-bench]
+    .venv/bin/python benchmarks/analysis.py [--samples N] [--dir /tmp/lkload-bench] [--runs N]
 
-Generates the directory once (4 worker shards, 5 tiers plus recovery, one resource row per
-source per second), then runs `render_report` in a fresh process and prints its wall time
-and peak memory (ru_maxrss of that process). Goal: under 10 s and under 1 GiB.
+Generates the directory once, in a separate process (4 worker shards, 5 tiers plus
+recovery, one resource row per source per second), then analyses and renders it in a fresh
+process and prints that process's wall and CPU time and its own peak memory (ru_maxrss
+from getrusage(RUSAGE_SELF) at its end, and VmHWM). Goal: under 10 s and under 1 GiB.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import time
@@ -94,9 +95,8 @@ def generate(directory: Path, n: int, seed: int = 1) -> None:
     with open(directory / "resources.csv", "w") as fh:
         fh.write("t,source,cpu_pct,rss_mb,mem_pct,threads,fds\n")
         for s in secs:
-            fh.write(
-                f"{s:.3f},server,{60 + 20 * np.sin(s / 50):.1f},{400 + (s - t0) / 100:.1f},5.0,30,200\n"
-            )
+            cpu, rss = 60 + 20 * np.sin(s / 50), 400 + (s - t0) / 100
+            fh.write(f"{s:.3f},server,{cpu:.1f},{rss:.1f},5.0,30,200\n")
             fh.write(f"{s:.3f},generator:w1,{50 + 10 * np.cos(s / 40):.1f},300.0,1.2,10,50\n")
     events = [
         {"t": t0, "event": "campaign_start", "scenario": "bench", "tiers": [s for s, _ in TIERS]}
@@ -139,13 +139,14 @@ def generate(directory: Path, n: int, seed: int = 1) -> None:
             "tiers": [{"size": s, "role": r} for s, r in TIERS],
         },
         "versions": {"lkload": "bench"},
+        "target": {"url": "ws://127.0.0.1:7880", "embedded": True, "server_host": "master"},
         "hosts": {"master": {"hostname": "bench", "cores": 2}},
     }
     (directory / "campaign.json").write_text(json.dumps(campaign))
 
 
 CHILD = """
-import json, sys, time
+import json, os, resource, sys, time
 t = time.perf_counter()
 from lkload.analysis import analyze
 from lkload.report import render_analysis
@@ -154,37 +155,72 @@ a = analyze(sys.argv[1])
 t_analyze = time.perf_counter()
 r = render_analysis(a, __import__("pathlib").Path(sys.argv[2]))
 t_render = time.perf_counter()
-print(json.dumps({"samples": a.sample_count, "import_s": t_import - t, "analyze_s": t_analyze - t_import,
-                  "render_s": t_render - t_analyze, "total_s": t_render - t, "overall": r.overall}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+with open("/proc/self/status") as fh:
+    hwm = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))
+print(json.dumps({
+    "samples": a.sample_count, "overall": r.overall,
+    "import_s": t_import - t, "analyze_s": t_analyze - t_import, "render_s": t_render - t_analyze,
+    "cpu_s": usage.ru_utime + usage.ru_stime,
+    "maxrss_mb": usage.ru_maxrss / 1024, "vmhwm_mb": hwm / 1024,
+}))
 """
+
+
+def measure(results: Path, out: Path) -> dict:
+    """One analysis + render in a fresh process; its own peak RSS and CPU time."""
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(results), str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    figures["wall_s"] = time.perf_counter() - t
+    return figures
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=10_000_000)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/lkload-bench"))
+    ap.add_argument("--runs", type=int, default=1, help="measure this many times (default 1)")
+    ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     results = args.dir / f"results-{args.samples}"
-    if not (results / "campaign.json").exists():
-        t = time.perf_counter()
+    if args.generate_only:
         generate(results, args.samples)
+        return 0
+    if not (results / "campaign.json").exists():
+        # in its own process: this one stays small, so the measured child's peak RSS
+        # (which on Linux starts from its parent's at spawn) is its own
+        t = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--generate-only",
+                "--samples",
+                str(args.samples),
+                "--dir",
+                str(args.dir),
+            ],
+            check=True,
+        )
         print(f"generated {args.samples:,} samples in {time.perf_counter() - t:.1f} s: {results}")
-    t = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(results), str(args.dir / "report")],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    wall = time.perf_counter() - t
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    figures = json.loads(out.stdout.strip().splitlines()[-1])
-    print(
-        f"samples {figures['samples']:,}: analyze {figures['analyze_s']:.2f} s, render "
-        f"{figures['render_s']:.2f} s, imports {figures['import_s']:.2f} s; process wall {wall:.2f} s; "
-        f"peak RSS {peak_mb:.0f} MB; verdict {figures['overall']}"
-    )
+    for run in range(1, args.runs + 1):
+        load = os.getloadavg()[0]
+        f = measure(results, args.dir / "report")
+        print(
+            f"run {run}: samples {f['samples']:,}: imports {f['import_s']:.2f} s, analyze "
+            f"{f['analyze_s']:.2f} s, render {f['render_s']:.2f} s; process wall "
+            f"{f['wall_s']:.2f} s, CPU {f['cpu_s']:.2f} s; peak RSS {f['maxrss_mb']:.0f} MB "
+            f"(ru_maxrss; VmHWM {f['vmhwm_mb']:.0f} MB); load average before {load:.2f}; "
+            f"verdict {f['overall']}",
+            flush=True,
+        )
     return 0
 
 

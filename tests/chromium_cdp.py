@@ -8,6 +8,7 @@ console errors, failed loads and exceptions, inspect the DOM and take screenshot
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -199,20 +200,16 @@ class Browser:
         return path
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(CdpError, OSError):
             self.send("Browser.close", session=False)
-        except (CdpError, OSError):
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
         for fd in (self._to_chrome_w, self._from_chrome_r):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self) -> Browser:

@@ -175,7 +175,7 @@ class Campaign:
             "ended": self.end if self.status != "running" else None,
             "scenario": scenario,
             "targets": self.targets or None,
-            "target": {"url": "ws://127.0.0.1:7880", "embedded": True},
+            "target": {"url": "ws://127.0.0.1:7880", "embedded": True, "server_host": "master"},
             "versions": {"lkload": "0.1.0", "livekit_server": "1.13.5", "python": "3.11"},
             "hosts": {
                 "master": {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -231,3 +233,82 @@ def test_pandas_reader_without_pyarrow_gives_the_same_answer(tmp_path: Path, mon
     assert m.count == 999 and m.p99 == pytest.approx(np.percentile(values, 99))
     assert (m.attempts, m.failures) == (1002, 3)
     assert a.skipped_lines == {"samples/samples-w2.csv": 1}
+
+
+def test_server_cpu_uses_the_host_named_by_target_server_host(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    c = Campaign(tiers=((10, "baseline"),), recovery_s=None, cores=2)
+    c.add(1, "hold", "data_e2e_ms", _vals(rng, 100, 10), rng=rng)
+    c.add_resources("server", 240.0, 100.0)
+    d = c.write(tmp_path / "r")
+    campaign = json.loads((d / "campaign.json").read_text())
+    campaign["hosts"] = {
+        "master": {"hostname": "gen-1", "cores": 2},
+        "w-7": {"hostname": "big-box", "cores": 8},
+    }
+    campaign["target"]["server_host"] = "w-7"
+    (d / "campaign.json").write_text(json.dumps(campaign))
+    a = analyze(d)
+    assert (a.server_cores, a.server_host) == (8, "w-7")
+    assert a.tier(1).resources.server.cpu_mean == pytest.approx(30.0)  # 2.4 of 8 cores
+    # a name that is not in `hosts` falls back to the usual entries
+    campaign["target"]["server_host"] = "gone"
+    (d / "campaign.json").write_text(json.dumps(campaign))
+    a = analyze(d)
+    assert (a.server_cores, a.server_host) == (2, "master")
+    assert a.tier(1).resources.server.cpu_mean == pytest.approx(120.0)
+
+
+def test_arrow_reader_matches_pandas_across_pieces_growth_and_wide_codes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The preallocated, piece-by-piece Arrow reader gives exactly the rows pandas reads:
+    lines longer than a piece, columns outgrowing their estimate, and more categories
+    than int8 codes hold."""
+    import lkload.analysis.load as load
+    from lkload.metrics.schema import SAMPLE_COLUMNS
+
+    rng = np.random.default_rng(12)
+    c = Campaign(tiers=((10, "baseline"), (20, "target")), recovery_s=None)
+    for i in range(300):
+        c.add(
+            1 + i % 2,
+            "hold",
+            "data_e2e_ms",
+            _vals(rng, 3, 10),
+            failures=int(i % 3 == 0),
+            error="media",
+            participant=f"p-{i}",
+            room=f"room-{i % 7}",
+            worker=f"w{i % 3}",
+            rng=rng,
+        )
+    d = c.write(tmp_path / "r", shards=3)
+    with open(d / "samples" / "samples-w3.csv", "a") as fh:
+        fh.write("1780000020.5,1,hold,w2,room-1,p-1,aiortc,data_e2e_ms,12")  # cut mid-line
+    files = sorted((d / "samples").glob("*.csv"))
+    monkeypatch.setattr(load, "_PIECE_BYTES", 50)  # shorter than a line: pieces double
+    monkeypatch.setattr(load, "_estimate_rows", lambda files: 7)  # columns must grow
+    skipped: dict[str, int] = {}
+    arrow = load.read_samples(files, skipped)
+    monkeypatch.setattr(load, "pacsv", None)
+    reference_skipped: dict[str, int] = {}
+    reference = load.read_samples(files, reference_skipped)
+    assert skipped == reference_skipped == {"samples/samples-w3.csv": 1}
+    assert len(arrow) == len(reference) == 300 * 3 + 100
+    assert arrow["participant"].array.codes.dtype == np.int16  # 300 participants
+    for col in SAMPLE_COLUMNS:
+        if isinstance(arrow[col].dtype, pd.CategoricalDtype):
+            ours, theirs = arrow[col].astype(str), reference[col].astype(str)
+        else:
+            ours, theirs = arrow[col], reference[col]
+        np.testing.assert_array_equal(ours.to_numpy(), theirs.to_numpy(), err_msg=col)
+        assert ours.dtype == theirs.dtype, col
+
+
+def test_samples_file_without_the_sample_columns_is_bad_input(tmp_path: Path) -> None:
+    c = Campaign(tiers=((10, "baseline"),), recovery_s=None)
+    d = c.write(tmp_path / "r")
+    (d / "samples" / "samples-w1.csv").write_text("time,latency\n1.0,2.0\n")
+    with pytest.raises(UsageError, match="no column t, tier, phase"):
+        analyze(d)

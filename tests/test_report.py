@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synthetic import Campaign  # noqa: E402
+from synthetic import T0, Campaign  # noqa: E402
 
 from lkload.cli.main import main  # noqa: E402
 from lkload.report import render_report  # noqa: E402
@@ -162,3 +162,96 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)
     print(f"screenshot of the report's first page: {shot}")
+
+
+def test_terminal_summary_prints_the_numbers_the_analysis_found(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import io
+    import re
+
+    from rich.console import Console
+
+    from lkload.report import terminal
+    from lkload.report.terminal import print_summary, render_summary
+
+    rng = np.random.default_rng(33)
+    c = Campaign(tiers=((10, "baseline"), (25, "acceptable"), (50, "target")), recovery_s=None)
+    values: dict[tuple[int, str], np.ndarray] = {}
+    for p in c.plans:
+        values[(p.tier, "join_ms")] = np.round(rng.gamma(4, 30, p.size), 3)
+        values[(p.tier, "data_e2e_ms")] = np.round(rng.gamma(3, 8 * p.tier, 2000), 3)
+        c.add(p.tier, "ramp", "join_ms", values[(p.tier, "join_ms")], rng=rng)
+        c.add(
+            p.tier,
+            "hold",
+            "data_e2e_ms",
+            values[(p.tier, "data_e2e_ms")],
+            failures=p.tier - 1,
+            error="media",
+            rng=rng,
+        )
+
+    def server_cpu(t: float) -> float:
+        return 20.0 + t % 30
+
+    c.add_resources("server", server_cpu, 300.0, 12.5)
+    c.add_resources("generator:w1", 30.0, 120.0, 1.0)
+    r = render_report(c.write(tmp_path / "r"), tmp_path / "out")
+    seconds = np.arange(T0, c.end, 1.0)
+
+    def cells(line: str) -> list[str]:
+        return [x.rstrip("!") for x in re.split(r"\s{2,}", line.strip())]
+
+    def check(out: str) -> None:
+        """Every number of every tier, whichever layout the width allowed."""
+        lines = out.splitlines()
+        assert lines[0].startswith(f"Overall: {r.overall} — campaign synthetic-")
+        assert "P50" in out and "P95" in out and "P99" in out and "Knee: tier 3" in out
+        split = any(ln.startswith("Latency by metric and tier") for ln in lines)
+        for p in c.plans:
+            label = f"{p.tier} {p.role} ({p.size})"
+            row = cells(next(ln for ln in lines if ln.strip().startswith(label)))
+            failures, attempts = p.tier - 1, p.size + 2000 + p.tier - 1
+            in_hold = seconds[(seconds >= p.hold_start) & (seconds <= p.hold_end)]
+            cpu = np.mean(np.array([server_cpu(t) for t in in_hold]) / c.cores)
+            assert row[:2] == [label, f"{p.size}/{p.size}"]
+            assert row[-6:] == [
+                f"{failures / attempts * 100:.3f} % ({failures:,}/{attempts:,})",
+                "0.1 %",
+                f"{cpu:.1f} %",
+                "12.5 %",
+                "30 %",
+                "PASS",
+            ]
+            expected = {
+                m: (values[(p.tier, m)], np.percentile(values[(p.tier, m)], [50, 95, 99]))
+                for m in ("join_ms", "data_e2e_ms")
+            }
+            if not split:
+                assert row[2:-6] == [
+                    " / ".join(f"{x:.1f}" for x in q) for _, q in expected.values()
+                ]
+                continue
+            assert len(row) == 8
+            for metric, (v, q) in expected.items():
+                line = next(ln for ln in lines if cells(ln)[:2] == [metric, label])
+                assert cells(line)[:7] == [
+                    metric,
+                    label,
+                    f"{v.size:,}",
+                    *[f"{x:.1f}" for x in q],
+                    f"{v.max():.1f}",
+                ]
+
+    capsys.readouterr()
+    print_summary(r)
+    out = capsys.readouterr().out
+    assert "\x1b[" not in out  # captured output is not a terminal: plain text
+    check(out)
+    for width, fits in ((400, True), (160, False)):
+        monkeypatch.setattr(terminal, "_fits", lambda *_, fits=fits: fits)
+        buf = io.StringIO()
+        render_summary(Console(file=buf, width=width, color_system=None), r.analysis)
+        assert ("Latency by metric and tier" in buf.getvalue()) is not fits
+        check(buf.getvalue())

@@ -356,7 +356,8 @@ def _connection_limits(tiers: list[TierResult], knee: int | None) -> ChecklistLi
             "Stress Testing",
             text,
             Status.PASS,
-            f"top tier {last.tier} held with {last.stats.size} participants requested{conn}{knee_txt}",
+            f"top tier {last.tier} held with {last.stats.size} participants requested"
+            f"{conn}{knee_txt}",
         )
     return ChecklistLine(
         LOAD,

@@ -1,16 +1,21 @@
 """Reading a results directory (docs/results-format.md) into typed columns.
 
-Samples are read with pyarrow's multi-threaded CSV reader when pyarrow is installed
-(pandas' C parser otherwise), with every string column dictionary-encoded (pandas
-categoricals), so ten million rows stay around 300 MB. A campaign cut short by a crash
-may leave a last line without its newline: that partial line is skipped and counted.
+Samples are read 16 MB of whole lines at a time, parsed by pyarrow on every core (pandas'
+C parser when pyarrow is missing) and written straight into preallocated numpy columns,
+string columns as pandas categorical codes: ten million rows take about 260 MB, and reading
+them peaks not far above that. A campaign cut short by a crash may leave a last line
+without its newline: that partial line is skipped and counted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import ctypes
 import io
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +30,11 @@ from lkload.scenario.model import Scenario, Targets
 
 try:  # optional: about 5x faster on large results directories
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 except ImportError:  # pragma: no cover - exercised only without pyarrow
     pa = None
+    pc = None
     pacsv = None
 
 _STRING_SAMPLE_COLUMNS = ("phase", "worker", "room", "participant", "engine", "metric", "error")
@@ -122,88 +129,160 @@ def _empty_samples() -> pd.DataFrame:
     return df[list(SAMPLE_COLUMNS)]
 
 
-class _Codes:
-    """Global category codes of one string column, built batch by batch."""
+def _code_dtype(n_categories: int) -> type[np.integer]:
+    """The code width pandas itself picks for n categories (so no copy is made later)."""
+    if n_categories < np.iinfo(np.int8).max:
+        return np.int8
+    if n_categories < np.iinfo(np.int16).max:
+        return np.int16
+    return np.int32
 
-    def __init__(self) -> None:
-        self.index: dict[str, int] = {}
-        self.chunks: list[np.ndarray] = []
 
-    def add(self, column: Any) -> None:
-        if isinstance(column, pa.ChunkedArray):
-            for chunk in column.chunks:
-                self.add(chunk)
+def _estimate_rows(files: list[Path]) -> int:
+    """Rows in the files, extrapolated from the first 4 MB of each (a generous guess)."""
+    rows = 0
+    for path in files:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 22)
+        lines = max(1, head.count(b"\n"))
+        rows += int(size * lines / max(1, len(head)) * 1.05) + 1024
+    return rows
+
+
+class _SampleColumns:
+    """The final sample columns, filled in place piece by piece.
+
+    The arrays are allocated once at the estimated row count (pages never written are
+    never resident), grown with realloc if the estimate was short and shrunk in place at
+    the end: no chunk lists and no concatenation, so reading peaks near the final size
+    (about 26 bytes per sample). String columns become global category codes as they
+    arrive, in the narrowest integer type their category count allows.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.n = 0
+        self.capacity = max(1, capacity)
+        self.numeric = {
+            "t": np.empty(self.capacity, np.float64),
+            "tier": np.empty(self.capacity, np.int16),
+            "value": np.empty(self.capacity, np.float64),
+            "ok": np.empty(self.capacity, np.bool_),
+        }
+        self.codes = {c: np.empty(self.capacity, np.int8) for c in _STRING_SAMPLE_COLUMNS}
+        self.categories = {c: pa.array([], pa.string()) for c in _STRING_SAMPLE_COLUMNS}
+
+    def _resize(self, rows: int) -> None:
+        for arr in (*self.numeric.values(), *self.codes.values()):
+            arr.resize(rows, refcheck=False)  # realloc: mremap for big blocks, no copy
+        self.capacity = rows
+
+    def add(self, table: Any) -> None:
+        rows = table.num_rows
+        if rows == 0:
             return
-        mapping = np.fromiter(
-            (self.index.setdefault(v, len(self.index)) for v in column.dictionary.to_pylist()),
-            dtype=np.int32,
-            count=len(column.dictionary),
-        )
-        idx = column.indices.fill_null(0).to_numpy(zero_copy_only=False)
-        self.chunks.append(mapping[idx] if mapping.size else np.zeros(len(idx), np.int32))
+        if self.n + rows > self.capacity:
+            self._resize(max(self.n + rows, self.capacity + self.capacity // 2))
+        for name, out in self.numeric.items():
+            column = table.column(name)
+            if column.null_count and name in ("tier", "ok"):  # t, value: null is NaN
+                column = column.fill_null(False if name == "ok" else 0)
+            at = self.n
+            for chunk in column.chunks:
+                out[at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+                at += len(chunk)
+        for name in _STRING_SAMPLE_COLUMNS:
+            self._add_codes(name, table.column(name))
+        self.n += rows
 
-    def categorical(self) -> pd.Categorical:
-        n = len(self.index)
-        dtype = np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
-        codes = (
-            np.concatenate([c.astype(dtype) for c in self.chunks])
-            if self.chunks
-            else np.empty(0, dtype)
-        )
-        self.chunks.clear()
-        cats = pd.Index(list(self.index), dtype=object)
-        return pd.Categorical.from_codes(codes, categories=cats, validate=False)
+    def _add_codes(self, name: str, column: Any) -> None:
+        """Map the piece's dictionary onto the global categories in C++ (`index_in`),
+        appending the values not seen before."""
+        chunks = [c for c in column.chunks if len(c)]
+        dictionary = chunks[0].dictionary
+        known = self.categories[name]
+        pos = pc.index_in(dictionary, value_set=known)
+        if pos.null_count:
+            known = pa.concat_arrays([known, dictionary.filter(pos.is_null())])
+            self.categories[name] = known
+            pos = pc.index_in(dictionary, value_set=known)
+        dtype = _code_dtype(len(known))
+        if self.codes[name].dtype != dtype:  # more categories than the old width holds
+            wider = np.empty(self.capacity, dtype)
+            wider[: self.n] = self.codes[name][: self.n]
+            self.codes[name] = wider
+        out = self.codes[name]
+        mapping = pos.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        at = self.n
+        for chunk in chunks:
+            indices = chunk.indices
+            if indices.null_count:
+                indices = indices.fill_null(0)
+            out[at : at + len(chunk)] = mapping[indices.to_numpy(zero_copy_only=False)]
+            at += len(chunk)
+
+    def frame(self) -> pd.DataFrame:
+        self._resize(self.n)
+        data: dict[str, Any] = dict(self.numeric)
+        for c in _STRING_SAMPLE_COLUMNS:
+            cats = pd.Index(self.categories[c].to_pylist(), dtype=object)
+            data[c] = pd.Categorical.from_codes(self.codes[c], categories=cats, validate=False)
+        self.numeric.clear()
+        self.codes.clear()
+        return pd.DataFrame({c: data[c] for c in SAMPLE_COLUMNS}, copy=False)
 
 
-def _read_samples_arrow(sources: list[Any], bad: list[int], on_file: Any = None) -> pd.DataFrame:
-    """Stream every shard batch by batch into numpy columns: peak memory stays near the
-    size of the final columns (about 28 bytes per sample), whatever the file size."""
+_PIECE_BYTES = 16 << 20  # read and parsed at a time: Arrow splits it over its threads
+_BLOCK_BYTES = 2 << 20
 
-    def on_invalid(_row: Any) -> str:
-        bad.append(1)
-        return "skip"
 
+def _pieces(path: Path, limit: int) -> Iterator[tuple[list[str], memoryview]]:
+    """(header, piece) for consecutive runs of whole lines after the header, up to `limit`
+    bytes (the end of the last complete line)."""
+    with open(path, "rb") as fh:
+        first = fh.readline()
+        if not first or len(first) > limit:
+            return
+        header = next(csv.reader([first.decode("utf-8", "replace").rstrip("\r\n")]))
+        pos, size = len(first), _PIECE_BYTES
+        while pos < limit:
+            fh.seek(pos)
+            data = fh.read(min(size, limit - pos))
+            if not data:
+                return
+            end = len(data) if pos + len(data) >= limit else data.rfind(b"\n") + 1
+            if end == 0:  # one line longer than a piece
+                size *= 2
+                continue
+            yield header, memoryview(data)[:end]
+            pos += end
+
+
+def _parse_piece(header: list[str], piece: memoryview, on_invalid: Any) -> Any:
     dict_t = pa.dictionary(pa.int32(), pa.string())
     types = {c: dict_t for c in _STRING_SAMPLE_COLUMNS}
     types.update({"t": pa.float64(), "tier": pa.int16(), "value": pa.float64(), "ok": pa.bool_()})
-    numeric: dict[str, list[np.ndarray]] = {"t": [], "tier": [], "value": [], "ok": []}
-    strings = {c: _Codes() for c in _STRING_SAMPLE_COLUMNS}
-    for source in sources:
-        reader = pacsv.open_csv(
-            source,
-            read_options=pacsv.ReadOptions(block_size=1 << 23),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types=types,
-                include_columns=list(SAMPLE_COLUMNS),
-                true_values=["true", "True", "1"],
-                false_values=["false", "False", "0"],
-            ),
-        )
-        for batch in reader:
-            if batch.num_rows == 0:
-                continue
-            numeric["t"].append(batch.column("t").to_numpy(zero_copy_only=False))
-            numeric["tier"].append(batch.column("tier").fill_null(0).to_numpy(zero_copy_only=False))
-            numeric["value"].append(
-                batch.column("value").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-            )
-            numeric["ok"].append(batch.column("ok").fill_null(False).to_numpy(zero_copy_only=False))
-            for c in _STRING_SAMPLE_COLUMNS:
-                strings[c].add(batch.column(c))
-        if on_file is not None:
-            on_file(source)
-    data: dict[str, Any] = {}
-    for c in SAMPLE_COLUMNS:
-        if c in numeric:
-            chunks = numeric.pop(c)
-            data[c] = np.concatenate(chunks) if chunks else np.empty(0)
-            del chunks
-        else:
-            data[c] = strings.pop(c).categorical()
-    data["tier"] = data["tier"].astype(np.int16, copy=False)
-    data["ok"] = data["ok"].astype(bool, copy=False)
-    return pd.DataFrame(data, copy=False)
+    table = pacsv.read_csv(
+        pa.py_buffer(piece),
+        read_options=pacsv.ReadOptions(column_names=header, block_size=_BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types=types,
+            include_columns=list(SAMPLE_COLUMNS),
+            true_values=["true", "True", "1"],
+            false_values=["false", "False", "0"],
+        ),
+    )
+    return table.unify_dictionaries()  # one dictionary per column for the whole piece
+
+
+def release_freed_memory() -> None:
+    """Give freed heap pages back to the OS: glibc and Arrow's pool keep them otherwise,
+    and they would count in the process's peak RSS for the rest of the analysis."""
+    if pa is not None:
+        pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _read_samples_pandas(source: Any) -> pd.DataFrame:
@@ -259,31 +338,35 @@ def _shard_name(path: Path) -> str:
 
 
 def _read_samples_arrow_files(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
-    frames = []
+    """Every shard, 16 MB of whole lines at a time, parsed by Arrow on all cores and
+    written into one set of preallocated columns."""
+    columns = _SampleColumns(_estimate_rows(files))
     for path in files:
-        source, cut = _open_complete(path)
+        limit = _complete_length(path)
+        cut = limit < path.stat().st_size
         bad: list[int] = []
-        try:
-            frames.append(_read_samples_arrow([source], bad))
-        except pa.ArrowInvalid as exc:
-            if "Empty CSV" in str(exc):
-                continue
-            raise UsageError(f"{path}: unreadable samples file: {exc}") from None
-        finally:
-            if not isinstance(source, Path):
-                source.close()
+
+        def on_invalid(_row: Any, bad: list[int] = bad) -> str:
+            bad.append(1)
+            return "skip"
+
+        for header, piece in _pieces(path, limit):
+            missing = [c for c in SAMPLE_COLUMNS if c not in header]
+            if missing:
+                raise UsageError(
+                    f"{path}: not a samples file: no column {', '.join(missing)} in its header"
+                )
+            try:
+                table = _parse_piece(header, piece, on_invalid)
+            except pa.ArrowInvalid as exc:
+                raise UsageError(f"{path}: unreadable samples file: {exc}") from None
+            columns.add(table)
+            del table, piece
         if bad or cut:
             skipped[_shard_name(path)] = len(bad) + (1 if cut else 0)
-    if not frames:
-        return _empty_samples()
-    if len(frames) == 1:
-        return frames[0]
-    for col in _STRING_SAMPLE_COLUMNS:
-        cats = pd.api.types.union_categoricals([f[col] for f in frames]).categories
-        for f in frames:
-            f[col] = f[col].cat.set_categories(cats)
-    df = pd.concat(frames, ignore_index=True)
-    del frames
+    df = columns.frame()
+    del columns
+    release_freed_memory()
     return df
 
 
@@ -345,7 +428,8 @@ def _scenario_and_targets(
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             notes.append(
-                f"campaign.json scenario is invalid ({where}: {err['msg']}); tiers read from the data"
+                f"campaign.json scenario is invalid ({where}: {err['msg']}); "
+                "tiers read from the data"
             )
     raw_targets = campaign.get("targets")
     if raw_targets is None and isinstance(raw, dict):

@@ -52,18 +52,31 @@ class TierResources:
         return [g for g in self.generators.values() if g.saturated]
 
 
+def _cores(info: Any) -> int | None:
+    if isinstance(info, dict) and isinstance(info.get("cores"), int) and info["cores"] > 0:
+        return int(info["cores"])
+    return None
+
+
 def server_cores(campaign: dict[str, Any]) -> tuple[int | None, str]:
-    """Core count of the server's host and which host entry it came from."""
+    """Core count of the server's host and which `hosts` entry it came from.
+
+    `target.server_host` names the entry of the machine that runs the server (for the
+    embedded server, the generator's own host). Without it, or when that entry has no core
+    count: the entry named `server`, `master` or `local`, else the first."""
     hosts = campaign.get("hosts") or {}
     if not isinstance(hosts, dict) or not hosts:
         return None, ""
+    target = campaign.get("target")
+    named = target.get("server_host") if isinstance(target, dict) else None
+    if isinstance(named, str) and _cores(hosts.get(named)):
+        return _cores(hosts[named]), named
     for name in ("server", "master", "local"):
-        info = hosts.get(name)
-        if isinstance(info, dict) and isinstance(info.get("cores"), int) and info["cores"] > 0:
-            return info["cores"], name
+        if _cores(hosts.get(name)):
+            return _cores(hosts[name]), name
     name, info = next(iter(hosts.items()))
-    if isinstance(info, dict) and isinstance(info.get("cores"), int) and info["cores"] > 0:
-        return info["cores"], str(name)
+    if _cores(info):
+        return _cores(info), str(name)
     return None, ""
 
 

@@ -60,20 +60,21 @@ class TierStats:
 
 
 class SampleArrays:
-    """The sample columns as numpy arrays plus category codes, built once."""
+    """The sample columns as numpy arrays (views of the DataFrame's, no copies) plus
+    category codes and the few row masks every stage needs, built once."""
 
     def __init__(self, samples: pd.DataFrame) -> None:
         self.n = len(samples)
         self.t = samples["t"].to_numpy(dtype=np.float64)
-        self.tier = samples["tier"].to_numpy().astype(np.int32)
+        self.tier = samples["tier"].to_numpy()  # int16
         self.value = samples["value"].to_numpy(dtype=np.float64)
         self.ok = samples["ok"].to_numpy(dtype=bool)
         self.metrics = [str(c) for c in samples["metric"].cat.categories]
-        self.metric = samples["metric"].cat.codes.to_numpy()
+        self.metric = samples["metric"].array.codes
         self.errors = [str(c) for c in samples["error"].cat.categories]
-        self.error = samples["error"].cat.codes.to_numpy()
+        self.error = samples["error"].array.codes
         phases = [str(c) for c in samples["phase"].cat.categories]
-        codes = samples["phase"].cat.codes.to_numpy()
+        codes = samples["phase"].array.codes
         self.is_hold = codes == (phases.index("hold") if "hold" in phases else -2)
         arrival_phase = np.isin(codes, [phases.index(p) for p in ("ramp", "settle") if p in phases])
         self.is_arrival_phase = arrival_phase
@@ -85,8 +86,30 @@ class SampleArrays:
         return [i for i, m in enumerate(self.metrics) if m in names]
 
 
-def _tier_index(tier: np.ndarray, min_tier: int) -> np.ndarray:
-    return tier - min_tier
+def _keys(a: SampleArrays, mask: np.ndarray, n_metrics: int) -> np.ndarray:
+    """tier * n_metrics + metric of the rows in `mask` (tiers >= 0), in a small int type."""
+    top = (int(a.tier.max()) + 1) * n_metrics if a.n else 1
+    dtype = np.int16 if top < np.iinfo(np.int16).max else np.int64
+    tier = a.tier[mask].astype(dtype)
+    tier *= n_metrics
+    tier += a.metric[mask]
+    return tier
+
+
+def _distributions(a: SampleArrays, mask: np.ndarray, n_metrics: int) -> dict[int, Distribution]:
+    """One Distribution per (tier, metric) key over the rows in `mask`, metric by metric,
+    so the temporaries are one metric's values, never a sorted copy of every row."""
+    out: dict[int, Distribution] = {}
+    for code in range(len(a.metrics)):
+        rows = a.metric == code
+        rows &= mask
+        if not rows.any():
+            continue
+        out.update(
+            (int(tier) * n_metrics + code, d)
+            for tier, d in grouped_distributions(a.tier[rows], a.value[rows]).items()
+        )
+    return out
 
 
 def compute_tiers(
@@ -110,27 +133,29 @@ def compute_tiers(
     if a.n == 0:
         return [out[k] for k in sorted(out)]
     n_metrics = max(1, len(a.metrics))
-    positive = a.tier >= 1
-    judged = positive & np.where(a.is_arrival_metric, True, a.is_hold)
-    judged &= ~(a.is_arrival_metric & ~(a.is_arrival_phase | a.is_hold))
-    ramp_only = positive & ~a.is_arrival_metric & a.is_arrival_phase
+    judged = a.tier >= 1
+    judged &= np.where(a.is_arrival_metric, a.is_arrival_phase | a.is_hold, a.is_hold)
     measured = a.ok & np.isfinite(a.value)
-    key = a.tier.astype(np.int64) * n_metrics + a.metric
-
-    def dists(mask: np.ndarray) -> dict[int, Distribution]:
-        return grouped_distributions(key[mask], a.value[mask])
-
-    judged_d = dists(judged & measured)
-    ramp_d = dists(ramp_only & measured)
+    judged_d = _distributions(a, judged & measured, n_metrics)
+    ramp_only = a.tier >= 1
+    ramp_only &= ~a.is_arrival_metric
+    ramp_only &= a.is_arrival_phase
+    ramp_only &= measured
+    del measured
+    ramp_d = _distributions(a, ramp_only, n_metrics)
+    del ramp_only
 
     attempt_codes = a.codes_of(ATTEMPT_METRICS)
-    is_attempt = (np.isin(a.metric, attempt_codes) & a.ok) | ~a.ok
-    max_key = int(key.max()) + 1 if key.size else 1
-    attempts = np.bincount(key[judged & is_attempt], minlength=max_key)
+    is_attempt = np.isin(a.metric, attempt_codes) | ~a.ok
+    is_attempt &= judged
+    attempts = np.bincount(_keys(a, is_attempt, n_metrics))
+    del is_attempt
     failed = judged & ~a.ok
-    failures = np.bincount(key[failed], minlength=max_key)
+    del judged
+    failures = np.bincount(_keys(a, failed, n_metrics))
     n_err = max(1, len(a.errors))
     by_kind = np.bincount(a.tier[failed].astype(np.int64) * n_err + a.error[failed], minlength=0)
+    del failed
 
     def stats(d: Distribution | None, k: int) -> MetricStats:
         base = d or Distribution(0)
@@ -158,13 +183,11 @@ def compute_tiers(
                 if count and e < len(a.errors):
                     kind = a.errors[e] or "unknown"
                     ts.failures_by_kind[kind] = ts.failures_by_kind.get(kind, 0) + count
-        ts.throughput = _throughput(ts, a, judged & measured, stats_interval_s)
+        ts.throughput = _throughput(ts, stats_interval_s)
     return [out[k] for k in sorted(out)]
 
 
-def _throughput(
-    ts: TierStats, a: SampleArrays, judged_measured: np.ndarray, stats_interval_s: float
-) -> Throughput:
+def _throughput(ts: TierStats, stats_interval_s: float) -> Throughput:
     tp = Throughput()
     join = ts.metrics.get("join_ms")
     if join is not None and ts.arrival_s > 0:

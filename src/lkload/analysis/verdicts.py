@@ -161,7 +161,8 @@ def tier_verdict(
     untrusted = ""
     if saturated:
         untrusted = "; ".join(
-            f"generator {g.worker} at P90 {g.cpu_p90:.0f} % of a core > {targets.generator_cpu_pct:g} %"
+            f"generator {g.worker} at P90 {g.cpu_p90:.0f} % of a core "
+            f"> {targets.generator_cpu_pct:g} %"
             for g in saturated
         )
     if not ts.has_data:

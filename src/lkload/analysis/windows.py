@@ -148,7 +148,7 @@ def _fill_from_samples(results: Results, tiers: dict[int, TierWindow]) -> None:
     tier = s["tier"].to_numpy()
     t = s["t"].to_numpy()
     cats = list(s["phase"].cat.categories)
-    codes = s["phase"].cat.codes.to_numpy()
+    codes = s["phase"].array.codes
     hold_code = cats.index("hold") if "hold" in cats else -2
     present = np.unique(tier)
     for n in present.tolist():

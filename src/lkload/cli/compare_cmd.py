@@ -25,7 +25,8 @@ def add_parser(sub: Any) -> None:
         type=float,
         default=10.0,
         metavar="PCT",
-        help="relative growth of a latency percentile or CPU that counts as a regression (default 10)",
+        help="relative growth of a latency percentile or CPU that counts as a regression "
+        "(default 10)",
     )
     p.add_argument(
         "--min-ms",
@@ -71,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         verdict = "REGRESSION" if c.regression else "ok"
         note = f"  ({c.note})" if c.note else ""
         print(
-            f"T{c.tier}·{c.size:<7} {c.metric:<24} {fmt(c.base, c.unit):>10} {fmt(c.new, c.unit):>10} "
-            f"{change:>9}  {verdict}{note}"
+            f"T{c.tier}·{c.size:<7} {c.metric:<24} {fmt(c.base, c.unit):>10} "
+            f"{fmt(c.new, c.unit):>10} {change:>9}  {verdict}{note}"
         )
     for u in result.unmatched:
         print(f"not compared: {u}")

@@ -236,7 +236,8 @@ def resources_plot(a: Analysis) -> Plot | None:
     if gens:
         ax3.legend(frameon=False, fontsize=7, loc="upper left")
     ax3.set_xlabel(
-        "minutes since start (shaded: green hold, grey ramp, red untrustworthy hold, yellow recovery)",
+        "minutes since start "
+        "(shaded: green hold, grey ramp, red untrustworthy hold, yellow recovery)",
         fontsize=8,
     )
     for ax in (ax1, ax2, ax3):

@@ -294,12 +294,7 @@ def build_view(a: Analysis) -> View:
                 "Recovery",
                 f"{sc.recovery.hold_s:g} s at {sc.tiers[0].size} users" if sc.recovery else "none",
             ),
-            (
-                "Rooms",
-                f"{sc.rooms.participants_per_room} per room, {sc.rooms.publishers_per_room} publishing; "
-                f"audio {'on' if sc.rooms.audio else 'off'}, video {'on' if sc.rooms.video else 'off'}, "
-                f"data {'every ' + format(sc.rooms.data_interval_s, 'g') + ' s' if sc.rooms.data else 'off'}",
-            ),
+            ("Rooms", _rooms_text(sc)),
         ]
     tg = a.targets
     target_rows = [[m, _targets_text(a, m)] for m in LATENCY_METRICS]
@@ -401,6 +396,15 @@ def build_view(a: Analysis) -> View:
         hosts=hosts,
         scenario_rows=scenario_rows,
         target_rows=target_rows,
+    )
+
+
+def _rooms_text(sc: Any) -> str:
+    r = sc.rooms
+    data = f"every {r.data_interval_s:g} s" if r.data else "off"
+    return (
+        f"{r.participants_per_room} per room, {r.publishers_per_room} publishing; "
+        f"audio {'on' if r.audio else 'off'}, video {'on' if r.video else 'off'}, data {data}"
     )
 
 
