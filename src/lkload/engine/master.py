@@ -414,7 +414,7 @@ class MasterCampaign(Campaign):
 
 def _pending(recorder: Recorder) -> int:
     """Items the recorder's writer thread has yet to write."""
-    return recorder._queue.qsize()  # noqa: SLF001 - see docs/distributed.md (Recorder.pending)
+    return recorder.pending
 
 
 __all__ = ["DEFAULT_MASTER_PORT", "MasterCampaign", "WorkersMissing"]

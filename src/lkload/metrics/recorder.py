@@ -85,6 +85,11 @@ class Recorder:
         fields.setdefault("t", time.time())
         self._queue.put({"event": event, **fields})
 
+    @property
+    def pending(self) -> int:
+        """Items queued but not yet written: how far the disk is behind."""
+        return self._queue.qsize()
+
     def close(self) -> None:
         """Write everything still queued and close the files (idempotent)."""
         if self._closed:
