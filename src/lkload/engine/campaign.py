@@ -326,6 +326,8 @@ class Campaign:
             self.state.server_rss_mb = sample.rss_mb
         else:
             self.state.generator_cpu_pct = sample.cpu_pct
+            if sample.cpu_pct <= self.scenario.targets.generator_cpu_pct:
+                self.state.saturated = False  # set again by the next streak (_on_saturated)
 
     def _on_saturated(self, cpu_pct: float, recorder: Recorder) -> None:
         self.state.saturated = True
