@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -101,8 +102,9 @@ def child(args: argparse.Namespace) -> None:
         for r in range(args.rooms):
             for i in range(ROOM_SIZE):
                 ident = f"{args.engine}-r{r}-p{i}"
-                plan = ParticipantPlan(ident, f"{args.engine}-room{r}", i == 0, layout,
-                                       stats_interval_s=2.0)
+                plan = ParticipantPlan(
+                    ident, f"{args.engine}-room{r}", i == 0, layout, stats_interval_s=2.0
+                )
                 ctx = ParticipantContext(plan, target, emit_for(ident), args.engine)
                 parts.append(create_participant(args.engine, ctx))
         tasks = []
@@ -131,22 +133,33 @@ def child(args: argparse.Namespace) -> None:
 
     asyncio.run(main())
     mean_loss = sum(loss) / len(loss) if loss else 100.0
-    print("RESULT " + json.dumps({"loss_pct": mean_loss, "loss_rows": len(loss),
-                                  "failures": failures[:50], "n_failures": len(failures)}),
-          flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "loss_pct": mean_loss,
+                "loss_rows": len(loss),
+                "failures": failures[:50],
+                "n_failures": len(failures),
+            }
+        ),
+        flush=True,
+    )
 
 
 # ---- parent -------------------------------------------------------------------------------
 
 
-def _measure(cmd: list[str], start_marker: str, end_marker: str | None, hold: float,
-             timeout: float) -> tuple[float, float, str]:
+def _measure(
+    cmd: list[str], start_marker: str, end_marker: str | None, hold: float, timeout: float
+) -> tuple[float, float, str]:
     """Run cmd; CPU % of one core and RSS (MB) of its process tree between the markers
     (or `hold` seconds after the start marker)."""
     import psutil
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+    )
     ps = psutil.Process(proc.pid)
     out: list[str] = []
     t0 = cpu0 = None
@@ -166,10 +179,8 @@ def _measure(cmd: list[str], start_marker: str, end_marker: str | None, hold: fl
     def tree_rss() -> float:
         total = 0
         for p in [ps, *ps.children(recursive=True)]:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 total += p.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
         return total / 1e6
 
     import queue
@@ -207,14 +218,36 @@ def _measure(cmd: list[str], start_marker: str, end_marker: str | None, hold: fl
 
 
 def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-untyped-def]
-    cmd = [sys.executable, __file__, "child", "--engine", engine, "--rooms", str(rooms),
-           "--url", srv.url, "--key", srv.credentials.api_key,
-           "--secret", srv.credentials.api_secret, "--ice", srv.ice_ips[0],
-           "--hold", str(args.hold), "--settle", str(args.settle)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "child",
+        "--engine",
+        engine,
+        "--rooms",
+        str(rooms),
+        "--url",
+        srv.url,
+        "--key",
+        srv.credentials.api_key,
+        "--secret",
+        srv.credentials.api_secret,
+        "--ice",
+        srv.ice_ips[0],
+        "--hold",
+        str(args.hold),
+        "--settle",
+        str(args.settle),
+    ]
     if args.profile and engine == "aiortc":
         cmd += ["--profile", str(Path(args.profile).with_suffix(f".{rooms}.txt"))]
-    cpu, rss, out = _measure(cmd, "HOLD_START", "HOLD_END", args.hold,
-                             timeout=rooms * ROOM_SIZE * 0.5 + args.hold + args.settle + 60)
+    cpu, rss, out = _measure(
+        cmd,
+        "HOLD_START",
+        "HOLD_END",
+        args.hold,
+        timeout=rooms * ROOM_SIZE * 0.5 + args.hold + args.settle + 60,
+    )
     m = re.search(r"^RESULT (.*)$", out, re.MULTILINE)
     res = json.loads(m.group(1)) if m else {"loss_pct": 100.0, "n_failures": -1}
     if not m:
@@ -225,19 +258,33 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
     return _step(engine, rooms, n, cpu, rss, res["loss_pct"], res["n_failures"], args)
 
 
-def _step(gen: str, rooms: int, n: int, cpu: float, rss: float, loss: float, failures: int,
-          args) -> Step:  # type: ignore[no-untyped-def]
+def _step(
+    gen: str, rooms: int, n: int, cpu: float, rss: float, loss: float, failures: int, args
+) -> Step:  # type: ignore[no-untyped-def]
     ok = 0 < cpu < CPU_LIMIT and loss < LOSS_LIMIT and failures == 0
-    return Step(gen, rooms, n, round(cpu, 1), round(cpu * 10 / n, 2), round(rss, 1),
-                round(rss / n, 2), round(loss, 3), failures, ok)
+    return Step(
+        gen,
+        rooms,
+        n,
+        round(cpu, 1),
+        round(cpu * 10 / n, 2),
+        round(rss, 1),
+        round(rss / n, 2),
+        round(loss, 3),
+        failures,
+        ok,
+    )
 
 
 def ensure_lk() -> Path:
     if LK_BIN.exists():
         return LK_BIN
     env = {**os.environ, "GOBIN": str(LK_BIN.parent)}
-    subprocess.run(["go", "install", f"github.com/livekit/livekit-cli/v2/cmd/lk@{LK_VERSION}"],
-                   check=True, env=env)
+    subprocess.run(
+        ["go", "install", f"github.com/livekit/livekit-cli/v2/cmd/lk@{LK_VERSION}"],
+        check=True,
+        env=env,
+    )
     return LK_BIN
 
 
@@ -248,25 +295,44 @@ def run_lk(rooms: int, srv, args) -> Step:  # type: ignore[no-untyped-def]
     lk = ensure_lk()
     n = rooms * ROOM_SIZE
     duration = int(args.settle + args.hold + rooms * 2 + 5)
-    cmd = [str(lk), "perf", "load-test", "--url", srv.url,
-           "--api-key", srv.credentials.api_key, "--api-secret", srv.credentials.api_secret,
-           "--room", f"lk-room-{rooms}", "--video-publishers", str(rooms),
-           "--audio-publishers", str(rooms), "--subscribers", str(n - rooms),
-           "--video-resolution", "low", "--no-simulcast", "--duration", f"{duration}s"]
+    cmd = [
+        str(lk),
+        "perf",
+        "load-test",
+        "--url",
+        srv.url,
+        "--api-key",
+        srv.credentials.api_key,
+        "--api-secret",
+        srv.credentials.api_secret,
+        "--room",
+        f"lk-room-{rooms}",
+        "--video-publishers",
+        str(rooms),
+        "--audio-publishers",
+        str(rooms),
+        "--subscribers",
+        str(n - rooms),
+        "--video-resolution",
+        "low",
+        "--no-simulcast",
+        "--duration",
+        f"{duration}s",
+    ]
     start_delay = args.settle + rooms * 1.0
     # lk prints nothing at "all joined": measure a hold window after its start delay
-    proc_cmd = ["bash", "-c", f'echo LK_START; exec "$@"', "lk", *cmd]
+    proc_cmd = ["bash", "-c", 'echo LK_START; exec "$@"', "lk", *cmd]
     cpu, rss, out = _measure_lk(proc_cmd, start_delay, args.hold, duration + 60)
     loss = _lk_loss(out)
-    return _step("lk", rooms, n, cpu, rss, loss, 0 if "Summary" in out or loss < 100 else 1,
-                 args)
+    return _step("lk", rooms, n, cpu, rss, loss, 0 if "Summary" in out or loss < 100 else 1, args)
 
 
 def _measure_lk(cmd: list[str], delay: float, hold: float, timeout: float):  # type: ignore[no-untyped-def]
     import psutil
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+    )
     ps = psutil.Process(proc.pid)
     time.sleep(delay)
 
@@ -336,15 +402,19 @@ def print_table(results: list[Step]) -> None:
             best[s.generator] = s
     lk = best.get("lk")
     lk_ppc = lk.participants / (lk.cpu_pct / 100) if lk else None
-    print("\n| generator | participants sustained (< 80 % CPU, < 1 % loss) | CPU % at that load "
-          "| participants per core | CPU ms per participant-second | RSS MB per participant "
-          "| ratio to lk (per core) |")
+    print(
+        "\n| generator | participants sustained (< 80 % CPU, < 1 % loss) | CPU % at that load "
+        "| participants per core | CPU ms per participant-second | RSS MB per participant "
+        "| ratio to lk (per core) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for gen, s in best.items():
         ppc = s.participants / (s.cpu_pct / 100)
         ratio = f"{ppc / lk_ppc:.2f}x" if lk_ppc else "n/a"
-        print(f"| {gen} | {s.participants} | {s.cpu_pct:.0f} | {ppc:.0f} | "
-              f"{s.cpu_ms_per_participant_s:.2f} | {s.rss_mb_per_participant:.1f} | {ratio} |")
+        print(
+            f"| {gen} | {s.participants} | {s.cpu_pct:.0f} | {ppc:.0f} | "
+            f"{s.cpu_ms_per_participant_s:.2f} | {s.rss_mb_per_participant:.1f} | {ratio} |"
+        )
 
 
 def main() -> None:
@@ -371,8 +441,10 @@ def main() -> None:
         child(args)
         return
     if "LKLOAD_ICE_IPS" not in os.environ and shutil.which("ip") and os.geteuid() == 0:
-        os.execv(str(ROOT / "scripts" / "netns"),
-                 [str(ROOT / "scripts" / "netns"), "--", sys.executable, *sys.argv])
+        os.execv(
+            str(ROOT / "scripts" / "netns"),
+            [str(ROOT / "scripts" / "netns"), "--", sys.executable, *sys.argv],
+        )
     parent(args)
 
 
