@@ -81,3 +81,12 @@ def test_file_errors(tmp_path: Path) -> None:
     lst.write_text("- 1\n")
     with pytest.raises(UsageError, match="expected a mapping"):
         load_scenario(str(lst))
+
+
+def test_engine_per_group() -> None:
+    s = parse_scenario({**BASE, "engine": "aiortc", "rooms": {"publisher_engine": "sdk"}})
+    assert s.engine_of(publisher=True) == "sdk"
+    assert s.engine_of(publisher=False) == "aiortc"
+    plain = parse_scenario(BASE)
+    assert plain.engine_of(True) == plain.engine_of(False) == "sdk"
+    assert "rooms.subscriber_engine" in _err({**BASE, "rooms": {"subscriber_engine": "x"}})

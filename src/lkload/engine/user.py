@@ -82,10 +82,11 @@ class ParticipantFactory:
             join_timeout_s=self.scenario.join_timeout_s,
             first_track_timeout_s=self.scenario.first_track_timeout_s,
             stats_interval_s=self.scenario.stats_interval_s,
+            decode=self.scenario.rooms.decode_media,
         )
 
     def context(self, plan: ParticipantPlan) -> ParticipantContext:
-        engine = self.scenario.engine
+        engine = self.scenario.engine_of(plan.publisher)
         state = self.state
 
         def emit(metric: str, value: float | None, ok: bool, error: FailureKind | None) -> None:
@@ -132,7 +133,7 @@ class ParticipantUser(User):
         plan = factory.plan()
         ctx = factory.context(plan)
         state.add(joining=1)
-        joined = self.bridge.submit(_join(factory.scenario.engine, ctx))
+        joined = self.bridge.submit(_join(ctx.engine, ctx))
         try:
             participant = self.bridge.wait(joined, cancel=False)
         except GreenletExit:

@@ -27,6 +27,7 @@ class ParticipantPlan:
     join_timeout_s: float = 20.0
     first_track_timeout_s: float = 15.0
     stats_interval_s: float = 2.0
+    decode: bool = False  # subscribers decode received media (costly; off for load)
 
 
 @dataclass(frozen=True, slots=True)

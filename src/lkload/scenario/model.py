@@ -51,6 +51,13 @@ class RoomLayout(Strict):
     video_width: Annotated[int, Field(gt=0, le=3840)] = 320
     video_height: Annotated[int, Field(gt=0, le=2160)] = 180
     video_fps: Annotated[int, Field(gt=0, le=60)] = 15
+    audio_bitrate_kbps: Annotated[int, Field(ge=6, le=510)] = 32
+    video_bitrate_kbps: Annotated[int, Field(ge=50, le=20_000)] = 300
+    # Subscribers decode what they receive (aiortc engine; costs CPU, proves media decodes).
+    decode_media: bool = False
+    # Engine per participant group; unset = the scenario's `engine`.
+    publisher_engine: EngineName | None = None
+    subscriber_engine: EngineName | None = None
 
     @model_validator(mode="after")
     def _publishers_fit(self) -> RoomLayout:
@@ -149,6 +156,11 @@ class Scenario(Strict):
                     f"tiers must grow: tier {i + 1} has size {sizes[i]} after {sizes[i - 1]}"
                 )
         return self
+
+    def engine_of(self, publisher: bool) -> str:
+        """The engine of a participant group: publishers or subscribers of each room."""
+        group = self.rooms.publisher_engine if publisher else self.rooms.subscriber_engine
+        return group or self.engine
 
     def settle_of(self, tier: Tier) -> float:
         return self.settle_s if tier.settle_s is None else tier.settle_s

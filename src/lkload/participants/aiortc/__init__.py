@@ -10,4 +10,4 @@ __all__ = ["AiortcParticipant", "create"]
 
 
 def create(ctx: ParticipantContext) -> AiortcParticipant:
-    return AiortcParticipant(ctx)
+    return AiortcParticipant(ctx, decode=ctx.plan.decode)
