@@ -50,6 +50,10 @@ class Campaign:
     chunks: dict[str, list[np.ndarray]] = field(default_factory=dict)
     resources: list[tuple] = field(default_factory=list)
     extra_events: list[dict[str, Any]] = field(default_factory=list)
+    # distributed runs: campaign.json `workers` ({name: {hostname, joined, lost, samples,
+    # batches}}), each also a `hosts` entry
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    connected: dict[int, int] = field(default_factory=dict)  # tier_end `connected` overrides
 
     def __post_init__(self) -> None:
         self.plans: list[TierPlan] = []
@@ -168,7 +172,7 @@ class Campaign:
             "recovery": {"hold_s": self.recovery_s} if self.recovery_s else None,
             "targets": self.targets,
         }
-        return {
+        out: dict[str, Any] = {
             "id": "synthetic-20260101-000000",
             "status": self.status,
             "started": T0,
@@ -187,6 +191,16 @@ class Campaign:
             },
             "command": ["lkload", "run", "synthetic.yaml"],
         }
+        if self.workers:
+            out["workers"] = self.workers
+            for name, info in self.workers.items():
+                out["hosts"][name] = {
+                    "hostname": info.get("hostname", name),
+                    "cores": self.cores,
+                    "mem_total_mb": 8000,
+                    "platform": "linux",
+                }
+        return out
 
     def timeline(self) -> list[dict[str, Any]]:
         ev: list[dict[str, Any]] = [
@@ -238,7 +252,7 @@ class Campaign:
                     "event": "tier_end",
                     "tier": p.tier,
                     "size": p.size,
-                    "connected": p.size,
+                    "connected": self.connected.get(p.tier, p.size),
                 }
             )
         if self.recovery_start is not None:
@@ -303,3 +317,60 @@ def write_samples_csv(
                     cols["error"][i],
                 )
             )
+
+
+def add_healthy(c: Campaign, rng: np.random.Generator, workers: tuple[str, ...] = ("w1",)) -> None:
+    """Joins and data messages well within every default target in every tier (and the
+    recovery), spread over `workers`; no resources."""
+    for p in c.plans:
+        joins = np.round(rng.gamma(3.0, 40, p.size), 3)
+        data = np.round(rng.gamma(3.0, 8, 40 * p.size), 3)
+        for i, w in enumerate(workers):
+            c.add(p.tier, "ramp", "join_ms", joins[i :: len(workers)], rng=rng, worker=w)
+            c.add(p.tier, "hold", "data_e2e_ms", data[i :: len(workers)], rng=rng, worker=w)
+    if c.recovery_start is not None:
+        c.add(-1, "recovery", "data_e2e_ms", np.round(rng.gamma(3.0, 8, 300), 3), rng=rng)
+
+
+def distributed(
+    lost: dict[str, Any] | None = None,
+    tiers: tuple[tuple[int, str], ...] = ((4, "baseline"), (6, "target"), (8, "target")),
+    saturate: bool = True,
+) -> Campaign:
+    """Two workers (w1, w2) and the master's own generator; a third worker refused; w2
+    saturated through tier 1's hold (unless not `saturate`) and lost as `lost` says (the
+    `worker_lost` event's fields)."""
+    c = Campaign(tiers=tiers, hold_s=60.0, recovery_s=None)
+    c.workers = {
+        "w1": {"hostname": "gen-a", "joined": T0 + 0.2, "lost": False, "samples": 5000},
+        "w2": {"hostname": "gen-b", "joined": T0 + 0.3, "lost": lost is not None, "samples": 1234},
+    }
+    c.extra_events += [
+        {"t": T0 + 0.2, "event": "worker_joined", "worker": "w1", "tier": 0, "hostname": "gen-a"},
+        {"t": T0 + 0.3, "event": "worker_joined", "worker": "w2", "tier": 0, "hostname": "gen-b"},
+        {
+            "t": T0 + 0.4,
+            "event": "worker_refused",
+            "client": "gen-c",
+            "reason": "worker runs lkload 0.0.9 with scenario 'other'",
+        },
+    ]
+    if lost is not None:
+        c.extra_events.append({"event": "worker_lost", "reason": "heartbeat", **lost})
+    add_healthy(c, np.random.default_rng(4), workers=("w1", "w2"))
+    c.add_resources("server", 20.0, 200.0, 10.0)
+    c.add_resources("generator:master", 10.0, 90.0, 1.0)
+    c.add_resources("generator:w1", lambda t: 30.0 + (t - T0) / 10, 120.0, 1.0)
+    end = lost["t"] if lost is not None else None
+    h1 = c.plan(1)
+
+    def w2_cpu(t: float) -> float:  # saturated throughout tier 1's hold
+        return 95.0 if saturate and h1.hold_start <= t <= h1.hold_end else 40.0
+
+    c.add_resources("generator:w2", w2_cpu, 110.0, 1.0, end=end)
+    if saturate:
+        c.extra_events.append(
+            {"t": h1.hold_start + 5, "event": "generator_saturated", "worker": "w2"}
+            | {"cpu_pct": 95.0, "tier": 1}
+        )
+    return c

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -64,3 +65,18 @@ def test_error_rate_regression_only_beyond_the_budget(tmp_path: Path) -> None:
 
 def test_bad_input_exit_2(tmp_path: Path) -> None:
     assert main(["compare", str(tmp_path / "x"), str(tmp_path / "y")]) == 2
+
+
+def test_tier_with_a_lost_worker_is_flagged_not_like_for_like(tmp_path: Path) -> None:
+    from lkload.analysis import analyze
+    from lkload.report.summary import build_summary
+
+    base = build_summary(analyze(_results(tmp_path / "a")))
+    new = json.loads(json.dumps(base))
+    new["tiers"][1]["reduced_load"] = "worker w2 lost 12 s into the hold: ..."
+    new["tiers"][1]["verdict"] = "WARN"
+    notes = [
+        (c.tier, c.note, c.regression) for c in compare(base, new).changes if c.metric == "load"
+    ]
+    assert notes == [(2, "NEW ran below the tier's size (a worker lost)", False)]
+    assert not compare(base, new).regressions

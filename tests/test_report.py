@@ -255,3 +255,85 @@ def test_terminal_summary_prints_the_numbers_the_analysis_found(
         render_summary(Console(file=buf, width=width, color_system=None), r.analysis)
         assert ("Latency by metric and tier" in buf.getvalue()) is not fits
         check(buf.getvalue())
+
+
+def _lost_worker_campaign(tmp_path: Path) -> tuple[Path, str]:
+    from synthetic import distributed
+
+    h2 = Campaign(tiers=((4, "baseline"), (6, "target"), (8, "target"))).plan(2)
+    lost = {
+        "t": h2.hold_start + 12,
+        "worker": "w2",
+        "tier": 2,
+        "phase": "hold",
+        "samples": 1234,
+        "connected": 3,
+        "joining": 0,
+        "last_batch_t": h2.hold_start + 11.5,
+    }
+    c = distributed(lost, saturate=False)
+    c.connected = {2: 3}
+    line = (
+        "worker w2 lost 12 s into the hold of tier 2 (heartbeat; 3 participants connected, "
+        "1,234 samples received from it): tier ran with 3 of 6 participants for the rest of "
+        "the hold (48 s of 60 s); 3 of 6 connected at the tier's end"
+    )
+    return c.write(tmp_path / "results" / "synthetic-20260101-000000"), line
+
+
+SHORT = (
+    "worker w2 lost 12 s into the hold: tier ran with 3 of 6 participants for the rest of "
+    "the hold (48 s of 60 s)"
+)
+
+
+def test_report_shows_workers_and_the_tier_a_lost_worker_affected(tmp_path: Path) -> None:
+    import html as htmllib
+    import io
+
+    from lkload.report.terminal import print_summary
+
+    results, line = _lost_worker_campaign(tmp_path)
+    r = render_report(results, tmp_path / "out")
+    assert r.overall == "PASS WITH WARNINGS" and r.passed
+    summary = json.loads(r.summary_path.read_text())
+    (loss,) = summary["workers"]["losses"]
+    assert (loss["worker"], loss["tier"], loss["phase"], loss["connected"]) == ("w2", 2, "hold", 3)
+    assert loss["samples"] == 1234 and loss["text"] == line
+    assert [t["reduced_load"] for t in summary["tiers"]] == ["", SHORT, ""]
+    assert summary["tiers"][1]["reason"].startswith(f"LOAD BELOW THE TIER'S SIZE: {SHORT};")
+    assert [t["verdict"] for t in summary["tiers"]] == ["PASS", "WARN", "PASS"]
+
+    page = htmllib.unescape(r.html.read_text())
+    workers = page[page.index('<section id="workers">') : page.index('<section id="plots">')]
+    assert "<h2>2. Workers</h2>" in workers and "<h2>3. Plots</h2>" in page
+    assert line in workers and "LOST in tier 2 (hold, heartbeat)" in workers
+    for head in ("T1 · 4 CPU P90", "T2 · 6 CPU P90", "T3 · 8 CPU P90", "Saturated"):
+        assert head in workers
+    assert "was refused: worker runs lkload 0.0.9" in workers
+    assert f"Load below the tier's size.</strong> Tier 2 (6 users): {SHORT}" in page
+    assert "WARN · LOAD BELOW SIZE" in page
+
+    md = r.markdown.read_text()
+    assert "## 2. Workers" in md and f"- {line}" in md and "## 6. Environment" in md
+
+    buf = io.StringIO()
+    print_summary(r, file=buf)
+    out = " ".join(buf.getvalue().split())  # rich wraps long lines at the console's width
+    assert f"Workers: {line}" in out and "WARN (worker lost)" in out
+
+
+def test_report_command_prints_the_run_summary_then_the_report_path(tmp_path: Path, capsys) -> None:
+    import io
+
+    from lkload.report.terminal import print_summary
+
+    results, line = _lost_worker_campaign(tmp_path)
+    out_dir = tmp_path / "o"
+    assert main(["report", str(results), "--out", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    r = render_report(results, tmp_path / "again")
+    buf = io.StringIO()
+    print_summary(r, file=buf)
+    assert out == buf.getvalue() + f"lkload: report {out_dir / 'report.html'}\n"
+    assert out.startswith("Overall: PASS WITH WARNINGS") and "Knee: " in out

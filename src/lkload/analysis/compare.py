@@ -4,7 +4,8 @@ Inputs are summary.json dicts (a results directory is analysed first). Tiers are
 index and must have the same size to be compared. A latency percentile regresses when it
 grew by more than `threshold` (relative) and by more than `min_ms`; the error rate regresses
 when it grew and the new one exceeds the tier's error budget; server CPU regresses when it
-grew by more than `threshold` (relative) and by more than 5 points.
+grew by more than `threshold` (relative) and by more than 5 points. A tier that ran below its
+size in either campaign (a worker lost) is flagged as not like for like.
 """
 
 from __future__ import annotations
@@ -97,6 +98,10 @@ def compare(
         if b is not None and n is not None:
             reg = n - b > CPU_MIN_POINTS and n > b * (1 + threshold)
             changes.append(Change(tier, size, "server CPU mean", b, n, "%", reg))
+        short = [n for n, t in (("BASE", bt), ("NEW", nt)) if t.get("reduced_load")]
+        if short:  # a worker was lost: that tier's numbers are not like for like
+            note = f"{' and '.join(short)} ran below the tier's size (a worker lost)"
+            changes.append(Change(tier, size, "load", None, None, "", False, note))
         if bt.get("verdict") == "PASS" and nt.get("verdict") == "FAIL":
             changes.append(Change(tier, size, "tier verdict", None, None, "", True, "PASS → FAIL"))
     unmatched += [f"tier {t['tier']} ({t['size']} users) only in NEW" for t in new_tiers.values()]

@@ -15,6 +15,7 @@ from lkload.analysis.tiers import TierStats
 from lkload.analysis.verdict_types import Check, Status
 from lkload.analysis.verdicts import Break, TierVerdict
 from lkload.analysis.windows import Windows
+from lkload.analysis.workers import Workers
 from lkload.scenario.model import Scenario, Targets
 
 
@@ -67,6 +68,7 @@ class Analysis:
     # time series for plots (small: one row per second or per bin)
     resources: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     participants: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    workers: Workers = field(default_factory=Workers)
 
     @property
     def passed(self) -> bool:

@@ -5,7 +5,9 @@ baseline limit); acceptable — every target, P99 may reach 1.5x its target; tar
 target at the normal error budget; peak — error rate under the peak budget, server alive,
 no metric collapsed (P99 < 4x target) and recovery measured; stress — failure modes
 identified. A tier whose generator saturated is untrustworthy: its verdict is WARN
-whatever its numbers say, because the tool measured itself.
+whatever its numbers say, because the tool measured itself. A tier that ran below its size
+(a worker lost in its ramp, settle or hold) is at least WARN (`reduce_load`), and neither
+counts towards the knee.
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ class TierVerdict:
     checks: list[Check] = field(default_factory=list)  # as judged for the role
     untrustworthy: bool = False
     untrustworthy_reason: str = ""
+    reduced_load: str = ""  # why the tier ran below its size (a worker lost), else ""
 
 
 def _relimit(check: Check, limit: float, note: str) -> Check:
@@ -254,6 +257,20 @@ def _finish(v: TierVerdict, saturated: list, untrusted: str) -> TierVerdict:
     return v
 
 
+def reduce_load(v: TierVerdict, why: str) -> TierVerdict:
+    """A tier that ran below its size (a worker lost): at least WARN, the reason says why.
+    A FAIL stays a FAIL (it failed with less than its load); NOT MEASURED stays."""
+    if not why:
+        return v
+    v.reduced_load = why
+    if v.status is Status.PASS:
+        v.reason = f"LOAD BELOW THE TIER'S SIZE: {why}; measured values would give PASS"
+        v.status = Status.WARN
+    elif v.status in (Status.WARN, Status.FAIL):
+        v.reason = f"{v.reason}; load below the tier's size: {why}"
+    return v
+
+
 @dataclass
 class Break:
     check: str  # check id
@@ -278,14 +295,16 @@ def first_breaks(tiers: list[tuple[TierStats, list[Check]]]) -> list[Break]:
     return sorted(seen.values(), key=lambda b: (b.tier, b.check))
 
 
-def knee(tiers: list[tuple[TierStats, list[Check], bool]]) -> tuple[int | None, str]:
-    """Highest tier up to which every tier met every target (normal budget) and was trustworthy."""
+def knee(tiers: list[tuple[TierStats, list[Check], str]]) -> tuple[int | None, str]:
+    """Highest tier up to which every tier met every target (normal budget) and was
+    trustworthy at its full size. The third item of each tuple: why the tier cannot count
+    (generator saturated, load below its size), or ""."""
     best = None
-    for ts, checks, untrustworthy in tiers:
+    for ts, checks, blocker in tiers:
         if not ts.has_data:
             return best, "" if best else "no tier has data"
-        if untrustworthy:
-            return best, f"tier {ts.tier} untrustworthy (generator saturated)"
+        if blocker:
+            return best, f"tier {ts.tier} {blocker}"
         broken = [c for c in checks if c.id != "error_rate:peak" and c.status is Status.FAIL]
         if broken:
             return best, f"tier {ts.tier}: {broken[0].evidence}"

@@ -30,9 +30,9 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lkload.report import render_report
+    from lkload.report.terminal import print_summary
 
     result = render_report(args.results_dir, args.out)
-    print(f"{result.overall}: {result.html}")
-    for reason in result.summary["overall_reasons"][:5]:
-        print(f"  - {reason}")
+    print_summary(result)  # the same summary `lkload run` ends with
+    print(f"lkload: report {result.html}", flush=True)
     return 0 if result.passed else 1

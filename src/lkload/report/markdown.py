@@ -44,10 +44,13 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
             f"> **Untrustworthy tier.** {_esc(u)} — the generator measured itself, not the server.",
             "",
         ]
+    for r in view.reduced:
+        md += [f"> **Load below the tier's size.** {_esc(r)}", ""]
     for n in view.notes:
         md += [f"> **Data note.** {_esc(n)}", ""]
     md += _table(["Fact", "Value"], view.facts)
-    md += ["## 1. Tiers", ""] + _table(view.tier_head, view.tier_rows)
+    n = iter(range(1, 100))
+    md += [f"## {next(n)}. Tiers", ""] + _table(view.tier_head, view.tier_rows)
     md += ["### Latency", ""] + _table(view.latency_head, view.latency_rows)
     if view.ramp_rows:
         md += ["### During ramp and settle (shown, not judged)", ""] + _table(
@@ -58,9 +61,16 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
     if view.generator_rows:
         md += ["### Load generators (CPU as percent of one core)", ""]
         md += _table(view.generator_head, view.generator_rows)
-    md += ["## 2. Plots", ""]
+    if view.workers:
+        md += [f"## {next(n)}. Workers", ""]
+        md += _table(view.workers["head"], view.workers["rows"])
+        md += [f"- {_esc(ln)}" for ln in view.workers["lines"]] or [
+            "No worker was lost or refused."
+        ]
+        md += [""]
+    md += [f"## {next(n)}. Plots", ""]
     md += [f"![{p.title}]({p.name}.png)" + "\n" for p in plots] or ["No data to plot.", ""]
-    md += ["## 3. Checklist verdicts", ""]
+    md += [f"## {next(n)}. Checklist verdicts", ""]
     md += _table(
         ["Section", "Checklist line", "Verdict", "Decided by"],
         [
@@ -68,7 +78,7 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
             for c in view.checklist
         ],
     )
-    md += ["## 4. Failure modes", ""]
+    md += [f"## {next(n)}. Failure modes", ""]
     md += (
         _table(view.failure_head, view.failure_rows)
         if view.failure_rows
@@ -92,7 +102,11 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
             ["Server RSS during holds (leak check)", view.leak["status"], view.leak["evidence"]],
         ],
     )
-    md += ["## 5. Environment", ""] + _table(["Item", "Value"], view.environment)
+    if view.leak["holds"]:
+        md += _table(view.leak["head"], view.leak["holds"])
+    if view.leak["release"]:
+        md += [f"Equal participant count: {_esc(view.leak['release'])}.", ""]
+    md += [f"## {next(n)}. Environment", ""] + _table(["Item", "Value"], view.environment)
     if view.hosts:
         md += _table(["Role / worker", "Hostname", "Cores", "Memory MB", "Platform"], view.hosts)
     if view.scenario_rows:

@@ -164,6 +164,20 @@ def _bands(ax: plt.Axes, a: Analysis, t0: float, label: bool) -> None:
                     fontsize=8,
                     color="#4a5568",
                 )
+    for loss in a.workers.losses:  # a dashed line where a worker was lost
+        x = (loss.t - t0) / 60
+        ax.axvline(x, color="#9b2c2c", lw=0.9, ls="--")
+        if label:
+            ax.annotate(
+                f"{loss.worker} lost",
+                (x, 0.98),
+                xycoords=("data", "axes fraction"),
+                ha="right",
+                va="top",
+                rotation=90,
+                fontsize=7,
+                color="#9b2c2c",
+            )
     rs, re_ = a.windows.recovery_start, a.windows.recovery_end
     if rs is not None and re_ is not None:
         ax.axvspan((rs - t0) / 60, (re_ - t0) / 60, color="#fefcbf", lw=0)

@@ -149,6 +149,8 @@ def _verdict(tr: TierResult) -> Text:
     cell = Text(status, style=STYLES.get(status, ""))
     if tr.verdict.untrustworthy:
         cell.append(" (untrustworthy)", style="red")
+    if tr.verdict.reduced_load:
+        cell.append(" (worker lost)", style="yellow")
     return cell
 
 
@@ -267,6 +269,8 @@ def render_summary(console: Console, a: Analysis) -> None:
     console.print(tier_table(a, []) if split else table)
     if split:
         console.print(latency_table(a, metrics))
+    for line in a.workers.lines():
+        console.print(Text(f"Workers: {line}", style="yellow"))
     console.print(_knee_line(a))
 
 

@@ -90,6 +90,8 @@ class View:
     break_rows: list[list[Cell]]
     recovery: dict[str, str]
     leak: dict[str, Any]
+    reduced: list[str]  # tiers that ran below their size (a worker lost)
+    workers: dict[str, Any]  # distributed runs: head, rows, lines; {} otherwise
     environment: list[tuple[str, str]]
     hosts: list[list[str]]
     scenario_rows: list[tuple[str, str]]
@@ -123,6 +125,15 @@ def build_view(a: Analysis) -> View:
         ("Memory-leak check", f"{a.leak.status.value}: {a.leak.evidence}"),
         ("Samples analysed", f"{a.sample_count:,}"),
     ]
+    if a.workers.distributed:
+        lost = len(a.workers.losses)
+        facts.append(
+            (
+                "Workers",
+                f"{len(a.workers.rows)} generator process(es); "
+                + (f"{lost} worker(s) lost (see Workers)" if lost else "none lost"),
+            )
+        )
     tier_head = [
         "Tier",
         "Users",
@@ -146,6 +157,7 @@ def build_view(a: Analysis) -> View:
         gens = t.resources.generators.values()
         worst_gen = max(gens, key=lambda g: g.cpu_p90, default=None)
         verdict = t.verdict.status.value + (" · UNTRUSTWORTHY" if t.verdict.untrustworthy else "")
+        verdict += " · LOAD BELOW SIZE" if t.verdict.reduced_load else ""
         tier_rows.append(
             [
                 Cell(str(st.tier)),
@@ -376,27 +388,103 @@ def build_view(a: Analysis) -> View:
             "cls": css_class(a.recovery.status.value),
             "evidence": a.recovery.evidence,
         },
-        leak={
-            "status": a.leak.status.value,
-            "cls": css_class(a.leak.status.value),
-            "evidence": a.leak.evidence,
-            "holds": [
-                [
-                    f"T{h.tier}",
-                    str(h.points),
-                    f"{h.slope_mb_per_min:+.2f}",
-                    f"{h.growth_mb:+.1f}",
-                    f"{h.rss_mb_mean:.0f}",
-                    "growing" if h.growing else "stable",
-                ]
-                for h in a.leak.holds
-            ],
-        },
+        leak=_leak(a),
+        reduced=[
+            f"Tier {t.tier} ({t.stats.size} users): {t.verdict.reduced_load}"
+            for t in a.tiers
+            if t.verdict.reduced_load
+        ],
+        workers=_workers(a),
         environment=env,
         hosts=hosts,
         scenario_rows=scenario_rows,
         target_rows=target_rows,
     )
+
+
+LEAK_HEAD = [
+    "Window",
+    "Length",
+    "Warm-up skipped",
+    "Samples fitted",
+    "Slope MB/min",
+    "Projected MB / 10 min",
+    "R²",
+    "Mean RSS MB",
+    "Judgement",
+]
+
+
+def _leak(a: Analysis) -> dict[str, Any]:
+    lk = a.leak
+    windows = list(lk.holds) + ([lk.recovery] if lk.recovery is not None else [])
+
+    def opt(v: float | None, spec: str) -> str:
+        return "—" if v is None else format(v, spec)
+
+    rows = [
+        [
+            f"{'recovery' if h.tier == -1 else f'T{h.tier}'} · {h.size}",
+            f"{h.duration_s:.0f} s",
+            f"{h.warmup_s:.0f} s" if h.judged else "—",
+            str(h.points) if h.judged else "—",
+            opt(h.slope_mb_per_min, "+.2f"),
+            opt(h.projected_mb, "+.0f"),
+            opt(h.r2, ".2f"),
+            opt(h.rss_mb_mean, ".0f"),
+            ("GROWS — " if h.growing else "") + h.note if h.judged else f"not judged: {h.note}",
+        ]
+        for h in windows
+    ]
+    return {
+        "status": lk.status.value,
+        "cls": css_class(lk.status.value),
+        "evidence": lk.evidence,
+        "head": LEAK_HEAD,
+        "holds": rows,
+        "release": lk.release.describe() if lk.release is not None else "",
+    }
+
+
+def _workers(a: Analysis) -> dict[str, Any]:
+    w = a.workers
+    if not w.distributed:
+        return {}
+    tiers = [t for t in a.tiers if any(t.tier in r.cpu_p90 for r in w.rows)]
+    head = ["Worker", "Host", "Joined", "Status", "Samples received"]
+    head += [f"T{t.tier} · {t.stats.size} CPU P90" for t in tiers]
+    head.append("Saturated")
+    start = a.windows.start
+    rows = []
+    for r in w.rows:
+        row = [
+            Cell(r.worker),
+            Cell(r.hostname),
+            Cell(
+                f"+{r.joined - start:.1f} s"
+                if r.joined is not None and start is not None
+                else when(r.joined)
+            ),
+            Cell(r.status, "fail" if r.lost else ("warn" if r.drain_timeout else "pass")),
+            Cell("—" if r.samples is None else f"{r.samples:,}"),
+        ]
+        for t in tiers:
+            cpu = r.cpu_p90.get(t.tier)
+            sat = t.tier in r.saturated_tiers
+            row.append(
+                Cell(
+                    "—" if cpu is None else f"{cpu:.0f} %" + (" SATURATED" if sat else ""),
+                    "fail" if sat else "",
+                )
+            )
+        flagged = sorted(set(r.saturated_tiers) | set(r.saturated_events))
+        events = sum(r.saturated_events.values())
+        text = ", ".join(_tier_name(x) for x in flagged) if flagged else "no"
+        if events:
+            text += f" ({events} generator_saturated event{'s' if events != 1 else ''})"
+        row.append(Cell(text, "fail" if flagged else ""))
+        rows.append(row)
+    return {"head": head, "rows": rows, "lines": w.lines()}
 
 
 def _rooms_text(sc: Any) -> str:
