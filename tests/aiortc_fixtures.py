@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from livekit import api
 
 from lkload.metrics.schema import FailureKind
 from lkload.participants.base import ParticipantContext, ParticipantPlan, Target
+from lkload.participants.token import mint_token
 from lkload.scenario.model import RoomLayout
 from lkload.server import EmbeddedServer
 
@@ -62,12 +62,7 @@ def token_minter(srv: EmbeddedServer):  # type: ignore[no-untyped-def]
     key, secret = srv.credentials.api_key, srv.credentials.api_secret
 
     def token_for(identity: str, room: str) -> str:
-        return (
-            api.AccessToken(key, secret)
-            .with_identity(identity)
-            .with_grants(api.VideoGrants(room_join=True, room=room))
-            .to_jwt()
-        )
+        return mint_token(key, secret, identity, room)
 
     return token_for
 

@@ -71,9 +71,8 @@ def test_sdk_publisher_to_aiortc_subscriber() -> None:
     _assert_clean(res, "sub-aiortc", 2)
     _assert_clean(res, "sub-sdk", 2)
     _assert_clean(res, "pub", 0)
-    # libwebrtc's sender reports, forwarded by the SFU, give media_e2e_ms too
-    e2e = res["sub-aiortc"]["media_e2e_ms"]
-    # libwebrtc stamps its audio SRs ~15 ms ahead of the packets on some runs (see
-    # docs/aiortc-interop.md): plausible, not exact, for sdk publishers
-    assert e2e and all(-30 < v < 50 for v in e2e), e2e
+    # libwebrtc stamps its SRs several ms ahead of the packets (negative latencies, see
+    # docs/aiortc-interop.md), so tracks of sdk publishers, which name their engine in an
+    # attribute, give no media_e2e_ms rather than a wrong one.
+    assert res["sub-aiortc"]["media_e2e_ms"] == []
     assert max(res["sub-aiortc"]["loss_pct"]) < 1.0

@@ -14,9 +14,9 @@ from livekit import api
 from lkload.errors import TargetUnreachable, UsageError
 from lkload.metrics.redact import register_secret
 from lkload.participants.base import Target
+from lkload.participants.token import mint_token
 
 PREFLIGHT_TIMEOUT_S = 5.0
-TOKEN_TTL_S = 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -36,22 +36,9 @@ class Deployment:
         key, secret = self.api_key, self.api_secret
 
         def token_for(identity: str, room: str) -> str:
-            grants = api.VideoGrants(room_join=True, room=room)
-            return (
-                api.AccessToken(key, secret)
-                .with_identity(identity)
-                .with_grants(grants)
-                .with_ttl(_ttl())
-                .to_jwt()
-            )
+            return mint_token(key, secret, identity, room)
 
         return Target(url=self.url, token_for=token_for, ice_addresses=ice_addresses)
-
-
-def _ttl():  # type: ignore[no-untyped-def]
-    import datetime
-
-    return datetime.timedelta(seconds=TOKEN_TTL_S)
 
 
 def deployment_from(url: str, api_key: str | None, api_secret: str | None) -> Deployment:

@@ -39,6 +39,9 @@ class Target:
     ice_addresses: tuple[str, ...] = ()  # local addresses ICE may use (aiortc engine)
 
 
+# Participant attribute in which an engine names itself to the other participants.
+ENGINE_ATTRIBUTE = "lkload.engine"
+
 # emit(metric, value, ok, error) — the context adds time, tier, phase, room, participant.
 Emit = Callable[[str, float | None, bool, FailureKind | None], None]
 

@@ -19,7 +19,12 @@ import time
 from livekit import rtc
 
 from lkload.metrics.schema import SESSION_METRIC, FailureKind
-from lkload.participants.base import JoinFailed, Participant, ParticipantContext
+from lkload.participants.base import (
+    ENGINE_ATTRIBUTE,
+    JoinFailed,
+    Participant,
+    ParticipantContext,
+)
 from lkload.participants.datamsg import TOPIC, DataMessage, SequenceTracker
 from lkload.participants.expectations import TrackExpectations
 
@@ -107,6 +112,10 @@ class SdkParticipant(Participant):
             raise JoinFailed(FailureKind.INTERNAL, repr(exc)) from None
         self._joined_at = time.perf_counter()
         self.ctx.ok("join_ms", (self._joined_at - start) * 1000)
+        # Tell other participants what we are: libwebrtc's sender-report clock is offset, so
+        # the aiortc engine does not take media_e2e_ms from our tracks.
+        with contextlib.suppress(Exception):
+            await self.room.local_participant.set_attributes({ENGINE_ATTRIBUTE: "sdk"})
         # Tracks already in the room when we arrived are expected from the moment we joined.
         for participant in self.room.remote_participants.values():
             for pub in participant.track_publications.values():
@@ -249,7 +258,7 @@ class SdkParticipant(Participant):
                     self.room.local_participant.set_attributes({"lkload_ping": str(self._ping_n)}),
                     SIGNAL_PING_S,
                 )
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 if not self._ended.is_set():
                     self.ctx.fail("signal_rtt_ms", FailureKind.TIMEOUT)
                 continue

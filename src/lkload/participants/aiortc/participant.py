@@ -30,7 +30,12 @@ from lkload.participants.aiortc.publisher import (
 )
 from lkload.participants.aiortc.signal import SignalClient, SignalClosed, SignalError
 from lkload.participants.aiortc.subscriber import TrackAccount
-from lkload.participants.base import JoinFailed, Participant, ParticipantContext
+from lkload.participants.base import (
+    ENGINE_ATTRIBUTE,
+    JoinFailed,
+    Participant,
+    ParticipantContext,
+)
 
 __all__ = ["AiortcParticipant", "State"]
 
@@ -92,6 +97,7 @@ class AiortcParticipant(Participant):
         self._pub_answer: asyncio.Future[None] | None = None
         self._expected: dict[str, ExpectedTrack] = {}
         self._done_tracks: set[str] = set()
+        self._no_e2e_tracks: set[str] = set()  # tracks of publishers with an offset SR clock
         self._reliable: RTCDataChannel | None = None
         self._gaps = GapTracker()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -387,10 +393,16 @@ class AiortcParticipant(Participant):
         gone = info.state == pm.ParticipantInfo.DISCONNECTED
         now = time.monotonic()
         live = set()
+        # libwebrtc's sender reports map RTP to NTP with an offset of several ms (seen: -8 to
+        # -15 ms on one host), so media_e2e_ms is only taken from publishers known not to be
+        # libwebrtc. The sdk engine says what it is in an attribute (ENGINE_ATTRIBUTE).
+        offset_clock = info.attributes.get(ENGINE_ATTRIBUTE) == "sdk"
         for ti in info.tracks:
             if ti.type not in (pm.TrackType.AUDIO, pm.TrackType.VIDEO):
                 continue
             live.add(ti.sid)
+            if offset_clock:
+                self._no_e2e_tracks.add(ti.sid)
             if not gone and ti.sid not in self._expected and ti.sid not in self._done_tracks:
                 self._expected[ti.sid] = ExpectedTrack(ti.sid, info.sid, max(now, self._joined_at))
         # withdrawn: the publisher left or unpublished before we received the track
@@ -459,7 +471,7 @@ class AiortcParticipant(Participant):
             if st.loss_pct is not None:
                 self.ctx.ok("loss_pct", st.loss_pct)
             self.ctx.ok("jitter_ms", st.jitter_ms)
-            if st.media_e2e_ms is not None:
+            if st.media_e2e_ms is not None and account.track_sid not in self._no_e2e_tracks:
                 self.ctx.ok("media_e2e_ms", st.media_e2e_ms)
 
     def _check_deadlines(self, now: float) -> None:
