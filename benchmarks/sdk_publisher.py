@@ -79,10 +79,14 @@ def main() -> None:
         sub = asyncio.run(measure(d, args.n, "subscribe", args.seconds))
     n = args.n
     print(f"idle participant:     {idle * 1000 / n:5.1f} ms CPU per participant-second ({n} alone)")
-    print(f"audio publisher:      {(pub - idle) * 1000 / n:5.1f} ms CPU per publisher-second "
-          f"on top of an idle one ({n} alone in their rooms)")
-    print(f"subscribed audio:     {(sub - idle) * 1000 / n:5.1f} ms CPU per subscriber-second "
-          f"on top of an idle one ({n} subscribers of one publisher, publisher included)")
+    print(
+        f"audio publisher:      {(pub - idle) * 1000 / n:5.1f} ms CPU per publisher-second "
+        f"on top of an idle one ({n} alone in their rooms)"
+    )
+    print(
+        f"subscribed audio:     {(sub - idle) * 1000 / n:5.1f} ms CPU per subscriber-second "
+        f"on top of an idle one ({n} subscribers of one publisher, publisher included)"
+    )
 
 
 if __name__ == "__main__":

@@ -10,18 +10,18 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import (
     LKLOAD,
     ROOT,
     lkload,
-    server_gone,
     needs_netns,
     only_child,
     read_samples,
     read_timeline,
+    server_gone,
     write_scenario,
 )
+
 from lkload.metrics.schema import ATTEMPT_METRICS
 
 TWO_TIERS = """

@@ -1,7 +1,6 @@
 """Bad input from the command line: one line on stderr, exit code 2, never a traceback."""
 
 import pytest
-
 from helpers import lkload
 
 

@@ -67,7 +67,8 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: Path) -> None:
         from lkload.metrics import Recorder, Sample, Phase
         rec = Recorder(Path({str(tmp_path)!r}), worker="k")
         for i in range(100000):
-            rec.record(Sample(time.time(), 1, Phase.HOLD, "k", "r", "p", "sdk", "data_e2e_ms", 1.0, True))
+            s = Sample(time.time(), 1, Phase.HOLD, "k", "r", "p", "sdk", "data_e2e_ms", 1.0, True)
+            rec.record(s)
             time.sleep(0.01)
         """
     )

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_server_dies_with_a_sigkilled_parent(tmp_path) -> None:
             os.kill(server_pid, 0)
         except ProcessLookupError:
             return
-        stat_line = open(f"/proc/{server_pid}/stat").read().split()
+        stat_line = Path(f"/proc/{server_pid}/stat").read_text().split()
         if stat_line[2] == "Z":
             return
         time.sleep(0.1)

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import gevent
 import gevent.event
 
-
 T = TypeVar("T")
 
 
