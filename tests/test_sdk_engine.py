@@ -1,0 +1,82 @@
+"""The sdk engine against the real server: failures are classified rows, never exceptions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from helpers import needs_netns
+from livekit import api
+
+from lkload.metrics.schema import FailureKind
+from lkload.participants import (
+    JoinFailed,
+    ParticipantContext,
+    ParticipantPlan,
+    Target,
+    create_participant,
+)
+from lkload.participants.token import mint_token
+from lkload.scenario.model import RoomLayout
+from lkload.server import EmbeddedServer
+
+pytestmark = needs_netns
+
+
+@pytest.fixture(scope="module")
+def server():
+    with EmbeddedServer(ice_ips=(os.environ["LKLOAD_ICE_IPS"],)) as srv:
+        yield srv
+
+
+def _ctx(srv: EmbeddedServer, rows: list, identity: str, room: str, token_for=None):
+    key, secret = srv.credentials.api_key, srv.credentials.api_secret
+    plan = ParticipantPlan(
+        identity=identity,
+        room=room,
+        publisher=True,
+        layout=RoomLayout(data=False),
+        join_timeout_s=10,
+    )
+    target = Target(srv.url, token_for or (lambda i, r: mint_token(key, secret, i, r)))
+    return ParticipantContext(plan, target, lambda m, v, ok, e: rows.append((m, v, ok, e)), "sdk")
+
+
+def test_bad_token_is_an_auth_failure_row(server) -> None:
+    rows: list = []
+
+    async def go() -> None:
+        p = create_participant("sdk", _ctx(server, rows, "bad", "r-auth", lambda i, r: "nope"))
+        with pytest.raises(JoinFailed) as exc:
+            await p.join()
+        assert exc.value.kind is FailureKind.AUTH
+
+    asyncio.run(go())
+    assert rows == [("join_ms", None, False, FailureKind.AUTH)]
+
+
+def test_removed_by_the_server_is_a_disconnect_row(server) -> None:
+    rows: list = []
+
+    async def go() -> None:
+        p = create_participant("sdk", _ctx(server, rows, "victim", "r-remove"))
+        await p.join()
+        run = asyncio.ensure_future(p.run())
+        await asyncio.sleep(1)
+        lk = api.LiveKitAPI(
+            server.http_url, server.credentials.api_key, server.credentials.api_secret
+        )
+        try:
+            await lk.room.remove_participant(
+                api.RoomParticipantIdentity(room="r-remove", identity="victim")
+            )
+        finally:
+            await lk.aclose()
+        await asyncio.wait_for(run, 10)  # run() returns when the session ends on its own
+        await p.leave()  # releases what is left; must not write a second session row
+
+    asyncio.run(go())
+    sessions = [r for r in rows if r[0] == "session_s"]
+    assert sessions == [("session_s", None, False, FailureKind.DISCONNECT)]
+    assert [r for r in rows if r[0] == "join_ms"][0][2] is True
