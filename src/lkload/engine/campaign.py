@@ -185,6 +185,7 @@ class Campaign:
             on_saturated=lambda cpu: self._on_saturated(cpu, recorder),
         )
         monitor.watch(f"generator:{self.worker}", os.getpid())
+        monitor.watch_host(f"host:{self.worker}")
         if self.server is not None and self.server.pid is not None:
             monitor.watch("server", self.server.pid)
         monitor.start()
@@ -324,7 +325,7 @@ class Campaign:
         if sample.source == "server":
             self.state.server_cpu_pct = sample.cpu_pct
             self.state.server_rss_mb = sample.rss_mb
-        else:
+        elif sample.source.startswith("generator:"):
             self.state.generator_cpu_pct = sample.cpu_pct
             if sample.cpu_pct <= self.scenario.targets.generator_cpu_pct:
                 self.state.saturated = False  # set again by the next streak (_on_saturated)

@@ -236,7 +236,7 @@ class MasterCampaign(Campaign):
         if sample.source == "server":
             self.state.server_cpu_pct = sample.cpu_pct
             self.state.server_rss_mb = sample.rss_mb
-        else:
+        elif sample.source.startswith("generator:"):
             self._gen_cpu[sample.source] = sample.cpu_pct
             self.state.generator_cpu_pct = max(self._gen_cpu.values())
 

@@ -85,14 +85,17 @@ def sample_from_wire(w: WireSample, worker: str) -> Sample:
 
 
 def resource_to_wire(r: ResourceSample) -> list[Any]:
-    return [r.t, r.cpu_pct, r.rss_mb, r.mem_pct, r.threads, r.fds]
+    # The source's kind (generator or host) travels; the master names the worker.
+    return [r.t, r.cpu_pct, r.rss_mb, r.mem_pct, r.threads, r.fds, r.source.split(":", 1)[0]]
 
 
 def resource_from_wire(w: list[Any], worker: str) -> ResourceSample:
-    t, cpu, rss, mem, threads, fds = w
+    t, cpu, rss, mem, threads, fds, kind = w
+    if kind not in ("generator", "host"):
+        raise ValueError(f"unknown resource source {kind!r}")
     return ResourceSample(
         t=float(t),
-        source=f"generator:{worker}",
+        source=f"{kind}:{worker}",
         cpu_pct=float(cpu),
         rss_mb=float(rss),
         mem_pct=float(mem),

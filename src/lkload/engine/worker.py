@@ -124,6 +124,7 @@ class Worker:
                 on_saturated=self._on_saturated,
             )
             monitor.watch(f"generator:{self.worker}", os.getpid())
+            monitor.watch_host(f"host:{self.worker}")
             monitor.start()
             shipper = gevent.spawn(self._ship_forever)
             try:

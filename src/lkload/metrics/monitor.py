@@ -1,4 +1,4 @@
-"""Resource monitors: CPU and memory of the server and of the generator, once a second.
+"""Resource monitors: CPU and memory of the server, the generator and the host, each second.
 
 CPU is percent of one core (150 = one and a half cores), as psutil reports it per process.
 A generator above its ceiling measures itself, not the server: `on_saturated` is told.
@@ -45,6 +45,27 @@ class _Watched:
         )
 
 
+class _Host:
+    """The whole machine: the CPU of every process on it, so that a tier can be judged
+    against what else was running (a busy neighbour starves server and generator alike)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.cores = psutil.cpu_count(logical=True) or 1
+        psutil.cpu_percent(None)  # prime
+
+    def read(self, now: float, total_mem: int) -> ResourceSample:
+        vm = psutil.virtual_memory()
+        return ResourceSample(
+            t=now,
+            source=self.source,
+            # Same unit as the processes: percent of one core (200 = two cores busy).
+            cpu_pct=psutil.cpu_percent(None) * self.cores,
+            rss_mb=(vm.total - vm.available) / 1_048_576,
+            mem_pct=100.0 * (vm.total - vm.available) / total_mem,
+        )
+
+
 class ResourceMonitor:
     def __init__(
         self,
@@ -57,7 +78,7 @@ class ResourceMonitor:
         self.interval_s = interval_s
         self.ceiling = generator_ceiling_pct
         self.on_saturated = on_saturated
-        self._watched: list[_Watched] = []
+        self._watched: list[_Watched | _Host] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lkload-monitor", daemon=True)
@@ -67,6 +88,11 @@ class ResourceMonitor:
     def watch(self, source: str, pid: int) -> None:
         with self._lock:
             self._watched.append(_Watched(source, pid))
+
+    def watch_host(self, source: str) -> None:
+        """Also sample the whole machine as `source` (host:<worker>)."""
+        with self._lock:
+            self._watched.append(_Host(source))
 
     def start(self) -> ResourceMonitor:
         self._thread.start()
