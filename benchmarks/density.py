@@ -1,14 +1,22 @@
-"""Density benchmark: participants one generator process sustains (CPU < 80 % of one core,
-receive loss < 1 %) for the aiortc engine, the sdk engine and `lk perf load-test`,
-same machine, same embedded livekit-server, fixed layout (rooms of 1 audio+video publisher
-and 9 subscribers). See docs/benchmarks.md.
+"""Density benchmark: participants per core of generator CPU for the aiortc engine, the sdk
+engine and `lk perf load-test`, same machine, same embedded livekit-server, fixed layout (rooms
+of 1 audio+video publisher and 9 subscribers). A step is sustained when the generator's CPU is
+< 80 % of one core and receive loss < 1 %. See docs/benchmarks.md, "Density".
 
     python benchmarks/density.py            # re-runs itself inside scripts/netns
     python benchmarks/density.py --engines aiortc --max-rooms 6 --hold 20
+    LKLOAD_LK_BIN=/path/to/lk python benchmarks/density.py --engines aiortc lk --rooms 1 4 8
+
+aiortc and sdk: one child process holding every room. lk: `lk perf load-test` takes one room
+(and in one room every subscriber subscribes to every publisher), so R rooms are R lk
+processes, one room each; their CPU and RSS are summed (each process's fixed cost included).
+lk comes from $LKLOAD_LK_BIN, else .tools/bin/lk, else `go install ...lk@v2.16.3`; if none
+works the lk row is skipped with one line saying why.
 
 The sdk engine (libwebrtc) and lk (pion) ignore loopback, so the whole run happens inside a
 private network namespace (scripts/netns); the server and every generator use its address.
-Each generator is a child process; the parent measures the child's CPU and RSS over the hold.
+The parent measures each generator's CPU (all threads) and RSS, and the server's CPU, over
+the same hold window.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +41,8 @@ LK_BIN = ROOT / ".tools" / "bin" / "lk"
 ROOM_SIZE = 10  # 1 publisher + 9 subscribers
 CPU_LIMIT = 80.0
 LOSS_LIMIT = 1.0
+JOIN_RATE = 20.0  # joins/s: the child's pace, and lk's overall pace (rooms started apart)
+LK_PER_SECOND = 5  # lk --num-per-second (its default): one room's 10 joins in ~2 s
 
 
 @dataclass
@@ -46,6 +57,11 @@ class Step:
     loss_pct: float
     failures: int
     ok: bool
+    processes: int = 1  # generator processes (lk: one per room)
+    loss_max_pct: float = 0.0  # lk: the worst room's loss (loss_pct is the mean)
+    server_cpu_pct: float = 0.0  # livekit-server, same hold window
+    loadavg_1m: float = 0.0  # machine load average at the end of the step
+    detail: str = ""
 
 
 # ---- child: our engines -----------------------------------------------------------------
@@ -111,7 +127,7 @@ def child(args: argparse.Namespace) -> None:
         for p in parts:  # publishers first, then subscribers, 20 joins/s
             await p.join()
             tasks.append(asyncio.create_task(p.run()))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(1 / JOIN_RATE)
         await asyncio.sleep(args.settle)
         holding[0] = True
         print("HOLD_START", flush=True)
@@ -150,74 +166,80 @@ def child(args: argparse.Namespace) -> None:
 # ---- parent -------------------------------------------------------------------------------
 
 
-def _measure(
-    cmd: list[str], start_marker: str, end_marker: str | None, hold: float, timeout: float
-) -> tuple[float, float, str]:
-    """Run cmd; CPU % of one core and RSS (MB) of its process tree between the markers
-    (or `hold` seconds after the start marker)."""
-    import psutil
+class _CpuWindow:
+    """CPU seconds (user + system, all threads) and RSS of a set of process trees."""
 
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
-    )
-    ps = psutil.Process(proc.pid)
-    out: list[str] = []
-    t0 = cpu0 = None
-    cpu_pct = rss = 0.0
-    deadline = time.monotonic() + timeout
+    def __init__(self, pids: list[int]) -> None:
+        import psutil
 
-    def tree_cpu() -> float:
+        self._psutil = psutil
+        self.procs = []
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self.procs.append(psutil.Process(pid))
+
+    def _tree(self):  # type: ignore[no-untyped-def]
+        out = []
+        for p in self.procs:
+            out.append(p)
+            with contextlib.suppress(self._psutil.NoSuchProcess):
+                out.extend(p.children(recursive=True))
+        return out
+
+    def cpu(self) -> float:
         total = 0.0
-        for p in [ps, *ps.children(recursive=True)]:
+        for p in self._tree():
             try:
                 t = p.cpu_times()
                 total += t.user + t.system
-            except psutil.NoSuchProcess:
+            except self._psutil.NoSuchProcess:
                 pass
         return total
 
-    def tree_rss() -> float:
+    def rss_mb(self) -> float:
         total = 0
-        for p in [ps, *ps.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
+        for p in self._tree():
+            with contextlib.suppress(self._psutil.NoSuchProcess):
                 total += p.memory_info().rss
         return total / 1e6
 
-    import queue
-    import threading
 
-    lines: queue.Queue[str | None] = queue.Queue()
+class _Hold:
+    """CPU % (of one core) of the generator and of the server over one hold window."""
 
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
+    def __init__(self, gen: _CpuWindow, server: _CpuWindow) -> None:
+        self.gen, self.server = gen, server
+        self.t0 = self.g0 = self.s0 = 0.0
+        self.cpu_pct = self.server_cpu_pct = self.rss_mb = 0.0
 
-    threading.Thread(target=reader, daemon=True).start()
-    done = False
-    while not done and time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.2)
-        except queue.Empty:
-            line = ""
-        if line is None:
-            done = True
-            continue
-        if line:
-            out.append(line)
-            if t0 is None and start_marker in line:
-                t0, cpu0 = time.monotonic(), tree_cpu()
-            elif t0 is not None and end_marker and end_marker in line and not cpu_pct:
-                cpu_pct = (tree_cpu() - cpu0) / (time.monotonic() - t0) * 100
-                rss = tree_rss()
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    return cpu_pct, rss, "\n".join(out)
+    def start(self) -> None:
+        self.t0, self.g0, self.s0 = time.monotonic(), self.gen.cpu(), self.server.cpu()
+
+    def stop(self) -> None:
+        dt = time.monotonic() - self.t0
+        self.cpu_pct = (self.gen.cpu() - self.g0) / dt * 100
+        self.server_cpu_pct = (self.server.cpu() - self.s0) / dt * 100
+        self.rss_mb = self.gen.rss_mb()
+
+
+def _reader(proc: subprocess.Popen[str], sink: list[str], markers: dict) -> None:  # type: ignore[type-arg]
+    """Thread body: collect proc's stdout lines into sink; set markers[m] (an Event) at the
+    first line containing m."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        sink.append(line)
+        for m, ev in markers.items():
+            if m in line:
+                ev.set()
+    for ev in markers.values():
+        ev.set()  # EOF: nobody waits forever on a dead process
 
 
 def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-untyped-def]
+    """aiortc or sdk: one child process with every room; CPU/RSS between its markers."""
+    import threading
+
     cmd = [
         sys.executable,
         __file__,
@@ -228,10 +250,9 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
         str(rooms),
         "--url",
         srv.url,
-        "--key",
-        srv.credentials.api_key,
-        "--secret",
-        srv.credentials.api_secret,
+        # "=": a generated key or secret may start with "-"
+        f"--key={srv.credentials.api_key}",
+        f"--secret={srv.credentials.api_secret}",
         "--ice",
         srv.ice_ips[0],
         "--hold",
@@ -241,26 +262,53 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
     ]
     if args.profile and engine == "aiortc":
         cmd += ["--profile", str(Path(args.profile).with_suffix(f".{rooms}.txt"))]
-    cpu, rss, out = _measure(
-        cmd,
-        "HOLD_START",
-        "HOLD_END",
-        args.hold,
-        timeout=rooms * ROOM_SIZE * 0.5 + args.hold + args.settle + 60,
+    timeout = rooms * ROOM_SIZE / JOIN_RATE + args.hold + args.settle + 60
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
     )
+    hold = _Hold(_CpuWindow([proc.pid]), _CpuWindow([srv.process.pid]))
+    lines: list[str] = []
+    started, ended = threading.Event(), threading.Event()
+    markers = {"HOLD_START": started, "HOLD_END": ended}
+    t = threading.Thread(target=_reader, args=(proc, lines, markers), daemon=True)
+    t.start()
+    deadline = time.monotonic() + timeout
+    measured = False
+    if started.wait(timeout) and proc.poll() is None:
+        hold.start()
+        seen = ended.wait(max(0.0, deadline - time.monotonic()))
+        if seen and proc.poll() is None:  # HOLD_END with the child alive (not EOF, not timeout)
+            hold.stop()
+            measured = True
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(max(1.0, deadline - time.monotonic()))
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    t.join(5)
+    out = "\n".join(lines)
     m = re.search(r"^RESULT (.*)$", out, re.MULTILINE)
     res = json.loads(m.group(1)) if m else {"loss_pct": 100.0, "n_failures": -1}
-    if not m:
+    if not m or not measured:
         print(out[-3000:], file=sys.stderr)
     n = rooms * ROOM_SIZE
     if res.get("failures"):
         print(f"{engine} x{rooms} rooms failures: {sorted(set(res['failures']))}", flush=True)
-    return _step(engine, rooms, n, cpu, rss, res["loss_pct"], res["n_failures"], args)
+    return _step(engine, rooms, n, hold, res["loss_pct"], res["loss_pct"], res["n_failures"], 1, "")
 
 
 def _step(
-    gen: str, rooms: int, n: int, cpu: float, rss: float, loss: float, failures: int, args
-) -> Step:  # type: ignore[no-untyped-def]
+    gen: str,
+    rooms: int,
+    n: int,
+    hold: _Hold,
+    loss: float,
+    loss_max: float,
+    failures: int,
+    processes: int,
+    detail: str,
+) -> Step:
+    cpu = hold.cpu_pct
     ok = 0 < cpu < CPU_LIMIT and loss < LOSS_LIMIT and failures == 0
     return Step(
         gen,
@@ -268,105 +316,204 @@ def _step(
         n,
         round(cpu, 1),
         round(cpu * 10 / n, 2),
-        round(rss, 1),
-        round(rss / n, 2),
+        round(hold.rss_mb, 1),
+        round(hold.rss_mb / n, 2),
         round(loss, 3),
         failures,
         ok,
+        processes=processes,
+        loss_max_pct=round(loss_max, 3),
+        server_cpu_pct=round(hold.server_cpu_pct, 1),
+        loadavg_1m=round(os.getloadavg()[0], 2),
+        detail=detail,
     )
 
 
-def ensure_lk() -> Path:
-    if LK_BIN.exists():
-        return LK_BIN
-    env = {**os.environ, "GOBIN": str(LK_BIN.parent)}
-    subprocess.run(
-        ["go", "install", f"github.com/livekit/livekit-cli/v2/cmd/lk@{LK_VERSION}"],
-        check=True,
-        env=env,
-    )
-    return LK_BIN
+# ---- lk -----------------------------------------------------------------------------------
+
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
 
 
-def run_lk(rooms: int, srv, args) -> Step:  # type: ignore[no-untyped-def]
-    """`lk perf load-test`: one process per room layout is not possible (it takes one
-    room), so all rooms' participants go into one lk process with --room and the same
-    publisher/subscriber ratio: 1 video publisher (+its audio) per 9 subscribers."""
-    lk = ensure_lk()
+def ensure_lk() -> Path | None:
+    """The lk binary: $LKLOAD_LK_BIN, else .tools/bin/lk, else `go install` into .tools/bin.
+    None (and one line saying why) when there is none, so the lk row is skipped."""
+    env_bin = os.environ.get("LKLOAD_LK_BIN")
+    if env_bin:
+        lk = Path(env_bin)
+        if not (lk.is_file() and os.access(lk, os.X_OK)):
+            print(f"lk: LKLOAD_LK_BIN={env_bin} is not an executable file; skipping lk", flush=True)
+            return None
+    elif LK_BIN.exists():
+        lk = LK_BIN
+    else:
+        env = {**os.environ, "GOBIN": str(LK_BIN.parent)}
+        pkg = f"github.com/livekit/livekit-cli/v2/cmd/lk@{LK_VERSION}"
+        try:
+            r = subprocess.run(
+                ["go", "install", pkg], env=env, capture_output=True, text=True, timeout=900
+            )
+            err = r.stderr.strip()
+            ok = r.returncode == 0 and LK_BIN.exists()
+        except (OSError, subprocess.TimeoutExpired) as e:
+            ok, err = False, str(e)
+        if not ok:
+            refused = "403" in err or "Forbidden" in err or "not available" in err
+            why = "the Go module proxy refused it (403)" if refused else "it failed"
+            last = err.splitlines()[-1].strip() if err else ""
+            print(
+                f"lk: `go install {pkg}` failed: {why} [{last}]; set LKLOAD_LK_BIN=/path/to/lk "
+                f"(an lk {LK_VERSION} binary, e.g. a release build) to include lk; skipping lk",
+                flush=True,
+            )
+            return None
+        lk = LK_BIN
+    r = subprocess.run([str(lk), "--version"], capture_output=True, text=True)
+    if LK_VERSION.lstrip("v") not in r.stdout:
+        print(f"lk: warning: {lk} reports {r.stdout.strip()!r}, not {LK_VERSION}", flush=True)
+    if _LFS_POINTER in lk.read_bytes():
+        # lk embeds its sample media (pkg/provider/resources) with go:embed; they are Git LFS
+        # files, and a build without LFS (a plain clone, or the Go module proxy:
+        # golang/go#47241) embeds the pointer files, so its publishers send no video.
+        print(
+            f"lk: {lk} embeds Git LFS pointer files instead of its sample media (built "
+            "without git-lfs), so its publishers would send no video; skipping lk",
+            flush=True,
+        )
+        return None
+    return lk
+
+
+def _lk_summary(out: str) -> tuple[int, int, float, int] | None:
+    """The Total row of lk's 'Subscriber summaries' table (loadtester/loadtest.go):
+    Tester | Tracks 'got/expected' | Bitrate | Total Pkt. Loss 'dropped (x%)' | Error count.
+    Returns (tracks, expected, loss %, errors), None when there is no such row."""
+    tail = out.split("Subscriber summaries:")[-1] if "Subscriber summaries:" in out else ""
+    for line in tail.splitlines():
+        cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
+        if len(cells) >= 5 and cells[0] == "Total":
+            tracks = re.match(r"(\d+)/(\d+)", cells[1])
+            loss = re.search(r"\(([\d.]+)%\)", cells[3])
+            if not tracks:
+                return None
+            return (
+                int(tracks.group(1)),
+                int(tracks.group(2)),
+                float(loss.group(1)) if loss else 100.0,  # ' - ': no packet received
+                int(cells[4]) if cells[4].isdigit() else 1,
+            )
+    return None
+
+
+def run_lk(rooms: int, lk: Path, srv, args) -> Step:  # type: ignore[no-untyped-def]
+    """`lk perf load-test` takes one room, and in one room every subscriber subscribes to
+    every publisher; so the same layout as the other generators (R rooms of 1 audio+video
+    publisher + 9 subscribers) is R lk processes, one room each, started 0.5 s apart
+    (each joins its 10 at --num-per-second 5: 20 joins/s overall, like the other children).
+    CPU and RSS: the sum over the R processes, over a hold that starts `settle` seconds
+    after every process printed 'Finished connecting to room'. Loss: each process's summary
+    (Total row), printed when it gets SIGINT at the end of the hold."""
+    import threading
+
     n = rooms * ROOM_SIZE
-    duration = int(args.settle + args.hold + rooms * 2 + 5)
-    cmd = [
-        str(lk),
-        "perf",
-        "load-test",
-        "--url",
-        srv.url,
-        "--api-key",
-        srv.credentials.api_key,
-        "--api-secret",
-        srv.credentials.api_secret,
-        "--room",
-        f"lk-room-{rooms}",
-        "--video-publishers",
-        str(rooms),
-        "--audio-publishers",
-        str(rooms),
-        "--subscribers",
-        str(n - rooms),
-        "--video-resolution",
-        "low",
-        "--no-simulcast",
-        "--duration",
-        f"{duration}s",
-    ]
-    start_delay = args.settle + rooms * 1.0
-    # lk prints nothing at "all joined": measure a hold window after its start delay
-    proc_cmd = ["bash", "-c", 'echo LK_START; exec "$@"', "lk", *cmd]
-    cpu, rss, out = _measure_lk(proc_cmd, start_delay, args.hold, duration + 60)
-    loss = _lk_loss(out)
-    return _step("lk", rooms, n, cpu, rss, loss, 0 if "Summary" in out or loss < 100 else 1, args)
-
-
-def _measure_lk(cmd: list[str], delay: float, hold: float, timeout: float):  # type: ignore[no-untyped-def]
-    import psutil
-
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
-    )
-    ps = psutil.Process(proc.pid)
-    time.sleep(delay)
-
-    def tree() -> tuple[float, float]:
-        cpu = rss = 0.0
-        for p in [ps, *ps.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-                cpu += t.user + t.system
-                rss += p.memory_info().rss / 1e6
-            except psutil.NoSuchProcess:
-                pass
-        return cpu, rss
-
-    c0, _ = tree()
-    t0 = time.monotonic()
-    time.sleep(hold)
-    c1, rss = tree()
-    cpu = (c1 - c0) / (time.monotonic() - t0) * 100
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return cpu, rss, out
-
-
-def _lk_loss(out: str) -> float:
-    """lk's summary table: 'Total ... packets ... lost ... (x%)'. Returns the worst %."""
-    pcts = [float(x) for x in re.findall(r"\(([\d.]+)%\)", out)]
-    if not pcts:
-        print(out[-3000:], file=sys.stderr)
-        return 100.0
-    return max(pcts)
+    stagger = ROOM_SIZE / JOIN_RATE
+    join_timeout = rooms * stagger + 60
+    # a bound only: each process is stopped with SIGINT at the end of the hold
+    duration = int(join_timeout + args.settle + args.hold + 60)
+    procs: list[subprocess.Popen[str]] = []
+    outs: list[list[str]] = []
+    joined: list[threading.Event] = []
+    threads = []
+    for i in range(rooms):
+        cmd = [
+            str(lk),
+            "perf",
+            "load-test",
+            "--url",
+            srv.url,
+            f"--api-key={srv.credentials.api_key}",
+            f"--api-secret={srv.credentials.api_secret}",
+            "--room",
+            f"lk-{rooms}-{i}",
+            "--video-publishers",
+            "1",
+            "--audio-publishers",
+            "1",
+            "--subscribers",
+            str(ROOM_SIZE - 1),
+            "--video-resolution",
+            "low",
+            "--no-simulcast",
+            "--video-codec",
+            "vp8",
+            "--num-per-second",
+            str(LK_PER_SECOND),
+            "--duration",
+            f"{duration}s",
+        ]
+        p = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+        )
+        out: list[str] = []
+        ev = threading.Event()
+        t = threading.Thread(
+            target=_reader, args=(p, out, {"Finished connecting to room": ev}), daemon=True
+        )
+        t.start()
+        procs.append(p)
+        outs.append(out)
+        joined.append(ev)
+        threads.append(t)
+        time.sleep(stagger)
+    deadline = time.monotonic() + join_timeout
+    all_joined = all(ev.wait(max(0.0, deadline - time.monotonic())) for ev in joined)
+    all_joined = all_joined and all(p.poll() is None for p in procs)
+    hold = _Hold(_CpuWindow([p.pid for p in procs]), _CpuWindow([srv.process.pid]))
+    detail = ""
+    if all_joined:
+        time.sleep(args.settle)
+        hold.start()
+        time.sleep(args.hold)
+        alive = all(p.poll() is None for p in procs)
+        hold.stop()
+        if not alive:
+            detail = "an lk process ended during the hold"
+    else:
+        detail = "not every lk process finished connecting"
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    for t in threads:
+        t.join(5)
+    losses: list[float] = []
+    failures = 0
+    short = 0
+    for i, out in enumerate(outs):
+        text = "\n".join(out)
+        s = _lk_summary(text)
+        if s is None:
+            failures += 1
+            print(f"lk room {i}: no summary\n{text[-2000:]}", file=sys.stderr)
+            continue
+        got, expected, loss, errors = s
+        losses.append(loss)
+        failures += errors + (1 if got < expected else 0)
+        short += expected - got
+        failures += len(re.findall(r"could not connect", text))
+    if short:
+        detail = (detail + "; " if detail else "") + f"{short} subscribed tracks missing"
+    if detail:
+        print(f"lk x{rooms} rooms: {detail}", flush=True)
+    mean = sum(losses) / len(losses) if losses else 100.0
+    worst = max(losses) if losses else 100.0
+    if not all_joined:
+        failures = max(failures, 1)
+    return _step("lk", rooms, n, hold, mean, worst, failures, rooms, detail)
 
 
 def parent(args: argparse.Namespace) -> None:
@@ -374,24 +521,43 @@ def parent(args: argparse.Namespace) -> None:
     from lkload.server import EmbeddedServer
 
     ice = os.environ.get("LKLOAD_ICE_IPS", "127.0.0.1")
+    engines = list(args.engines)
+    lk = None
+    if "lk" in engines:
+        lk = ensure_lk()
+        if lk is None:
+            engines.remove("lk")
+        else:
+            print(f"lk: {lk}", flush=True)
+    room_steps = args.rooms or list(range(1, args.max_rooms + 1))
     results: list[Step] = []
     log = Path(args.out).with_suffix(".server.log")
+    print(f"load average at start: {os.getloadavg()}", flush=True)
     with EmbeddedServer(log_path=log, ice_ips=(ice,), udp_ports=5000) as srv:
-        for gen in args.engines:
-            best: Step | None = None
-            for rooms in range(1, args.max_rooms + 1):
+        # interleaved (all generators at R rooms, then at the next R), so a change in the
+        # shared machine's load hits every generator alike; a generator stops at its first
+        # step that is not sustained
+        alive = set(engines)
+        for rooms in room_steps:
+            for gen in engines:
+                if gen not in alive:
+                    continue
                 if gen == "lk":
-                    step = run_lk(rooms, srv, args)
+                    assert lk is not None
+                    step = run_lk(rooms, lk, srv, args)
                 else:
                     step = run_engine(gen, rooms, srv, args)
                 print(json.dumps(asdict(step)), flush=True)
                 results.append(step)
                 if not step.ok:
-                    break
-                best = step
-            if best is None:
-                print(f"{gen}: not even one room sustained", flush=True)
-    Path(args.out).write_text(json.dumps([asdict(s) for s in results], indent=1))
+                    alive.discard(gen)
+            if not alive:
+                break
+        for gen in engines:
+            if not any(s.ok for s in results if s.generator == gen):
+                print(f"{gen}: not even one step sustained", flush=True)
+    print(f"load average at end: {os.getloadavg()}", flush=True)
+    Path(args.out).write_text(json.dumps([asdict(s) for s in results], indent=1) + "\n")
     print_table(results)
 
 
@@ -415,6 +581,22 @@ def print_table(results: list[Step]) -> None:
             f"| {gen} | {s.participants} | {s.cpu_pct:.0f} | {ppc:.0f} | "
             f"{s.cpu_ms_per_participant_s:.2f} | {s.rss_mb_per_participant:.1f} | {ratio} |"
         )
+    # the same number of rooms for every generator: per-core ratios without amortisation bias
+    by = {(s.generator, s.rooms): s for s in results if s.ok}
+    gens = sorted({g for g, _ in by})
+    if "lk" in gens:
+        print("\nsame load, CPU ms per participant-second (ratio of participants per core to lk):")
+        for rooms in sorted({r for _, r in by}):
+            if ("lk", rooms) not in by:
+                continue
+            base = by[("lk", rooms)].cpu_ms_per_participant_s
+            cells = []
+            for g in gens:
+                s = by.get((g, rooms))
+                if s:
+                    ms = s.cpu_ms_per_participant_s
+                    cells.append(f"{g} {ms:.2f} ({base / ms:.2f}x)")
+            print(f"  {rooms * ROOM_SIZE} participants: " + ", ".join(cells))
 
 
 def main() -> None:
@@ -432,6 +614,13 @@ def main() -> None:
     c.add_argument("--profile", default="")
     ap.add_argument("--engines", nargs="+", default=["aiortc", "sdk", "lk"])
     ap.add_argument("--max-rooms", type=int, default=12)
+    ap.add_argument(
+        "--rooms",
+        type=int,
+        nargs="+",
+        default=[],
+        help="room counts to step through (default 1..--max-rooms)",
+    )
     ap.add_argument("--hold", type=float, default=20)
     ap.add_argument("--settle", type=float, default=5)
     ap.add_argument("--profile", default="", help="pyinstrument text output (aiortc child)")
