@@ -281,3 +281,42 @@ def test_web_flag_serves_locusts_ui_with_our_measurements(tmp_path: Path) -> Non
             proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@needs_netns
+def test_existing_deployment_from_environment_credentials(tmp_path: Path) -> None:
+    import os
+
+    from lkload.server import EmbeddedServer
+
+    one_tier = TWO_TIERS.replace("  - {size: 6, role: acceptable}\n", "").replace(
+        "hold_s: 6", "hold_s: 3"
+    )
+    scenario = write_scenario(tmp_path / "s.yaml", one_tier)
+    with EmbeddedServer(ice_ips=(os.environ["LKLOAD_ICE_IPS"],)) as server:
+        env = {
+            **os.environ,
+            "LIVEKIT_URL": server.url,
+            "LIVEKIT_API_KEY": server.credentials.api_key,
+            "LIVEKIT_API_SECRET": server.credentials.api_secret,
+        }
+        proc = lkload(
+            "run",
+            str(scenario),
+            "--results",
+            str(tmp_path / "results"),
+            "--reports",
+            str(tmp_path / "reports"),
+            "--no-progress",
+            env=env,
+        )
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    results = only_child(tmp_path / "results")
+    meta = json.loads((results / "campaign.json").read_text())
+    assert meta["status"] == "completed"
+    assert meta["target"] == {"url": server.url, "embedded": False}
+    assert not (results / "server.log").exists()
+    joins = [r for r in read_samples(results) if r["metric"] == "join_ms"]
+    assert len(joins) == 3 and all(r["ok"] == "true" for r in joins)
+    written = "".join(p.read_text(errors="replace") for p in results.rglob("*") if p.is_file())
+    assert server.credentials.api_secret not in written
