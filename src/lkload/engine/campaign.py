@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, Runner
 from locust.stats import StatsCSV
@@ -248,12 +249,14 @@ class Campaign:
         )
         probe_future = bridge.submit(probe.run())
 
+        give_up = gevent.event.Event()
+
         def interrupt(reason: str) -> None:
             if self._abort is None:
                 self._abort = reason
                 state.stopping = True
-            else:  # asked twice: stop waiting for users to leave
-                raise KeyboardInterrupt
+            else:  # asked twice: stop waiting for participants to leave
+                give_up.set()
 
         handlers = [
             gevent.signal_handler(signal.SIGINT, interrupt, "interrupted"),
@@ -285,7 +288,11 @@ class Campaign:
                         recorder.event("abort", reason="interrupted", message="stopped by signal")
                     print(f"\nlkload: {self._abort}: stopping participants…", file=sys.stderr)
                 stopper = gevent.spawn(runner.stop)
-                stopper.join(timeout=STOP_USERS_TIMEOUT_S)
+                stopper.link(lambda _g: give_up.set())
+                if not give_up.wait(STOP_USERS_TIMEOUT_S):
+                    print("lkload: participants did not all leave in time", file=sys.stderr)
+                if not stopper.dead:
+                    recorder.event("abort", reason="interrupted", message="leave cut short")
                 self._after_stop(runner, recorder)
                 progress.update()
         finally:
