@@ -19,7 +19,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 # One module per subcommand, each with add_parser(subparsers) and run(args) -> int.
-_COMMANDS = ("run", "server", "report", "compare", "worker", "check")
+_COMMANDS = ("run", "server", "report", "compare", "worker")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,13 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lkload {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMANDS:
-        try:
-            module = importlib.import_module(f"lkload.cli.{name}_cmd")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"lkload.cli.{name}_cmd":
-                continue  # not built yet
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"lkload.cli.{name}_cmd").add_parser(sub)
     return parser
 
 
