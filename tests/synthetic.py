@@ -54,6 +54,9 @@ class Campaign:
     # batches}}), each also a `hosts` entry
     workers: dict[str, dict[str, Any]] = field(default_factory=dict)
     connected: dict[int, int] = field(default_factory=dict)  # tier_end `connected` overrides
+    # the `hosts` entry of the machine that runs the server (and lkload, unless distributed)
+    host: str = "master"
+    hostname: str = "gen-1"
 
     def __post_init__(self) -> None:
         self.plans: list[TierPlan] = []
@@ -179,11 +182,11 @@ class Campaign:
             "ended": self.end if self.status != "running" else None,
             "scenario": scenario,
             "targets": self.targets or None,
-            "target": {"url": "ws://127.0.0.1:7880", "embedded": True, "server_host": "master"},
+            "target": {"url": "ws://127.0.0.1:7880", "embedded": True, "server_host": self.host},
             "versions": {"lkload": "0.1.0", "livekit_server": "1.13.5", "python": "3.11"},
             "hosts": {
-                "master": {
-                    "hostname": "gen-1",
+                self.host: {
+                    "hostname": self.hostname,
                     "cores": self.cores,
                     "mem_total_mb": 24000,
                     "platform": "linux",

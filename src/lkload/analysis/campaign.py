@@ -12,7 +12,13 @@ from lkload.analysis.failures import failure_modes
 from lkload.analysis.leak import LeakCheck, leak_check
 from lkload.analysis.load import Results, load_results
 from lkload.analysis.recovery import recovery_time
-from lkload.analysis.resources import server_cores, tier_resources
+from lkload.analysis.resources import (
+    HOST_PREFIX,
+    HostMap,
+    host_map,
+    server_cores,
+    tier_resources,
+)
 from lkload.analysis.result import Analysis, TierResult
 from lkload.analysis.tiers import SampleArrays, compute_tiers
 from lkload.analysis.verdict_types import Status
@@ -76,6 +82,8 @@ def analyze_results(results: Results) -> Analysis:
         notes.append(
             "the server host's core count is unknown: server CPU is shown as percent of one core"
         )
+    hosts = host_map(results.campaign)
+    notes += _host_notes(results.resources, hosts)
     recovery = recovery_time(arrays, windows.recovery_start, windows.recovery_end, targets)
     recovery_size = tier_stats[0].size if tier_stats and tier_stats[0].size else None
     leak = leak_check(
@@ -90,7 +98,7 @@ def analyze_results(results: Results) -> Analysis:
     staged = []
     for ts in tier_stats:
         res = tier_resources(
-            results.resources, ts.hold_start, ts.hold_end, cores, targets.generator_cpu_pct
+            results.resources, ts.hold_start, ts.hold_end, cores, targets.generator_cpu_pct, hosts
         )
         staged.append((ts, res, strict_checks(ts, res, targets)))
     breaks = first_breaks([(ts, checks) for ts, _, checks in staged])
@@ -143,9 +151,23 @@ def analyze_results(results: Results) -> Analysis:
     )
 
 
+def _host_notes(resources: pd.DataFrame, hosts: HostMap) -> list[str]:
+    """Hosts whose load was recorded but cannot be judged (no core count)."""
+    if resources.empty:
+        return []
+    names = {s for s in resources["source"].astype(str).unique() if s.startswith(HOST_PREFIX)}
+    unknown = sorted({hosts.of(n[len(HOST_PREFIX) :]) for n in names} - set(hosts.cores))
+    if not unknown:
+        return []
+    return [
+        f"core count of host(s) {', '.join(unknown)} unknown: whether other processes "
+        "competed with lkload and the server there is not judged"
+    ]
+
+
 def _knee_blocker(t: TierResult) -> str:
     if t.verdict.untrustworthy:
-        return "untrustworthy (generator saturated)"
+        return f"untrustworthy ({' and '.join(t.verdict.untrustworthy_causes)})"
     if t.verdict.reduced_load:
         return "ran below its size (a worker was lost)"
     return ""

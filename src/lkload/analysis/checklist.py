@@ -77,8 +77,11 @@ def _worst_check(
     untrusted = sorted({t.tier for t, _ in judged if t.verdict.untrustworthy})
     if untrusted and status is Status.PASS:
         status = Status.WARN
+        causes = dict.fromkeys(
+            c for t, _ in judged if t.verdict.untrustworthy for c in t.verdict.untrustworthy_causes
+        )
         evidence += (
-            f"; tier(s) {', '.join(map(str, untrusted))} untrustworthy (generator saturated)"
+            f"; tier(s) {', '.join(map(str, untrusted))} untrustworthy ({' and '.join(causes)})"
         )
     return ChecklistLine(section, group, text, status, evidence)
 

@@ -5,7 +5,9 @@ index and must have the same size to be compared. A latency percentile regresses
 grew by more than `threshold` (relative) and by more than `min_ms`; the error rate regresses
 when it grew and the new one exceeds the tier's error budget; server CPU regresses when it
 grew by more than `threshold` (relative) and by more than 5 points. A tier that ran below its
-size in either campaign (a worker lost) is flagged as not like for like.
+size in either campaign (a worker lost) is flagged as not like for like, and so is a tier
+that was untrustworthy in either (its generator saturated, or its host was busy with other
+processes): its numbers describe the machine as much as the server.
 """
 
 from __future__ import annotations
@@ -102,6 +104,13 @@ def compare(
         if short:  # a worker was lost: that tier's numbers are not like for like
             note = f"{' and '.join(short)} ran below the tier's size (a worker lost)"
             changes.append(Change(tier, size, "load", None, None, "", False, note))
+        untrusted = [
+            f"{n} untrustworthy ({t.get('untrustworthy_reason') or 'see its report'})"
+            for n, t in (("BASE", bt), ("NEW", nt))
+            if t.get("untrustworthy")
+        ]
+        if untrusted:  # the machine, not only the server, shaped those numbers
+            changes.append(Change(tier, size, "trust", None, None, "", False, "; ".join(untrusted)))
         if bt.get("verdict") == "PASS" and nt.get("verdict") == "FAIL":
             changes.append(Change(tier, size, "tier verdict", None, None, "", True, "PASS → FAIL"))
     unmatched += [f"tier {t['tier']} ({t['size']} users) only in NEW" for t in new_tiers.values()]

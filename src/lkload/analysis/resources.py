@@ -1,4 +1,4 @@
-"""Server and generator CPU and memory per tier hold (resources.csv, one row per second).
+"""Server, generator and host CPU and memory per tier hold (resources.csv, one row per second).
 
 `cpu_pct` is percent of one core. Server CPU is judged as percent of the server host
 (`cpu_pct / cores`), averaged over the hold. A generator is judged on its own process:
@@ -6,6 +6,17 @@ the tier is untrustworthy when the P90 of its 1 s `cpu_pct` samples during the h
 exceeds `targets.generator_cpu_pct` (percent of one core: its event loop is one thread).
 P90 rather than the maximum, so a single spike (a GC pause, a log flush) does not
 condemn a tier, while a generator busy more than a tenth of the hold does.
+
+A host (`host:<worker>` rows: the whole machine, every process on it) is judged for
+contention: each second, the CPU left after the server (when it runs on that machine) and
+lkload's own generators on it (`generator:<worker>` rows of the workers with the same
+hostname) is what other processes used. When the machine was near saturation (P90 of the
+whole host > `HOST_BUSY_PCT` of all its cores) and those other processes held a
+substantial share (their P90 > `HOST_OTHERS_PCT` of its cores), server and generator were
+both starved by a neighbour: the tier is untrustworthy, like one whose generator
+saturated. A host saturated by the server itself is not contention: that is a finding
+about the server, for the CPU targets to judge. Without host rows (results written
+before hosts were monitored) or without the host's core count the check is not applied.
 """
 
 from __future__ import annotations
@@ -18,6 +29,11 @@ import pandas as pd
 
 GENERATOR_PREFIX = "generator:"
 GENERATOR_QUANTILE = 90.0
+HOST_PREFIX = "host:"
+HOST_QUANTILE = 90.0
+HOST_BUSY_PCT = 90.0  # whole host P90 above this share of all its cores: near saturation
+HOST_OTHERS_PCT = 25.0  # ... and other processes' P90 above this share: contention
+ALIGN_TOLERANCE_S = 2.0  # a process's reading counts for a host second this close to it
 
 
 @dataclass
@@ -40,16 +56,81 @@ class GeneratorUsage:
     cpu_max: float
     rss_mb_max: float | None
     saturated: bool
+    limit: float = 0.0  # the ceiling it was judged against, percent of one core
+
+
+@dataclass
+class HostUsage:
+    """One machine over a hold; CPU in percent of the whole machine (all its cores)."""
+
+    host: str  # hostname (the worker's name when campaign.json gives none)
+    workers: list[str]  # lkload workers on it (their host:<worker> rows describe it)
+    cores: int
+    samples: int  # seconds with a reading of the whole host
+    cpu_p90: float  # the whole host, every process
+    cpu_mean: float
+    server_mean: float | None  # the server; None when it does not run on this host
+    lkload_mean: float  # lkload's generator processes on this host
+    others_p90: float  # everything else: host - server - generators, per second
+    others_mean: float
+    busy: bool  # near saturation with other processes holding a substantial share
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"host {self.host} was busy with other processes: {self.others_p90:.0f} % of its "
+            f"CPU (P90) outside lkload and the server (whole host at P90 {self.cpu_p90:.0f} % "
+            f"of {self.cores} core{'s' if self.cores != 1 else ''})"
+        )
+
+
+@dataclass
+class HostMap:
+    """Which machine each worker and the server run on, from campaign.json `hosts`."""
+
+    hostname: dict[str, str] = field(default_factory=dict)  # worker -> hostname
+    cores: dict[str, int] = field(default_factory=dict)  # hostname -> cores
+    server: str | None = None  # hostname of the server's machine, if known
+
+    def of(self, worker: str) -> str:
+        return self.hostname.get(worker, worker)
 
 
 @dataclass
 class TierResources:
     server: ServerUsage | None = None
     generators: dict[str, GeneratorUsage] = field(default_factory=dict)
+    hosts: dict[str, HostUsage] = field(default_factory=dict)  # by hostname
 
     @property
     def saturated(self) -> list[GeneratorUsage]:
         return [g for g in self.generators.values() if g.saturated]
+
+    @property
+    def contended(self) -> list[HostUsage]:
+        """Hosts busy with processes other than lkload's and the server's."""
+        return [h for h in self.hosts.values() if h.busy]
+
+    @property
+    def untrusted_causes(self) -> list[str]:
+        """Why the tier's numbers cannot be trusted, in a few words each."""
+        out = []
+        if self.saturated:
+            out.append("generator saturated")
+        if self.contended:
+            out.append("host busy with other processes")
+        return out
+
+    @property
+    def untrusted_reason(self) -> str:
+        """The whole story, one clause per saturated generator or busy host."""
+        return "; ".join(
+            [
+                f"generator {g.worker} at P90 {g.cpu_p90:.0f} % of a core > {g.limit:g} %"
+                for g in self.saturated
+            ]
+            + [h.reason for h in self.contended]
+        )
 
 
 def _cores(info: Any) -> int | None:
@@ -80,6 +161,31 @@ def server_cores(campaign: dict[str, Any]) -> tuple[int | None, str]:
     return None, ""
 
 
+def host_map(campaign: dict[str, Any]) -> HostMap:
+    """Worker -> hostname, hostname -> cores and the server's hostname.
+
+    Workers with the same hostname share a machine. The server runs on the `hosts` entry
+    that `server_cores` picks (campaign.json `target.server_host` first)."""
+    out = HostMap()
+    hosts = campaign.get("hosts")
+    hosts = hosts if isinstance(hosts, dict) else {}
+    meta = campaign.get("workers")
+    meta = meta if isinstance(meta, dict) else {}
+    for worker in list(hosts) + [w for w in meta if w not in hosts]:
+        info = hosts.get(worker) if isinstance(hosts.get(worker), dict) else {}
+        extra = meta.get(worker) if isinstance(meta.get(worker), dict) else {}
+        name = info.get("hostname") or extra.get("hostname")
+        hostname = name if isinstance(name, str) and name else str(worker)
+        out.hostname[str(worker)] = hostname
+        cores = _cores(info)
+        if cores and hostname not in out.cores:
+            out.cores[hostname] = cores
+    _, server_key = server_cores(campaign)
+    if server_key:
+        out.server = out.of(server_key)
+    return out
+
+
 def _finite(x: np.ndarray) -> np.ndarray:
     return x[np.isfinite(x)]
 
@@ -91,12 +197,74 @@ def _window(df: pd.DataFrame, start: float | None, end: float | None) -> pd.Data
     return df[(t >= start) & (t <= end)]
 
 
+def _per_second(rows: pd.DataFrame) -> pd.Series:
+    """Mean `cpu_pct` per whole second (several rows in one second: the same machine seen
+    by several workers)."""
+    cpu = rows["cpu_pct"].to_numpy(dtype=float)
+    ok = np.isfinite(cpu)
+    sec = np.floor(rows["t"].to_numpy(dtype=float)[ok])
+    return pd.Series(cpu[ok]).groupby(sec).mean()
+
+
+def _aligned(series: pd.Series, index: pd.Index) -> np.ndarray:
+    """`series` at each second of `index`: its nearest reading within the tolerance, else 0
+    (the process was not running then)."""
+    if series.empty:
+        return np.zeros(len(index))
+    near = series.reindex(index, method="nearest", tolerance=ALIGN_TOLERANCE_S)
+    return near.fillna(0.0).to_numpy(dtype=float)
+
+
+def host_usage(rows: pd.DataFrame, source: np.ndarray, hosts: HostMap) -> dict[str, HostUsage]:
+    """Each monitored machine over one window (rows of that window only)."""
+    by_host: dict[str, list[str]] = {}
+    for name in sorted({s for s in source if s.startswith(HOST_PREFIX)}):
+        worker = name[len(HOST_PREFIX) :]
+        by_host.setdefault(hosts.of(worker), []).append(worker)
+    out: dict[str, HostUsage] = {}
+    for hostname, workers in by_host.items():
+        cores = hosts.cores.get(hostname)
+        if not cores:
+            continue  # percent of which machine? not judged (a note says so)
+        host = _per_second(rows[np.isin(source, [HOST_PREFIX + w for w in workers])])
+        if host.empty:
+            continue
+        index = host.index
+        lkload = np.zeros(len(index))
+        for name in {s for s in source if s.startswith(GENERATOR_PREFIX)}:
+            if hosts.of(name[len(GENERATOR_PREFIX) :]) == hostname:
+                lkload += _aligned(_per_second(rows[source == name]), index)
+        server = None
+        if hosts.server == hostname and (source == "server").any():
+            server = _aligned(_per_second(rows[source == "server"]), index)
+        whole = host.to_numpy(dtype=float)
+        others = np.clip(whole - lkload - (0.0 if server is None else server), 0.0, None)
+        scale = 1.0 / cores  # percent of one core -> percent of the machine
+        cpu_p90 = float(np.percentile(whole, HOST_QUANTILE)) * scale
+        others_p90 = float(np.percentile(others, HOST_QUANTILE)) * scale
+        out[hostname] = HostUsage(
+            host=hostname,
+            workers=workers,
+            cores=cores,
+            samples=len(index),
+            cpu_p90=cpu_p90,
+            cpu_mean=float(whole.mean()) * scale,
+            server_mean=None if server is None else float(server.mean()) * scale,
+            lkload_mean=float(lkload.mean()) * scale,
+            others_p90=others_p90,
+            others_mean=float(others.mean()) * scale,
+            busy=cpu_p90 > HOST_BUSY_PCT and others_p90 > HOST_OTHERS_PCT,
+        )
+    return out
+
+
 def tier_resources(
     resources: pd.DataFrame,
     start: float | None,
     end: float | None,
     cores: int | None,
     generator_limit: float,
+    hosts: HostMap | None = None,
 ) -> TierResources:
     out = TierResources()
     rows = _window(resources, start, end)
@@ -133,5 +301,8 @@ def tier_resources(
             cpu_max=float(cpu.max()),
             rss_mb_max=float(rss.max()) if rss.size else None,
             saturated=p90 > generator_limit,
+            limit=generator_limit,
         )
+    if hosts is not None:
+        out.hosts = host_usage(rows, source, hosts)
     return out

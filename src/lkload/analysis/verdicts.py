@@ -5,7 +5,9 @@ baseline limit); acceptable — every target, P99 may reach 1.5x its target; tar
 target at the normal error budget; peak — error rate under the peak budget, server alive,
 no metric collapsed (P99 < 4x target) and recovery measured; stress — failure modes
 identified. A tier whose generator saturated is untrustworthy: its verdict is WARN
-whatever its numbers say, because the tool measured itself. A tier that ran below its size
+whatever its numbers say, because the tool measured itself; so is a tier whose host was
+busy with other processes (a noisy neighbour starved server and generator alike, see
+`resources`). A tier that ran below its size
 (a worker lost in its ramp, settle or hold) is at least WARN (`reduce_load`), and neither
 counts towards the knee.
 """
@@ -119,6 +121,8 @@ class TierVerdict:
     checks: list[Check] = field(default_factory=list)  # as judged for the role
     untrustworthy: bool = False
     untrustworthy_reason: str = ""
+    # in a few words each: "generator saturated", "host busy with other processes"
+    untrustworthy_causes: list[str] = field(default_factory=list)
     reduced_load: str = ""  # why the tier ran below its size (a worker lost), else ""
 
 
@@ -160,17 +164,15 @@ def tier_verdict(
     server_died_t: float | None,
     anything_broke: bool,
 ) -> TierVerdict:
-    saturated = res.saturated
-    untrusted = ""
-    if saturated:
-        untrusted = "; ".join(
-            f"generator {g.worker} at P90 {g.cpu_p90:.0f} % of a core "
-            f"> {targets.generator_cpu_pct:g} %"
-            for g in saturated
-        )
+    causes, untrusted = res.untrusted_causes, res.untrusted_reason
     if not ts.has_data:
         return TierVerdict(
-            Status.NOT_MEASURED, "no samples: tier not reached", checks, bool(saturated), untrusted
+            Status.NOT_MEASURED,
+            "no samples: tier not reached",
+            checks,
+            bool(causes),
+            untrusted,
+            causes,
         )
     role = ts.role or "target"
     if role in NORMAL_ROLES:
@@ -230,7 +232,7 @@ def tier_verdict(
                 Status.WARN,
                 f"nothing broke up to {ts.size} participants: the limit lies beyond",
             )
-        return _finish(TierVerdict(status, reason, judged), saturated, untrusted)
+        return _finish(TierVerdict(status, reason, judged), causes, untrusted)
     failed = [c for c in judged if c.status is Status.FAIL]
     if failed:
         reason = "; ".join(c.evidence for c in failed[:3]) + (
@@ -243,12 +245,13 @@ def tier_verdict(
         )
     else:
         verdict = TierVerdict(Status.PASS, "every target met", judged)
-    return _finish(verdict, saturated, untrusted)
+    return _finish(verdict, causes, untrusted)
 
 
-def _finish(v: TierVerdict, saturated: list, untrusted: str) -> TierVerdict:
-    if saturated:
+def _finish(v: TierVerdict, causes: list[str], untrusted: str) -> TierVerdict:
+    if causes:
         v.untrustworthy, v.untrustworthy_reason = True, untrusted
+        v.untrustworthy_causes = list(causes)
         if v.status in (Status.PASS, Status.FAIL):
             v.reason = (
                 f"UNTRUSTWORTHY ({untrusted}); measured values would give {v.status}: {v.reason}"
@@ -298,7 +301,7 @@ def first_breaks(tiers: list[tuple[TierStats, list[Check]]]) -> list[Break]:
 def knee(tiers: list[tuple[TierStats, list[Check], str]]) -> tuple[int | None, str]:
     """Highest tier up to which every tier met every target (normal budget) and was
     trustworthy at its full size. The third item of each tuple: why the tier cannot count
-    (generator saturated, load below its size), or ""."""
+    (generator saturated, host busy with other processes, load below its size), or ""."""
     best = None
     for ts, checks, blocker in tiers:
         if not ts.has_data:

@@ -40,10 +40,7 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
     if view.cut_short:
         md += [f"> **Campaign cut short.** {_esc(view.cut_short)}.", ""]
     for u in view.untrustworthy:
-        md += [
-            f"> **Untrustworthy tier.** {_esc(u)} — the generator measured itself, not the server.",
-            "",
-        ]
+        md += [f"> **Untrustworthy tier.** {_esc(u)}", ""]
     for r in view.reduced:
         md += [f"> **Load below the tier's size.** {_esc(r)}", ""]
     for n in view.notes:
@@ -61,6 +58,9 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
     if view.generator_rows:
         md += ["### Load generators (CPU as percent of one core)", ""]
         md += _table(view.generator_head, view.generator_rows)
+    if view.host_rows:
+        md += ["### Hosts (CPU as percent of the whole machine)", ""]
+        md += _table(view.host_head, view.host_rows)
     if view.workers:
         md += [f"## {next(n)}. Workers", ""]
         md += _table(view.workers["head"], view.workers["rows"])

@@ -11,8 +11,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from lkload.analysis.resources import HOST_PREFIX, host_map  # noqa: E402
 from lkload.analysis.result import Analysis  # noqa: E402
 from lkload.metrics.schema import LATENCY_METRICS  # noqa: E402
 
@@ -193,6 +195,32 @@ def _bands(ax: plt.Axes, a: Analysis, t0: float, label: bool) -> None:
             )
 
 
+def _host_line(
+    ax: plt.Axes, a: Analysis, r: pd.DataFrame, source: np.ndarray, minutes: np.ndarray
+) -> None:
+    """The whole machine the server runs on (every process), as percent of that machine,
+    under the server's own line: the gap is lkload and any other process."""
+    hosts = host_map(a.campaign)
+    if hosts.server is None or not a.server_cores:
+        return
+    names = sorted(
+        s
+        for s in set(source)
+        if s.startswith(HOST_PREFIX) and hosts.of(s[len(HOST_PREFIX) :]) == hosts.server
+    )
+    if not names:
+        return
+    sel = source == names[0]  # several workers on one machine all see the same host
+    ax.plot(
+        minutes[sel],
+        r["cpu_pct"].to_numpy(dtype=float)[sel] / a.server_cores,
+        color="#a0aec0",
+        lw=1,
+        label=f"whole host {hosts.server[:20]} (all processes)",
+    )
+    ax.legend(frameon=False, fontsize=7, loc="upper left")
+
+
 def resources_plot(a: Analysis) -> Plot | None:
     r = a.resources
     if r is None or r.empty or a.windows.start is None:
@@ -212,6 +240,7 @@ def resources_plot(a: Analysis) -> Plot | None:
             r["cpu_pct"].to_numpy(dtype=float)[server] / cores,
             color="#2b6cb0",
             lw=1,
+            label="server",
         )
         ax2.plot(
             minutes[server],
@@ -230,6 +259,7 @@ def resources_plot(a: Analysis) -> Plot | None:
         )
         ax2b.set_ylabel("RSS MB", fontsize=8, color="#718096")
         ax2b.tick_params(labelsize=8)
+    _host_line(ax1, a, r, source, minutes)
     ax1.axhline(a.targets.server_cpu_pct.normal, color="#c53030", ls="--", lw=1)
     ax1.axhline(a.targets.server_cpu_pct.baseline, color="#d69e2e", ls="--", lw=1)
     ax1.set_ylabel(f"server CPU %\n(of {cores} core{'s' if cores > 1 else ''})", fontsize=8)
@@ -258,7 +288,9 @@ def resources_plot(a: Analysis) -> Plot | None:
         ax.tick_params(labelsize=8)
     fig.tight_layout()
     return Plot(
-        "resources", "Server CPU and memory, generator CPU, over time with tier bands", _png(fig)
+        "resources",
+        "Server CPU (and its whole host) and memory, generator CPU, over time with tier bands",
+        _png(fig),
     )
 
 

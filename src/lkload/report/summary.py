@@ -40,6 +40,8 @@ def tier_summary(tr: TierResult) -> dict[str, Any]:
         "reason": tr.verdict.reason,
         "untrustworthy": tr.verdict.untrustworthy,
         "untrustworthy_reason": tr.verdict.untrustworthy_reason,
+        "untrustworthy_causes": tr.verdict.untrustworthy_causes,
+        "host_busy": [h.host for h in tr.resources.contended],
         "reduced_load": tr.verdict.reduced_load,
         "hold_start": s.hold_start,
         "hold_end": s.hold_end,
@@ -56,6 +58,7 @@ def tier_summary(tr: TierResult) -> dict[str, Any]:
         "ramp_metrics": _plain(s.ramp_metrics),
         "server": _plain(tr.resources.server),
         "generators": _plain(tr.resources.generators),
+        "hosts": _plain(tr.resources.hosts),
         "checks": [dict(_plain(c), evidence=c.evidence) for c in tr.checks],
         "role_checks": [dict(_plain(c), evidence=c.evidence) for c in tr.verdict.checks],
     }

@@ -5,6 +5,9 @@ through rich: colours and the terminal's own width on a TTY; plain text (no esca
 and at least 160 columns otherwise, so CI logs keep one row per line. A value over its
 target carries a trailing "!" (red on a TTY), so it stays visible without colour.
 
+When host load was recorded (`host:<worker>` rows) a column shows the whole host's CPU P90
+and the share of other processes, flagged BUSY when a neighbour made the tier untrustworthy.
+
 Latency percentiles go into the tier table when they fit (one column per metric, "P50 /
 P95 / P99" in ms); otherwise into a second table, one row per metric and tier.
 """
@@ -144,6 +147,20 @@ def _generator(tr: TierResult) -> Text:
     return Text(f"{worst.cpu_p90:.0f} %")
 
 
+def _host(tr: TierResult) -> Text:
+    """The machine most used by other processes: whole host P90 (their share), % of host."""
+    hosts = tr.resources.hosts.values()
+    h = max(hosts, key=lambda h: (h.busy, h.others_p90), default=None)
+    if h is None:
+        return Text("—")
+    text = f"{h.cpu_p90:.0f} % ({h.others_p90:.0f} % other)"
+    if len(hosts) > 1:
+        text += f" {h.host}"
+    if h.busy:
+        return Text(f"{text} BUSY{OVER}", style="bold red")
+    return Text(text)
+
+
 def _verdict(tr: TierResult) -> Text:
     status = tr.verdict.status.value
     cell = Text(status, style=STYLES.get(status, ""))
@@ -185,6 +202,9 @@ def tier_table(a: Analysis, inline: list[str]) -> Table:
     table.add_column("Server CPU\n% of host", justify="right")
     table.add_column("Server\nmemory", justify="right")
     table.add_column("Generator CPU\nP90, % of core", justify="right")
+    hosts = any(t.resources.hosts for t in a.tiers)
+    if hosts:
+        table.add_column("Host CPU P90\n(other), % of host", justify="right")
     table.add_column("Verdict")
     for tr in a.tiers:
         table.add_row(
@@ -196,6 +216,7 @@ def tier_table(a: Analysis, inline: list[str]) -> Table:
             _server_cpu(tr),
             _server_mem(tr),
             _generator(tr),
+            *([_host(tr)] if hosts else []),
             _verdict(tr),
         )
     return table

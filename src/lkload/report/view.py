@@ -8,7 +8,8 @@ from typing import Any
 
 from lkload import __version__
 from lkload.analysis.percentiles import METHOD
-from lkload.analysis.result import Analysis
+from lkload.analysis.resources import HOST_BUSY_PCT, HOST_OTHERS_PCT, HOST_PREFIX, HostUsage
+from lkload.analysis.result import Analysis, TierResult
 from lkload.analysis.verdict_types import Status, fmt
 from lkload.metrics.schema import LATENCY_METRICS, MEDIA_STAT_METRICS
 
@@ -83,6 +84,8 @@ class View:
     media_rows: list[list[Cell]]
     generator_head: list[str]
     generator_rows: list[list[Cell]]
+    host_head: list[str]
+    host_rows: list[list[Cell]]  # empty when no host load was recorded
     checklist: list[dict[str, str]]
     failure_head: list[str]
     failure_rows: list[list[Cell]]
@@ -134,6 +137,8 @@ def build_view(a: Analysis) -> View:
                 + (f"{lost} worker(s) lost (see Workers)" if lost else "none lost"),
             )
         )
+    show_hosts = any(t.resources.hosts for t in a.tiers)
+    facts.append(("Other processes on the hosts", _host_fact(a)))
     tier_head = [
         "Tier",
         "Users",
@@ -149,9 +154,9 @@ def build_view(a: Analysis) -> View:
         "Server CPU mean / max",
         "Server mem max",
         "Generator CPU P90",
-    ]
+    ] + (["Host CPU P90 (other processes)"] if show_hosts else [])
     tier_rows = []
-    latency_rows, ramp_rows, media_rows, generator_rows = [], [], [], []
+    latency_rows, ramp_rows, media_rows, generator_rows, host_rows = [], [], [], [], []
     for t in a.tiers:
         st, srv = t.stats, t.resources.server
         gens = t.resources.generators.values()
@@ -187,6 +192,7 @@ def build_view(a: Analysis) -> View:
                     "fail" if worst_gen is not None and worst_gen.saturated else "",
                 ),
             ]
+            + ([_host_cell(t)] if show_hosts else [])
         )
         for metric in LATENCY_METRICS:
             m = st.metrics.get(metric)
@@ -244,6 +250,23 @@ def build_view(a: Analysis) -> View:
                     Cell(f"{g.cpu_max:.0f} %"),
                     Cell(num(g.rss_mb_max, 0)),
                     Cell("UNTRUSTWORTHY" if g.saturated else "ok", "fail" if g.saturated else ""),
+                ]
+            )
+        for h in t.resources.hosts.values():
+            host_rows.append(
+                [
+                    Cell(f"T{st.tier} · {st.size}"),
+                    Cell(h.host),
+                    Cell(str(h.cores)),
+                    Cell(f"{h.cpu_p90:.0f} %", "warn" if h.cpu_p90 > HOST_BUSY_PCT else ""),
+                    Cell("not on this host" if h.server_mean is None else f"{h.server_mean:.0f} %"),
+                    Cell(f"{h.lkload_mean:.0f} %"),
+                    Cell(f"{h.others_mean:.0f} %"),
+                    Cell(f"{h.others_p90:.0f} %", "fail" if h.busy else ""),
+                    Cell(
+                        "UNTRUSTWORTHY: busy with other processes" if h.busy else "ok",
+                        "fail" if h.busy else "pass",
+                    ),
                 ]
             )
     failure_rows = [
@@ -324,7 +347,7 @@ def build_view(a: Analysis) -> View:
         ["packet loss", f"< {tg.loss_pct:g} %"],
     ]
     untrusted = [
-        f"Tier {t.tier} ({t.stats.size} users): {t.verdict.untrustworthy_reason}"
+        f"Tier {t.tier} ({t.stats.size} users): {t.verdict.untrustworthy_reason} — {_why(t)}"
         for t in a.tiers
         if t.verdict.untrustworthy
     ]
@@ -358,6 +381,18 @@ def build_view(a: Analysis) -> View:
         media_rows=media_rows,
         generator_head=["Tier", "Worker", "Samples", "CPU P90", "CPU max", "RSS max MB", "Trust"],
         generator_rows=generator_rows,
+        host_head=[
+            "Tier",
+            "Host",
+            "Cores",
+            "Whole host P90",
+            "Server mean",
+            "lkload generators mean",
+            "Other processes mean",
+            "Other processes P90",
+            "Trust",
+        ],
+        host_rows=host_rows,
         checklist=[
             {
                 "section": ln.section,
@@ -399,6 +434,65 @@ def build_view(a: Analysis) -> View:
         hosts=hosts,
         scenario_rows=scenario_rows,
         target_rows=target_rows,
+    )
+
+
+UNTRUSTED_WHY = {
+    "generator saturated": "the generator measured itself, not the server.",
+    "host busy with other processes": (
+        "other processes starved server and generator alike: the numbers describe a busy "
+        "machine, not the server."
+    ),
+}
+
+
+def _why(t: TierResult) -> str:
+    return " ".join(UNTRUSTED_WHY.get(c, "") for c in t.verdict.untrustworthy_causes).strip()
+
+
+def _worst_host(t: TierResult) -> HostUsage | None:
+    return max(t.resources.hosts.values(), key=lambda h: (h.busy, h.others_p90), default=None)
+
+
+def _host_cell(t: TierResult) -> Cell:
+    h = _worst_host(t)
+    if h is None:
+        return Cell("—")
+    text = f"{h.cpu_p90:.0f} % ({h.others_p90:.0f} % other)"
+    if len(t.resources.hosts) > 1:
+        text += f" on {h.host}"
+    return Cell(text + (" BUSY" if h.busy else ""), "fail" if h.busy else "")
+
+
+def _host_fact(a: Analysis) -> str:
+    """Whether other processes competed for the hosts' CPU, in one line."""
+    r = a.resources
+    recorded = (
+        r is not None and not r.empty and r["source"].astype(str).str.startswith(HOST_PREFIX).any()
+    )
+    if not recorded:
+        return "not judged: host load not recorded (results written before hosts were monitored)"
+    busy = [t for t in a.tiers if t.resources.contended]
+    rule = (
+        f"busy = whole host P90 > {HOST_BUSY_PCT:g} % and other processes' P90 > "
+        f"{HOST_OTHERS_PCT:g} % of its cores"
+    )
+    if busy:
+        where = ", ".join(
+            f"tier {t.tier} ({', '.join(h.host for h in t.resources.contended)})" for t in busy
+        )
+        return f"busy with other processes in {where}: untrustworthy ({rule})"
+    worst = max(
+        ((t, h) for t in a.tiers for h in t.resources.hosts.values()),
+        key=lambda th: th[1].others_p90,
+        default=None,
+    )
+    if worst is None:
+        return "host load recorded, but no host's core count is known: not judged"
+    t, h = worst
+    return (
+        f"no host was busy with other processes (highest: {h.others_p90:.0f} % of host "
+        f"{h.host}'s CPU at P90 in tier {t.tier}; {rule})"
     )
 
 
