@@ -77,6 +77,9 @@ def test_two_tier_campaign_accounts_for_every_participant(tmp_path: Path) -> Non
     assert any(r["metric"] == "data_e2e_ms" and r["ok"] == "true" for r in rows)
     assert any(r["metric"] == "rx_kbps" and float(r["value"]) > 0 for r in rows)
     assert any(r["metric"] == "api_ms" and r["ok"] == "true" for r in rows)
+    api_rooms = {r["room"] for r in rows if r["metric"] == "api_ms"}
+    assert any("-probe-" in room for room in api_rooms)  # create/delete a room
+    assert any(room.startswith(results.name) and "-r0" in room for room in api_rooms)
     assert any(r["metric"] == "signal_rtt_ms" and r["ok"] == "true" for r in rows)
     hold_tiers = {r["tier"] for r in rows if r["phase"] == "hold"}
     assert hold_tiers == {"1", "2"}

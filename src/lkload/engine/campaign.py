@@ -246,6 +246,7 @@ class Campaign:
                     error,
                 )
             ),
+            room_prefix=f"{self.id}-",
         )
         probe_future = bridge.submit(probe.run())
 

@@ -1,4 +1,5 @@
-"""api_ms: the RoomService calls a campaign makes (list rooms, list participants), timed."""
+"""api_ms: the RoomService calls a campaign makes (create, list and delete a room, list
+participants), each timed."""
 
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ ApiEmit = Callable[[float | None, bool, FailureKind | None, str], None]
 
 
 class RoomServiceProbe:
-    """Every interval: ListRooms, then ListParticipants of one room (round robin)."""
+    """Every interval: CreateRoom, ListRooms, ListParticipants of one campaign room (round
+    robin), DeleteRoom."""
 
-    def __init__(self, deployment: Deployment, interval_s: float, emit: ApiEmit) -> None:
+    def __init__(
+        self, deployment: Deployment, interval_s: float, emit: ApiEmit, room_prefix: str = ""
+    ) -> None:
         self.deployment = deployment
+        self.room_prefix = room_prefix
         self.interval_s = interval_s
         self.emit = emit
         self._n = 0
@@ -33,13 +38,27 @@ class RoomServiceProbe:
         try:
             while True:  # cancelled at campaign end
                 await asyncio.sleep(self.interval_s)
+                self._n += 1
+                # A room's whole life through the API (create, list, delete) beside the
+                # campaign's own rooms, whose participants are listed in turn.
+                probe = f"{self.room_prefix}probe-{self._n}"
+                created = await self._timed(
+                    lk.room.create_room(api.CreateRoomRequest(name=probe, empty_timeout=30)),
+                    probe,
+                )
                 rooms = await self._timed(lk.room.list_rooms(api.ListRoomsRequest()), "")
-                if rooms is not None and rooms.rooms:
-                    self._n += 1
-                    name = rooms.rooms[self._n % len(rooms.rooms)].name
+                ours = [
+                    r.name
+                    for r in (rooms.rooms if rooms else [])
+                    if r.name.startswith(self.room_prefix) and "probe-" not in r.name
+                ]
+                if ours:
+                    name = ours[self._n % len(ours)]
                     await self._timed(
                         lk.room.list_participants(api.ListParticipantsRequest(room=name)), name
                     )
+                if created is not None:
+                    await self._timed(lk.room.delete_room(api.DeleteRoomRequest(room=probe)), probe)
         finally:
             await lk.aclose()
 
