@@ -74,6 +74,74 @@ def test_aiortc_to_aiortc_media_data_and_metrics(lk_server):  # noqa: F811
     assert not [r for r in rows.rows if not r.ok]
 
 
+def test_fast_receive_path_and_decode_path_agree(lk_server):  # noqa: F811
+    """Without decoding, RTP takes lkload's fast path (interop.install_fast_rtp: aiortc's
+    RTP parsing and routing are skipped); with decode=True, aiortc's own path. Both count
+    the same media, and sender reports reach both (media_e2e_ms)."""
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+    stock: dict[int, int] = {}
+    original = RTCDtlsTransport._handle_rtp_data
+
+    async def counting(self, data, arrival_time_ms):  # type: ignore[no-untyped-def]
+        stock[id(self)] = stock.get(id(self), 0) + 1
+        await original(self, data, arrival_time_ms)
+
+    dtls: dict[str, int] = {}
+
+    async def scenario() -> tuple[Rows, list[AiortcParticipant]]:
+        rows = Rows()
+        pub = AiortcParticipant(make_ctx(lk_server, rows, "fp-pub", "fp", publisher=True))
+        fast = AiortcParticipant(make_ctx(lk_server, rows, "fp-fast", "fp", publisher=False))
+        slow = AiortcParticipant(
+            make_ctx(lk_server, rows, "fp-decode", "fp", publisher=False), decode=True
+        )
+        ps = [pub, fast, slow]
+        for p in ps:
+            await p.join()
+        tasks = [asyncio.create_task(p.run()) for p in ps]
+        await asyncio.sleep(5.0)
+        for p in (fast, slow):
+            assert p.sub_pc is not None
+            dtls[p.ctx.plan.identity] = id(p.sub_pc.getTransceivers()[0].receiver.transport)
+        for p in [fast, slow, pub]:
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return rows, ps
+
+    RTCDtlsTransport._handle_rtp_data = counting  # type: ignore[method-assign]
+    try:
+        rows, (pub, fast, slow) = asyncio.run(scenario())
+    finally:
+        RTCDtlsTransport._handle_rtp_data = original  # type: ignore[method-assign]
+
+    def dtls_of(p: AiortcParticipant) -> int:
+        assert p.sub_pc is not None
+        return id(p.sub_pc.getTransceivers()[0].receiver.transport)
+
+    packets = {
+        p.ctx.plan.identity: sum(a.packets for a in p.counters.tracks.values())
+        for p in (fast, slow)
+    }
+    assert min(packets.values()) > 200, packets
+    # fast: (almost) nothing through aiortc's RTP parsing; decode: everything
+    assert stock.get(dtls["fp-fast"], 0) < 0.05 * packets["fp-fast"], (stock, packets)
+    assert stock.get(dtls["fp-decode"], 0) >= packets["fp-decode"], (stock, packets)
+    for ident in ("fp-fast", "fp-decode"):
+        assert len(rows.of("first_track_ms", ident, ok=True)) == 2
+        assert max(rows.values("loss_pct", ident)) < 1.0
+        assert rows.values("media_e2e_ms", ident), "sender reports reach this subscriber"
+        assert all(-3.0 < v < 50.0 for v in rows.values("media_e2e_ms", ident))
+    # the same media counted alike: per-track bytes per packet equal on both paths
+    for kind in ("audio", "video"):
+        per_packet = []
+        for p in (fast, slow):
+            (acc,) = [a for a in p.counters.tracks.values() if a.kind == kind]
+            per_packet.append(acc.bytes / acc.packets)
+        assert per_packet[0] == pytest.approx(per_packet[1], rel=0.05), (kind, per_packet)
+    assert not [r for r in rows.rows if not r.ok]
+
+
 def test_registry_creates_aiortc_engine(lk_server):  # noqa: F811
     rows = Rows()
     ctx = make_ctx(lk_server, rows, "reg", "reg", publisher=False)

@@ -79,3 +79,224 @@ def test_max_bundle_datachannel_first_still_breaks() -> None:
     src = inspect.getsource(RTCPeerConnection)
     assert "and not self.__sctp._bundled" in src
     assert aiortc.__version__ == interop.AIORTC_VERIFIED
+
+
+# ---- fast RTP receive path, send path and clock (interop 3-5) ----------------------------
+
+
+def test_receive_path_internals_the_fast_path_bypasses() -> None:
+    from aioice.ice import Connection, StunProtocol
+    from aiortc.rtcdtlstransport import RtpRouter, State
+    from aiortc.rtcicetransport import RTCIceTransport
+
+    # aioice: a datagram that is not STUN goes to Connection.data_received, which queues it
+    src = inspect.getsource(StunProtocol.datagram_received)
+    assert "stun.parse_message(data)" in src
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in src
+    assert "self._queue.put_nowait((data, component))" in inspect.getsource(
+        Connection.data_received
+    )
+    init = inspect.getsource(Connection.__init__)
+    assert "self._queue: asyncio.Queue" in init and "self._protocols" in init
+    assert type(asyncio.Queue()._queue).__name__ == "deque"
+    # aiortc: the DTLS transport's task takes the queue and handles SRTP like this
+    src = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "await self.transport._recv()" in src
+    assert "first_byte > 127 and first_byte < 192 and self._rx_srtp" in src
+    assert "self.__rx_bytes += len(data)" in src and "self.__rx_packets += 1" in src
+    assert "data = self._rx_srtp.unprotect(data)" in src
+    assert "is_rtcp(data)" in src
+    src = inspect.getsource(RTCDtlsTransport._handle_rtp_data)
+    assert "self._rtp_router.route_rtp(packet)" in src
+    src = inspect.getsource(RtpRouter.route_rtp)
+    assert "self.ssrc_table.get(packet.ssrc)" in src
+    assert "self.payload_type_table.get(packet.payload_type, set())" in src
+    assert "ssrc_receiver is not None and ssrc_receiver in pt_receivers" in src
+    init = inspect.getsource(RTCDtlsTransport.__init__)
+    assert "self._rtp_router = RtpRouter()" in init and "self._state = State.NEW" in init
+    assert "self.__rx_bytes = 0" in init and "self._rx_srtp" in init
+    assert State.CONNECTED.name == "CONNECTED"
+    # the send path the fast send replaces
+    init = inspect.getsource(RTCIceTransport.__init__)
+    assert "self._send = self._connection.send" in init
+    assert "await self.transport._send(data)" in inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "await self.sendto(data, 1)" in inspect.getsource(Connection.send)
+    src = inspect.getsource(Connection.sendto)
+    assert "self._nominated.get(component)" in src
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in src
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(StunProtocol.send_data)
+
+
+class _PlainProtocol(asyncio.DatagramProtocol):
+    pass  # has an instance dict, like aioice's StunProtocol
+
+
+def test_datagram_protocol_is_looked_up_per_datagram() -> None:
+    """The fast path replaces `datagram_received` on a protocol instance after the endpoint
+    exists: both asyncio's and uvloop's UDP transports must look it up per datagram."""
+    import uvloop
+
+    async def check() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+        transport, protocol = await loop.create_datagram_endpoint(
+            _PlainProtocol, local_addr=("127.0.0.1", 0)
+        )
+        protocol.datagram_received = lambda data, addr: got.append(data)  # type: ignore[method-assign]
+        transport.sendto(b"\x80hello", transport.get_extra_info("sockname"))
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        transport.close()
+        return got
+
+    assert asyncio.run(check()) == [b"\x80hello"]
+    assert uvloop.run(check()) == [b"\x80hello"]
+
+
+class _FakeSrtp:
+    def unprotect(self, data: bytes) -> bytes:
+        return data  # "decrypted": the test sends plain RTP
+
+
+class _FakeDtls:
+    """The attributes install_fast_rtp uses, with real aioice/aiortc objects where they
+    matter (Connection, StunProtocol, RtpRouter)."""
+
+    def __init__(self, conn: object) -> None:
+        from aiortc.rtcdtlstransport import RtpRouter, State
+
+        self.transport = type("Ice", (), {"_connection": conn})()
+        self._rtp_router = RtpRouter()
+        self._state = State.CONNECTED
+        self._rx_srtp = _FakeSrtp()
+        self._RTCDtlsTransport__rx_bytes = 0
+        self._RTCDtlsTransport__rx_packets = 0
+        self.state = "connected"
+        self.listeners: list[object] = []
+
+    def on(self, event: str, f: object) -> None:
+        self.listeners.append(f)
+
+
+def test_fast_rtp_path_routes_parses_and_falls_back() -> None:
+    from aioice.ice import Connection, StunProtocol
+    from aiortc.rtcrtpparameters import (
+        RTCRtpCodecParameters,
+        RTCRtpDecodingParameters,
+        RTCRtpHeaderExtensionParameters,
+        RTCRtpReceiveParameters,
+    )
+    from aiortc.rtp import HeaderExtensionsMap, RtcpSenderInfo, RtcpSrPacket, RtpPacket
+
+    async def run() -> None:
+        conn = Connection(ice_controlling=True)
+        proto = StunProtocol(conn)
+        proto.local_candidate = type("C", (), {"component": 1})()  # type: ignore[assignment]
+        conn._protocols.append(proto)
+        dtls = _FakeDtls(conn)
+        params = RTCRtpReceiveParameters(
+            codecs=[RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)],
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(
+                    id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+                )
+            ],
+            encodings=[RTCRtpDecodingParameters(ssrc=1234, payloadType=96)],
+        )
+        got: list[tuple[int, int, int, int]] = []
+        receiver = type("Rx", (), {})()
+        receiver._lkload_fast_rtp = lambda ssrc, seq, ts, size, arrival: got.append(  # type: ignore[attr-defined]
+            (ssrc, seq, ts, size)
+        )
+        dtls._rtp_router.register_receiver(receiver, ssrcs=[1234], payload_types=[96])
+        assert interop.install_fast_rtp(dtls)  # type: ignore[arg-type]
+        assert interop.install_fast_rtp(dtls)  # type: ignore[arg-type]  (idempotent)
+        ext_map = HeaderExtensionsMap()
+        ext_map.configure(params)
+
+        def rtp(seq: int, ssrc: int = 1234, pt: int = 96, padding: int = 0, csrc: int = 0,
+                ext: bool = False, payload: bytes = b"p" * 100) -> bytes:  # fmt: skip
+            p = RtpPacket(payload_type=pt, sequence_number=seq, timestamp=seq * 3000, ssrc=ssrc)
+            p.payload = payload
+            p.padding_size = padding
+            p.csrc = list(range(csrc))
+            if ext:
+                p.extensions.abs_send_time = 0x123456
+            return p.serialize(ext_map)
+
+        def expected(data: bytes) -> int:
+            return len(RtpPacket.parse(data, ext_map).payload) + 12
+
+        cases = [rtp(1), rtp(2, padding=7), rtp(3, csrc=2), rtp(4, ext=True),
+                 rtp(5, ext=True, padding=3, csrc=1), rtp(6, payload=b"")]  # fmt: skip
+        for data in cases:
+            proto.datagram_received(data, ("127.0.0.1", 1))
+        assert got == [(1234, i + 1, (i + 1) * 3000, expected(d)) for i, d in enumerate(cases)]
+        assert conn._queue.empty()
+        assert dtls._RTCDtlsTransport__rx_packets == len(cases)
+        # what aiortc's own path must handle: unknown SSRC, other payload type, RTCP, DTLS
+        sr = bytes(
+            RtcpSrPacket(
+                ssrc=1234,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=1, rtp_timestamp=2, packet_count=3, octet_count=4
+                ),
+            )
+        )
+        others = [rtp(7, ssrc=99), rtp(8, pt=111), sr, b"\x16\xfe\xfd" + b"\x00" * 20]
+        for data in others:
+            proto.datagram_received(data, ("127.0.0.1", 1))
+        # once something is queued, later RTP queues behind it (order kept)
+        late = rtp(9)
+        proto.datagram_received(late, ("127.0.0.1", 1))
+        queued = [conn._queue.get_nowait()[0] for _ in range(conn._queue.qsize())]
+        assert queued == [*others, late]
+        assert len(got) == len(cases)
+        # not connected: aiortc's path
+        from aiortc.rtcdtlstransport import State
+
+        dtls._state = State.CLOSED
+        proto.datagram_received(rtp(10), ("127.0.0.1", 1))
+        assert conn._queue.get_nowait()[0] == rtp(10) and len(got) == len(cases)
+        # closing undoes it: aioice's methods again, no reference cycle left
+        dtls.state = "closed"
+        for f in dtls.listeners:
+            f()  # type: ignore[operator]
+        assert "datagram_received" not in vars(proto) and "data_received" not in vars(conn)
+        conn._protocols.clear()  # the fake protocol has no socket to close
+        await conn.close()
+
+    asyncio.run(run())
+
+
+def test_fast_clock_matches_aiortc() -> None:
+    import aiortc.clock
+    import aiortc.rtcdtlstransport
+    import aiortc.rtcrtpsender
+
+    assert "clock.current_ntp_time()" in inspect.getsource(aiortc.rtcrtpsender.RTCRtpSender)
+    assert "clock.current_ms()" in inspect.getsource(RTCDtlsTransport._recv_next)
+    stock_ntp = aiortc.clock.datetime_to_ntp(aiortc.clock.current_datetime())
+    fast_ntp = interop._fast_current_ntp_time()
+    assert 0 <= (fast_ntp - stock_ntp) / 2**32 < 0.05
+    stock_ms = int(
+        (aiortc.clock.current_datetime() - aiortc.clock.NTP_EPOCH).total_seconds() * 1000
+    )
+    assert 0 <= interop._fast_current_ms() - stock_ms < 50
+    # exact for a given instant (same rounding as datetime_to_ntp)
+    import datetime
+    from unittest import mock
+
+    t_ns = 1_780_000_000_123_456_789
+    dt = datetime.datetime.fromtimestamp(t_ns // 1000 / 1e6, datetime.UTC)
+    dt = dt.replace(microsecond=(t_ns // 1000) % 1_000_000)
+    with mock.patch("time.time_ns", return_value=t_ns):
+        assert interop._fast_current_ntp_time() == aiortc.clock.datetime_to_ntp(dt)
+        assert interop._fast_current_ms() == int(
+            (dt - aiortc.clock.NTP_EPOCH).total_seconds() * 1000
+        )
+    interop.install_fast_clock()
+    assert aiortc.clock.current_ntp_time is interop._fast_current_ntp_time
+    assert aiortc.clock.current_ms is interop._fast_current_ms

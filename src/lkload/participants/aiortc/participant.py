@@ -118,6 +118,7 @@ class AiortcParticipant(Participant):
             raise RuntimeError("join() is called once")
         self.state = State.JOINING
         interop.install_host_address_filter()
+        interop.install_fast_clock()
         started = time.monotonic()
         kind: FailureKind | None = None
         detail = ""
@@ -271,6 +272,9 @@ class AiortcParticipant(Participant):
         await self.signal.send(await join.publisher_offer(pc, 1, self.hooks.publisher_local))
         await self._pub_answer
         await asyncio.gather(*self._published.values())
+        if not self.decode:
+            for sender in pc.getSenders():
+                interop.install_fast_send(sender.transport)
 
     async def _connected(self, pc: RTCPeerConnection) -> None:
         if pc.connectionState == "connected":
@@ -417,17 +421,19 @@ class AiortcParticipant(Participant):
         for transceiver in self.sub_pc.getTransceivers():
             if transceiver.receiver.track is track:
                 account = TrackAccount(track.id, track.kind, _CLOCKRATE[track.kind])
+                account.on_first = self._first_packet
                 self.counters.tracks[track.id] = account
-                on_rtp = account.on_rtp
-
-                def handle(packet, arrival, account=account, on_rtp=on_rtp):  # type: ignore[no-untyped-def]
-                    on_rtp(packet, arrival)
-                    if account.packets == 1:
-                        self._first_packet(account.track_sid)
-
+                receiver = transceiver.receiver
                 interop.tap_receiver(
-                    transceiver.receiver, handle, account.on_sr, decode=self.decode
+                    receiver,
+                    account.on_rtp,
+                    account.on_sr,
+                    decode=self.decode,
+                    on_rtp_fields=account.on_rtp_fields,
                 )
+                if not self.decode:
+                    interop.install_fast_rtp(receiver.transport)
+                    interop.install_fast_send(receiver.transport)
                 return
 
     def _first_packet(self, sid: str) -> None:

@@ -9,6 +9,7 @@ rx_kbps, loss_pct, jitter_ms and media_e2e_ms observation per track.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiortc.rtp import RtcpSrPacket, RtpPacket
@@ -36,10 +37,13 @@ class TrackAccount:
     kind: str
     clockrate: int
     first_packet_at: float | None = None
-    packets: int = 0
-    bytes: int = 0
     ssrc: int | None = None
     clocks: dict[int, SenderClock] = field(default_factory=dict)  # per SSRC, from SRs
+    # called once, after the first packet has been counted (first_track_ms)
+    on_first: Callable[[str], None] | None = None
+    # totals of the finished intervals (packets, bytes: these plus the current interval)
+    _done_packets: int = 0
+    _done_bytes: int = 0
     # sequence numbers
     _base_seq: int = 0
     _max_seq: int = 0  # extended
@@ -53,20 +57,41 @@ class TrackAccount:
     _iv_e2e: list[float] = field(default_factory=list)
     _last_ts: int | None = None
 
+    @property
+    def packets(self) -> int:
+        """RTP packets received since the start."""
+        return self._done_packets + self._iv_packets
+
+    @property
+    def bytes(self) -> int:
+        """Payload bytes + 12 per packet received since the start."""
+        return self._done_bytes + self._iv_bytes
+
     def on_rtp(self, packet: RtpPacket, arrival: float) -> None:
-        seq = packet.sequence_number
-        if self.ssrc != packet.ssrc:
+        """One parsed RTP packet (aiortc's stock receive path)."""
+        self.on_rtp_fields(
+            packet.ssrc,
+            packet.sequence_number,
+            packet.timestamp,
+            len(packet.payload) + 12,
+            arrival,
+        )
+
+    def on_rtp_fields(self, ssrc: int, seq: int, ts: int, size: int, arrival: float) -> None:
+        """One RTP packet as header fields: `size` = payload bytes (without header
+        extensions, CSRCs and padding) + 12. The fast receive path (interop.py) calls this
+        directly, without building an RtpPacket. Called for every packet: kept lean."""
+        first = False
+        if self.ssrc != ssrc:
             # a new SSRC (first packet, or a reused transceiver): restart the sequence space
-            self.ssrc = packet.ssrc
+            self.ssrc = ssrc
             self._base_seq = seq
             self._max_seq = seq
             self._last_transit = None
             self._iv_expected += 1
-        if self.first_packet_at is None:
-            self.first_packet_at = arrival
-        self.packets += 1
-        size = len(packet.payload) + 12
-        self.bytes += size
+            if self.first_packet_at is None:
+                self.first_packet_at = arrival
+                first = True
         self._iv_bytes += size
         self._iv_packets += 1
         # extended highest sequence number (a step back of half the space = reordered/old)
@@ -75,20 +100,24 @@ class TrackAccount:
             self._max_seq += delta
             self._iv_expected += delta
         # jitter
-        ts = packet.timestamp
-        transit = arrival * self.clockrate - ts
-        if self._last_transit is not None:
-            d = abs(transit - self._last_transit)
-            if d < self.clockrate * 10:  # ignore timestamp jumps (loops, SSRC changes)
+        clockrate = self.clockrate
+        transit = arrival * clockrate - ts
+        last = self._last_transit
+        if last is not None:
+            d = abs(transit - last)
+            if d < clockrate * 10:  # ignore timestamp jumps (loops, SSRC changes)
                 self._jitter += (d - self._jitter) / 16.0
         self._last_transit = transit
         # media e2e: first packet of each frame (video frames span several packets)
         if ts != self._last_ts:
             self._last_ts = ts
-            clock = self.clocks.get(packet.ssrc)
-            capture = clock.capture_time(ts) if clock is not None else None
-            if capture is not None and len(self._iv_e2e) < MAX_E2E_SAMPLES:
-                self._iv_e2e.append((arrival - capture) * 1000.0)
+            clock = self.clocks.get(ssrc)
+            if clock is not None:
+                capture = clock.capture_time(ts)
+                if capture is not None and len(self._iv_e2e) < MAX_E2E_SAMPLES:
+                    self._iv_e2e.append((arrival - capture) * 1000.0)
+        if first and self.on_first is not None:
+            self.on_first(self.track_sid)
 
     def on_sr(self, packet: RtcpSrPacket, arrival: float) -> None:
         info = packet.sender_info
@@ -113,6 +142,8 @@ class TrackAccount:
             jitter_ms=self._jitter / self.clockrate * 1000.0,
             media_e2e_ms=e2e,
         )
+        self._done_bytes += self._iv_bytes
+        self._done_packets += self._iv_packets
         self._iv_bytes = 0
         self._iv_packets = 0
         self._iv_expected = 0
