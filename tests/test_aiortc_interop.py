@@ -254,6 +254,16 @@ def test_fast_rtp_path_routes_parses_and_falls_back() -> None:
         queued = [conn._queue.get_nowait()[0] for _ in range(conn._queue.qsize())]
         assert queued == [*others, late]
         assert len(got) == len(cases)
+        # a protocol gathered after install: its first datagram takes aiortc's path (and
+        # hooks it), the next ones the fast path
+        proto2 = StunProtocol(conn)
+        proto2.local_candidate = type("C", (), {"component": 1})()  # type: ignore[assignment]
+        conn._protocols.append(proto2)
+        proto2.datagram_received(rtp(11), ("127.0.0.1", 1))
+        assert conn._queue.get_nowait()[0] == rtp(11) and len(got) == len(cases)
+        proto2.datagram_received(rtp(12), ("127.0.0.1", 1))
+        assert conn._queue.empty() and got[-1][1] == 12
+        del got[-1]
         # not connected: aiortc's path
         from aiortc.rtcdtlstransport import State
 
@@ -265,6 +275,7 @@ def test_fast_rtp_path_routes_parses_and_falls_back() -> None:
         for f in dtls.listeners:
             f()  # type: ignore[operator]
         assert "datagram_received" not in vars(proto) and "data_received" not in vars(conn)
+        assert "datagram_received" not in vars(proto2)
         conn._protocols.clear()  # the fake protocol has no socket to close
         await conn.close()
 

@@ -19,9 +19,10 @@ internal it relies on changes.
    datagram from aioice's protocol to `Connection.data_received`, which queues it for the
    DTLS transport's task (one task wake-up per packet), which unprotects it, parses it into
    an RtpPacket with its header extensions and routes it by SSRC/payload type to the
-   receiver. `install_fast_rtp` replaces `data_received` on one ICE connection *instance*
-   and `datagram_received` on its STUN protocols (RTP/RTCP skip the STUN parse): an SRTP
-   datagram that is RTP (not RTCP), arrives while the DTLS transport is connected
+   receiver. `install_fast_rtp` replaces `datagram_received` on the STUN protocol
+   *instances* of one ICE connection (RTP/RTCP skip the STUN parse; `data_received` on the
+   connection instance hooks protocols gathered later): an SRTP datagram that is RTP
+   (not RTCP), arrives while the DTLS transport is connected
    and nothing is queued ahead of it, and whose (cleartext) SSRC and payload type route, by
    aiortc's own router tables, to a tapped receiver is unprotected right there and its
    header fields (ssrc, seq, timestamp, payload size) handed to the receiver's accounting.
@@ -194,81 +195,74 @@ def install_fast_rtp(dtls: RTCDtlsTransport) -> bool:
     srtp_error = pylibsrtp.Error
     hooked: list[Any] = []
 
-    def srtp_received(data: bytes, component: int) -> None:
-        """A datagram whose first byte says RTP/RTCP (128..191): RTP that routes to a tapped
-        receiver is handled here; anything else goes to aioice's queue as before."""
-        # not RTCP (second byte 192..208), connected, and nothing queued ahead of it (the
-        # DTLS task has consumed everything: the order of datagrams is kept)
-        if len(data) >= 12 and not 191 < data[1] < 209 and dtls._state is connected and not pending:
-            m_pt, ssrc = ssrc_pt(data)
-            receiver = ssrc_table.get(ssrc)
-            handler = getattr(receiver, "_lkload_fast_rtp", None)
-            # aiortc's RtpRouter.route_rtp: a known SSRC whose receiver has the payload type
-            if handler is not None and receiver in pt_table.get(m_pt & 0x7F, ()):
-                arrival = now()
-                # what RTCDtlsTransport._recv_next counts for its transport stats
-                dtls._RTCDtlsTransport__rx_bytes += len(data)
-                dtls._RTCDtlsTransport__rx_packets += 1
-                try:
-                    data = dtls._rx_srtp.unprotect(data)
-                except srtp_error:
-                    return  # aiortc drops it too (debug log)
-                # RtpPacket.parse's checks, without building the packet
-                n = len(data)
-                b0, _, seq, ts, _ = header(data)
-                if b0 >> 6 != 2:
-                    return
-                pos = 12 + 4 * (b0 & 0x0F)
-                if b0 & 0x10:
-                    if n < pos + 4:
+    def make_datagram_received(component: int, stun_received: Any) -> Any:
+        def datagram_received(data: bytes, addr: Any) -> None:
+            # RTP/RTCP (first byte 128..191) is never STUN (first two bits zero): it skips
+            # StunProtocol's STUN parse. RTP (second byte outside RTCP's 192..208) is handled
+            # here if the DTLS transport is connected and nothing is queued ahead of it (the
+            # DTLS task has consumed everything: the order of datagrams is kept).
+            if 127 < data[0] < 192:
+                if (
+                    len(data) >= 12
+                    and not 191 < data[1] < 209
+                    and dtls._state is connected
+                    and not pending
+                ):
+                    m_pt, ssrc = ssrc_pt(data)
+                    receiver = ssrc_table.get(ssrc)
+                    handler = getattr(receiver, "_lkload_fast_rtp", None)
+                    # RtpRouter.route_rtp: a known SSRC whose receiver has the payload type
+                    if handler is not None and receiver in pt_table.get(m_pt & 0x7F, ()):
+                        arrival = now()
+                        # what RTCDtlsTransport._recv_next counts for its transport stats
+                        dtls._RTCDtlsTransport__rx_bytes += len(data)
+                        dtls._RTCDtlsTransport__rx_packets += 1
+                        try:
+                            data = dtls._rx_srtp.unprotect(data)
+                        except srtp_error:
+                            return  # aiortc drops it too (debug log)
+                        # RtpPacket.parse's checks, without building the packet
+                        n = len(data)
+                        b0, _, seq, ts, _ = header(data)
+                        if b0 >> 6 != 2:
+                            return
+                        pos = 12 + 4 * (b0 & 0x0F)
+                        if b0 & 0x10:
+                            if n < pos + 4:
+                                return
+                            pos += 4 + 4 * ext_len(data, pos)[0]
+                        if n < pos:
+                            return
+                        if b0 & 0x20:
+                            pad = data[-1]
+                            if not pad or pad > n - pos:
+                                return
+                            n -= pad
+                        try:
+                            handler(ssrc, seq, ts, n - pos + 12, arrival)
+                        except Exception:  # never let it reach the datagram transport
+                            logger.exception("fast RTP handler failed")
                         return
-                    pos += 4 + 4 * ext_len(data, pos)[0]
-                if n < pos:
-                    return
-                if b0 & 0x20:
-                    pad = data[-1]
-                    if not pad or pad > n - pos:
-                        return
-                    n -= pad
-                try:
-                    handler(ssrc, seq, ts, n - pos + 12, arrival)
-                except Exception:  # never let it reach the datagram transport
-                    logger.exception("fast RTP handler failed")
-                return
-        queue_datagram(data, component)
+                queue_datagram(data, component)  # what StunProtocol does with non-STUN
+            else:
+                stun_received(data, addr)
+
+        return datagram_received
 
     def hook_protocols() -> None:
-        # StunProtocol.datagram_received parses every datagram as STUN first (and calls
-        # Connection.data_received when that fails); RTP/RTCP (first byte 128..191) can
-        # never be STUN (first two bits zero), so those skip it.
         for protocol in protocols:
-            if "datagram_received" in vars(protocol):
-                continue
-            stun_received = protocol.datagram_received
-            component = protocol.local_candidate.component
-
-            def datagram_received(
-                data: bytes,
-                addr: Any,
-                stun_received: Any = stun_received,
-                component: int = component,
-            ) -> None:
-                if 127 < data[0] < 192:
-                    srtp_received(data, component)
-                else:
-                    stun_received(data, addr)
-
-            protocol.datagram_received = datagram_received
-            hooked.append(protocol)
+            if "datagram_received" not in vars(protocol):
+                protocol.datagram_received = make_datagram_received(
+                    protocol.local_candidate.component, protocol.datagram_received
+                )
+                hooked.append(protocol)
 
     def data_received(data: bytes, component: int) -> None:
-        # through a protocol not hooked yet (gathered after install): hook it
+        # a datagram through a protocol not hooked yet (gathered after install): aiortc's
+        # path for this one, and hook the protocol for the next ones
         if len(hooked) != len(protocols):
             hook_protocols()
-        if data and 127 < data[0] < 192:
-            srtp_received(data, component)
-        else:
-            queue_datagram(data, component)
+        queue_datagram(data, component)
 
     def uninstall() -> None:
         vars(conn).pop("data_received", None)  # back to aioice's methods; no cycle left
