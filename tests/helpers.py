@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,12 @@ def server_gone(results: Path) -> bool:
         if stat.exists() and stat.read_text().split()[2] != "Z":
             return False
     return True
+
+
+# A JWT: three base64url parts, the first a JSON header ('{"' encodes as eyJ). A bare "eyJ"
+# also turns up inside random base64 (e.g. an SDP's a=sctp-init), so match the whole shape.
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+
+
+def has_token(text: str) -> bool:
+    return JWT.search(text) is not None
