@@ -324,3 +324,32 @@ def test_existing_deployment_from_environment_credentials(tmp_path: Path) -> Non
     assert len(joins) == 3 and all(r["ok"] == "true" for r in joins)
     written = "".join(p.read_text(errors="replace") for p in results.rglob("*") if p.is_file())
     assert server.credentials.api_secret not in written
+
+
+@needs_netns
+def test_failed_joins_are_rows_and_the_next_tier_replaces_them(tmp_path: Path) -> None:
+    # A join deadline no join can meet: every attempt must end as one timeout row, the
+    # users stop themselves, and tier 2's ramp starts new participants in their place.
+    scenario = write_scenario(
+        tmp_path / "s.yaml",
+        TWO_TIERS.replace("hold_s: 6", "hold_s: 2\njoin_timeout_s: 0.001"),
+    )
+    proc = lkload(
+        "run",
+        str(scenario),
+        "--results",
+        str(tmp_path / "results"),
+        "--reports",
+        str(tmp_path / "reports"),
+        "--no-progress",
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    results = only_child(tmp_path / "results")
+    assert json.loads((results / "campaign.json").read_text())["status"] == "completed"
+    rows = read_samples(results)
+    joins = [r for r in rows if r["metric"] == "join_ms"]
+    # tier 1: 3 attempts; tier 2: 6 more (the 3 that failed are replaced, plus 3 new)
+    assert collections.Counter(r["tier"] for r in joins) == {"1": 3, "2": 6}
+    assert all(r["ok"] == "false" and r["error"] == "timeout" for r in joins)
+    assert len({r["participant"] for r in joins}) == 9
+    assert not any(r["metric"] == "session_s" for r in rows)

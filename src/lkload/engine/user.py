@@ -12,9 +12,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-import gevent
 from gevent import GreenletExit
 from locust import User, constant, task
+from locust.exception import StopUser
 
 from lkload.engine.bridge import AsyncioBridge
 from lkload.engine.state import CampaignState
@@ -159,17 +159,22 @@ class ParticipantUser(User):
 
     @task
     def live(self) -> None:
-        """Wait for the session to end on its own (a disconnect); a failed join just idles."""
+        """Wait for the session to end on its own (a disconnect), then stop this user.
+
+        A user without a session (its join failed, or it was disconnected) stops itself:
+        Locust then counts only live participants, so a ramp-down (recovery) keeps
+        connected ones, and the next tier's ramp starts new participants in their place.
+        """
         participant = self.participant
         if participant is None:
-            gevent.sleep(3600)
-            return
+            raise StopUser()
         with contextlib.suppress(Exception):
             self.bridge.wait(self._run)
         # The session ended without being asked to: it wrote its disconnect row already.
         self.participant = None
         self.factory.state.add(connected=-1)
         self._leave(participant)  # releases what it still holds
+        raise StopUser()
 
     def on_stop(self) -> None:
         participant, self.participant = self.participant, None
