@@ -268,6 +268,16 @@ class Campaign:
                     "phase": "recovery",
                 }
             )
+            # As engine/shape.py does: the recovery phase ends with a tier_end of tier -1.
+            ev.append(
+                {
+                    "t": self.end,
+                    "event": "tier_end",
+                    "tier": -1,
+                    "size": self.tiers[0][0],
+                    "connected": self.tiers[0][0],
+                }
+            )
         if self.status == "completed":
             ev.append({"t": self.end, "event": "campaign_end", "status": "completed"})
         ev += self.extra_events

@@ -111,7 +111,12 @@ def tier_windows(results: Results) -> Windows:
             later = phase_events[i + 1 :]
             w.hold_end = float(later[0]["t"]) if later else None
     for event in results.timeline:
-        if event.get("event") == "tier_end" and isinstance(event.get("tier"), int):
+        # The recovery phase ends with a tier_end of tier -1: it is not a tier.
+        if (
+            event.get("event") == "tier_end"
+            and isinstance(event.get("tier"), int)
+            and event["tier"] >= 1
+        ):
             w = window(event["tier"], event.get("size"))
             w.ended = True
             w.hold_end = float(event["t"]) if w.hold_start is not None else w.hold_end
