@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import gevent
 import gevent.event
 
+from lkload.participants.base import SHIELDED_TASK_PREFIX
+
 T = TypeVar("T")
 
 
@@ -93,7 +95,8 @@ class AsyncioBridge:
         async def _shutdown() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             for t in tasks:
-                t.cancel()
+                if not t.get_name().startswith(SHIELDED_TASK_PREFIX):
+                    t.cancel()
             if tasks:
                 await asyncio.wait(tasks, timeout=timeout)
 

@@ -39,6 +39,10 @@ class Target:
     ice_addresses: tuple[str, ...] = ()  # local addresses ICE may use (aiortc engine)
 
 
+# Tasks whose name starts with this must not be cancelled from outside (e.g. at shutdown):
+# they finish on their own within a bounded time; the engine's loop waits for them instead.
+SHIELDED_TASK_PREFIX = "lkload-shielded:"
+
 # Participant attribute in which an engine names itself to the other participants.
 ENGINE_ATTRIBUTE = "lkload.engine"
 

@@ -21,6 +21,7 @@ from livekit import rtc
 from lkload.metrics.schema import SESSION_METRIC, FailureKind
 from lkload.participants.base import (
     ENGINE_ATTRIBUTE,
+    SHIELDED_TASK_PREFIX,
     JoinFailed,
     Participant,
     ParticipantContext,
@@ -86,30 +87,36 @@ class SdkParticipant(Participant):
         self.room = rtc.Room()
         self._wire_events()
         start = time.perf_counter()
-        try:
-            await asyncio.wait_for(
-                self.room.connect(
-                    self.ctx.target.url,
-                    token,
-                    rtc.RoomOptions(auto_subscribe=True, connect_timeout=plan.join_timeout_s),
-                ),
-                plan.join_timeout_s,
+        # Never cancel Room.connect(): once the native side has connected it waits for the
+        # SDK's ReadyForRoomEvent, and a cancelled connect never sends it — the FFI server
+        # then panics and takes the whole generator down (seen with livekit 1.2.1). So the
+        # deadline only stops waiting; a late connect is disconnected when it completes.
+        connecting = asyncio.ensure_future(
+            self.room.connect(
+                self.ctx.target.url,
+                token,
+                rtc.RoomOptions(auto_subscribe=True, connect_timeout=plan.join_timeout_s),
             )
-        except TimeoutError:
+        )
+        connecting.set_name(SHIELDED_TASK_PREFIX + "sdk-connect")
+        done, _ = await asyncio.wait({connecting}, timeout=plan.join_timeout_s)
+        if not done:
+            room = self.room
+            connecting.add_done_callback(lambda t: _disconnect_late(t, room))
+            self.room = None  # not ours to release any more
             await self._release()
             self.ctx.fail("join_ms", FailureKind.TIMEOUT)
-            raise JoinFailed(
-                FailureKind.TIMEOUT, f"no join within {plan.join_timeout_s} s"
-            ) from None
-        except rtc.ConnectError as exc:
+            raise JoinFailed(FailureKind.TIMEOUT, f"no join within {plan.join_timeout_s} s")
+        exc = connecting.exception()
+        if isinstance(exc, rtc.ConnectError):
             kind = classify_connect_error(exc.message)
             await self._release()
             self.ctx.fail("join_ms", kind)
-            raise JoinFailed(kind, exc.message) from None
-        except Exception as exc:  # the SDK raises plain exceptions for FFI problems
+            raise JoinFailed(kind, exc.message)
+        if exc is not None:  # the SDK raises plain exceptions for FFI problems
             await self._release()
             self.ctx.fail("join_ms", FailureKind.INTERNAL)
-            raise JoinFailed(FailureKind.INTERNAL, repr(exc)) from None
+            raise JoinFailed(FailureKind.INTERNAL, repr(exc))
         self._joined_at = time.perf_counter()
         self.ctx.ok("join_ms", (self._joined_at - start) * 1000)
         # Tell other participants what we are: libwebrtc's sender-report clock is offset, so
@@ -154,7 +161,7 @@ class SdkParticipant(Participant):
 
         @room.on("data_received")
         def _data(packet: rtc.DataPacket) -> None:
-            if packet.topic == TOPIC:
+            if packet.topic == TOPIC and self._joined_at:
                 self._on_data(packet.data)
 
         @room.on("disconnected")
@@ -331,6 +338,13 @@ class SdkParticipant(Participant):
         if self.room is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.room.disconnect(), 5)
+
+
+def _disconnect_late(connecting: asyncio.Future[None], room: rtc.Room) -> None:
+    """A connect that finished after its deadline: leave at once (nobody measures it)."""
+    if not connecting.cancelled() and connecting.exception() is None:
+        task = asyncio.ensure_future(room.disconnect())
+        task.set_name(SHIELDED_TASK_PREFIX + "sdk-late-disconnect")
 
 
 def create(ctx: ParticipantContext) -> Participant:
