@@ -34,6 +34,20 @@ def lkload(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProces
     )
 
 
+def run_args(scenario: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """`run SCENARIO` with results and reports under tmp_path and no progress line."""
+    return [
+        "run",
+        str(scenario),
+        "--results",
+        str(tmp_path / "results"),
+        "--reports",
+        str(tmp_path / "reports"),
+        "--no-progress",
+        *extra,
+    ]
+
+
 def write_scenario(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

@@ -19,6 +19,7 @@ from helpers import (
     only_child,
     read_samples,
     read_timeline,
+    run_args,
     server_gone,
     write_scenario,
 )
@@ -43,13 +44,7 @@ rooms: {participants_per_room: 3, publishers_per_room: 1, data_interval_s: 0.5}
 def test_two_tier_campaign_accounts_for_every_participant(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS)
     proc = lkload(
-        "run",
-        str(scenario),
-        "--results",
-        str(tmp_path / "results"),
-        "--reports",
-        str(tmp_path / "reports"),
-        "--no-progress",
+        *run_args(scenario, tmp_path),
     )
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
     results = only_child(tmp_path / "results")
@@ -104,16 +99,7 @@ def test_two_tier_campaign_accounts_for_every_participant(tmp_path: Path) -> Non
 def test_sigint_mid_tier_leaves_readable_results_and_no_server(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
     proc = subprocess.Popen(
-        [
-            *LKLOAD,
-            "run",
-            str(scenario),
-            "--results",
-            str(tmp_path / "results"),
-            "--reports",
-            str(tmp_path / "reports"),
-            "--no-progress",
-        ],
+        [*LKLOAD, *run_args(scenario, tmp_path)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -215,7 +201,7 @@ def test_wrong_api_secret_fails_fast(tmp_path: Path) -> None:
 def test_sigkill_leaves_readable_results_and_takes_the_server_along(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
     proc = subprocess.Popen(
-        [*LKLOAD, "run", str(scenario), "--results", str(tmp_path / "results"), "--no-progress"],
+        [*LKLOAD, *run_args(scenario, tmp_path)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -251,19 +237,7 @@ def test_web_flag_serves_locusts_ui_with_our_measurements(tmp_path: Path) -> Non
     port = free_tcp_port()
     scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 20"))
     proc = subprocess.Popen(
-        [
-            *LKLOAD,
-            "run",
-            str(scenario),
-            "--results",
-            str(tmp_path / "results"),
-            "--reports",
-            str(tmp_path / "reports"),
-            "--no-progress",
-            "--web",
-            "--web-port",
-            str(port),
-        ],
+        [*LKLOAD, *run_args(scenario, tmp_path, "--web", "--web-port", str(port))],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -305,13 +279,7 @@ def test_existing_deployment_from_environment_credentials(tmp_path: Path) -> Non
             "LIVEKIT_API_SECRET": server.credentials.api_secret,
         }
         proc = lkload(
-            "run",
-            str(scenario),
-            "--results",
-            str(tmp_path / "results"),
-            "--reports",
-            str(tmp_path / "reports"),
-            "--no-progress",
+            *run_args(scenario, tmp_path),
             env=env,
         )
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
@@ -335,13 +303,7 @@ def test_failed_joins_are_rows_and_the_next_tier_replaces_them(tmp_path: Path) -
         TWO_TIERS.replace("hold_s: 6", "hold_s: 2\njoin_timeout_s: 0.001"),
     )
     proc = lkload(
-        "run",
-        str(scenario),
-        "--results",
-        str(tmp_path / "results"),
-        "--reports",
-        str(tmp_path / "reports"),
-        "--no-progress",
+        *run_args(scenario, tmp_path),
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     results = only_child(tmp_path / "results")
