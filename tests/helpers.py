@@ -23,6 +23,21 @@ needs_netns = pytest.mark.skipif(
 )
 
 
+# Two small tiers (3 then 6 participants, rooms of 3 with one publisher) for whole campaigns.
+TWO_TIERS = """
+name: two-tiers
+spawn_rate: 6
+settle_s: 1
+hold_s: 6
+api_interval_s: 1
+stats_interval_s: 1
+tiers:
+  - {size: 3, role: baseline}
+  - {size: 6, role: acceptable}
+rooms: {participants_per_room: 3, publishers_per_room: 1, data_interval_s: 0.5}
+"""
+
+
 def lkload(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*LKLOAD, *args],

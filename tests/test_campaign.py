@@ -13,6 +13,7 @@ import pytest
 from helpers import (
     LKLOAD,
     ROOT,
+    TWO_TIERS,
     has_token,
     lkload,
     needs_netns,
@@ -25,19 +26,6 @@ from helpers import (
 )
 
 from lkload.metrics.schema import ATTEMPT_METRICS
-
-TWO_TIERS = """
-name: two-tiers
-spawn_rate: 6
-settle_s: 1
-hold_s: 6
-api_interval_s: 1
-stats_interval_s: 1
-tiers:
-  - {size: 3, role: baseline}
-  - {size: 6, role: acceptable}
-rooms: {participants_per_room: 3, publishers_per_room: 1, data_interval_s: 0.5}
-"""
 
 
 @needs_netns

@@ -25,24 +25,17 @@ from helpers import (
     read_samples,
     read_timeline,
 )
+from helpers import (
+    TWO_TIERS as CAMPAIGN_TWO_TIERS,
+)
 
 from lkload.engine import messages
 from lkload.metrics.schema import ATTEMPT_METRICS, FailureKind, Phase, Sample
 from lkload.scenario import parse_scenario
 from lkload.server.ports import free_tcp_port
 
-TWO_TIERS = """
-name: dist-two-tiers
-spawn_rate: 6
-settle_s: 1
-hold_s: 6
-api_interval_s: 1
-stats_interval_s: 1
-tiers:
-  - {size: 3, role: baseline}
-  - {size: 6, role: acceptable}
-rooms: {participants_per_room: 3, publishers_per_room: 1, data_interval_s: 0.5}
-"""
+# The campaign tests' scenario under its own name (a refusal test looks for the name).
+TWO_TIERS = CAMPAIGN_TWO_TIERS.replace("name: two-tiers", "name: dist-two-tiers")
 
 
 class Cluster:
