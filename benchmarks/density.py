@@ -131,16 +131,7 @@ def child(args: argparse.Namespace) -> None:
         await asyncio.sleep(args.settle)
         holding[0] = True
         print("HOLD_START", flush=True)
-        profiler = None
-        if args.profile:
-            from pyinstrument import Profiler
-
-            profiler = Profiler(async_mode="disabled")
-            profiler.start()
         await asyncio.sleep(args.hold)
-        if profiler is not None:
-            profiler.stop()
-            Path(args.profile).write_text(profiler.output_text(unicode=False, show_all=True))
         holding[0] = False
         print("HOLD_END", flush=True)
         for p in parts:
@@ -260,8 +251,6 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
         "--settle",
         str(args.settle),
     ]
-    if args.profile and engine == "aiortc":
-        cmd += ["--profile", str(Path(args.profile).with_suffix(f".{rooms}.txt"))]
     timeout = rooms * ROOM_SIZE / JOIN_RATE + args.hold + args.settle + 60
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
@@ -276,6 +265,8 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
     measured = False
     if started.wait(timeout) and proc.poll() is None:
         hold.start()
+        if args.profile:
+            _profile(proc.pid, args.hold, Path(args.profile).with_suffix(f".{engine}.{rooms}.txt"))
         seen = ended.wait(max(0.0, deadline - time.monotonic()))
         if seen and proc.poll() is None:  # HOLD_END with the child alive (not EOF, not timeout)
             hold.stop()
@@ -295,6 +286,18 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
     if res.get("failures"):
         print(f"{engine} x{rooms} rooms failures: {sorted(set(res['failures']))}", flush=True)
     return _step(engine, rooms, n, hold, res["loss_pct"], res["loss_pct"], res["n_failures"], 1, "")
+
+
+def _profile(pid: int, seconds: float, out: Path) -> None:
+    """py-spy (native frames too) over the hold, collapsed stacks in `out`. Sampling costs
+    the child CPU: a profiled step's numbers are not comparable with unprofiled ones."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if not py_spy.exists():
+        print(f"--profile: {py_spy} not found (pip install py-spy); not profiled", flush=True)
+        return
+    cmd = [str(py_spy), "record", "--native", "-r", "200", "-f", "raw", "-o", str(out)]
+    cmd += ["-d", str(max(1, int(seconds) - 1)), "-p", str(pid)]
+    subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _step(
@@ -611,7 +614,6 @@ def main() -> None:
     c.add_argument("--ice", required=True)
     c.add_argument("--hold", type=float, default=20)
     c.add_argument("--settle", type=float, default=5)
-    c.add_argument("--profile", default="")
     ap.add_argument("--engines", nargs="+", default=["aiortc", "sdk", "lk"])
     ap.add_argument("--max-rooms", type=int, default=12)
     ap.add_argument(
@@ -623,7 +625,13 @@ def main() -> None:
     )
     ap.add_argument("--hold", type=float, default=20)
     ap.add_argument("--settle", type=float, default=5)
-    ap.add_argument("--profile", default="", help="pyinstrument text output (aiortc child)")
+    ap.add_argument(
+        "--profile",
+        default="",
+        help="py-spy (native frames too) over each aiortc/sdk child's hold, collapsed stacks in "
+        "FILE.<engine>.<rooms>.txt; sampling costs the child CPU, so that step's numbers are "
+        "not comparable (pip install py-spy)",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "density-results.json"))
     args = ap.parse_args()
     if args.cmd == "child":

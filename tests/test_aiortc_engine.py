@@ -139,6 +139,46 @@ def test_fast_receive_path_and_decode_path_agree(lk_server):  # noqa: F811
             (acc,) = [a for a in p.counters.tracks.values() if a.kind == kind]
             per_packet.append(acc.bytes / acc.packets)
         assert per_packet[0] == pytest.approx(per_packet[1], rel=0.05), (kind, per_packet)
+    # what lkload's sender loop packetized (interop 6) decodes: libvpx and libopus via aiortc
+    decoded = {a.kind: a for a in slow.counters.tracks.values()}
+    assert decoded["video"].frames_decoded > 4 * 15 * 0.8, decoded["video"]  # 15 fps
+    assert decoded["video"].frame_size == (320, 180)
+    assert decoded["audio"].frames_decoded > 4 * 50 * 0.8, decoded["audio"]  # 20 ms frames
+    assert all(a.frames_decoded == 0 for a in fast.counters.tracks.values())
+    assert not [r for r in rows.rows if not r.ok]
+
+
+def test_h264_publisher_is_decoded(lk_server):  # noqa: F811
+    """video_codec: h264 goes through the server (H.264 negotiated, not VP8) and what lkload's
+    sender loop sends decodes (aiortc's H.264 decoder, decode mode)."""
+    layout = RoomLayout(audio=False, video=True, video_codec="h264", data=False)
+
+    async def scenario() -> tuple[Rows, AiortcParticipant, AiortcParticipant]:
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "h264-pub", "h264", publisher=True, layout=layout)
+        )
+        sub = AiortcParticipant(
+            make_ctx(lk_server, rows, "h264-sub", "h264", publisher=False, layout=layout),
+            decode=True,
+        )
+        for p in (pub, sub):
+            await p.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, sub)]
+        await asyncio.sleep(4.0)
+        assert pub.pub_pc is not None
+        (transceiver,) = pub.pub_pc.getTransceivers()
+        assert transceiver._codecs[0].mimeType.lower() == "video/h264"  # what it sends
+        for p in (sub, pub):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return rows, pub, sub
+
+    rows, pub, sub = asyncio.run(scenario())
+    (account,) = sub.counters.tracks.values()
+    assert account.frames_decoded > 3 * 15 * 0.8, account
+    assert account.frame_size == (320, 180)
+    assert max(rows.values("loss_pct", "h264-sub")) < 1.0
     assert not [r for r in rows.rows if not r.ok]
 
 

@@ -155,9 +155,14 @@ def test_datagram_protocol_is_looked_up_per_datagram() -> None:
     assert uvloop.run(check()) == [b"\x80hello"]
 
 
-class _FakeSrtp:
-    def unprotect(self, data: bytes) -> bytes:
-        return data  # "decrypted": the test sends plain RTP
+_SRTP_KEY = bytes(range(30))  # AES128_CM_SHA1_80: 16-byte key + 14-byte salt
+
+
+def _srtp_session(direction: str) -> object:
+    from pylibsrtp import Policy, Session
+
+    kind = Policy.SSRC_ANY_INBOUND if direction == "in" else Policy.SSRC_ANY_OUTBOUND
+    return Session(Policy(key=_SRTP_KEY, ssrc_type=kind))
 
 
 class _FakeDtls:
@@ -170,7 +175,7 @@ class _FakeDtls:
         self.transport = type("Ice", (), {"_connection": conn})()
         self._rtp_router = RtpRouter()
         self._state = State.CONNECTED
-        self._rx_srtp = _FakeSrtp()
+        self._rx_srtp = _srtp_session("in")  # real libsrtp: the fast path unprotects
         self._RTCDtlsTransport__rx_bytes = 0
         self._RTCDtlsTransport__rx_packets = 0
         self.state = "connected"
@@ -224,10 +229,13 @@ def test_fast_rtp_path_routes_parses_and_falls_back() -> None:
             p.csrc = list(range(csrc))
             if ext:
                 p.extensions.abs_send_time = 0x123456
-            return p.serialize(ext_map)
+            return tx.protect(p.serialize(ext_map))
+
+        tx = _srtp_session("out")
+        rx = _srtp_session("in")  # a second receiver: the cleartext each case should give
 
         def expected(data: bytes) -> int:
-            return len(RtpPacket.parse(data, ext_map).payload) + 12
+            return len(RtpPacket.parse(rx.unprotect(data), ext_map).payload) + 12
 
         cases = [rtp(1), rtp(2, padding=7), rtp(3, csrc=2), rtp(4, ext=True),
                  rtp(5, ext=True, padding=3, csrc=1), rtp(6, payload=b"")]  # fmt: skip
@@ -236,6 +244,11 @@ def test_fast_rtp_path_routes_parses_and_falls_back() -> None:
         assert got == [(1234, i + 1, (i + 1) * 3000, expected(d)) for i, d in enumerate(cases)]
         assert conn._queue.empty()
         assert dtls._RTCDtlsTransport__rx_packets == len(cases)
+        # a packet that fails authentication is counted and dropped, as aiortc does
+        forged = bytearray(rtp(13))
+        forged[-1] ^= 1
+        proto.datagram_received(bytes(forged), ("127.0.0.1", 1))
+        assert len(got) == len(cases) and conn._queue.empty()
         # what aiortc's own path must handle: unknown SSRC, other payload type, RTCP, DTLS
         sr = bytes(
             RtcpSrPacket(
@@ -259,8 +272,9 @@ def test_fast_rtp_path_routes_parses_and_falls_back() -> None:
         proto2 = StunProtocol(conn)
         proto2.local_candidate = type("C", (), {"component": 1})()  # type: ignore[assignment]
         conn._protocols.append(proto2)
-        proto2.datagram_received(rtp(11), ("127.0.0.1", 1))
-        assert conn._queue.get_nowait()[0] == rtp(11) and len(got) == len(cases)
+        p11 = rtp(11)
+        proto2.datagram_received(p11, ("127.0.0.1", 1))
+        assert conn._queue.get_nowait()[0] == p11 and len(got) == len(cases)
         proto2.datagram_received(rtp(12), ("127.0.0.1", 1))
         assert conn._queue.empty() and got[-1][1] == 12
         del got[-1]
@@ -268,8 +282,9 @@ def test_fast_rtp_path_routes_parses_and_falls_back() -> None:
         from aiortc.rtcdtlstransport import State
 
         dtls._state = State.CLOSED
-        proto.datagram_received(rtp(10), ("127.0.0.1", 1))
-        assert conn._queue.get_nowait()[0] == rtp(10) and len(got) == len(cases)
+        p10 = rtp(10)
+        proto.datagram_received(p10, ("127.0.0.1", 1))
+        assert conn._queue.get_nowait()[0] == p10 and len(got) == len(cases)
         # closing undoes it: aioice's methods again, no reference cycle left
         dtls.state = "closed"
         for f in dtls.listeners:
@@ -311,3 +326,105 @@ def test_fast_clock_matches_aiortc() -> None:
     interop.install_fast_clock()
     assert aiortc.clock.current_ntp_time is interop._fast_current_ntp_time
     assert aiortc.clock.current_ms is interop._fast_current_ms
+
+
+def test_sender_internals_the_preencoded_loop_replaces() -> None:
+    from aiortc import RTCRtpSender
+
+    # send() starts the loop through the instance; NACKs go through the instance too
+    assert "self._run_rtp(parameters.codecs[0])" in inspect.getsource(RTCRtpSender.send)
+    assert "await self._retransmit(" in inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    cls = inspect.getsource(RTCRtpSender)
+    for name in interop._SENDER_STATE:
+        assert f"self.__{name} =" in cls, name
+    # what the replaced loop must keep up: the sender reports, stop(), the track
+    rtcp = inspect.getsource(RTCRtpSender._run_rtcp)
+    for name in ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count"):
+        assert f"self.__{name}" in rtcp, name
+    stop = inspect.getsource(RTCRtpSender.stop)
+    assert "self.__rtp_started.wait()" in stop and "self.__rtp_exited.wait()" in stop
+    run = inspect.getsource(RTCRtpSender._run_rtp)
+    assert "self.__rtp_started.set()" in run and "self.__rtp_exited.set()" in run
+    assert "self.__track.stop()" in run and "self._enabled" in inspect.getsource(
+        RTCRtpSender._next_encoded_frame
+    )
+    assert "packet.extensions.abs_send_time = (" in run and "clock.current_ntp_time() >> 14" in run
+    assert "wrap_rtx(" in inspect.getsource(RTCRtpSender._retransmit)
+    # pylibsrtp: the libsrtp context and functions used in place
+    import pylibsrtp
+    from pylibsrtp._binding import lib
+
+    assert pylibsrtp.SRTP_MAX_TRAILER_LEN >= 16
+    assert callable(lib.srtp_protect) and callable(lib.srtp_unprotect)
+    session = _srtp_session("out")
+    assert interop._Srtp(session).ctx == session._srtp[0]  # type: ignore[attr-defined]
+
+    async def install() -> tuple[bool, bool]:
+        from lkload.media import SampleSpec
+        from lkload.participants.aiortc.packetize import FrameSource, packetize
+        from lkload.participants.aiortc.publisher import PreEncodedTrack
+
+        pc = RTCPeerConnection()
+        spec = SampleSpec("opus", 32)
+        sender = pc.addTransceiver(PreEncodedTrack(spec), direction="sendonly").sender
+        frames = FrameSource(packetize(spec))
+        first = interop.install_preencoded_sender(sender, frames)
+        again = interop.install_preencoded_sender(sender, frames)
+        await pc.close()
+        return first, again
+
+    assert asyncio.run(install()) == (True, False)
+
+
+def test_in_place_srtp_matches_pylibsrtp() -> None:
+    """The sender loop protects in a buffer of its own with the session's libsrtp context;
+    the result is what pylibsrtp's protect gives for the same key and packet."""
+    from aiortc.rtp import RtpPacket
+    from pylibsrtp._binding import lib
+
+    ours, theirs = interop._Srtp(_srtp_session("out")), _srtp_session("out")
+    for seq in range(3):
+        packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=seq, ssrc=7)
+        packet.payload = bytes(range(200)) * 3
+        data = packet.serialize()
+        ours.buf[0 : len(data)] = data
+        ours.lenp[0] = len(data)
+        assert lib.srtp_protect(ours.ctx, ours.cdata, ours.lenp) == 0
+        assert ours.buf[0 : ours.lenp[0]] == theirs.protect(data)  # type: ignore[attr-defined]
+
+
+def test_packet_template_matches_aiortc_serialize() -> None:
+    """The header lkload writes (template from aiortc's serializer, fields written in place)
+    is byte for byte what aiortc's RtpPacket.serialize gives; RTX wraps as aiortc's does."""
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
+
+    ext_map = HeaderExtensionsMap()
+    ext_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=4, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+                RTCRtpHeaderExtensionParameters(
+                    id=2, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+                ),
+            ]
+        )
+    )
+    state = {"m": "1", "x": ext_map}
+    names = {"mid": "m", "rtp_header_extensions_map": "x"}
+    from unittest import mock
+
+    with mock.patch.object(interop, "_abs_send_time", return_value=0x0A0B0C):
+        data = interop._packet(state, names, 0x80 | 96, 65535, 0xFFFFFFFE, b"payload", 0x1234)
+        rtx = interop._packet(state, names, 0x80 | 97, 9, 0xFFFFFFFE, b"\xff\xffpayload", 0x99)
+    stock = RtpPacket(payload_type=96, marker=1, sequence_number=65535, timestamp=0xFFFFFFFE)
+    stock.ssrc, stock.payload = 0x1234, b"payload"
+    stock.extensions.mid, stock.extensions.abs_send_time = "1", 0x0A0B0C
+    assert data == stock.serialize(ext_map)
+    original = unwrap_rtx(RtpPacket.parse(rtx, ext_map), payload_type=96, ssrc=0x1234)
+    assert (original.sequence_number, original.payload, original.marker) == (65535, b"payload", 1)
+    # without negotiated extensions: a plain 12-byte header
+    assert interop._header_template(HeaderExtensionsMap(), 96, 1, "0") == (
+        RtpPacket(payload_type=96, ssrc=1).serialize(),
+        -1,
+    )

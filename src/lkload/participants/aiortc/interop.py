@@ -39,11 +39,29 @@ internal it relies on changes.
    the second once per received SRTP datagram. `install_fast_clock` replaces the two module
    functions by `time.time_ns()` arithmetic with the same results (same wall clock,
    microsecond resolution, same rounding). Public module-level names, as in 1.
+6. Pre-encoded sender loop (aiortc + pylibsrtp), only without decoding: per packet aiortc's
+   `RTCRtpSender._run_rtp` awaits the track, packetizes the frame again, builds an RtpPacket
+   and its header extensions, serializes, and sends through `_send_rtp` (pylibsrtp's
+   `protect` allocates and copies twice). `install_preencoded_sender` replaces `_run_rtp`
+   and `_retransmit` on one sender instance (before `send()` starts them) by a loop over
+   payloads cut once per sample (packetize.py): per packet the header is a template made by
+   aiortc's own `RtpPacket.serialize` with the sender's negotiated extension map (sequence
+   number, marker, timestamp and abs-send-time written in place), protected in place by
+   libsrtp with the transport's own SRTP session (`_Srtp`), sent to the nominated pair as in
+   4. It keeps the sender's RTCP working: it updates the counters `_run_rtcp` puts in its
+   sender reports, sets the started/exited events `stop()` waits for, stops the track at the
+   end, and answers NACKs from a history of the last 128 packets (RTX when negotiated), as
+   aiortc does.
+7. Receive-side SRTP (pylibsrtp): `_Srtp.unprotect_fields` unprotects into a buffer made
+   once and reads the header fields from it, instead of pylibsrtp's `unprotect`, which
+   allocates a length cell and returns a copy per packet. Same libsrtp call, same session.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import struct
 import time
 from collections.abc import Callable
@@ -52,12 +70,17 @@ from typing import Any
 import aioice.ice
 import aiortc.clock
 import pylibsrtp
-from aiortc import RTCRtpReceiver
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtcpPacket, RtcpSrPacket, RtpPacket
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 from lkload.participants.aiortc import ice
+from lkload.participants.aiortc.packetize import FrameSource
 
 __all__ = [
     "AIOICE_VERIFIED",
@@ -69,6 +92,7 @@ __all__ = [
     "install_fast_rtp",
     "install_fast_send",
     "install_host_address_filter",
+    "install_preencoded_sender",
     "tap_receiver",
 ]
 
@@ -192,7 +216,8 @@ def install_fast_rtp(dtls: RTCDtlsTransport) -> bool:
     header = _RTP_HEADER.unpack_from
     ext_len = _EXT_LEN.unpack_from
     now = time.time
-    srtp_error = pylibsrtp.Error
+    unprotect = _srtp_lib.srtp_unprotect
+    rx: list[_Srtp] = []  # made at the first packet: the session exists once DTLS connected
     hooked: list[Any] = []
 
     def make_datagram_received(component: int, stun_received: Any) -> Any:
@@ -217,24 +242,31 @@ def install_fast_rtp(dtls: RTCDtlsTransport) -> bool:
                         # what RTCDtlsTransport._recv_next counts for its transport stats
                         dtls._RTCDtlsTransport__rx_bytes += len(data)
                         dtls._RTCDtlsTransport__rx_packets += 1
-                        try:
-                            data = dtls._rx_srtp.unprotect(data)
-                        except srtp_error:
-                            return  # aiortc drops it too (debug log)
-                        # RtpPacket.parse's checks, without building the packet
+                        if not rx or rx[0].session is not dtls._rx_srtp:
+                            rx[:] = [_Srtp(dtls._rx_srtp)]
+                        srtp = rx[0]
                         n = len(data)
-                        b0, _, seq, ts, _ = header(data)
+                        if n > _Srtp.SIZE:
+                            return  # pylibsrtp refuses it (ValueError), aiortc drops it
+                        buf = srtp.buf
+                        buf[0:n] = data
+                        srtp.lenp[0] = n
+                        if unprotect(srtp.ctx, srtp.cdata, srtp.lenp):
+                            return  # authentication/replay failure: aiortc drops it too
+                        # RtpPacket.parse's checks, without building the packet
+                        n = srtp.lenp[0]
+                        b0, _, seq, ts, _ = header(buf)
                         if b0 >> 6 != 2:
                             return
                         pos = 12 + 4 * (b0 & 0x0F)
                         if b0 & 0x10:
                             if n < pos + 4:
                                 return
-                            pos += 4 + 4 * ext_len(data, pos)[0]
+                            pos += 4 + 4 * ext_len(buf, pos)[0]
                         if n < pos:
                             return
                         if b0 & 0x20:
-                            pad = data[-1]
+                            pad = buf[n - 1][0]
                             if not pad or pad > n - pos:
                                 return
                             n -= pad
@@ -325,3 +357,236 @@ def install_fast_clock() -> None:
     _original_clock = (aiortc.clock.current_ntp_time, aiortc.clock.current_ms)
     aiortc.clock.current_ntp_time = _fast_current_ntp_time
     aiortc.clock.current_ms = _fast_current_ms
+
+
+class _Srtp:
+    """A libsrtp session of pylibsrtp (`Session._srtp`) used in place on a buffer made once
+    (module docstring, 6 and 7): no allocation per packet. Not thread-safe; one per
+    direction of one DTLS transport, used on its event loop."""
+
+    SIZE = 1500 + pylibsrtp.SRTP_MAX_TRAILER_LEN
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        self.session = session  # keeps the libsrtp context alive as long as we use it
+        self.ctx = session._srtp[0]
+        self.cdata = _srtp_ffi.new("char[]", self.SIZE)
+        self.buf = _srtp_ffi.buffer(self.cdata)
+        self.lenp = _srtp_ffi.new("int *")
+
+
+_HEADER_FIELDS = struct.Struct("!BHI")  # m/pt, seq, timestamp (at offset 1)
+_ABS_SEND_TIME = struct.Struct("!BH")  # 24 bits, 6.18 fixed-point seconds
+_ABS_PROBE = 0xABCDEF
+
+
+def _header_template(
+    ext_map: Any, payload_type: int, ssrc: int, mid: str | None
+) -> tuple[bytes, int]:
+    """The RTP header aiortc's sender would write for this stream (its negotiated header
+    extensions: mid, abs-send-time), from aiortc's own serializer, and the offset of the
+    abs-send-time value in it (-1: not negotiated)."""
+    probe = RtpPacket(payload_type=payload_type, ssrc=ssrc)
+    probe.extensions.abs_send_time = _ABS_PROBE
+    probe.extensions.mid = mid
+    header = probe.serialize(ext_map)
+    marker = _ABS_PROBE.to_bytes(3, "big")
+    offset = header.find(marker, 12)
+    if offset != -1 and header.find(marker, offset + 1) != -1:
+        raise ValueError("ambiguous abs-send-time offset in the RTP header template")
+    return header, offset
+
+
+def _abs_send_time() -> int:
+    """abs-send-time of now, as aiortc's sender computes it (NTP time >> 14, 24 bits)."""
+    return (aiortc.clock.current_ntp_time() >> 14) & 0xFFFFFF
+
+
+_SENDER_STATE = (
+    "rtp_started",
+    "rtp_exited",
+    "track",
+    "mid",
+    "rtp_header_extensions_map",
+    "rtx_payload_type",
+    "ntp_timestamp",
+    "rtp_timestamp",
+    "octet_count",
+    "packet_count",
+)
+_HISTORY = 128  # packets kept for NACKs, as aiortc's RTP_HISTORY_SIZE
+
+
+def install_preencoded_sender(sender: RTCRtpSender, frames: FrameSource) -> bool:
+    """Send `frames` from this sender with lkload's loop instead of aiortc's (module
+    docstring, 6). Call before the sender starts (before the answer is applied). Returns
+    False (nothing installed) if the sender does not have the expected shape."""
+    state = vars(sender)
+    names = {n: f"_RTCRtpSender__{n}" for n in _SENDER_STATE}
+    if "_run_rtp" in state or any(name not in state for name in names.values()):
+        return False
+    history: dict[int, tuple[int, int, int, bytes]] = {}  # seq % size -> seq, m/pt, ts, payload
+    rtx: dict[str, Any] = {}
+
+    async def run_rtp(codec: RTCRtpCodecParameters) -> None:
+        state[names["rtp_started"]].set()
+        try:
+            await _send_frames(sender, state, names, codec, frames, history)
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            pass
+        except Exception:  # as aiortc: log it, and still end as a stopped sender
+            logger.exception("pre-encoded sender failed")
+        track = state[names["track"]]
+        if track is not None:
+            track.stop()
+            state[names["track"]] = None
+        state[names["rtp_exited"]].set()
+
+    async def retransmit(sequence_number: int) -> None:
+        entry = history.get(sequence_number % _HISTORY)
+        dtls = sender.transport
+        if entry is None or entry[0] != sequence_number or dtls._state is not DtlsState.CONNECTED:
+            return
+        _, m_pt, timestamp, payload = entry
+        rtx_pt = state[names["rtx_payload_type"]]
+        if rtx_pt is None:
+            packet = _packet(state, names, m_pt, sequence_number, timestamp, payload, sender._ssrc)
+            await dtls._send_rtp(packet)
+            return
+        if rtx.get("pt") != rtx_pt:
+            rtx.update(pt=rtx_pt, seq=random.getrandbits(15))
+        seq = rtx["seq"]
+        rtx["seq"] = (seq + 1) & 0xFFFF
+        data = _packet(
+            state,
+            names,
+            (m_pt & 0x80) | rtx_pt,
+            seq,
+            timestamp,
+            struct.pack("!H", sequence_number) + payload,
+            sender._rtx_ssrc,
+        )
+        await dtls._send_rtp(data)
+
+    sender._run_rtp = run_rtp  # type: ignore[method-assign]
+    sender._retransmit = retransmit  # type: ignore[method-assign]
+    sender._lkload_history = history  # type: ignore[attr-defined]  (what NACKs can get)
+    return True
+
+
+def _packet(
+    state: dict[str, Any],
+    names: dict[str, str],
+    m_pt: int,
+    seq: int,
+    timestamp: int,
+    payload: bytes,
+    ssrc: int,
+) -> bytes:
+    """One cleartext RTP packet (retransmissions only: rare, so no template cache)."""
+    ext_map = state[names["rtp_header_extensions_map"]]
+    header, abs_at = _header_template(ext_map, m_pt & 0x7F, ssrc, state[names["mid"]])
+    packet = bytearray(header + payload)
+    _HEADER_FIELDS.pack_into(packet, 1, m_pt, seq, timestamp)
+    if abs_at != -1:
+        now = _abs_send_time()
+        _ABS_SEND_TIME.pack_into(packet, abs_at, now >> 16, now & 0xFFFF)
+    return bytes(packet)
+
+
+async def _send_frames(
+    sender: RTCRtpSender,
+    state: dict[str, Any],
+    names: dict[str, str],
+    codec: RTCRtpCodecParameters,
+    frames: FrameSource,
+    history: dict[int, tuple[int, int, int, bytes]],
+) -> None:
+    """The loop of `install_preencoded_sender`: one wake-up per frame, its packets sent
+    back to back (as aiortc does), the SR counters updated once per frame."""
+    loop = asyncio.get_running_loop()
+    dtls = sender.transport
+    connected = DtlsState.CONNECTED
+    nominated = dtls.transport._connection._nominated
+    template, abs_at = _header_template(
+        state[names["rtp_header_extensions_map"]],
+        codec.payloadType or 0,
+        sender._ssrc,
+        state[names["mid"]],
+    )
+    hlen = len(template)
+    pt = codec.payloadType or 0
+    srtp: _Srtp | None = None
+    fields = _HEADER_FIELDS.pack_into
+    abs_fields = _ABS_SEND_TIME.pack_into
+    protect = _srtp_lib.srtp_protect
+    ntp_now = aiortc.clock.current_ntp_time
+    track_key, enabled = names["track"], "_enabled"
+    octets_key, packets_key = names["octet_count"], names["packet_count"]
+    seq = random.getrandbits(15)  # as aiortc: < 32768 to avoid an early wrap-around
+    origin = random.getrandbits(32)
+    t0, wall0 = loop.time(), time.time()  # the same instant on both clocks
+    while True:
+        track = state[track_key]
+        if track is None or track.readyState != "live":
+            raise MediaStreamError
+        payloads, offset, due = frames.next()
+        when = t0 + due
+        if when > loop.time():
+            wake = loop.create_future()
+            handle = loop.call_at(when, _wake, wake)
+            try:
+                await wake
+            finally:
+                handle.cancel()
+        elif when < loop.time() - 1.0:  # more than a second behind (a stalled loop)
+            behind = loop.time() - when
+            t0, wall0, when = t0 + behind, wall0 + behind, when + behind
+        if not state[enabled]:
+            continue
+        if dtls._state is not connected:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        if srtp is None or srtp.session is not dtls._tx_srtp:
+            srtp = _Srtp(dtls._tx_srtp)
+        pair = nominated.get(1)
+        if pair is None:
+            raise ConnectionError("Cannot send data, not connected")
+        sendto, addr = pair.protocol.transport.sendto, pair.remote_addr
+        ctx, cdata, buf, lenp = srtp.ctx, srtp.cdata, srtp.buf, srtp.lenp
+        timestamp = (origin + offset) & 0xFFFFFFFF
+        last = len(payloads) - 1
+        sent = 0
+        for i, payload in enumerate(payloads):
+            m_pt = pt | 0x80 if i == last else pt
+            n = hlen + len(payload)
+            buf[0:hlen] = template
+            fields(buf, 1, m_pt, seq, timestamp)
+            if abs_at != -1:
+                now = (ntp_now() >> 14) & 0xFFFFFF
+                abs_fields(buf, abs_at, now >> 16, now & 0xFFFF)
+            buf[hlen:n] = payload
+            lenp[0] = n
+            rc = protect(ctx, cdata, lenp)
+            if rc:
+                raise pylibsrtp.Error(f"srtp_protect failed: {rc}")
+            sendto(buf[0 : lenp[0]], addr)
+            history[seq % _HISTORY] = (seq, m_pt, timestamp, payload)
+            seq = (seq + 1) & 0xFFFF
+            sent += len(payload)
+        # what aiortc's loop leaves for _run_rtcp's sender reports, once per frame; the NTP
+        # time is the frame's capture time (when it was due), not when the send returned:
+        # media_e2e_ms then spans capture to arrival, the generator's own lateness included
+        state[names["ntp_timestamp"]] = _ntp(wall0 + (when - t0))
+        state[names["rtp_timestamp"]] = timestamp
+        state[octets_key] += sent
+        state[packets_key] += len(payloads)
+
+
+def _ntp(wall: float) -> int:
+    """64-bit NTP timestamp of a Unix time in seconds."""
+    seconds = int(wall)
+    return ((seconds + _NTP_UNIX_OFFSET) << 32) | int((wall - seconds) * (1 << 32))
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
+import av
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError
 from livekit.protocol import models as pm
 from livekit.protocol import rtc as pr
 
@@ -431,7 +433,14 @@ class AiortcParticipant(Participant):
                     decode=self.decode,
                     on_rtp_fields=account.on_rtp_fields,
                 )
-                if not self.decode:
+                if self.decode:
+                    # aiortc queues every decoded frame on the track: take them, or they pile up
+                    task = asyncio.create_task(
+                        _count_decoded(track, account), name="lkload-aiortc-decoded"
+                    )
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                else:
                     interop.install_fast_rtp(receiver.transport)
                     interop.install_fast_send(receiver.transport)
                 return
@@ -504,6 +513,20 @@ class AiortcParticipant(Participant):
             await asyncio.wait_for(self.signal.close(), 5.0)
         self.pub_pc = self.sub_pc = None
         self._reliable = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+
+
+async def _count_decoded(track: MediaStreamTrack, account: TrackAccount) -> None:
+    """Count (and drop) the frames aiortc decodes for one remote track (decode mode)."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            frame = await track.recv()
+            account.frames_decoded += 1
+            if isinstance(frame, av.VideoFrame):
+                account.frame_size = (frame.width, frame.height)
 
 
 class _SessionEnded(Exception):

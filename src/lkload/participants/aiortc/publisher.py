@@ -1,9 +1,10 @@
 """The publisher side: pre-encoded tracks, the publisher peer connection's transceivers,
 AddTrackRequests, and the data channels the client opens.
 
-A `PreEncodedTrack` hands aiortc's RTCRtpSender ready av.Packets from a `PacketLoop`,
-paced on the event loop (one sleep per frame, no thread, no encoder): aiortc only
-packetizes them (`Encoder.pack`), so no frame is ever encoded while a campaign runs.
+Each sendonly transceiver's sender sends RTP payloads cut once per sample (packetize.py)
+with lkload's own loop (interop.py, 6): one wake-up per frame, no encoder, no thread. The
+`PreEncodedTrack` it carries is what aiortc's own loop would read instead (ready av.Packets
+from a `PacketLoop`, paced on the event loop) if that loop cannot be installed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from livekit.protocol import models as pm
 from livekit.protocol import rtc as pr
 
 from lkload.media import PacketLoop, SampleSpec, load_sample
+from lkload.participants.aiortc import interop
+from lkload.participants.aiortc.packetize import FrameSource, packetize
 from lkload.scenario.model import RoomLayout
 
 __all__ = [
@@ -64,9 +67,6 @@ class PreEncodedTrack(MediaStreamTrack):
         self.spec = spec
         self._loop = PacketLoop(load_sample(spec))
         self._t0: float | None = None
-        self.packets_sent = 0
-        # Publisher-side delay (s) added before each packet: a test knob for media_e2e_ms.
-        self.extra_delay_s = 0.0
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         if self.readyState != "live":
@@ -80,7 +80,6 @@ class PreEncodedTrack(MediaStreamTrack):
             await asyncio.sleep(wait)
         elif wait < -1.0:  # fell more than a second behind (a stalled loop): skip ahead
             self._t0 -= wait
-        self.packets_sent += 1
         return packet
 
 
@@ -96,6 +95,7 @@ def add_transceivers(pc: RTCPeerConnection, specs: list[SampleSpec]) -> list[Pre
         if spec.codec == "h264":  # constrained baseline, packetization-mode 1 first
             prefs.sort(key=lambda c: (c.parameters.get("packetization-mode") != "1",))
         transceiver.setCodecPreferences(prefs)
+        interop.install_preencoded_sender(transceiver.sender, FrameSource(packetize(spec)))
         tracks.append(track)
     return tracks
 

@@ -39,6 +39,9 @@ class TrackAccount:
     first_packet_at: float | None = None
     ssrc: int | None = None
     clocks: dict[int, SenderClock] = field(default_factory=dict)  # per SSRC, from SRs
+    # decode mode only: frames aiortc decoded, and the last video frame's width x height
+    frames_decoded: int = 0
+    frame_size: tuple[int, int] | None = None
     # called once, after the first packet has been counted (first_track_ms)
     on_first: Callable[[str], None] | None = None
     # totals of the finished intervals (packets, bytes: these plus the current interval)

@@ -1,0 +1,114 @@
+"""RTP packetization of a pre-encoded sample, done once per sample for every publisher.
+
+A sample's frames never change, so their RTP payloads are cut once (`packetize`, cached per
+spec) and each publisher only walks them (`FrameSource`): per frame a list of payloads, the
+RTP timestamp and when it is due. Opus and H.264 are cut by aiortc's own packetizers (an
+Opus frame is one payload; H.264 uses STAP-A/FU-A). VP8 payloads carry a payload descriptor
+with the picture ID, which counts up per frame: the descriptor is written per frame, in front
+of chunks cut once (RFC 7741, always the 15-bit picture ID form so every frame's chunks have
+the same size).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from lkload.media import EncodedSample, SampleSpec, load_sample
+
+__all__ = ["CLOCKRATE", "FrameSource", "PacketizedSample", "packetize"]
+
+CLOCKRATE = {"opus": 48_000, "vp8": 90_000, "h264": 90_000}
+PACKET_MAX = 1300  # RTP payload bytes at most, as aiortc's packetizers
+_VP8_DESCRIPTOR = struct.Struct("!BBH")  # X|S, I, M|picture ID (15 bits)
+_VP8_CHUNK = PACKET_MAX - _VP8_DESCRIPTOR.size
+_MIME = {"opus": "audio/opus", "vp8": "video/VP8", "h264": "video/H264"}
+
+
+@dataclass(frozen=True, slots=True)
+class PacketizedSample:
+    """A sample cut into RTP payloads. Frame i of lap k has RTP timestamp
+    k * lap_ticks + timestamps[i] and is due k * lap_s + due_s[i] after the start."""
+
+    codec: str
+    clockrate: int
+    payloads: tuple[tuple[bytes, ...], ...]  # per frame (VP8: chunks without descriptor)
+    timestamps: tuple[int, ...]  # clock units
+    due_s: tuple[float, ...]
+    lap_ticks: int
+    lap_s: float
+
+
+@functools.lru_cache(maxsize=32)
+def packetize(spec: SampleSpec) -> PacketizedSample:
+    """Cut the sample of `spec` into RTP payloads (cached: every publisher shares them)."""
+    return packetize_sample(load_sample(spec))
+
+
+def packetize_sample(sample: EncodedSample) -> PacketizedSample:
+    clockrate = CLOCKRATE[sample.codec]
+    ticks = sample.time_base * clockrate
+    if sample.codec == "vp8":
+        frames = tuple(
+            tuple(p[i : i + _VP8_CHUNK] for i in range(0, len(p), _VP8_CHUNK))
+            for p in sample.payloads
+        )
+    else:
+        encoder = get_encoder(
+            RTCRtpCodecParameters(mimeType=_MIME[sample.codec], clockRate=clockrate)
+        )
+        packets = []
+        for payload, pts in zip(sample.payloads, sample.pts, strict=True):
+            packet = av.Packet(payload)
+            packet.pts, packet.time_base = pts, sample.time_base
+            packets.append(tuple(encoder.pack(packet)[0]))
+        frames = tuple(packets)
+    lap = sample.duration * ticks
+    if lap.denominator != 1:
+        raise ValueError(f"sample lap is not a whole number of {clockrate} Hz ticks")
+    return PacketizedSample(
+        codec=sample.codec,
+        clockrate=clockrate,
+        payloads=frames,
+        timestamps=tuple(round(p * ticks) for p in sample.pts),
+        due_s=tuple(float(p * sample.time_base) for p in sample.pts),
+        lap_ticks=int(lap),
+        lap_s=float(Fraction(sample.duration) * sample.time_base),
+    )
+
+
+class FrameSource:
+    """Endless frames of one publisher's track: `next()` returns (payloads, RTP timestamp
+    offset, seconds after the start when the frame is due)."""
+
+    def __init__(self, sample: PacketizedSample, picture_id: int | None = None) -> None:
+        self.sample = sample
+        self._vp8 = sample.codec == "vp8"
+        self._picture_id = random.getrandbits(15) if picture_id is None else picture_id
+        self._i = 0
+        self._lap = 0
+
+    def next(self) -> tuple[list[bytes], int, float]:
+        s = self.sample
+        i = self._i
+        chunks = s.payloads[i]
+        timestamp = self._lap * s.lap_ticks + s.timestamps[i]
+        due = self._lap * s.lap_s + s.due_s[i]
+        self._i = i + 1
+        if self._i == len(s.payloads):
+            self._i = 0
+            self._lap += 1
+        if not self._vp8:
+            return list(chunks), timestamp, due
+        pid = 0x8000 | self._picture_id
+        self._picture_id = (self._picture_id + 1) & 0x7FFF
+        first = _VP8_DESCRIPTOR.pack(0x90, 0x80, pid)  # X, S (start of partition 0); I
+        rest = _VP8_DESCRIPTOR.pack(0x80, 0x80, pid)
+        return [first + chunks[0], *[rest + c for c in chunks[1:]]], timestamp, due
