@@ -1,7 +1,7 @@
 """Every place where lkload reaches into aiortc/aioice internals, in one module.
 
 Each workaround is documented in docs/aiortc-interop.md with the versions it was verified
-with (3-5 here are workarounds 5-7 there), and tests/test_aiortc_interop.py fails if the
+with (3-7 here are workarounds 5-9 there), and tests/test_aiortc_interop.py fails if the
 internal it relies on changes.
 
 1. Host address filter (aioice): aioice has no setting for which local addresses to

@@ -8,10 +8,9 @@ publisher's wall clock; media_e2e = arrival (subscriber's wall clock) - capture 
 one host both are the same clock; across hosts the result is only as good as their clock
 sync (NTP/PTP: the error is the offset between the two clocks).
 
-With aiortc publishers, SR.ntp is the wall-clock time at which the packet carrying SR.rtp
-was *sent* (aiortc pairs the last sent packet's timestamp with the send time), so the
-"capture" time is the send time of pre-encoded media, which is what lkload wants: the
-latency through the network and the SFU.
+With lkload's aiortc publishers, SR.ntp is the wall-clock time at which the frame carrying
+SR.rtp was due (its scheduled capture time: docs/aiortc-interop.md, workaround 8), so
+media_e2e spans due time to arrival: the network, the SFU and the publisher's own lateness.
 """
 
 from __future__ import annotations
