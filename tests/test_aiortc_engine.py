@@ -182,6 +182,58 @@ def test_h264_publisher_is_decoded(lk_server):  # noqa: F811
     assert not [r for r in rows.rows if not r.ok]
 
 
+def test_publisher_answers_nack_from_its_history(lk_server):  # noqa: F811
+    """lkload's sender loop keeps the last packets and retransmits on NACK as aiortc does:
+    RTX (negotiated payload type, RTX SSRC, original sequence number first) when the server
+    negotiated it, else the packet again; and the SR counters follow what was sent."""
+    from aiortc.rtp import RtpPacket, unwrap_rtx
+
+    layout = RoomLayout(audio=False, video=True, data=False)
+
+    async def scenario() -> tuple[list[bytes], object, int, tuple[int, int, int, bytes], int]:
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "nack-pub", "nack", publisher=True, layout=layout)
+        )
+        await pub.join()
+        task = asyncio.create_task(pub.run())
+        await asyncio.sleep(2.0)
+        assert pub.pub_pc is not None
+        (transceiver,) = pub.pub_pc.getTransceivers()
+        sender = transceiver.sender
+        history = sender._lkload_history  # type: ignore[attr-defined]
+        newest = max(history.values(), key=lambda e: e[0])
+        sent: list[bytes] = []
+        dtls = sender.transport
+        original = dtls._send_rtp
+
+        async def capture(data: bytes) -> None:
+            sent.append(data)
+            await original(data)
+
+        dtls._send_rtp = capture  # type: ignore[method-assign]
+        await sender._retransmit(newest[0])
+        await sender._retransmit((newest[0] + 1000) & 0xFFFF)  # not in the history: nothing
+        dtls._send_rtp = original  # type: ignore[method-assign]
+        stats = await sender.getStats()
+        (outbound,) = [s for s in stats.values() if s.type == "outbound-rtp"]
+        packets = outbound.packetsSent
+        await pub.leave()
+        await asyncio.wait_for(task, 5)
+        rtx_pt = sender._RTCRtpSender__rtx_payload_type  # type: ignore[attr-defined]
+        return sent, sender, rtx_pt, newest, packets
+
+    sent, sender, rtx_pt, (seq, m_pt, ts, payload), packets = asyncio.run(scenario())
+    assert packets > 2 * 30, packets  # ~35 packets/s of 300 kbps VP8 since the start
+    assert len(sent) == 1
+    packet = RtpPacket.parse(sent[0])
+    if rtx_pt is not None:
+        assert (packet.payload_type, packet.ssrc) == (rtx_pt, sender._rtx_ssrc)  # type: ignore[attr-defined]
+        packet = unwrap_rtx(packet, payload_type=m_pt & 0x7F, ssrc=sender._ssrc)  # type: ignore[attr-defined]
+    assert (packet.sequence_number, packet.timestamp, packet.payload) == (seq, ts, payload)
+    assert packet.ssrc == sender._ssrc  # type: ignore[attr-defined]
+
+
 def test_registry_creates_aiortc_engine(lk_server):  # noqa: F811
     rows = Rows()
     ctx = make_ctx(lk_server, rows, "reg", "reg", publisher=False)

@@ -69,6 +69,21 @@ def test_track_account_loss_jitter_and_e2e() -> None:
     assert acc.interval(1.0).loss_pct == 0.0
 
 
+def test_track_account_samples_e2e_at_most_every_100_ms() -> None:
+    acc = TrackAccount("TR_1", "audio", 48_000)
+    t0 = 3000.0
+    info = RtcpSenderInfo(
+        ntp_timestamp=unix_to_ntp(t0), rtp_timestamp=0, packet_count=0, octet_count=0
+    )
+    acc.on_sr(RtcpSrPacket(ssrc=7, sender_info=info), t0)
+    for i in range(100):  # 2 s of 20 ms frames, e2e growing 0.1 ms per frame
+        acc.on_rtp(_pkt(i, 960 * i), t0 + 0.02 * i + 0.001 + 0.0001 * i)
+    assert 19 <= len(acc._iv_e2e) <= 21  # one frame per 100 ms, not 100
+    st = acc.interval(2.0)
+    assert st.media_e2e_ms == pytest.approx(1.0 + 0.1 * 49.5, abs=0.6)  # the median frame's
+    assert st.loss_pct == 0.0
+
+
 def test_track_account_new_ssrc_restarts_sequence() -> None:
     acc = TrackAccount("TR_1", "video", 90_000)
     for s in range(10):

@@ -44,6 +44,7 @@ __all__ = ["AiortcParticipant", "State"]
 log = logging.getLogger(__name__)
 PING_TIMEOUT_S = 15.0
 _CLOCKRATE = {"audio": 48_000, "video": 90_000}
+_TIMER_TOLERANCE_S = 0.002
 
 
 class State(Enum):
@@ -105,6 +106,7 @@ class AiortcParticipant(Participant):
         self._tasks: set[asyncio.Task[None]] = set()
         self._stage = "signal"
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._next_stats = self._last_stats = self._next_data = 0.0
         self._data_seq = 0
         self._join_error: _SessionEnded | None = None
@@ -161,6 +163,7 @@ class AiortcParticipant(Participant):
         self._next_stats = now + plan.stats_interval_s
         self._last_stats = now
         self._next_data = now + plan.layout.data_interval_s
+        self._loop = asyncio.get_running_loop()
         self._tick()
         try:
             await self._ended.wait()
@@ -174,7 +177,9 @@ class AiortcParticipant(Participant):
         if self._ended.is_set():
             return
         plan = self.ctx.plan
-        now = time.monotonic()
+        # uvloop's timers have millisecond resolution and may fire just before the due time:
+        # without the tolerance every due tick came twice (once early, doing nothing)
+        now = time.monotonic() + _TIMER_TOLERANCE_S
         if plan.layout.data and now >= self._next_data:
             self._next_data += plan.layout.data_interval_s
             if self._next_data < now:  # fell behind: do not burst
@@ -189,9 +194,8 @@ class AiortcParticipant(Participant):
         wake = min(self._next_stats, now + 1.0)
         if plan.layout.data:
             wake = min(wake, self._next_data)
-        self._timer = asyncio.get_running_loop().call_at(
-            asyncio.get_running_loop().time() + max(0.0, wake - time.monotonic()), self._tick
-        )
+        assert self._loop is not None  # set by run()
+        self._timer = self._loop.call_later(max(0.0, wake - time.monotonic()), self._tick)
 
     async def leave(self) -> None:
         if self.state is State.LEFT:

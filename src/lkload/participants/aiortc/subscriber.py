@@ -19,6 +19,7 @@ from lkload.participants.aiortc.rtcp import SenderClock
 __all__ = ["IntervalStats", "TrackAccount"]
 
 MAX_E2E_SAMPLES = 2000  # per interval: bounded memory whatever the packet rate
+E2E_SAMPLE_EVERY_S = 0.1  # media_e2e from the first packet of at most one frame per 100 ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class TrackAccount:
     _iv_expected: int = 0  # sequence numbers the interval advanced over
     _iv_e2e: list[float] = field(default_factory=list)
     _last_ts: int | None = None
+    _next_e2e: float = 0.0
 
     @property
     def packets(self) -> int:
@@ -111,14 +113,18 @@ class TrackAccount:
             if d < clockrate * 10:  # ignore timestamp jumps (loops, SSRC changes)
                 self._jitter += (d - self._jitter) / 16.0
         self._last_transit = transit
-        # media e2e: first packet of each frame (video frames span several packets)
+        # media e2e: the first packet of a frame (video frames span several packets), at most
+        # one frame per E2E_SAMPLE_EVERY_S: enough for the interval's median, and 5x less
+        # work per packet for 20 ms audio frames
         if ts != self._last_ts:
             self._last_ts = ts
-            clock = self.clocks.get(ssrc)
-            if clock is not None:
-                capture = clock.capture_time(ts)
-                if capture is not None and len(self._iv_e2e) < MAX_E2E_SAMPLES:
-                    self._iv_e2e.append((arrival - capture) * 1000.0)
+            if arrival >= self._next_e2e:
+                self._next_e2e = arrival + E2E_SAMPLE_EVERY_S
+                clock = self.clocks.get(ssrc)
+                if clock is not None:
+                    capture = clock.capture_time(ts)
+                    if capture is not None and len(self._iv_e2e) < MAX_E2E_SAMPLES:
+                        self._iv_e2e.append((arrival - capture) * 1000.0)
         if first and self.on_first is not None:
             self.on_first(self.track_sid)
 
