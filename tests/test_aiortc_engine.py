@@ -182,6 +182,21 @@ def test_h264_publisher_is_decoded(lk_server):  # noqa: F811
     assert not [r for r in rows.rows if not r.ok]
 
 
+def test_stock_sender_loop_still_works_as_the_fallback(lk_server, monkeypatch):  # noqa: F811
+    """If lkload's sender loop cannot be installed (an aiortc it does not know), aiortc's own
+    loop sends the PreEncodedTrack's packets and subscribers still get media."""
+    from lkload.participants.aiortc import interop
+
+    monkeypatch.setattr(interop, "install_preencoded_sender", lambda sender, frames: False)
+    rows = Rows()
+    pub, (sub,) = asyncio.run(_run_room(lk_server, rows, "stock", n_subs=1, seconds=3.0))
+    assert pub.pub_pc is None  # released
+    kinds = {a.kind: a.packets for a in sub.counters.tracks.values()}
+    assert kinds["audio"] > 2 * 50 * 0.8 and kinds["video"] > 2 * 30, kinds
+    assert max(rows.values("loss_pct", sub.ctx.plan.identity)) < 1.0
+    assert not [r for r in rows.rows if not r.ok]
+
+
 def test_publisher_answers_nack_from_its_history(lk_server):  # noqa: F811
     """lkload's sender loop keeps the last packets and retransmits on NACK as aiortc does:
     RTX (negotiated payload type, RTX SSRC, original sequence number first) when the server
