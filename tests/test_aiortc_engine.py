@@ -47,9 +47,30 @@ async def _run_room(srv, rows, room, n_subs=1, seconds=4.0, layout=None):  # typ
     return pub, subs
 
 
-def test_aiortc_to_aiortc_media_data_and_metrics(lk_server):  # noqa: F811
+def test_aiortc_to_aiortc_media_data_and_metrics(lk_server, monkeypatch):  # noqa: F811
+    from aiortc.rtp import RtcpPacket, RtcpRrPacket
+
+    from lkload.participants.aiortc import interop
+
+    reports: list[tuple[bool, bytes]] = []
+    send_rtcp = interop.send_rtcp
+
+    def capture(dtls, data):  # type: ignore[no-untyped-def]
+        sent = send_rtcp(dtls, data)
+        reports.append((sent, data))
+        return sent
+
+    monkeypatch.setattr(interop, "send_rtcp", capture)
     rows = Rows()
     pub, subs = asyncio.run(_run_room(lk_server, rows, "a2a", n_subs=2, seconds=5.0))
+    # every subscriber sent RTCP receiver reports (about one a second) for both its tracks
+    ssrcs = {a.ssrc for sub in subs for a in sub.counters.tracks.values()}
+    rrs = [p for ok, d in reports if ok for p in RtcpPacket.parse(d)]
+    assert all(isinstance(p, RtcpRrPacket) for p in rrs) and len(rrs) >= 2 * 3, len(rrs)
+    blocks = [b for p in rrs for b in p.reports]
+    assert {b.ssrc for b in blocks} == ssrcs
+    assert all(b.packets_lost == 0 for b in blocks)
+    assert any(b.lsr and b.dlsr for b in blocks), "LSR/DLSR from the forwarded sender reports"
     for sub in subs:
         ident = sub.ctx.plan.identity
         # one join, two expected tracks (audio+video) received, one session row

@@ -119,7 +119,9 @@ def test_receive_path_internals_the_fast_path_bypasses() -> None:
     # the send path the fast send replaces
     init = inspect.getsource(RTCIceTransport.__init__)
     assert "self._send = self._connection.send" in init
-    assert "await self.transport._send(data)" in inspect.getsource(RTCDtlsTransport._send_rtp)
+    src = inspect.getsource(RTCDtlsTransport._send_rtp)
+    assert "await self.transport._send(data)" in src
+    assert "data = self._tx_srtp.protect_rtcp(data)" in src  # send_rtcp does the same
     assert "await self.sendto(data, 1)" in inspect.getsource(Connection.send)
     src = inspect.getsource(Connection.sendto)
     assert "self._nominated.get(component)" in src

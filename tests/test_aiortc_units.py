@@ -84,6 +84,31 @@ def test_track_account_samples_e2e_at_most_every_100_ms() -> None:
     assert st.loss_pct == 0.0
 
 
+def test_track_account_receiver_report_block() -> None:
+    acc = TrackAccount("TR_1", "audio", 48_000)
+    assert acc.report_block(1.0) is None  # nothing received yet
+    t0 = 5000.0
+    seqs = [65530 + i for i in range(20) if i not in (5, 6)]  # wraps, two lost
+    for s in seqs:
+        acc.on_rtp(_pkt(s, 960 * (s - 65530)), t0 + 0.02 * (s - 65530))
+    ntp = unix_to_ntp(t0 + 0.5)
+    info = RtcpSenderInfo(ntp_timestamp=ntp, rtp_timestamp=0, packet_count=0, octet_count=0)
+    acc.on_sr(RtcpSrPacket(ssrc=7, sender_info=info), t0 + 0.5)
+    block = acc.report_block(t0 + 0.75)
+    assert block is not None
+    assert block.ssrc == 7
+    assert block.packets_lost == 2
+    assert block.fraction_lost == (2 << 8) // 20  # 2 of 20 since the start
+    assert block.highest_sequence == 65530 + 19  # extended: 65549, past the wrap
+    assert block.lsr == (ntp >> 16) & 0xFFFFFFFF
+    assert block.dlsr == int(0.25 * 65536)
+    for s in range(65550, 65560):  # nothing lost since
+        acc.on_rtp(_pkt(s, 960 * (s - 65530)), t0 + 0.02 * (s - 65530))
+    block = acc.report_block(t0 + 1.0)
+    assert block is not None
+    assert (block.fraction_lost, block.packets_lost, block.highest_sequence) == (0, 2, 65559)
+
+
 def test_track_account_new_ssrc_restarts_sequence() -> None:
     acc = TrackAccount("TR_1", "video", 90_000)
     for s in range(10):

@@ -33,7 +33,8 @@ internal it relies on changes.
    `StunProtocol.send_data`, which calls `transport.sendto`: three coroutines per packet.
    `install_fast_send` replaces the attribute on one ICE transport by one coroutine doing
    the same lookup (component 1's nominated pair, ConnectionError without one) and the
-   same `sendto`.
+   same `sendto`. `send_rtcp` sends a receiver report the same way, synchronously, after
+   `protect_rtcp` with the transport's SRTP session (what `_send_rtp` does for RTCP).
 5. Clock (aiortc): `aiortc.clock.current_ntp_time` / `current_ms` build a timezone-aware
    datetime per call; the sender calls the first twice per packet and the DTLS transport
    the second once per received SRTP datagram. `install_fast_clock` replaces the two module
@@ -93,6 +94,7 @@ __all__ = [
     "install_fast_send",
     "install_host_address_filter",
     "install_preencoded_sender",
+    "send_rtcp",
     "tap_receiver",
 ]
 
@@ -332,6 +334,19 @@ def install_fast_send(dtls: RTCDtlsTransport) -> bool:
 
     ice_transport._send = send
     ice_transport._lkload_fast_send = True
+    return True
+
+
+def send_rtcp(dtls: RTCDtlsTransport, data: bytes) -> bool:
+    """Protect one RTCP packet with the transport's SRTP session and send it now, on the
+    nominated pair as `install_fast_send` does (synchronous: no task per report). False,
+    nothing sent, if the transport is not connected."""
+    session = dtls._tx_srtp
+    nominated = getattr(dtls.transport._connection, "_nominated", {})
+    pair = nominated.get(1)
+    if dtls._state is not DtlsState.CONNECTED or session is None or pair is None:
+        return False
+    pair.protocol.transport.sendto(session.protect_rtcp(data), pair.remote_addr)
     return True
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -18,6 +19,7 @@ from enum import Enum
 import av
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtcpRrPacket
 from livekit.protocol import models as pm
 from livekit.protocol import rtc as pr
 
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 PING_TIMEOUT_S = 15.0
 _CLOCKRATE = {"audio": 48_000, "video": 90_000}
 _TIMER_TOLERANCE_S = 0.002
+RR_INTERVAL_S = 1.0  # receiver reports per subscriber PC (aiortc's receiver: 0.5-1.5 s)
 
 
 class State(Enum):
@@ -107,7 +110,8 @@ class AiortcParticipant(Participant):
         self._stage = "signal"
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._next_stats = self._last_stats = self._next_data = 0.0
+        self._next_stats = self._last_stats = self._next_data = self._next_rr = 0.0
+        self._rtcp_ssrc = random.getrandbits(32)  # the sender SSRC of our receiver reports
         self._data_seq = 0
         self._join_error: _SessionEnded | None = None
 
@@ -186,12 +190,15 @@ class AiortcParticipant(Participant):
                 self._next_data = now + plan.layout.data_interval_s
             self._data_seq += 1
             self._send_data(DataMessage(plan.identity, self._data_seq, time.time()))
+        if now >= self._next_rr:
+            self._next_rr = now + RR_INTERVAL_S
+            self._send_receiver_report()
         if now >= self._next_stats:
             self._report_stats(now - self._last_stats)
             self._last_stats = now
             self._next_stats = now + plan.stats_interval_s
         self._check_deadlines(now)
-        wake = min(self._next_stats, now + 1.0)
+        wake = min(self._next_stats, self._next_rr, now + 1.0)
         if plan.layout.data:
             wake = min(wake, self._next_data)
         assert self._loop is not None  # set by run()
@@ -480,6 +487,21 @@ class AiortcParticipant(Participant):
             return
         ch.send(encode_packet(msg))
         self.counters.data_sent += 1
+
+    def _send_receiver_report(self) -> None:
+        """RTCP receiver reports for the tracks we receive, as a WebRTC client sends them
+        (the SFU reads loss, jitter and round-trip time from them). aiortc's receiver sends
+        them itself in decode mode; the tapped receivers do not, so lkload does."""
+        if self.decode or self.sub_pc is None or not self.counters.tracks:
+            return
+        transceivers = self.sub_pc.getTransceivers()
+        if not transceivers:
+            return
+        now = time.time()
+        blocks = [b for a in self.counters.tracks.values() if (b := a.report_block(now))]
+        if blocks:
+            report = RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=blocks[:31])  # 5-bit count
+            interop.send_rtcp(transceivers[0].receiver.transport, bytes(report))
 
     def _report_stats(self, seconds: float) -> None:
         for account in self.counters.tracks.values():

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiortc.rtp import RtcpSrPacket, RtpPacket
+from aiortc.rtp import RtcpReceiverInfo, RtcpSrPacket, RtpPacket
 
 from lkload.participants.aiortc.rtcp import SenderClock
 
@@ -61,6 +61,12 @@ class TrackAccount:
     _iv_e2e: list[float] = field(default_factory=list)
     _last_ts: int | None = None
     _next_e2e: float = 0.0
+    # RTCP receiver report state (RFC 3550 6.4.1, A.3): per SSRC
+    _ssrc_packets_base: int = 0  # packets counted before this SSRC's first one
+    _rr_expected: int = 0  # expected / received at the previous report
+    _rr_received: int = 0
+    _lsr: int = 0  # middle 32 bits of the NTP time of this SSRC's last SR
+    _lsr_at: float = 0.0  # its arrival (unix s)
 
     @property
     def packets(self) -> int:
@@ -93,6 +99,9 @@ class TrackAccount:
             self._base_seq = seq
             self._max_seq = seq
             self._last_transit = None
+            self._ssrc_packets_base = self._done_packets + self._iv_packets
+            self._rr_expected = self._rr_received = 0
+            self._lsr = 0
             self._iv_expected += 1
             if self.first_packet_at is None:
                 self.first_packet_at = arrival
@@ -136,6 +145,32 @@ class TrackAccount:
                 self.clocks.pop(next(iter(self.clocks)))
             clock = self.clocks[packet.ssrc] = SenderClock(self.clockrate)
         clock.update(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+        if packet.ssrc == self.ssrc:
+            self._lsr = (info.ntp_timestamp >> 16) & 0xFFFFFFFF
+            self._lsr_at = arrival
+
+    def report_block(self, now: float) -> RtcpReceiverInfo | None:
+        """The RTCP receiver report block for the current SSRC (None before any packet):
+        fraction lost since the previous block, cumulative lost, extended highest sequence
+        number, jitter, and LSR/DLSR for the sender's round-trip estimate."""
+        if self.ssrc is None:
+            return None
+        expected = self._max_seq - self._base_seq + 1
+        received = self.packets - self._ssrc_packets_base
+        expected_iv = expected - self._rr_expected
+        lost_iv = expected_iv - (received - self._rr_received)
+        self._rr_expected, self._rr_received = expected, received
+        fraction = (lost_iv << 8) // expected_iv if expected_iv > 0 and lost_iv > 0 else 0
+        dlsr = int((now - self._lsr_at) * 65536) if self._lsr else 0
+        return RtcpReceiverInfo(
+            ssrc=self.ssrc,
+            fraction_lost=min(fraction, 255),
+            packets_lost=max(-(1 << 23), min(expected - received, (1 << 23) - 1)),
+            highest_sequence=self._max_seq & 0xFFFFFFFF,
+            jitter=int(self._jitter) & 0xFFFFFFFF,
+            lsr=self._lsr,
+            dlsr=max(0, min(dlsr, 0xFFFFFFFF)),
+        )
 
     def interval(self, seconds: float) -> IntervalStats:
         """Statistics since the previous call; resets the interval counters."""
