@@ -80,3 +80,40 @@ def test_removed_by_the_server_is_a_disconnect_row(server) -> None:
     sessions = [r for r in rows if r[0] == "session_s"]
     assert sessions == [("session_s", None, False, FailureKind.DISCONNECT)]
     assert [r for r in rows if r[0] == "join_ms"][0][2] is True
+
+
+def test_ping_whose_response_the_sdk_lost_is_not_a_failure(server, monkeypatch) -> None:
+    """livekit's SDK can lose the RequestResponse of an attribute update (it waits for it only
+    after sending). If the server's participant update shows the ping was applied, that is
+    not a signalling failure; if it was not applied, the ping is a timeout row."""
+    from lkload.participants import sdk
+
+    monkeypatch.setattr(sdk, "SIGNAL_PING_S", 1.0)
+    rows: list = []
+    seen: dict[str, int] = {}
+
+    async def go() -> None:
+        p = create_participant("sdk", _ctx(server, rows, "pinger", "r-ping"))
+        await p.join()
+        local = p.room.local_participant  # type: ignore[attr-defined]
+        real = local.set_attributes
+        apply = [True]
+
+        async def response_lost(attributes: dict[str, str]) -> None:
+            if apply[0]:
+                await real(attributes)  # the server applies it and tells every participant
+            await asyncio.sleep(3600)  # ... but this call never returns, as when it is lost
+
+        local.set_attributes = response_lost
+        run = asyncio.ensure_future(p.run())
+        await asyncio.sleep(4.6)  # pings at ~1 s and ~3 s, each given up 1 s later
+        seen["lost"] = p.lost_acks  # type: ignore[attr-defined]
+        apply[0] = False
+        await asyncio.sleep(2.0)  # a ping at ~5 s that the server never saw
+        await p.leave()
+        await asyncio.wait_for(run, 10)
+
+    asyncio.run(go())
+    assert seen["lost"] == 2
+    pings = [r for r in rows if r[0] == "signal_rtt_ms"]
+    assert pings == [("signal_rtt_ms", None, False, FailureKind.TIMEOUT)]

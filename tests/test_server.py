@@ -95,3 +95,25 @@ def test_lkload_server_command_serves_until_ctrl_c() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_port_taken_before_the_server_binds_it_means_new_ports(tmp_path) -> None:
+    """Another process takes the ICE/TCP port between picking and binding (seen in CI):
+    the server exits at start-up, and start() picks new ports and tries again."""
+    import socket
+
+    from lkload.server import ports
+
+    srv = EmbeddedServer(log_path=tmp_path / "server.log")
+    taken = srv.ports.rtc_tcp
+    low, high = ports._candidate_range()
+    assert low <= taken < high  # outside the kernel's ephemeral range
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("", taken))
+        squatter.listen()
+        with srv:
+            assert srv.ports.rtc_tcp != taken
+            with urllib.request.urlopen(srv.http_url + "/", timeout=5) as resp:
+                assert resp.status == 200
+    log = (tmp_path / "server.log").read_text()
+    assert f":{taken}: bind: address already in use" in log  # the first try failed on it

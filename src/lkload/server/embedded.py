@@ -69,17 +69,23 @@ class EmbeddedServer:
         self.bind = bind
         self.log_path = log_path
         self.health_timeout_s = health_timeout_s
-        udp = free_udp_range(udp_ports)
-        self.ports = ServerPorts(
-            http=free_tcp_port(),
-            rtc_tcp=free_tcp_port(),
-            udp_start=udp[0],
-            udp_end=udp[1],
-            prometheus=free_tcp_port(),
-        )
+        self._udp_ports = udp_ports
+        self.ports = self._pick_ports()
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_file: Path | None = None
+        self._log_start = 0
         self._secret_dir: tempfile.TemporaryDirectory[str] | None = None
         self.key_file: Path | None = None
+
+    def _pick_ports(self) -> ServerPorts:
+        udp = free_udp_range(self._udp_ports)
+        return ServerPorts(
+            http=free_tcp_port(self.bind),
+            rtc_tcp=free_tcp_port(all_addresses=True),  # livekit binds it on every address
+            udp_start=udp[0],
+            udp_end=udp[1],
+            prometheus=free_tcp_port(all_addresses=True),
+        )
 
     @property
     def url(self) -> str:
@@ -116,6 +122,19 @@ class EmbeddedServer:
         }
 
     def start(self) -> EmbeddedServer:
+        """Start and wait until healthy. A port taken between picking it and the server
+        binding it (another process was quicker) means new ports and another try, 3 at most."""
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except _PortTaken as exc:
+                self.stop()
+                if attempt == 2:
+                    raise UsageError(f"livekit-server could not bind its ports: {exc}") from None
+                self.ports = self._pick_ports()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> EmbeddedServer:
         self._secret_dir = tempfile.TemporaryDirectory(prefix="lkload-server-")
         secret_dir = Path(self._secret_dir.name)
         os.chmod(secret_dir, 0o700)
@@ -126,7 +145,11 @@ class EmbeddedServer:
         config_file = secret_dir / "config.yaml"
         config_file.write_text(yaml.safe_dump(self.config(key_file)))
 
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        # without a log path the log still goes to a file (in the private directory): start-up
+        # errors are read from it
+        self._log_file = self.log_path or secret_dir / "server.log"
+        self._log_start = self._log_file.stat().st_size if self._log_file.exists() else 0
+        log = open(self._log_file, "ab")  # noqa: SIM115
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
         self.process = subprocess.Popen(
             [str(self.binary), "--config", str(config_file)],
@@ -137,8 +160,7 @@ class EmbeddedServer:
             # The server dies with us even when we are SIGKILLed (PR_SET_PDEATHSIG).
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
-        if log is not subprocess.DEVNULL:
-            log.close()
+        log.close()
         atexit.register(self.stop)
         try:
             self._wait_healthy()
@@ -154,6 +176,9 @@ class EmbeddedServer:
             assert self.process is not None
             code = self.process.poll()
             if code is not None:
+                taken = self._startup_error("address already in use")
+                if taken:
+                    raise _PortTaken(taken)
                 raise UsageError(
                     f"livekit-server exited with code {code} at start-up"
                     + (f"; see {self.log_path}" if self.log_path else "")
@@ -168,6 +193,18 @@ class EmbeddedServer:
         raise UsageError(
             f"livekit-server did not become healthy within {self.health_timeout_s:.0f} s ({last})"
         )
+
+    def _startup_error(self, needle: str) -> str:
+        """The first line of this start's server log containing `needle`, or ""."""
+        if self._log_file is None:
+            return ""
+        try:
+            with open(self._log_file, "rb") as fh:
+                fh.seek(self._log_start)
+                text = fh.read(1_000_000).decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return next((line.strip() for line in text.splitlines() if needle in line), "")
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -193,6 +230,10 @@ class EmbeddedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _PortTaken(Exception):
+    """livekit-server exited at start-up because one of its ports was taken."""
 
 
 def _die_with_parent() -> None:
