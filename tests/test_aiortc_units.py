@@ -107,6 +107,7 @@ def test_track_account_receiver_report_block() -> None:
     block = acc.report_block(t0 + 1.0)
     assert block is not None
     assert (block.fraction_lost, block.packets_lost, block.highest_sequence) == (0, 2, 65559)
+    assert acc.report_block(t0 + 2.0) is None  # nothing heard since: no block (RFC 3550 6.4)
 
 
 def test_track_account_new_ssrc_restarts_sequence() -> None:

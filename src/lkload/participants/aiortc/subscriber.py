@@ -150,13 +150,16 @@ class TrackAccount:
             self._lsr_at = arrival
 
     def report_block(self, now: float) -> RtcpReceiverInfo | None:
-        """The RTCP receiver report block for the current SSRC (None before any packet):
-        fraction lost since the previous block, cumulative lost, extended highest sequence
-        number, jitter, and LSR/DLSR for the sender's round-trip estimate."""
+        """The RTCP receiver report block for the current SSRC: fraction lost since the
+        previous block, cumulative lost, extended highest sequence number, jitter, and
+        LSR/DLSR for the sender's round-trip estimate. None if nothing was received since
+        the previous block (RFC 3550 6.4: only sources heard from since the last report)."""
         if self.ssrc is None:
             return None
         expected = self._max_seq - self._base_seq + 1
         received = self.packets - self._ssrc_packets_base
+        if received == self._rr_received:
+            return None
         expected_iv = expected - self._rr_expected
         lost_iv = expected_iv - (received - self._rr_received)
         self._rr_expected, self._rr_received = expected, received
