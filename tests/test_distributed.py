@@ -34,8 +34,9 @@ from lkload.metrics.schema import ATTEMPT_METRICS, FailureKind, Phase, Sample
 from lkload.scenario import parse_scenario
 from lkload.server.ports import free_tcp_port
 
-# The campaign tests' scenario under its own name (a refusal test looks for the name).
-TWO_TIERS = CAMPAIGN_TWO_TIERS.replace("name: two-tiers", "name: dist-two-tiers")
+# The campaign tests' scenario under its own name (a refusal test looks for the name), on
+# the aiortc engine: these tests are about distribution, the campaign tests cover the sdk one.
+TWO_TIERS = CAMPAIGN_TWO_TIERS.replace("name: two-tiers", "name: dist-two-tiers\nengine: aiortc")
 
 
 class Cluster:

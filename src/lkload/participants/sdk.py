@@ -4,9 +4,9 @@ Caveats of what the SDK exposes (docs/metrics.md):
 - first_track_ms ends at the SDK's `track_subscribed` event (the remote track arrived on the
   peer connection), not at its first decoded frame: no decoding is done for measurement.
 - signal_rtt_ms: the SDK hides its signalling ping/pong, so we time the nearest signalling
-  round trip it offers: an attribute update of our own participant, which the SDK awaits
-  until the server's RequestResponse comes back over the WebSocket (includes the server's
-  handling of the update, so it reads a little above a bare ping/pong).
+  round trip it offers: an attribute update of our own participant, answered by the
+  server's RequestResponse or by its echo of the update, whichever arrives first (includes
+  the server's handling of the update, so it reads a little above a bare ping/pong).
 """
 
 from __future__ import annotations
@@ -34,6 +34,25 @@ SAMPLE_RATE = 48_000
 # (design.md, Measured facts), so large frames keep the per-publisher cost low.
 FRAME_MS = 100
 SIGNAL_PING_S = 5.0
+PING_ATTRIBUTE = "lkload_ping"
+
+
+async def _answered(request: asyncio.Future[None], echoed: asyncio.Future[None]) -> None:
+    """Return when the server answered an attribute update: the SDK's RequestResponse
+    (`request` succeeded) or the server's echo of the new attribute, whichever is first.
+    livekit's Rust SDK registers its wait for the response only after sending the request,
+    so a fast response is sometimes lost and the call fails after 5 s although the server
+    answered: then only the echo counts."""
+    await asyncio.wait({request, echoed}, return_when=asyncio.FIRST_COMPLETED)
+    if echoed.done() or request.exception() is None:
+        return
+    await echoed
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Done callback: take a finished request's exception, so it is never 'unretrieved'."""
+    if not task.cancelled():
+        task.exception()
 
 
 def classify_connect_error(message: str) -> FailureKind:
@@ -74,7 +93,8 @@ class SdkParticipant(Participant):
         self._subscribed: dict[str, rtc.RemoteTrack] = {}
         self._rx_last: dict[str, tuple[float, int, int, int]] = {}
         self._ping_n = 0
-        self.lost_acks = 0  # pings the server answered but the SDK did not see (see above)
+        self._ping_echo: tuple[str, asyncio.Future[None]] | None = None
+        self.echoed_pings = 0  # pings answered by the server's echo before the SDK's response
 
     @property
     def connected(self) -> bool:
@@ -164,6 +184,8 @@ class SdkParticipant(Participant):
         def _data(packet: rtc.DataPacket) -> None:
             if packet.topic == TOPIC and self._joined_at:
                 self._on_data(packet.data)
+
+        room.on("participant_attributes_changed", self._on_attributes)
 
         @room.on("disconnected")
         def _disconnected(_reason: object = None) -> None:
@@ -258,35 +280,38 @@ class SdkParticipant(Participant):
         while True:
             await asyncio.sleep(SIGNAL_PING_S)
             self._ping_n += 1
+            value = str(self._ping_n)
             start = time.perf_counter()
+            echoed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._ping_echo = (value, echoed)
+            request = asyncio.ensure_future(
+                self.room.local_participant.set_attributes({PING_ATTRIBUTE: value})
+            )
+            request.add_done_callback(_retrieve)
             try:
-                # Resolves on the server's RequestResponse: a WebSocket round trip (verified:
-                # it blocks while the server process is stopped).
-                await asyncio.wait_for(
-                    self.room.local_participant.set_attributes({"lkload_ping": str(self._ping_n)}),
-                    SIGNAL_PING_S,
-                )
-            except Exception as exc:  # our deadline (TimeoutError) or the SDK's own error
-                if self._ended.is_set():
-                    continue
-                if self._ping_applied():
-                    # The server applied the update and sent it back to us, so the round trip
-                    # happened; only the SDK lost its RequestResponse (livekit's Rust SDK
-                    # registers the waiter after sending the request: a response that comes
-                    # back first is dropped, and the call times out after 5 s). Nothing was
-                    # timed and nothing failed: no row (docs/metrics.md).
-                    self.lost_acks += 1
-                    continue
-                timed_out = isinstance(exc, TimeoutError) or "timeout" in str(exc).lower()
-                kind = FailureKind.TIMEOUT if timed_out else FailureKind.SIGNAL
-                self.ctx.fail("signal_rtt_ms", kind)
+                await asyncio.wait_for(_answered(request, echoed), SIGNAL_PING_S)
+            except TimeoutError:
+                if not self._ended.is_set():
+                    failed = request.done() and request.exception() is not None
+                    timed_out = not failed or "timeout" in str(request.exception()).lower()
+                    kind = FailureKind.TIMEOUT if timed_out else FailureKind.SIGNAL
+                    self.ctx.fail("signal_rtt_ms", kind)
                 continue
-            self.ctx.ok("signal_rtt_ms", (time.perf_counter() - start) * 1000)
+            finally:
+                self._ping_echo = None
+            if not self._ended.is_set():
+                self.ctx.ok("signal_rtt_ms", (time.perf_counter() - start) * 1000)
 
-    def _ping_applied(self) -> bool:
-        """Whether the server's participant update carrying the current ping arrived."""
-        attributes = self.room.local_participant.attributes
-        return attributes.get("lkload_ping") == str(self._ping_n)
+    def _on_attributes(self, changed: dict[str, str], participant: rtc.Participant) -> None:
+        """The server's echo of our own attribute update (it tells every participant,
+        including the one that changed): the other end of a ping's round trip."""
+        echo = self._ping_echo
+        if echo is None or participant is not self.room.local_participant:
+            return
+        value, echoed = echo
+        if changed.get(PING_ATTRIBUTE) == value and not echoed.done():
+            echoed.set_result(None)
+            self.echoed_pings += 1
 
     async def _sample_stats(self) -> None:
         interval = self.ctx.plan.stats_interval_s
