@@ -12,14 +12,9 @@ from livekit.protocol import models as pm
 from lkload.metrics.schema import FailureKind
 from lkload.participants.aiortc import ice
 from lkload.participants.aiortc.data import DataMessage, GapTracker, decode_packet, encode_packet
-from lkload.participants.aiortc.rtcp import SenderClock, ntp_to_unix
+from lkload.participants.aiortc.rtcp import SenderClock, ntp_to_unix, unix_to_ntp
 from lkload.participants.aiortc.signal import PROTOCOL_VERSION, SignalError, _decode, rtc_url
 from lkload.participants.aiortc.subscriber import TrackAccount
-
-
-def unix_to_ntp(t: float) -> int:
-    sec = int(t) + 2_208_988_800
-    return (sec << 32) | int((t - int(t)) * (1 << 32))
 
 
 def test_ntp_roundtrip() -> None:

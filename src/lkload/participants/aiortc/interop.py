@@ -82,6 +82,7 @@ from pylibsrtp._binding import lib as _srtp_lib
 
 from lkload.participants.aiortc import ice
 from lkload.participants.aiortc.packetize import FrameSource
+from lkload.participants.aiortc.rtcp import NTP_UNIX_OFFSET, unix_to_ntp
 
 __all__ = [
     "AIOICE_VERIFIED",
@@ -241,13 +242,13 @@ def install_fast_rtp(dtls: RTCDtlsTransport) -> bool:
                     # RtpRouter.route_rtp: a known SSRC whose receiver has the payload type
                     if handler is not None and receiver in pt_table.get(m_pt & 0x7F, ()):
                         arrival = now()
+                        n = len(data)
                         # what RTCDtlsTransport._recv_next counts for its transport stats
-                        dtls._RTCDtlsTransport__rx_bytes += len(data)
+                        dtls._RTCDtlsTransport__rx_bytes += n
                         dtls._RTCDtlsTransport__rx_packets += 1
                         if not rx or rx[0].session is not dtls._rx_srtp:
                             rx[:] = [_Srtp(dtls._rx_srtp)]
                         srtp = rx[0]
-                        n = len(data)
                         if n > _Srtp.SIZE:
                             return  # pylibsrtp refuses it (ValueError), aiortc drops it
                         buf = srtp.buf
@@ -350,18 +351,17 @@ def send_rtcp(dtls: RTCDtlsTransport, data: bytes) -> bool:
     return True
 
 
-_NTP_UNIX_OFFSET = 2_208_988_800
 _original_clock: tuple[Callable[[], int], Callable[[], int]] | None = None
 
 
 def _fast_current_ntp_time() -> int:
     us = time.time_ns() // 1000
     seconds, micro = divmod(us, 1_000_000)
-    return ((seconds + _NTP_UNIX_OFFSET) << 32) | ((micro << 32) // 1_000_000)
+    return ((seconds + NTP_UNIX_OFFSET) << 32) | ((micro << 32) // 1_000_000)
 
 
 def _fast_current_ms() -> int:
-    return (time.time_ns() // 1000) // 1000 + _NTP_UNIX_OFFSET * 1000
+    return (time.time_ns() // 1000) // 1000 + NTP_UNIX_OFFSET * 1000
 
 
 def install_fast_clock() -> None:
@@ -555,7 +555,7 @@ async def _send_frames(
                 handle.cancel()
         elif when < loop.time() - 1.0:  # more than a second behind (a stalled loop)
             behind = loop.time() - when
-            t0, wall0, when = t0 + behind, wall0 + behind, when + behind
+            t0, wall0 = t0 + behind, wall0 + behind
         if not state[enabled]:
             continue
         if dtls._state is not connected:
@@ -590,16 +590,10 @@ async def _send_frames(
         # what aiortc's loop leaves for _run_rtcp's sender reports, once per frame; the NTP
         # time is the frame's capture time (when it was due), not when the send returned:
         # media_e2e_ms then spans capture to arrival, the generator's own lateness included
-        state[names["ntp_timestamp"]] = _ntp(wall0 + (when - t0))
+        state[names["ntp_timestamp"]] = unix_to_ntp(wall0 + due)
         state[names["rtp_timestamp"]] = timestamp
         state[octets_key] += sent
         state[packets_key] += len(payloads)
-
-
-def _ntp(wall: float) -> int:
-    """64-bit NTP timestamp of a Unix time in seconds."""
-    seconds = int(wall)
-    return ((seconds + _NTP_UNIX_OFFSET) << 32) | int((wall - seconds) * (1 << 32))
 
 
 def _wake(future: asyncio.Future[None]) -> None:

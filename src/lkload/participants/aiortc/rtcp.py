@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NTP_UNIX_OFFSET", "SenderClock", "ntp_to_unix"]
+__all__ = ["NTP_UNIX_OFFSET", "SenderClock", "ntp_to_unix", "unix_to_ntp"]
 
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 
@@ -25,6 +25,12 @@ NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 def ntp_to_unix(ntp: int) -> float:
     """64-bit NTP timestamp (32.32 fixed point) -> unix seconds."""
     return (ntp >> 32) - NTP_UNIX_OFFSET + (ntp & 0xFFFFFFFF) / 4294967296.0
+
+
+def unix_to_ntp(t: float) -> int:
+    """Unix seconds -> 64-bit NTP timestamp (32.32 fixed point)."""
+    seconds = int(t)
+    return ((seconds + NTP_UNIX_OFFSET) << 32) | int((t - seconds) * (1 << 32))
 
 
 @dataclass(slots=True)
