@@ -23,6 +23,18 @@ needs_netns = pytest.mark.skipif(
 )
 
 
+async def remove_participant(server, room: str, identity: str) -> None:  # type: ignore[no-untyped-def]
+    """RoomService RemoveParticipant on an EmbeddedServer, as an operator would."""
+    from livekit import api
+
+    creds = server.credentials
+    lk = api.LiveKitAPI(server.http_url, creds.api_key, creds.api_secret)
+    try:
+        await lk.room.remove_participant(api.RoomParticipantIdentity(room=room, identity=identity))
+    finally:
+        await lk.aclose()
+
+
 # Two small tiers (3 then 6 participants, rooms of 3 with one publisher) for whole campaigns.
 TWO_TIERS = """
 name: two-tiers

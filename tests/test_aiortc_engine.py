@@ -16,7 +16,7 @@ from aiortc_fixtures import (
     server_log,
     wait_until,
 )
-from livekit import api
+from helpers import remove_participant
 
 from lkload.metrics.schema import FailureKind
 from lkload.participants import create_participant
@@ -345,15 +345,7 @@ def test_removed_participant_is_disconnect(lk_server):  # noqa: F811
         await p.join()
         run = asyncio.create_task(p.run())
         await asyncio.sleep(0.5)
-        lk = api.LiveKitAPI(
-            lk_server.http_url, lk_server.credentials.api_key, lk_server.credentials.api_secret
-        )
-        try:
-            await lk.room.remove_participant(
-                api.RoomParticipantIdentity(room="rm", identity="victim")
-            )
-        finally:
-            await lk.aclose()
+        await remove_participant(lk_server, "rm", "victim")
         await asyncio.wait_for(run, 10)  # run() returns on its own
         await p.leave()
         return rows, p

@@ -6,8 +6,7 @@ import asyncio
 import os
 
 import pytest
-from helpers import needs_netns
-from livekit import api
+from helpers import needs_netns, remove_participant
 
 from lkload.metrics.schema import FailureKind
 from lkload.participants import (
@@ -64,15 +63,7 @@ def test_removed_by_the_server_is_a_disconnect_row(server) -> None:
         await p.join()
         run = asyncio.ensure_future(p.run())
         await asyncio.sleep(1)
-        lk = api.LiveKitAPI(
-            server.http_url, server.credentials.api_key, server.credentials.api_secret
-        )
-        try:
-            await lk.room.remove_participant(
-                api.RoomParticipantIdentity(room="r-remove", identity="victim")
-            )
-        finally:
-            await lk.aclose()
+        await remove_participant(server, "r-remove", "victim")
         await asyncio.wait_for(run, 10)  # run() returns when the session ends on its own
         await p.leave()  # releases what is left; must not write a second session row
 
