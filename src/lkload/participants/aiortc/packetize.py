@@ -15,7 +15,6 @@ import functools
 import random
 import struct
 from dataclasses import dataclass
-from fractions import Fraction
 
 import av
 from aiortc.codecs import get_encoder
@@ -37,8 +36,7 @@ class PacketizedSample:
     """A sample cut into RTP payloads. Frame i of lap k has RTP timestamp
     k * lap_ticks + timestamps[i] and is due k * lap_s + due_s[i] after the start."""
 
-    codec: str
-    clockrate: int
+    codec: str  # its RTP clock rate: CLOCKRATE[codec]
     payloads: tuple[tuple[bytes, ...], ...]  # per frame (VP8: chunks without descriptor)
     timestamps: tuple[int, ...]  # clock units
     due_s: tuple[float, ...]
@@ -75,12 +73,11 @@ def packetize_sample(sample: EncodedSample) -> PacketizedSample:
         raise ValueError(f"sample lap is not a whole number of {clockrate} Hz ticks")
     return PacketizedSample(
         codec=sample.codec,
-        clockrate=clockrate,
         payloads=frames,
         timestamps=tuple(round(p * ticks) for p in sample.pts),
         due_s=tuple(float(p * sample.time_base) for p in sample.pts),
         lap_ticks=int(lap),
-        lap_s=float(Fraction(sample.duration) * sample.time_base),
+        lap_s=float(sample.duration * sample.time_base),
     )
 
 
