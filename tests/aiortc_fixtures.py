@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from lkload.metrics.schema import FailureKind
-from lkload.participants.base import ParticipantContext, ParticipantPlan, Target
+from lkload.participants.base import (
+    NO_TRACK,
+    ParticipantContext,
+    ParticipantPlan,
+    Target,
+    TrackRef,
+)
 from lkload.participants.token import mint_token
 from lkload.scenario.model import RoomLayout
 from lkload.server import EmbeddedServer
@@ -27,6 +33,8 @@ class Row:
     ok: bool
     error: FailureKind | None
     identity: str
+    track: TrackRef = NO_TRACK
+    detail: str = ""
 
 
 @dataclass
@@ -95,8 +103,16 @@ def make_ctx(
         ice_addresses=ice_addresses if ice_addresses is not None else ice_ips(),
     )
 
-    def emit(metric: str, value: float | None, ok: bool, error: FailureKind | None) -> None:
-        rows.rows.append(Row(metric, value, ok, error, identity))
+    def emit(
+        metric: str,
+        value: float | None,
+        ok: bool,
+        error: FailureKind | None,
+        *,
+        track: TrackRef = NO_TRACK,
+        detail: str = "",
+    ) -> None:
+        rows.rows.append(Row(metric, value, ok, error, identity, track, detail))
 
     return ParticipantContext(plan=plan, target=target, emit=emit, engine="aiortc")
 

@@ -99,6 +99,9 @@ class Campaign:
         engine: str = "aiortc",
         t: np.ndarray | None = None,
         rng: np.random.Generator | None = None,
+        publisher: str = "",
+        track: str = "",
+        detail: str = "",
     ) -> None:
         """Ok rows with `values` and `failures` failure rows, spread over the phase window."""
         rng = rng or np.random.default_rng(0)
@@ -122,9 +125,28 @@ class Campaign:
             value,
             ok,
             np.where(ok, "", error),
+            publisher,
+            track,
+            np.where(ok, "", detail),
         )
 
-    def _append(self, t, tier, phase, worker, room, participant, engine, metric, value, ok, error):
+    def _append(
+        self,
+        t,
+        tier,
+        phase,
+        worker,
+        room,
+        participant,
+        engine,
+        metric,
+        value,
+        ok,
+        error,
+        publisher="",
+        track="",
+        detail="",
+    ):
         n = len(t)
 
         def col(x: Any, dtype: Any = object) -> np.ndarray:
@@ -140,6 +162,9 @@ class Campaign:
             ("engine", engine),
             ("metric", metric),
             ("error", error),
+            ("publisher", publisher),
+            ("track", track),
+            ("detail", detail),
         ):
             self.chunks[name].append(col(x))
         self.chunks["value"].append(col(value, float))
@@ -328,6 +353,9 @@ def write_samples_csv(
                     "" if np.isnan(v) else f"{v:.3f}",
                     "true" if cols["ok"][i] else "false",
                     cols["error"][i],
+                    cols["publisher"][i],
+                    cols["track"][i],
+                    cols["detail"][i],
                 )
             )
 

@@ -12,7 +12,13 @@ from livekit.protocol import rtc as pr
 
 from lkload.metrics.schema import FailureKind
 from lkload.participants.aiortc import AiortcParticipant
-from lkload.participants.base import JoinFailed, ParticipantContext, ParticipantPlan, Target
+from lkload.participants.base import (
+    NO_TRACK,
+    JoinFailed,
+    ParticipantContext,
+    ParticipantPlan,
+    Target,
+)
 from lkload.scenario.model import RoomLayout
 
 
@@ -63,8 +69,10 @@ def test_signal_faults_at_join_are_classified(behaviour: str, kind: FailureKind)
         rows = Rows()
         plan = ParticipantPlan("p", "r", True, RoomLayout(), join_timeout_s=1.5)
 
-        def emit(metric, value, ok, error):  # type: ignore[no-untyped-def]
-            rows.rows.append(__import__("aiortc_fixtures").Row(metric, value, ok, error, "p"))
+        def emit(metric, value, ok, error, *, track=NO_TRACK, detail=""):  # type: ignore[no-untyped-def]
+            rows.rows.append(
+                __import__("aiortc_fixtures").Row(metric, value, ok, error, "p", track, detail)
+            )
 
         ctx = ParticipantContext(
             plan=plan,

@@ -312,3 +312,48 @@ def test_samples_file_without_the_sample_columns_is_bad_input(tmp_path: Path) ->
     (d / "samples" / "samples-w1.csv").write_text("time,latency\n1.0,2.0\n")
     with pytest.raises(UsageError, match="no column t, tier, phase"):
         analyze(d)
+
+
+@pytest.mark.parametrize("use_arrow", [True, False])
+def test_version_1_samples_files_read_with_empty_track_and_detail(
+    tmp_path: Path, monkeypatch, use_arrow: bool
+) -> None:
+    """A results directory written before the publisher/track/detail columns still reads:
+    its rows are the same and the new columns are empty strings."""
+    import lkload.analysis.load as load
+    from lkload.metrics.schema import BASE_SAMPLE_COLUMNS
+
+    c = Campaign(tiers=((10, "baseline"),), recovery_s=None)
+    d = c.write(tmp_path / "r")
+    old = d / "samples" / "samples-old.csv"
+    old.write_text(
+        ",".join(BASE_SAMPLE_COLUMNS)
+        + "\n"
+        + "1780000020.5,1,hold,w9,room-1,p-9,aiortc,data_e2e_ms,12.000,true,\n"
+        + "1780000021.5,1,hold,w9,room-1,p-9,aiortc,data_e2e_ms,,false,media\n"
+    )
+    new = d / "samples" / "samples-new.csv"
+    new.write_text(
+        ",".join(load.SAMPLE_COLUMNS)
+        + "\n"
+        + "1780000022.5,1,hold,w8,room-1,p-8,aiortc,rx_kbps,30.000,true,,p-1,TR_a,\n"
+        + "1780000023.5,1,hold,w8,room-1,p-8,aiortc,join_ms,,false,signal,,,HTTP 500 redis\n"
+    )
+    if not use_arrow:
+        monkeypatch.setattr(load, "pacsv", None)
+    s = load.read_samples([old, new], {})
+    assert len(s) == 4
+    assert list(s["publisher"].astype(str)) == ["", "", "p-1", ""]
+    assert list(s["track"].astype(str)) == ["", "", "TR_a", ""]
+    assert list(s["detail"].astype(str)) == ["", "", "", "HTTP 500 redis"]
+    assert list(s["error"].astype(str)) == ["", "media", "", "signal"]
+
+
+def test_results_of_a_newer_schema_version_are_bad_input(tmp_path: Path) -> None:
+    c = Campaign(tiers=((10, "baseline"),), recovery_s=None)
+    d = c.write(tmp_path / "r")
+    campaign = json.loads((d / "campaign.json").read_text())
+    campaign["schema_version"] = 99
+    (d / "campaign.json").write_text(json.dumps(campaign))
+    with pytest.raises(UsageError, match="schema version 99; this lkload reads versions 1 to"):
+        analyze(d)

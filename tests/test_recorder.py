@@ -81,3 +81,15 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: Path) -> None:
         rows = list(csv.DictReader(fh))
     assert len(rows) > 50
     assert killed - float(rows[-1]["t"]) < 1.0
+
+
+def test_failure_detail_is_redacted_shortened_and_one_line() -> None:
+    from lkload.metrics import failure_detail
+
+    register_secret("s3cr3t-value-XYZ")
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJwMSJ9abcdefgh.c2lnbmF0dXJlc2lnbmF0dXJl"
+    text = f"401 Unauthorized\n  token {jwt} key s3cr3t-value-XYZ " + "x" * 400
+    detail = failure_detail(text)
+    assert "s3cr3t-value-XYZ" not in detail and jwt not in detail
+    assert "\n" not in detail and len(detail) <= 160
+    assert detail.startswith("401 Unauthorized token [token] key [secret]")

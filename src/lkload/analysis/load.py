@@ -25,7 +25,12 @@ import pandas as pd
 from pydantic import ValidationError
 
 from lkload.errors import UsageError
-from lkload.metrics.schema import RESOURCE_COLUMNS, SAMPLE_COLUMNS
+from lkload.metrics.schema import (
+    BASE_SAMPLE_COLUMNS,
+    RESOURCE_COLUMNS,
+    SAMPLE_COLUMNS,
+    SCHEMA_VERSION,
+)
 from lkload.scenario.model import Scenario, Targets
 
 try:  # optional: about 5x faster on large results directories
@@ -37,7 +42,20 @@ except ImportError:  # pragma: no cover - exercised only without pyarrow
     pc = None
     pacsv = None
 
-_STRING_SAMPLE_COLUMNS = ("phase", "worker", "room", "participant", "engine", "metric", "error")
+_STRING_SAMPLE_COLUMNS = (
+    "phase",
+    "worker",
+    "room",
+    "participant",
+    "engine",
+    "metric",
+    "error",
+    "publisher",
+    "track",
+    "detail",
+)
+# Columns a version 1 samples file lacks: read as empty strings.
+_OPTIONAL_SAMPLE_COLUMNS = tuple(c for c in SAMPLE_COLUMNS if c not in BASE_SAMPLE_COLUMNS)
 
 
 @dataclass
@@ -268,11 +286,18 @@ def _parse_piece(header: list[str], piece: memoryview, on_invalid: Any) -> Any:
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(
             column_types=types,
-            include_columns=list(SAMPLE_COLUMNS),
+            include_columns=[c for c in SAMPLE_COLUMNS if c in header],
             true_values=["true", "True", "1"],
             false_values=["false", "False", "0"],
+            strings_can_be_null=False,
         ),
     )
+    for name in _OPTIONAL_SAMPLE_COLUMNS:
+        if name not in header:  # a version 1 file: the column is empty
+            empty = pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(table.num_rows, np.int32)), pa.array([""])
+            )
+            table = table.append_column(name, empty)
     return table.unify_dictionaries()  # one dictionary per column for the whole piece
 
 
@@ -291,7 +316,7 @@ def _read_samples_pandas(source: Any) -> pd.DataFrame:
     df = pd.read_csv(
         source,
         dtype=dtypes,
-        usecols=list(SAMPLE_COLUMNS),
+        usecols=lambda c: c in SAMPLE_COLUMNS,
         keep_default_na=False,
         na_values={"value": [""]},
         true_values=["true"],
@@ -300,6 +325,9 @@ def _read_samples_pandas(source: Any) -> pd.DataFrame:
         engine="c",
     )
     df["ok"] = df["ok"].astype(bool)
+    for name in _OPTIONAL_SAMPLE_COLUMNS:
+        if name not in df:  # a version 1 file
+            df[name] = pd.Categorical([""] * len(df))
     return df
 
 
@@ -351,7 +379,7 @@ def _read_samples_arrow_files(files: list[Path], skipped: dict[str, int]) -> pd.
             return "skip"
 
         for header, piece in _pieces(path, limit):
-            missing = [c for c in SAMPLE_COLUMNS if c not in header]
+            missing = [c for c in BASE_SAMPLE_COLUMNS if c not in header]
             if missing:
                 raise UsageError(
                     f"{path}: not a samples file: no column {', '.join(missing)} in its header"
@@ -463,6 +491,12 @@ def load_results(directory: Path) -> Results:
         raise UsageError(f"{cfile}: invalid JSON ({exc})") from None
     if not isinstance(campaign, dict):
         raise UsageError(f"{cfile}: expected a JSON object, got {type(campaign).__name__}")
+    version = campaign.get("schema_version", 1)
+    if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        raise UsageError(
+            f"{cfile}: results schema version {version!r}; this lkload reads versions 1 to "
+            f"{SCHEMA_VERSION}: use the lkload that wrote it, or a newer one"
+        )
     notes: list[str] = []
     scenario, targets = _scenario_and_targets(campaign, notes)
     skipped: dict[str, int] = {}

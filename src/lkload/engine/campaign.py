@@ -35,7 +35,7 @@ from lkload.engine.target import Deployment, preflight
 from lkload.engine.user import ParticipantFactory, ParticipantUser
 from lkload.metrics import Recorder, ResourceSample, Sample, redact, write_json_atomic
 from lkload.metrics.monitor import ResourceMonitor
-from lkload.metrics.schema import FailureKind
+from lkload.metrics.schema import SCHEMA_VERSION, FailureKind
 from lkload.scenario.model import Scenario
 from lkload.server import EmbeddedServer
 
@@ -100,6 +100,7 @@ class Campaign:
         recorder = Recorder(self.dir, worker=self.worker, max_pending=self.recorder_max_pending)
         self._write_meta(
             id=self.id,
+            schema_version=SCHEMA_VERSION,
             status="running",
             started=time.time(),
             ended=None,

@@ -64,11 +64,14 @@ def sample_to_wire(s: Sample) -> WireSample:
         s.value,
         s.ok,
         None if s.error is None else s.error.value,
+        s.publisher,
+        s.track,
+        s.detail,
     ]
 
 
 def sample_from_wire(w: WireSample, worker: str) -> Sample:
-    t, tier, phase, room, participant, engine, metric, value, ok, error = w
+    t, tier, phase, room, participant, engine, metric, value, ok, error, pub, track, detail = w
     return Sample(
         t=float(t),
         tier=int(tier),
@@ -81,6 +84,9 @@ def sample_from_wire(w: WireSample, worker: str) -> Sample:
         value=None if value is None else float(value),
         ok=bool(ok),
         error=None if error is None else FailureKind(error),
+        publisher=str(pub),
+        track=str(track),
+        detail=str(detail),
     )
 
 

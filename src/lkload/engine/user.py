@@ -18,13 +18,16 @@ from locust.exception import StopUser
 
 from lkload.engine.bridge import AsyncioBridge
 from lkload.engine.state import CampaignState
+from lkload.metrics.redact import failure_detail
 from lkload.metrics.schema import FailureKind, Sample
 from lkload.participants import (
+    NO_TRACK,
     JoinFailed,
     Participant,
     ParticipantContext,
     ParticipantPlan,
     Target,
+    TrackRef,
     create_participant,
 )
 from lkload.scenario.model import Scenario
@@ -89,7 +92,15 @@ class ParticipantFactory:
         engine = self.scenario.engine_of(plan.publisher)
         state = self.state
 
-        def emit(metric: str, value: float | None, ok: bool, error: FailureKind | None) -> None:
+        def emit(
+            metric: str,
+            value: float | None,
+            ok: bool,
+            error: FailureKind | None,
+            *,
+            track: TrackRef = NO_TRACK,
+            detail: str = "",
+        ) -> None:
             self.record(
                 Sample(
                     t=time.time(),
@@ -103,6 +114,9 @@ class ParticipantFactory:
                     value=value,
                     ok=ok,
                     error=error,
+                    publisher=track.publisher,
+                    track=track.track,
+                    detail=failure_detail(detail) if not ok else "",
                 )
             )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import threading
 
+from lkload.metrics.schema import DETAIL_MAX_CHARS
+
 # A JWT is three base64url parts; LiveKit access tokens are JWTs.
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 _TOKEN_PARAM = re.compile(r"(access_token=)[^&\s\"']+")
@@ -26,3 +28,10 @@ def redact(text: str) -> str:
     for secret in tuple(_secrets):
         text = text.replace(secret, "[secret]")
     return text
+
+
+def failure_detail(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
+    """A failure's detail as written to the results: redacted, one line, at most `limit`
+    characters (an exception's first line is enough to group failures by cause)."""
+    line = " ".join(redact(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -11,6 +11,7 @@ class Phase(StrEnum):
     SETTLE = "settle"
     HOLD = "hold"
     RECOVERY = "recovery"
+    TEARDOWN = "teardown"  # after the last tier (or recovery): reported, never judged
 
 
 class FailureKind(StrEnum):
@@ -53,7 +54,13 @@ ATTEMPT_METRICS: tuple[str, ...] = (
 # ramp or settle they happened. All other metrics are read over the hold window only.
 ARRIVAL_METRICS: tuple[str, ...] = ("join_ms", "first_track_ms")
 
-SAMPLE_COLUMNS: tuple[str, ...] = (
+# Version of the results directory's layout, written to campaign.json as `schema_version`.
+# 1: the first eleven columns. 2: + publisher, track (per-track metrics) and detail (a
+# short, redacted reason of a failure). `lkload report` reads both.
+SCHEMA_VERSION = 2
+
+# Columns every samples file has had since version 1.
+BASE_SAMPLE_COLUMNS: tuple[str, ...] = (
     "t",
     "tier",
     "phase",
@@ -66,6 +73,10 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
     "ok",
     "error",
 )
+# Added in version 2: empty where they do not apply (and in version 1 files).
+TRACK_COLUMNS: tuple[str, ...] = ("publisher", "track")
+SAMPLE_COLUMNS: tuple[str, ...] = (*BASE_SAMPLE_COLUMNS, *TRACK_COLUMNS, "detail")
+DETAIL_MAX_CHARS = 160  # a failure's detail: one short line
 RESOURCE_COLUMNS: tuple[str, ...] = (
     "t",
     "source",
@@ -92,6 +103,9 @@ class Sample:
     value: float | None
     ok: bool
     error: FailureKind | None = None
+    publisher: str = ""  # per-track metrics: identity of the track's publisher
+    track: str = ""  # per-track metrics: the track's sid
+    detail: str = ""  # failures: what went wrong, in a few redacted words
 
     def __post_init__(self) -> None:
         if self.ok and self.error is not None:
@@ -112,6 +126,9 @@ class Sample:
             "" if self.value is None else f"{self.value:.3f}",
             "true" if self.ok else "false",
             "" if self.error is None else self.error.value,
+            self.publisher,
+            self.track,
+            self.detail,
         )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 
 from lkload.participants.base import (
+    NO_TRACK,
     JoinFailed,
     Participant,
     ParticipantContext,
     ParticipantPlan,
     Target,
+    TrackRef,
 )
 
 # engine name -> module that defines `create(ctx) -> Participant`; imported on first use so
@@ -24,10 +26,12 @@ def create_participant(engine: str, ctx: ParticipantContext) -> Participant:
 
 __all__ = [
     "ENGINES",
+    "NO_TRACK",
     "JoinFailed",
     "Participant",
     "ParticipantContext",
     "ParticipantPlan",
     "Target",
+    "TrackRef",
     "create_participant",
 ]

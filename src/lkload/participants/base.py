@@ -11,6 +11,7 @@ import abc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from lkload.metrics.schema import FailureKind
 from lkload.scenario.model import RoomLayout
@@ -46,8 +47,32 @@ SHIELDED_TASK_PREFIX = "lkload-shielded:"
 # Participant attribute in which an engine names itself to the other participants.
 ENGINE_ATTRIBUTE = "lkload.engine"
 
-# emit(metric, value, ok, error) — the context adds time, tier, phase, room, participant.
-Emit = Callable[[str, float | None, bool, FailureKind | None], None]
+
+@dataclass(frozen=True, slots=True)
+class TrackRef:
+    """Which remote track a per-track row is about: its publisher's identity and its sid."""
+
+    publisher: str = ""
+    track: str = ""
+
+
+NO_TRACK = TrackRef()
+
+
+class Emit(Protocol):
+    """emit(metric, value, ok, error, track=, detail=) — the context adds time, tier, phase,
+    room, participant; `detail` (failures only) is redacted and shortened by the engine."""
+
+    def __call__(
+        self,
+        metric: str,
+        value: float | None,
+        ok: bool,
+        error: FailureKind | None,
+        *,
+        track: TrackRef = NO_TRACK,
+        detail: str = "",
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -58,11 +83,13 @@ class ParticipantContext:
     engine: str
     started: float = field(default_factory=time.time)
 
-    def ok(self, metric: str, value: float) -> None:
-        self.emit(metric, value, True, None)
+    def ok(self, metric: str, value: float, track: TrackRef = NO_TRACK) -> None:
+        self.emit(metric, value, True, None, track=track)
 
-    def fail(self, metric: str, kind: FailureKind) -> None:
-        self.emit(metric, None, False, kind)
+    def fail(
+        self, metric: str, kind: FailureKind, detail: str = "", track: TrackRef = NO_TRACK
+    ) -> None:
+        self.emit(metric, None, False, kind, track=track, detail=detail)
 
 
 class JoinFailed(Exception):
@@ -71,6 +98,7 @@ class JoinFailed(Exception):
     def __init__(self, kind: FailureKind, detail: str = "") -> None:
         super().__init__(f"{kind.value}: {detail}")
         self.kind = kind
+        self.detail = detail
 
 
 class Participant(abc.ABC):
