@@ -35,6 +35,7 @@ class Row:
     identity: str
     track: TrackRef = NO_TRACK
     detail: str = ""
+    at: float | None = None
 
 
 @dataclass
@@ -111,8 +112,9 @@ def make_ctx(
         *,
         track: TrackRef = NO_TRACK,
         detail: str = "",
+        at: float | None = None,
     ) -> None:
-        rows.rows.append(Row(metric, value, ok, error, identity, track, detail))
+        rows.rows.append(Row(metric, value, ok, error, identity, track, detail, at))
 
     return ParticipantContext(plan=plan, target=target, emit=emit, engine="aiortc")
 

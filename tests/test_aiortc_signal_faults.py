@@ -69,9 +69,9 @@ def test_signal_faults_at_join_are_classified(behaviour: str, kind: FailureKind)
         rows = Rows()
         plan = ParticipantPlan("p", "r", True, RoomLayout(), join_timeout_s=1.5)
 
-        def emit(metric, value, ok, error, *, track=NO_TRACK, detail=""):  # type: ignore[no-untyped-def]
+        def emit(metric, value, ok, error, *, track=NO_TRACK, detail="", at=None):  # type: ignore[no-untyped-def]
             rows.rows.append(
-                __import__("aiortc_fixtures").Row(metric, value, ok, error, "p", track, detail)
+                __import__("aiortc_fixtures").Row(metric, value, ok, error, "p", track, detail, at)
             )
 
         ctx = ParticipantContext(

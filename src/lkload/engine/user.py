@@ -100,10 +100,11 @@ class ParticipantFactory:
             *,
             track: TrackRef = NO_TRACK,
             detail: str = "",
+            at: float | None = None,
         ) -> None:
             self.record(
                 Sample(
-                    t=time.time(),
+                    t=time.time() if at is None else at,
                     tier=state.tier,
                     phase=state.phase,
                     worker=self.worker,

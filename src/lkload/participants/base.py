@@ -60,8 +60,10 @@ NO_TRACK = TrackRef()
 
 
 class Emit(Protocol):
-    """emit(metric, value, ok, error, track=, detail=) — the context adds time, tier, phase,
-    room, participant; `detail` (failures only) is redacted and shortened by the engine."""
+    """emit(metric, value, ok, error, track=, detail=, at=) — the context adds tier, phase,
+    room, participant and the time (now, or `at`: when the measured thing happened, e.g. a
+    frame's arrival or a stall's start, if the row is written later); `detail` (failures
+    only) is redacted and shortened by the engine."""
 
     def __call__(
         self,
@@ -72,6 +74,7 @@ class Emit(Protocol):
         *,
         track: TrackRef = NO_TRACK,
         detail: str = "",
+        at: float | None = None,
     ) -> None: ...
 
 
@@ -83,13 +86,22 @@ class ParticipantContext:
     engine: str
     started: float = field(default_factory=time.time)
 
-    def ok(self, metric: str, value: float, track: TrackRef = NO_TRACK) -> None:
-        self.emit(metric, value, True, None, track=track)
+    def ok(
+        self, metric: str, value: float, track: TrackRef = NO_TRACK, at: float | None = None
+    ) -> None:
+        self.emit(metric, value, True, None, track=track, at=at)
 
     def fail(
-        self, metric: str, kind: FailureKind, detail: str = "", track: TrackRef = NO_TRACK
+        self,
+        metric: str,
+        kind: FailureKind,
+        detail: str = "",
+        track: TrackRef = NO_TRACK,
+        value: float | None = None,
+        at: float | None = None,
     ) -> None:
-        self.emit(metric, None, False, kind, track=track, detail=detail)
+        """One failure row; `value` where the failure has a size (a stall's duration)."""
+        self.emit(metric, value, False, kind, track=track, detail=detail, at=at)
 
 
 class JoinFailed(Exception):
