@@ -10,3 +10,7 @@ an import sorter could reorder.
 import os
 
 os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")
+
+from lkload.pins import check_pins  # noqa: E402 - after the environment variable, on purpose
+
+check_pins()
