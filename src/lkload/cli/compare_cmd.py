@@ -45,16 +45,30 @@ def load_summary(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise UsageError(f"{path}: no such directory")
     if (path / "summary.json").exists() and not (path / "campaign.json").exists():
-        try:
-            return json.loads((path / "summary.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path / 'summary.json'}: invalid JSON ({exc})") from None
+        return _summary_file(path / "summary.json")
     if path.is_file() and path.suffix == ".json":
-        return json.loads(path.read_text(encoding="utf-8"))
+        return _summary_file(path)
     from lkload.analysis import analyze
     from lkload.report.summary import build_summary
 
     return build_summary(analyze(path))
+
+
+def _summary_file(path: Path) -> dict[str, Any]:
+    from lkload.report.summary import SCHEMA
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    if data.get("schema") != SCHEMA:
+        raise UsageError(
+            f"{path}: summary schema {data.get('schema')!r}, this lkload reads {SCHEMA}: "
+            "give the results directory instead (lkload compare re-analyses it)"
+        )
+    return data
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from lkload import __version__
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # PyJWT warns (on stderr, mid-output) about HMAC secrets shorter than 32 bytes; the
+    # server decides whether it accepts the secret, and the preflight says so in one line.
+    warnings.filterwarnings("ignore", message="The HMAC key is")
     try:
         parser = build_parser()  # imports the engine, which checks the pinned versions
     except UsageError as exc:

@@ -110,12 +110,17 @@ def run(args: argparse.Namespace) -> int:
     from lkload.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
+    check_port(args.web_port, "--web-port")
+    check_port(args.master_port, "--master-port")
+    if args.expect_workers < 1:
+        raise UsageError(f"--expect-workers {args.expect_workers}: must be at least 1")
+    ice_ips = ice_ips_from(args.ice_ips)
     deployment = None
     if args.url:
-        from lkload.engine.target import deployment_from
+        from lkload.engine.target import deployment_from, preflight
 
         deployment = deployment_from(args.url, args.api_key, args.api_secret)
-    ice_ips = ice_ips_from(args.ice_ips)
+        preflight(deployment)  # before anything is written or started: fails in seconds
 
     from lkload.engine.campaign import Campaign
 
@@ -152,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
 
     passed = report_and_verdict(result.results_dir, args.reports)
     return 0 if passed and result.status == "completed" else 1
+
+
+def check_port(port: int, flag: str) -> None:
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{flag} {port}: not a TCP port (1-65535)")
 
 
 def ice_ips_from(flags: list[str] | None) -> tuple[str, ...]:

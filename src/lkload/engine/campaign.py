@@ -119,7 +119,8 @@ class Campaign:
         status = "failed"
         try:
             deployment = self._start_target(recorder)
-            preflight(deployment)
+            if self.deployment is None:  # the CLI checked a --url target before anything
+                preflight(deployment)
             status = self._drive(deployment, recorder)
         except KeyboardInterrupt:
             status = "interrupted"

@@ -9,6 +9,7 @@ import asyncio
 import urllib.parse
 from dataclasses import dataclass, field
 
+from google.protobuf.message import DecodeError
 from livekit import api
 
 from lkload.errors import TargetUnreachable, UsageError
@@ -47,6 +48,10 @@ def deployment_from(url: str, api_key: str | None, api_secret: str | None) -> De
         raise UsageError(
             f"--url {url!r}: expected ws://HOST:PORT or wss://HOST (LiveKit's signalling URL)"
         )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise UsageError(f"--url {url!r}: the port is not a number (1-65535)") from None
     if parts.scheme in ("http", "https"):
         url = urllib.parse.urlunsplit(
             ("ws" if parts.scheme == "http" else "wss", parts.netloc, parts.path, "", "")
@@ -81,6 +86,11 @@ async def _preflight(d: Deployment) -> None:
                 "--api-key/--api-secret or LIVEKIT_API_KEY/LIVEKIT_API_SECRET"
             ) from None
         raise TargetUnreachable(f"{d.url}: RoomService error {exc.code}: {exc.message}") from None
+    except DecodeError:
+        raise TargetUnreachable(
+            f"{d.url}: answered HTTP, but its RoomService reply is not LiveKit's: not a LiveKit "
+            "server (check the host, port and path)"
+        ) from None
     except Exception as exc:  # aiohttp connection errors and the like
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TargetUnreachable(

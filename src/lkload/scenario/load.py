@@ -37,17 +37,83 @@ def _loc(parts: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+# A scenario is a few dozen keys: a document that expands (through aliases) to more nodes
+# than this is a mistake or a "billion laughs" bomb, refused before anything expands it.
+MAX_NODES = 10_000
+
+
+def _check_nodes(root: yaml.Node, path: Path) -> None:
+    """Refuse duplicated keys (YAML keeps the last one silently) and documents whose
+    aliases expand past MAX_NODES, walking the composed graph once per distinct node."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = MAX_NODES + 1  # a node inside itself (recursive alias): too big
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        raise UsageError(
+                            f"{path}: line {key.start_mark.line + 1}: key {key.value!r} appears "
+                            f"twice (first on line {seen[key.value]}); keep one"
+                        )
+                    seen[key.value] = key.start_mark.line + 1
+                total += size(key) + size(value)
+                if total > MAX_NODES:
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+                if total > MAX_NODES:
+                    break
+        sizes[id(node)] = total
+        return total
+
+    if size(root) > MAX_NODES:
+        raise UsageError(
+            f"{path}: too many aliases or nodes (more than {MAX_NODES:,} once expanded); "
+            "a scenario is a few dozen keys: write it out without nested aliases"
+        )
+
+
 def load_scenario(name_or_path: str) -> Scenario:
     path = resolve_scenario_path(name_or_path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; give a scenario YAML file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save the scenario as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                raise UsageError(
+                    f"{path}: the file is empty; a scenario needs at least `name` and `tiers` "
+                    "(see scenarios/smoke.yaml)"
+                )
+            _check_nodes(root, path)
+            raw = loader.construct_document(root)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "?"
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UsageError(f"{path}: {where}: invalid YAML: {reason}") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply; a scenario is a few levels deep") from None
     return parse_scenario(raw, source=str(path))
 
 

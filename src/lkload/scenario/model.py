@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 class Strict(BaseModel):
     # Unknown keys are errors: a typo in a scenario must not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are never meant (an infinite hold would never end).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TierRole(StrEnum):
