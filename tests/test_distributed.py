@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import subprocess
 import sys
 import time
@@ -39,6 +40,9 @@ from lkload.server.ports import free_tcp_port
 TWO_TIERS = CAMPAIGN_TWO_TIERS.replace("name: two-tiers", "name: dist-two-tiers\nengine: aiortc")
 
 
+CLUSTER_KEY = "test-cluster-key-0123456789-abcdefghijkl"
+
+
 class Cluster:
     """A master and its workers as real processes; everything is killed at the end."""
 
@@ -49,15 +53,23 @@ class Cluster:
         self.port = free_tcp_port()
         self.master_host = "127.0.0.1"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.key = CLUSTER_KEY  # the link's shared key, given to master and workers
 
-    def _spawn(self, name: str, argv: list[str], prefix: list[str] | None = None) -> None:
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        prefix: list[str] | None = None,
+        key: str | None = None,
+    ) -> None:
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        env = {**os.environ, "LKLOAD_CLUSTER_KEY": self.key if key is None else key}
         self.procs[name] = subprocess.Popen(
-            [*(prefix or []), *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            [*(prefix or []), *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
         )
         log.close()
 
-    def master(self, *extra: str, expect: int = 2) -> None:
+    def master(self, *extra: str, expect: int = 2, key: str | None = None) -> None:
         self._spawn(
             "master",
             [
@@ -76,6 +88,7 @@ class Cluster:
                 "--no-progress",
                 *extra,
             ],
+            key=key,
         )
 
     def worker(self, name: str, *extra: str, argv: list[str] | None = None, **kw) -> None:
@@ -385,6 +398,9 @@ def test_compose_file_runs_the_same_entrypoints_as_the_tests() -> None:
     assert "LIVEKIT_API_SECRET" not in str(spec["services"]["worker"])
     assert "LIVEKIT" not in (ROOT / "Dockerfile").read_text().replace("LiveKit", "")
     assert set(spec["services"]["livekit"]["profiles"]) == {"lab"}
+    # Master and workers share the cluster key of their link.
+    for name in ("master", "worker"):
+        assert "LKLOAD_CLUSTER_KEY" in spec["services"][name]["environment"]
 
 
 def test_compose_config_is_valid_where_a_compose_client_exists(tmp_path: Path) -> None:
@@ -398,7 +414,10 @@ def test_compose_config_is_valid_where_a_compose_client_exists(tmp_path: Path) -
     if argv is None:
         pytest.skip("no docker compose client on this machine")
     env_file = tmp_path / "loadgen.env"
-    env_file.write_text("LIVEKIT_API_KEY=k\nLIVEKIT_API_SECRET=s3cr3t-s3cr3t\nLKLOAD_WORKERS=3\n")
+    env_file.write_text(
+        "LIVEKIT_API_KEY=k\nLIVEKIT_API_SECRET=s3cr3t-s3cr3t\nLKLOAD_WORKERS=3\n"
+        "LKLOAD_CLUSTER_KEY=cluster-key-0123456789\n"
+    )
     for profile in ([], ["--profile", "lab"]):
         proc = subprocess.run(
             [*argv, "--env-file", str(env_file), "-f", str(COMPOSE), *profile, "config"],

@@ -68,8 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "distributed run (docs/distributed.md)",
         "With --master this process drives the tiers and writes the results, and the "
         "participants run on `lkload worker` processes, which receive the server URL and one "
-        "join token per participant (never the API secret) over an unencrypted link: use a "
-        "trusted network.",
+        "join token per participant (never the API secret) over a link encrypted and "
+        "authenticated with the cluster key (CurveZMQ): only workers holding it are admitted.",
     )
     d.add_argument(
         "--master", action="store_true", help="be the master of workers started with lkload worker"
@@ -96,6 +96,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "only; 0.0.0.0 for workers on other machines)",
     )
     d.add_argument("--master-port", type=int, default=5557, help="the master's port (default 5557)")
+    d.add_argument(
+        "--cluster-key-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the cluster key that workers must present (default: env "
+        "LKLOAD_CLUSTER_KEY; without either the master makes one and prints its file)",
+    )
     d.add_argument(
         "--server-bind",
         default="127.0.0.1",
@@ -132,9 +139,14 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if args.master:
+        from lkload.engine import link
         from lkload.engine.master import MasterCampaign
 
         _check_ips((args.master_bind, args.server_bind), flag="--master-bind/--server-bind")
+        key = link.key_from(args.cluster_key_file)
+        if key is None:
+            key, key_file = link.write_new_key()
+            link.announce_key_file(key_file)
         campaign: Campaign = MasterCampaign(
             scenario,
             **common,  # type: ignore[arg-type]
@@ -143,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
             bind_port=args.master_port,
             workers_timeout_s=args.expect_workers_timeout,
             server_bind=args.server_bind,
+            cluster_key=key,
         )
     else:
         campaign = Campaign(scenario, **common)  # type: ignore[arg-type]

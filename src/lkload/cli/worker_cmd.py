@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 DEFAULT_MASTER_PORT = 5557
 
@@ -17,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "Connect to an lkload master (`lkload run --master`), run the participants it "
             "assigns, and send every sample to it; the master alone writes the results. The "
             "worker needs no LiveKit credentials: the master hands out one join token per "
-            "participant. The link to the master is not encrypted: use a trusted network."
+            "participant, over a link encrypted and authenticated with the cluster key."
         ),
         epilog=(
             "Exit codes: 0 the campaign ended, 1 the master was lost (participants stopped "
@@ -51,6 +52,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="local address the participants may use for media, repeatable (default: "
         "$LKLOAD_ICE_IPS or 127.0.0.1)",
     )
+    p.add_argument(
+        "--cluster-key-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the master's cluster key (default: env LKLOAD_CLUSTER_KEY); the "
+        "link is encrypted and authenticated with it (CurveZMQ)",
+    )
     p.add_argument("--name", help="worker id in the results (default: w1, w2, … by arrival)")
     p.add_argument(
         "--connect-timeout",
@@ -78,7 +86,15 @@ def run(args: argparse.Namespace) -> int:
     from lkload.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
+    from lkload.engine import link
     from lkload.engine.worker import Worker
+
+    key = link.key_from(args.cluster_key_file)
+    if key is None:
+        raise UsageError(
+            f"no cluster key: set {link.CLUSTER_KEY_ENV} or pass --cluster-key-file with the "
+            "key the master printed (its link is encrypted and admits only holders of the key)"
+        )
 
     worker = Worker(
         scenario,
@@ -88,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name,
         connect_timeout_s=args.connect_timeout,
         master_timeout_s=args.master_timeout,
+        cluster_key=key,
     )
     code = worker.run()
     print(f"lkload worker {worker.worker}: exit {code}", file=sys.stderr)

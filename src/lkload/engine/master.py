@@ -33,6 +33,7 @@ from locust.runners import (
 )
 
 from lkload import __version__
+from lkload.engine import link
 from lkload.engine import messages as m
 from lkload.engine.campaign import Campaign
 from lkload.engine.progress import Progress
@@ -101,6 +102,7 @@ class MasterCampaign(Campaign):
         bind_port: int = DEFAULT_MASTER_PORT,
         workers_timeout_s: float = 60.0,
         server_bind: str = "127.0.0.1",
+        cluster_key: str,
     ) -> None:
         super().__init__(
             scenario,
@@ -129,6 +131,8 @@ class MasterCampaign(Campaign):
         self._began = False  # tier 1 was started: late workers are refused
         self._gen_cpu: dict[str, float] = {}
         self.recorder_max_pending = RECORDER_MAX_PENDING
+        self.link_keys = link.link_keys(cluster_key)
+        self._link_refusals = 0
 
     # -- hooks of Campaign ------------------------------------------------------------
 
@@ -147,6 +151,9 @@ class MasterCampaign(Campaign):
         self._target = deployment.target()
         self._url = deployment.url
         host = "*" if self.bind_host in ("0.0.0.0", "*") else self.bind_host
+        link.use_secure_transport(
+            self.link_keys, link.HandshakeWatch(on_failure=lambda: self._on_link_refused(recorder))
+        )
         try:
             runner = env._create_runner(
                 _MasterRunner, master_bind_host=host, master_bind_port=self.bind_port
@@ -162,6 +169,19 @@ class MasterCampaign(Campaign):
         runner.register_message(m.DRAINED, self._on_drained)
         self._runner = runner
         return runner
+
+    def _on_link_refused(self, recorder: Recorder) -> None:
+        """A peer failed the CURVE handshake: it does not hold our cluster key. ZeroMQ
+        retries every few hundred ms, so say it once and count the rest."""
+        self._link_refusals += 1
+        if self._link_refusals == 1:
+            print(
+                f"lkload: refused a connection on {self.bind_host}:{self.bind_port}: it failed "
+                f"the link handshake (a worker with another cluster key, or not an lkload "
+                f"worker); give workers the master's key ({link.CLUSTER_KEY_ENV})",
+                file=sys.stderr,
+            )
+            recorder.event("link_refused", reason="cluster key handshake failed")
 
     def _before_start(self, runner: Runner, recorder: Recorder, progress: Progress) -> None:
         """Tier 1 starts when --expect-workers workers were welcomed and none is undecided."""

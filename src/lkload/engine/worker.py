@@ -28,6 +28,7 @@ from locust.env import Environment
 from locust.runners import STATE_CLEANUP, STATE_STOPPING, WorkerRunner
 
 from lkload import __version__
+from lkload.engine import link
 from lkload.engine import messages as m
 from lkload.engine.bridge import AsyncioBridge
 from lkload.engine.environment import host_info
@@ -64,6 +65,8 @@ class Worker:
         name: str | None = None,
         connect_timeout_s: float = 60.0,
         master_timeout_s: float = 5.0,
+        *,
+        cluster_key: str,
     ) -> None:
         self.scenario = scenario
         self.master_host = master_host
@@ -72,6 +75,8 @@ class Worker:
         self.name = name
         self.connect_timeout_s = connect_timeout_s
         self.master_timeout_s = master_timeout_s
+        self.link_keys = link.link_keys(cluster_key)
+        self._link_refused = gevent.event.Event()
         self.state = CampaignState()
         self.outbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=OUTBOX_MAX)
         self.runner: WorkerRunner | None = None
@@ -137,14 +142,28 @@ class Worker:
             bridge.stop(timeout=5)
 
     def _connect(self, env: Environment) -> WorkerRunner:
-        try:
-            with gevent.Timeout(self.connect_timeout_s):
-                runner = env.create_worker_runner(self.master_host, self.master_port)
-        except (gevent.Timeout, ConnectionError):
+        link.use_secure_transport(self.link_keys, link.HandshakeWatch(self._link_refused.set))
+        connecting = gevent.spawn(env.create_worker_runner, self.master_host, self.master_port)
+        gevent.wait([connecting, self._link_refused], timeout=self.connect_timeout_s, count=1)
+        if not connecting.ready():
+            connecting.kill(block=False)
+            if self._link_refused.is_set():
+                raise UsageError(
+                    f"the master at {self.master_host}:{self.master_port} refused the link "
+                    f"handshake: this worker's cluster key is not the master's; use the key the "
+                    f"master printed ({link.CLUSTER_KEY_ENV} or --cluster-key-file)"
+                )
             raise UsageError(
                 f"no lkload master answered at {self.master_host}:{self.master_port} within "
                 f"{self.connect_timeout_s:.0f} s; start `lkload run --master` first and check "
                 "--master-host/--master-port"
+            )
+        try:
+            runner = connecting.get()
+        except ConnectionError:
+            raise UsageError(
+                f"no lkload master answered at {self.master_host}:{self.master_port}; start "
+                "`lkload run --master` first and check --master-host/--master-port"
             ) from None
         self.runner = runner
         runner.register_message(m.WELCOME, lambda msg, **_kw: self._welcome.set(msg.data))
