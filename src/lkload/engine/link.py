@@ -16,9 +16,11 @@ pinned: lkload/pins.py; tests/test_distributed.py proves no token crosses in cle
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -100,9 +102,12 @@ def key_from(key_file: Path | None) -> str | None:
 
 
 def write_new_key() -> tuple[str, Path]:
-    """A fresh cluster key in a file only this user can read (a private temp directory)."""
+    """A fresh cluster key in a file only this user can read (a private temp directory,
+    removed when this process exits: workers need it only to join)."""
     key = checked_key(new_cluster_key(), "generated")
-    path = Path(tempfile.mkdtemp(prefix="lkload-cluster-")) / "cluster.key"
+    directory = Path(tempfile.mkdtemp(prefix="lkload-cluster-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    path = directory / "cluster.key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
