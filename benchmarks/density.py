@@ -96,7 +96,7 @@ def child(args: argparse.Namespace) -> None:
     def token_for(identity: str, room: str) -> str:
         grants = api.VideoGrants(room_join=True, room=room)
         return (
-            api.AccessToken(args.key, args.secret)
+            api.AccessToken(args.key, os.environ["LIVEKIT_API_SECRET"])
             .with_identity(identity)
             .with_grants(grants)
             .to_jwt()
@@ -241,9 +241,9 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
         str(rooms),
         "--url",
         srv.url,
-        # "=": a generated key or secret may start with "-"
+        # "=": a generated key may start with "-"; the secret goes by environment (ps shows
+        # command lines)
         f"--key={srv.credentials.api_key}",
-        f"--secret={srv.credentials.api_secret}",
         "--ice",
         srv.ice_ips[0],
         "--hold",
@@ -253,7 +253,12 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
     ]
     timeout = rooms * ROOM_SIZE / JOIN_RATE + args.hold + args.settle + 60
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "LIVEKIT_API_SECRET": srv.credentials.api_secret},
     )
     hold = _Hold(_CpuWindow([proc.pid]), _CpuWindow([srv.process.pid]))
     lines: list[str] = []
@@ -433,8 +438,7 @@ def run_lk(rooms: int, lk: Path, srv, args) -> Step:  # type: ignore[no-untyped-
             "load-test",
             "--url",
             srv.url,
-            f"--api-key={srv.credentials.api_key}",
-            f"--api-secret={srv.credentials.api_secret}",
+            f"--api-key={srv.credentials.api_key}",  # the secret: LIVEKIT_API_SECRET
             "--room",
             f"lk-{rooms}-{i}",
             "--video-publishers",
@@ -454,7 +458,12 @@ def run_lk(rooms: int, lk: Path, srv, args) -> Step:  # type: ignore[no-untyped-
             f"{duration}s",
         ]
         p = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "LIVEKIT_API_SECRET": srv.credentials.api_secret},
         )
         out: list[str] = []
         ev = threading.Event()
@@ -610,7 +619,6 @@ def main() -> None:
     c.add_argument("--rooms", type=int, required=True)
     c.add_argument("--url", required=True)
     c.add_argument("--key", required=True)
-    c.add_argument("--secret", required=True)
     c.add_argument("--ice", required=True)
     c.add_argument("--hold", type=float, default=20)
     c.add_argument("--settle", type=float, default=5)

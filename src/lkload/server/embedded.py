@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,9 +136,11 @@ class EmbeddedServer:
         raise AssertionError("unreachable")
 
     def _start_once(self) -> EmbeddedServer:
-        self._secret_dir = tempfile.TemporaryDirectory(prefix="lkload-server-")
+        sweep_stale_secret_dirs()
+        self._secret_dir = tempfile.TemporaryDirectory(prefix=SECRET_DIR_PREFIX)
         secret_dir = Path(self._secret_dir.name)
         os.chmod(secret_dir, 0o700)
+        (secret_dir / OWNER_FILE).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
         key_file = self.key_file = secret_dir / "keys.yaml"
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -230,6 +233,44 @@ class EmbeddedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+SECRET_DIR_PREFIX = "lkload-server-"
+OWNER_FILE = "owner"  # "<pid> <start time>" of the lkload process that made the directory
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks (/proc/PID/stat field 22): with the pid, it
+    names one process even after the pid is reused."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def sweep_stale_secret_dirs() -> list[Path]:
+    """Remove the private key directories of embedded servers whose lkload is gone (a
+    SIGKILLed lkload cannot clean up after itself): they hold an API secret."""
+    removed = []
+    for directory in Path(tempfile.gettempdir()).glob(f"{SECRET_DIR_PREFIX}*"):
+        try:
+            if directory.stat().st_uid != os.getuid():
+                continue
+            pid, started = (directory / OWNER_FILE).read_text().split()
+        except (OSError, ValueError):
+            # no owner file yet: just being made, or by an lkload before owner files
+            try:
+                age = time.time() - directory.stat().st_mtime
+            except OSError:
+                continue
+            if age < 3600:
+                continue
+        else:
+            if pid.isdigit() and _start_time(int(pid)) == started:
+                continue  # its lkload is alive
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
 
 
 class _PortTaken(Exception):
