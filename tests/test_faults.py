@@ -1,0 +1,131 @@
+"""Faults during a campaign, each injected for real: lkload itself SIGKILLed (samples lost
+measured), SIGTERM, and a distributed worker's network cut (not killed)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from helpers import (
+    LKLOAD,
+    ROOT,
+    TWO_TIERS,
+    lkload,
+    needs_netns,
+    read_samples,
+    read_timeline,
+    run_args,
+    server_gone,
+    write_scenario,
+)
+from test_campaign import _wait_for_hold
+
+from lkload.server.ports import free_tcp_port
+
+FLUSH_S = 0.5  # the recorder's flush interval (metrics/recorder.py)
+RELAY_S = 0.25  # how late Locust's statistics see a sample (engine/campaign.py)
+
+
+def _recorded(port: int) -> int:
+    """Samples the participants have recorded so far, as Locust's statistics count them
+    (every sample is fired as one Locust request, failures included)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/requests", timeout=5) as r:
+        stats = json.loads(r.read())
+    rows = [row for row in stats["stats"] if row["name"] != "Aggregated"]
+    assert rows, stats
+    return sum(row["num_requests"] for row in rows)
+
+
+def _fresh_recorded(port: int) -> tuple[float, int]:
+    """Locust's web UI caches /stats/requests for up to 2 s: poll until the count moves,
+    which is the moment it was computed afresh."""
+    before = _recorded(port)
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        now = _recorded(port)
+        if now != before:
+            return time.monotonic(), now
+        time.sleep(0.05)
+    pytest.fail("Locust's count of samples did not move for 10 s")
+
+
+@needs_netns
+@pytest.mark.timeout(180)
+def test_sigkilled_lkload_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
+    port = free_tcp_port()
+    scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
+    proc = subprocess.Popen(
+        [*LKLOAD, *run_args(scenario, tmp_path, "--web", "--web-port", str(port))],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
+        time.sleep(3)
+        early_t, early = _fresh_recorded(port)
+        time.sleep(2 * (FLUSH_S + RELAY_S))
+        late_t, late = _fresh_recorded(port)
+        proc.kill()  # SIGKILL, right after a fresh count
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    on_disk = len(read_samples(results))
+    rate = (late - early) / (late_t - early_t)
+    assert rate > 5, (rate, early, late)  # the campaign was producing samples
+    # Everything recorded more than a flush interval before the kill is on disk ...
+    assert on_disk >= early, (on_disk, early)
+    # ... and what is missing is at most what one flush interval (plus the relay's lag,
+    # by which Locust's count runs behind) produces.
+    lost = late - on_disk
+    assert lost <= rate * (FLUSH_S + RELAY_S) + 2, (lost, rate)
+    print(f"SIGKILL: {late} recorded, {on_disk} on disk, {max(0, lost)} lost at {rate:.0f}/s")
+    # The results render as a report marked cut short.
+    proc2 = lkload("report", str(results), "--out", str(tmp_path / "report"), timeout=120)
+    assert proc2.returncode == 1, proc2.stderr
+    assert "cut short" in (tmp_path / "report" / "report.md").read_text()
+    end = time.monotonic() + 10
+    while not server_gone(results) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert server_gone(results)
+
+
+@needs_netns
+@pytest.mark.timeout(180)
+def test_sigterm_stops_like_ctrl_c_with_a_report_and_no_traceback(tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
+    proc = subprocess.Popen(
+        [*LKLOAD, *run_args(scenario, tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-2000:]
+    assert "Traceback" not in out + err, err[-3000:]
+    meta = json.loads((results / "campaign.json").read_text())
+    assert meta["status"] == "interrupted"
+    rows = read_samples(results)
+    joins = [r for r in rows if r["metric"] == "join_ms"]
+    sessions = [r for r in rows if r["metric"] == "session_s"]
+    assert len(joins) == 3 and len(sessions) == 3  # every participant left, each once
+    assert all(r["ok"] == "true" for r in sessions), sessions  # asked to leave: not a drop
+    assert any(
+        e["event"] == "abort" and e["reason"] == "interrupted" for e in read_timeline(results)
+    )
+    assert (tmp_path / "reports" / results.name / "report.html").exists()
+    assert server_gone(results)
