@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,4 +112,53 @@ def test_workers_in_their_own_namespaces(tmp_path: Path, lan: Lan) -> None:
         assert any(r["metric"] == "data_e2e_ms" and r["ok"] == "true" for r in rows)
         assert [e["event"] for e in read_timeline(results)].count("worker_joined") == 2
     finally:
+        c.close()
+
+
+@pytest.mark.timeout(150)
+def test_a_worker_cut_off_the_network_is_lost_in_time_and_named_in_the_report(
+    tmp_path: Path, lan: Lan
+) -> None:
+    """Not killed: its link goes down mid-hold. The master notices within a few missed
+    heartbeats (Locust's: 1 s apart, 3 missed), records worker_lost, goes on with the other
+    worker, and the report names the tier that lost the worker's participants."""
+    c = Cluster(tmp_path, TWO_TIERS.replace("hold_s: 6", "hold_s: 12"))
+    c.master_host = lan.master_addr
+    try:
+        c.master(
+            "--master-bind",
+            lan.master_addr,
+            "--server-bind",
+            lan.master_addr,
+            "--ice-ip",
+            lan.master_addr,
+        )
+        for k, (ns, addr) in enumerate(zip(lan.namespaces, lan.addresses, strict=True), 1):
+            c.worker(
+                f"w{k}", "--ice-ip", addr, "--name", f"w{k}", prefix=["ip", "netns", "exec", ns]
+            )
+        c.wait_event(lambda e: e.get("phase") == "hold" and e.get("tier") == 1, 90)
+        time.sleep(2)
+        cut_at = time.time()
+        _ip("link", "set", f"{lan.bridge}o1", "down")  # w2's cable pulled
+        lost = c.wait_event(lambda e: e.get("event") == "worker_lost", 30)
+        detected_s = lost["t"] - cut_at
+        assert lost["worker"] == "w2" and lost["reason"] == "heartbeat", lost
+        assert lost["tier"] == 1 and lost["connected"] >= 1, lost
+        assert detected_s < 10, detected_s
+        print(f"worker cut off: lost after {detected_s:.1f} s")
+        # completed, but not a PASS: tier 1 ran below its size
+        assert c.wait("master", 120) == 1, c.log("master")[-3000:]
+        assert "campaign completed" in c.log("master")
+        # The cut-off worker notices its master is silent and stops (its participants too).
+        assert c.wait("w2", 60) == 1, c.log("w2")[-3000:]
+        results = c.results()
+        summary = c.tmp / "reports" / results.name / "summary.json"
+        tiers = {t["tier"]: t for t in json.loads(summary.read_text())["tiers"]}
+        assert "w2" in tiers[1]["reduced_load"], tiers[1]["reduced_load"]
+        assert tiers[1]["verdict"] == "WARN"  # at least WARN: measured below its size
+        report = (c.tmp / "reports" / results.name / "report.md").read_text()
+        assert "w2" in report and "lost" in report
+    finally:
+        _ip("link", "set", f"{lan.bridge}o1", "up")
         c.close()
