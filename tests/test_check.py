@@ -1,0 +1,277 @@
+"""`lkload check` against the real livekit-server: the embedded default passes, and each
+LiveKit and authentication check fails for its own reason when the deployment is wrong."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from check_helpers import by_id, deployment_env, meta, one, run_check_cmd
+from helpers import needs_netns
+
+from lkload.checks.record import Verdict
+from lkload.server import EmbeddedServer
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    import os
+
+    ips = tuple(os.environ.get("LKLOAD_ICE_IPS", "127.0.0.1").split(","))
+    with EmbeddedServer(log_path=tmp_path_factory.mktemp("lk") / "server.log", ice_ips=ips) as s:
+        yield s
+
+
+@needs_netns
+def test_check_alone_passes_on_the_embedded_server(tmp_path: Path) -> None:
+    proc, d = run_check_cmd(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert d is not None
+    rows = by_id(d)
+    printed = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    # one printed line per result, in the same order, each naming its checklist line
+    assert len(printed) == sum(len(v) for v in rows.values())
+    for ln in printed:
+        assert ln.split()[0] in ("PASS", "SKIP"), ln
+        assert " › " in ln and " s) · " in ln
+    for check_id in (
+        "livekit.health",
+        "livekit.websocket",
+        "livekit.rooms",
+        "livekit.api_latency",
+        "livekit.join",
+        "livekit.audio",
+        "livekit.video",
+        "ports.rtc_udp",
+        "ports.turn_udp",
+        "monitoring.prometheus",
+        "livekit.webhook",
+        "auth.expired_token",
+        "auth.wrong_secret",
+        "auth.no_room_grant",
+        "auth.api_no_grant",
+        "auth.api_credentials",
+        "security.no_secrets",
+    ):
+        assert all(r.verdict is Verdict.PASS for r in rows[check_id]), rows[check_id]
+    # what was seen is evidence, not a bare PASS
+    assert "audio RTP packets received" in one(rows, "livekit.audio").seen
+    assert "livekit_" in one(rows, "monitoring.prometheus").seen
+    assert "room_started" in one(rows, "livekit.webhook").seen
+    # the RTC port the media used lies in the embedded server's UDP range
+    assert "inside" in one(rows, "ports.rtc_udp").seen
+    m = meta(d)
+    assert m["kind"] == "check" and m["status"] == "completed" and m["embedded"] is True
+    assert m["counts"]["FAIL"] == 0 and m["counts"]["PASS"] == len(
+        [r for v in rows.values() for r in v if r.verdict is Verdict.PASS]
+    )
+    assert "lkload: check PASS" in proc.stderr
+
+
+def test_deployment_checks_and_no_secret_anywhere(srv: EmbeddedServer, tmp_path: Path) -> None:
+    """Against a server given by URL: the secret and tokens appear in no output or file."""
+    prom = f"http://127.0.0.1:{srv.ports.prometheus}/metrics"
+    proc, d = run_check_cmd(
+        tmp_path, "--url", srv.url, "--prometheus", prom, env=deployment_env(srv)
+    )
+    assert d is not None
+    rows = by_id(d)
+    for check_id in ("livekit.health", "livekit.websocket", "livekit.rooms", "auth.expired_token"):
+        assert one(rows, check_id).verdict is Verdict.PASS, rows[check_id]
+    assert one(rows, "monitoring.prometheus").verdict is Verdict.PASS
+    # a deployment over plain ws:// is unencrypted: FAIL, so the run fails (exit 1)
+    enc = one(rows, "security.encrypted")
+    assert enc.verdict is Verdict.FAIL and "plain ws://" in enc.seen
+    assert proc.returncode == 1
+    # media needs a local address for a deployment: SKIP with how to enable it, unless given
+    import os
+
+    if not os.environ.get("LKLOAD_ICE_IPS"):
+        assert one(rows, "livekit.audio").verdict is Verdict.SKIP
+        assert "--ice-ip" in one(rows, "livekit.audio").seen
+    secret = srv.credentials.api_secret
+    everything = proc.stdout + proc.stderr
+    everything += "".join(p.read_text(errors="replace") for p in d.rglob("*") if p.is_file())
+    assert secret not in everything
+    assert "eyJ" not in everything  # no JWT either
+    assert one(rows, "security.no_secrets").verdict is Verdict.PASS
+
+
+def test_wrong_credentials_fail_the_join_and_the_api_checks(
+    srv: EmbeddedServer, tmp_path: Path
+) -> None:
+    env = deployment_env(srv, LIVEKIT_API_SECRET="not-the-secret-" + "x" * 20)
+    proc, d = run_check_cmd(tmp_path, "--url", srv.url, env=env)
+    assert proc.returncode == 1
+    assert d is not None
+    rows = by_id(d)
+    ws = one(rows, "livekit.websocket")
+    assert ws.verdict is Verdict.FAIL and "HTTP 401" in ws.seen
+    api = one(rows, "auth.api_credentials")
+    assert api.verdict is Verdict.FAIL and "our credentials → 401" in api.seen
+    assert one(rows, "livekit.rooms").verdict is Verdict.FAIL
+    assert one(rows, "livekit.health").verdict is Verdict.PASS  # health needs no credentials
+
+
+def test_a_token_the_server_accepts_fails_the_refusal_checks(
+    srv: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The auth checks FAIL when the server lets their token in: here the checks' tokens are
+    made valid (not expired, our secret, with the grant), and the real server accepts them."""
+    import asyncio
+
+    from lkload.checks import auth
+    from lkload.checks.config import build_config
+    from lkload.checks.env import CheckEnv
+    from lkload.checks.runner import run_one
+
+    real = auth._token
+
+    def valid(env, identity, room, **_kw):  # type: ignore[no-untyped-def]
+        return real(env, identity, room)
+
+    monkeypatch.setattr(auth, "_token", valid)
+    creds = srv.credentials
+    cfg = build_config(url=srv.url, api_key=creds.api_key, api_secret=creds.api_secret)
+    env = CheckEnv(cfg, url=srv.url, api_key=creds.api_key, api_secret=creds.api_secret)
+
+    async def go():  # type: ignore[no-untyped-def]
+        return [await run_one(c, 5.0) for c in auth.checks(env)[:4]]
+
+    expired, forged, nogrant, api_nogrant = asyncio.run(go())
+    for r in (expired, forged, nogrant):
+        assert r.verdict is Verdict.FAIL and "the server let it join" in r.seen, r
+    assert api_nogrant.verdict is Verdict.PASS  # a join token still may not list rooms
+
+
+def test_not_livekit_metrics_and_slow_api_and_silent_webhook_fail(
+    srv: EmbeddedServer, tmp_path: Path
+) -> None:
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    hook_port = free.getsockname()[1]
+    free.close()
+    dep = tmp_path / "deployment.yaml"
+    dep.write_text(
+        f"url: {srv.url}\n"
+        "api_latency_ms: 0.001\n"  # no real call is that fast
+        f"webhook_listen: 127.0.0.1:{hook_port}\n"  # this server posts no webhooks
+        "timeout_s: 2\n"
+    )
+    # a real Prometheus page, of another process (this one's python_* and process_*)
+    import prometheus_client
+
+    prom_srv, prom_thread = prometheus_client.start_http_server(0, addr="127.0.0.1")
+    try:
+        proc, d = run_check_cmd(
+            tmp_path,
+            "--deployment",
+            str(dep),
+            "--prometheus",
+            f"http://127.0.0.1:{prom_srv.server_port}/metrics",
+            env=deployment_env(srv),
+        )
+    finally:
+        prom_srv.shutdown()
+        prom_thread.join(5)
+    assert proc.returncode == 1 and d is not None
+    rows = by_id(d)
+    prom = one(rows, "monitoring.prometheus")
+    assert prom.verdict is Verdict.FAIL and "none of livekit-server" in prom.seen, prom
+    lat = one(rows, "livekit.api_latency")
+    assert lat.verdict is Verdict.FAIL and "median ≥ 0.001 ms" in lat.seen
+    hook = one(rows, "livekit.webhook")
+    assert hook.verdict is Verdict.FAIL and "no webhook" in hook.seen
+    assert one(rows, "livekit.rooms").verdict is Verdict.PASS
+
+
+def test_a_page_that_is_not_prometheus_fails(srv: EmbeddedServer, tmp_path: Path) -> None:
+    proc, d = run_check_cmd(
+        tmp_path, "--url", srv.url, "--prometheus", srv.http_url + "/", env=deployment_env(srv)
+    )
+    assert d is not None
+    prom = one(by_id(d), "monitoring.prometheus")
+    assert prom.verdict is Verdict.FAIL and "not Prometheus text format" in prom.seen, prom
+
+
+def test_unreachable_and_hung_servers_fail_within_the_timeout(tmp_path: Path) -> None:
+    """A closed port fails at once; a port that accepts TCP but never answers (a listening
+    socket nobody serves) fails after the timeout, with the reason: never a hang."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    env = {"LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s" * 32, "LIVEKIT_URL": ""}
+    import os
+
+    env = {**os.environ, **env}
+    try:
+        for port, reason in (
+            (closed_port, "Connect"),
+            (hung.getsockname()[1], "no answer within 1 s"),
+        ):
+            start = time.monotonic()
+            proc, d = run_check_cmd(
+                tmp_path / str(port),
+                "--url",
+                f"ws://127.0.0.1:{port}",
+                "--check-timeout",
+                "1",
+                env=env,
+                timeout=120,
+            )
+            took = time.monotonic() - start
+            assert proc.returncode == 1, proc.stderr
+            assert "Traceback" not in proc.stderr
+            assert d is not None
+            rows = by_id(d)
+            health = one(rows, "livekit.health")
+            assert health.verdict is Verdict.FAIL and reason in health.seen, health
+            assert health.duration_s < 10
+            assert one(rows, "livekit.websocket").verdict is Verdict.FAIL
+            # every check bounded: the whole run stays far below checks × a generous bound
+            assert took < 100, took
+    finally:
+        hung.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "yaml_text", "expected"),
+    [
+        (["--tls", "host:notaport"], None, "--tls 'host:notaport': the port is not a number"),
+        (["--redis", "http://x"], None, "--redis 'http://x': expected redis://"),
+        (["--url", "ws://127.0.0.1:9"], None, "--url needs credentials"),
+        ([], "url: ws://h\nbogus: 1\n", "bogus: unknown key"),
+        ([], "redis: redis://:pw@h:6379\n", "no password in the file"),
+        (
+            [],
+            "url: ws://h\napi_key_env: LKLOAD_TEST_UNSET_KEY\n",
+            "LKLOAD_TEST_UNSET_KEY is not set",
+        ),
+        ([], "timeout_s: -1\n", "timeout_s: Input should be greater than 0"),
+        ([], "tls: [{host: h, port: 99999}]\n", "tls.0.port: Input should be less than 65536"),
+        ([], "- a\n- b\n", "expected a mapping"),
+        (["--check-timeout", "0"], None, "--check-timeout 0"),
+    ],
+)
+def test_bad_check_input_is_one_line_exit_2(args, yaml_text, expected, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    env = {**os.environ, "LIVEKIT_API_KEY": "", "LIVEKIT_API_SECRET": "", "LIVEKIT_URL": ""}
+    if yaml_text is not None:
+        f = tmp_path / "dep.yaml"
+        f.write_text(yaml_text)
+        args = [*args, "--deployment", str(f)]
+    proc, d = run_check_cmd(tmp_path, *args, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert expected in lines[0], lines[0]
+    assert d is None  # nothing started, nothing written
