@@ -275,3 +275,46 @@ def test_bad_check_input_is_one_line_exit_2(args, yaml_text, expected, tmp_path:
     assert len(lines) == 1, proc.stderr
     assert expected in lines[0], lines[0]
     assert d is None  # nothing started, nothing written
+
+
+ONE_TIER = """
+name: one-tier
+engine: aiortc
+spawn_rate: 6
+settle_s: 1
+hold_s: 4
+api_interval_s: 1
+stats_interval_s: 1
+tiers:
+  - {size: 3, role: baseline}
+rooms: {participants_per_room: 3, publishers_per_room: 1, data_interval_s: 0.5}
+"""
+
+
+@needs_netns
+def test_run_with_check_puts_the_checks_into_the_campaign_report(tmp_path: Path) -> None:
+    import json
+
+    from helpers import lkload, run_args, write_scenario
+
+    scenario = write_scenario(tmp_path / "s.yaml", ONE_TIER)
+    proc = lkload(*run_args(scenario, tmp_path, "--check"), timeout=300)
+    out = proc.stdout + proc.stderr
+    assert "lkload: check PASS" in proc.stderr, out
+    results = next((tmp_path / "results").iterdir())
+    # the checks ran before the load, into the campaign's own directory
+    assert (results / "checks.jsonl").exists() and (results / "campaign.json").exists()
+    assert (results / "check-server.log").exists() and (results / "server.log").exists()
+    checks = [json.loads(x) for x in (results / "checks.jsonl").read_text().splitlines()]
+    campaign = json.loads((results / "campaign.json").read_text())
+    assert max(c["t"] for c in checks) < campaign["started"]
+    summary = json.loads((tmp_path / "reports" / results.name / "summary.json").read_text())
+    mine = {ln["text"]: ln for ln in summary["checklist"] if ln["source"] == "check"}
+    health = mine["Health endpoint responds"]
+    assert health["status"] == "PASS" and health["where"].startswith("http://127.0.0.1:")
+    assert health["duration_s"] is not None
+    assert mine["Audio streaming functional"]["status"] == "PASS"
+    assert mine["Certificate chains are complete and valid"]["status"] == "NOT MEASURED"
+    md = (tmp_path / "reports" / results.name / "report.md").read_text()
+    assert "Deployment checks behind this sign-off" in md
+    assert proc.returncode == (0 if summary["passed"] else 1), out

@@ -47,7 +47,7 @@ def new_check_id() -> str:
 
 @contextlib.contextmanager
 def _environment(
-    cfg: CheckConfig, out_dir: Path, ice_ips: tuple[str, ...]
+    cfg: CheckConfig, out_dir: Path, ice_ips: tuple[str, ...], log_name: str
 ) -> Iterator[tuple[CheckEnv, dict[str, object]]]:
     if cfg.url:
         assert cfg.api_key and cfg.api_secret
@@ -92,7 +92,7 @@ def _environment(
     finally:
         if raw_log.exists():
             text = raw_log.read_text(encoding="utf-8", errors="replace")
-            (out_dir / "server.log").write_text(redact(text), encoding="utf-8")
+            (out_dir / log_name).write_text(redact(text), encoding="utf-8")
         shutil.rmtree(raw_log.parent, ignore_errors=True)
 
 
@@ -137,7 +137,9 @@ def run_check(
     printed: list[str] = []
     results: list[CheckResult] = []
     try:
-        with _environment(cfg, directory, ice_ips) as (env, extra):
+        # in a campaign's directory (run --check) the campaign's server has server.log
+        log_name = "check-server.log" if out_dir else "server.log"
+        with _environment(cfg, directory, ice_ips, log_name) as (env, extra):
             meta.update(extra)
             writer.write_meta(meta)
             results = asyncio.run(_run_all(env, writer, out, printed))

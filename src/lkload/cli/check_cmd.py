@@ -108,7 +108,7 @@ def config_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         api_key=args.api_key,
         api_secret=args.api_secret,
         tls=args.tls,
-        ca_file=args.ca_file,
+        ca_file=getattr(args, "ca_file", None),
         redis=args.redis,
         prometheus=args.prometheus,
         turn=args.turn,
