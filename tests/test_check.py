@@ -318,3 +318,26 @@ def test_run_with_check_puts_the_checks_into_the_campaign_report(tmp_path: Path)
     md = (tmp_path / "reports" / results.name / "report.md").read_text()
     assert "Deployment checks behind this sign-off" in md
     assert proc.returncode == (0 if summary["passed"] else 1), out
+
+
+def test_tls_flags_reach_the_tls_checks(srv: EmbeddedServer, tmp_path: Path) -> None:
+    """--tls HOST:PORT with --ca-file through the command: SNI and trust as given."""
+    from tls_servers import TlsServerSpec, tls_server
+
+    with tls_server(TlsServerSpec(days_valid=45)) as ep:
+        proc, d = run_check_cmd(
+            tmp_path,
+            "--url",
+            srv.url,
+            "--tls",
+            f"localhost:{ep.port}",
+            "--ca-file",
+            str(ep.ca_file),
+            env=deployment_env(srv),
+        )
+    assert d is not None
+    rows = by_id(d)
+    assert one(rows, "tls.chain").verdict is Verdict.PASS
+    exp = one(rows, "tls.expiry")
+    assert exp.verdict is Verdict.WARN and exp.where == f"localhost:{ep.port}"
+    assert f"WARN tls.expiry [localhost:{ep.port}]" in proc.stdout
