@@ -32,6 +32,8 @@ async def tcp_open(host: str, port: int, timeout_s: float) -> Outcome:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
     except TimeoutError:
         raise Failed(f"TCP {host}:{port}: no answer within {timeout_s:g} s (filtered?)") from None
+    except ConnectionRefusedError:
+        raise Failed(f"TCP {host}:{port}: connection refused (nothing listens there)") from None
     except OSError as exc:
         raise Failed(f"TCP {host}:{port}: {exc.strerror or exc}") from None
     writer.close()
