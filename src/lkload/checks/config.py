@@ -59,6 +59,7 @@ class DeploymentModel(_Strict):
     ca_file: Path | None = None
     redis: RedisModel | None = None  # "redis://HOST…" or {url, password_env}
     prometheus: str | None = None
+    prometheus_server: str | None = None
     turn: str | None = None
     # TCP ports of the checklist's firewall lines this deployment serves (on the URL's host)
     tcp_ports: list[Annotated[int, Field(gt=0, lt=65536)]] = []
@@ -121,6 +122,7 @@ class CheckConfig:
     ca_file: Path | None = None
     redis: RedisTarget | None = None
     prometheus: str | None = None
+    prometheus_server: str | None = None  # a Prometheus server's base URL (HTTP API)
     turn: tuple[str, int] | None = None
     tcp_ports: tuple[int, ...] = ()
     ports_host: str | None = None
@@ -193,6 +195,7 @@ def build_config(
     ca_file: Path | None = None,
     redis: str | None = None,
     prometheus: str | None = None,
+    prometheus_server: str | None = None,
     turn: str | None = None,
     tcp_ports: list[int] | None = None,
     timeout_s: float | None = None,
@@ -249,6 +252,11 @@ def build_config(
     prom = prometheus or model.prometheus
     if prom and urllib.parse.urlsplit(prom).scheme not in ("http", "https"):
         raise UsageError(f"--prometheus {prom!r}: expected an http(s):// URL of the metrics page")
+    prom_server = prometheus_server or model.prometheus_server
+    if prom_server and urllib.parse.urlsplit(prom_server).scheme not in ("http", "https"):
+        raise UsageError(
+            f"--prometheus-server {prom_server!r}: expected the server's http(s):// base URL"
+        )
     turn_s = turn or model.turn
     hook = (
         host_port(model.webhook_listen, 0, f"{src}: webhook_listen")
@@ -263,6 +271,7 @@ def build_config(
         ca_file=Path(ca) if ca else None,
         redis=redis_target,
         prometheus=prom,
+        prometheus_server=prom_server,
         turn=host_port(turn_s, 3478, "--turn") if turn_s else None,
         tcp_ports=tuple(tcp_ports or model.tcp_ports),
         ports_host=model.ports_host,
@@ -297,6 +306,7 @@ def redacted_settings(cfg: CheckConfig) -> dict[str, Any]:
         "ca_file": str(cfg.ca_file) if cfg.ca_file else None,
         "redis": cfg.redis.url if cfg.redis else None,
         "prometheus": cfg.prometheus,
+        "prometheus_server": cfg.prometheus_server,
         "turn": f"{cfg.turn[0]}:{cfg.turn[1]}" if cfg.turn else None,
         "tcp_ports": list(cfg.tcp_ports),
         "timeout_s": cfg.timeout_s,

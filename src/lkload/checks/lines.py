@@ -69,3 +69,4 @@ NO_SECRETS = Line(_SEC, _NET, "No sensitive data in logs")
 _MON = "Monitoring & Alerting Validation"
 METRICS = Line(_MON, "Metric Collection", "Prometheus/metrics endpoint configured")
 HEALTH_MONITORED = Line(_MON, "Service Health Checks", "LiveKit health endpoint monitored")
+CRITICAL_ALERTS = Line(_MON, "Alerting Configuration", "Critical alerts configured")

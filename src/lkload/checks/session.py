@@ -97,7 +97,7 @@ def _environment(
 
 
 def plan(env: CheckEnv) -> list[Check]:
-    from lkload.checks import auth, livekit, ports, redis_server, tls
+    from lkload.checks import auth, livekit, monitoring, ports, redis_server, tls
 
     return [
         *livekit.checks(env),
@@ -105,6 +105,7 @@ def plan(env: CheckEnv) -> list[Check]:
         *tls.checks(env),
         *ports.checks(env),
         *redis_server.checks(env),
+        *monitoring.checks(env),
     ]
 
 

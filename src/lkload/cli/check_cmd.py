@@ -78,6 +78,11 @@ def add_check_flags(p: argparse.ArgumentParser, with_url: bool) -> None:
         "--prometheus", metavar="URL", help="the server's metrics page, http(s)://…/metrics"
     )
     g.add_argument(
+        "--prometheus-server",
+        metavar="URL",
+        help="a Prometheus server scraping livekit: its targets and alert rules are checked",
+    )
+    g.add_argument(
         "--turn", metavar="HOST[:PORT]", help="TURN/STUN UDP endpoint (default port 3478)"
     )
     g.add_argument(
@@ -111,6 +116,7 @@ def config_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         ca_file=getattr(args, "ca_file", None),
         redis=args.redis,
         prometheus=args.prometheus,
+        prometheus_server=args.prometheus_server,
         turn=args.turn,
         tcp_ports=args.tcp_ports,
         timeout_s=args.check_timeout,
