@@ -341,3 +341,35 @@ def test_tls_flags_reach_the_tls_checks(srv: EmbeddedServer, tmp_path: Path) -> 
     exp = one(rows, "tls.expiry")
     assert exp.verdict is Verdict.WARN and exp.where == f"localhost:{ep.port}"
     assert f"WARN tls.expiry [localhost:{ep.port}]" in proc.stdout
+
+
+def test_ingress_where_none_runs_fails_with_the_servers_reason(srv: EmbeddedServer) -> None:
+    """--ingress against a livekit-server without livekit-ingress: CreateIngress is refused
+    and the check says why (the real server's answer)."""
+    import asyncio
+
+    from lkload.checks import ingress
+    from lkload.checks.config import build_config
+    from lkload.checks.env import CheckEnv
+    from lkload.checks.runner import run_one
+
+    creds = srv.credentials
+    cfg = build_config(
+        url=srv.url, api_key=creds.api_key, api_secret=creds.api_secret, ingress=True
+    )
+    env = CheckEnv(cfg, url=srv.url, api_key=creds.api_key, api_secret=creds.api_secret)
+
+    async def go():  # type: ignore[no-untyped-def]
+        return [await run_one(c, 5.0) for c in ingress.checks(env)]
+
+    whip, rtmp = asyncio.run(go())
+    for r, kind in ((whip, "WHIP"), (rtmp, "RTMP")):
+        assert r.verdict is Verdict.FAIL, r
+        assert f"CreateIngress ({kind})" in r.seen and "ingress not connected" in r.seen, r
+    plain = CheckEnv(build_config(), url=srv.url, api_key="k", api_secret="s")
+
+    async def skipped():  # type: ignore[no-untyped-def]
+        return [await run_one(c, 5.0) for c in ingress.checks(plain)]
+
+    for r in asyncio.run(skipped()):
+        assert r.verdict is Verdict.SKIP and "ingress not configured" in r.seen, r

@@ -66,6 +66,11 @@ class DeploymentModel(_Strict):
     ports_host: str | None = None
     # HOST:PORT the webhook receiver listens on; the deployment must post its webhooks there
     webhook_listen: str | None = None
+    ingress: bool = False  # the deployment runs livekit-ingress: create WHIP/RTMP ingresses
+    # the RTC UDP port range the deployment's livekit-server uses (its rtc.port_range_*)
+    rtc_udp_range: tuple[
+        Annotated[int, Field(gt=0, lt=65536)], Annotated[int, Field(gt=0, lt=65536)]
+    ] = (50000, 60000)
     timeout_s: Annotated[float, Field(gt=0, le=300)] = DEFAULT_TIMEOUT_S
     api_latency_ms: Annotated[float, Field(gt=0)] = 200.0
 
@@ -127,6 +132,8 @@ class CheckConfig:
     tcp_ports: tuple[int, ...] = ()
     ports_host: str | None = None
     webhook_listen: tuple[str, int] | None = None
+    ingress: bool = False
+    rtc_udp_range: tuple[int, int] = (50000, 60000)
     timeout_s: float = DEFAULT_TIMEOUT_S
     api_latency_ms: float = 200.0
 
@@ -199,6 +206,7 @@ def build_config(
     turn: str | None = None,
     tcp_ports: list[int] | None = None,
     timeout_s: float | None = None,
+    ingress: bool = False,
 ) -> CheckConfig:
     """Flags over the file; every problem one UsageError line."""
     model = load_deployment(deployment) if deployment else DeploymentModel()
@@ -276,6 +284,8 @@ def build_config(
         tcp_ports=tuple(tcp_ports or model.tcp_ports),
         ports_host=model.ports_host,
         webhook_listen=hook,
+        ingress=ingress or model.ingress,
+        rtc_udp_range=model.rtc_udp_range,
         timeout_s=timeout_s or model.timeout_s,
         api_latency_ms=model.api_latency_ms,
     )

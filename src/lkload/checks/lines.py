@@ -55,6 +55,8 @@ _CADDY = "Caddy Proxy Validation"
 REDIRECT = Line(_CADDY, "HTTP/HTTPS Handling", "HTTP to HTTPS redirect")
 ALPN = Line(_CADDY, "HTTP/HTTPS Handling", "ALPN negotiation working")
 
+WHIP = Line("Ingress/Egress Services", "WHIP Ingress", "WHIP endpoint accessible")
+RTMP = Line("Ingress/Egress Services", "RTMP Ingress", "RTMP streams accepted")
 WEBHOOK = Line("Ingress/Egress Services", "Egress Service", "Webhook notifications sent")
 
 _SEC = "Security Validation"

@@ -61,7 +61,7 @@ def _environment(
                 prometheus=cfg.prometheus,
                 turn=cfg.turn,
                 webhook_listen=cfg.webhook_listen,
-                rtc_udp_range=(50000, 60000),
+                rtc_udp_range=cfg.rtc_udp_range,
             ),
             {"embedded": False},
         )
@@ -97,7 +97,7 @@ def _environment(
 
 
 def plan(env: CheckEnv) -> list[Check]:
-    from lkload.checks import auth, livekit, monitoring, ports, redis_server, tls
+    from lkload.checks import auth, ingress, livekit, monitoring, ports, redis_server, tls
 
     return [
         *livekit.checks(env),
@@ -106,6 +106,7 @@ def plan(env: CheckEnv) -> list[Check]:
         *ports.checks(env),
         *redis_server.checks(env),
         *monitoring.checks(env),
+        *ingress.checks(env),
     ]
 
 

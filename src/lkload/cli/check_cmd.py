@@ -94,6 +94,11 @@ def add_check_flags(p: argparse.ArgumentParser, with_url: bool) -> None:
         help="a TCP port of the checklist's firewall lines the deployment serves, repeatable",
     )
     g.add_argument(
+        "--ingress",
+        action="store_true",
+        help="the deployment runs livekit-ingress: create (and delete) a WHIP and an RTMP ingress",
+    )
+    g.add_argument(
         "--check-timeout",
         type=float,
         metavar="S",
@@ -120,6 +125,7 @@ def config_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         turn=args.turn,
         tcp_ports=args.tcp_ports,
         timeout_s=args.check_timeout,
+        ingress=args.ingress,
     )
 
 
