@@ -373,3 +373,66 @@ def test_ingress_where_none_runs_fails_with_the_servers_reason(srv: EmbeddedServ
 
     for r in asyncio.run(skipped()):
         assert r.verdict is Verdict.SKIP and "ingress not configured" in r.seen, r
+
+
+def _media_env(srv: EmbeddedServer, secret: str | None = None):  # type: ignore[no-untyped-def]
+    import os
+
+    from lkload.checks.config import build_config
+    from lkload.checks.env import CheckEnv
+
+    creds = srv.credentials
+    ips = tuple(os.environ.get("LKLOAD_ICE_IPS", "127.0.0.1").split(","))
+    cfg = build_config(url=srv.url, api_key=creds.api_key, api_secret=creds.api_secret)
+    return CheckEnv(
+        cfg,
+        url=srv.url,
+        api_key=creds.api_key,
+        api_secret=secret or creds.api_secret,
+        ice_ips=ips,
+        rtc_udp_range=(srv.ports.udp_start, srv.ports.udp_end),
+    )
+
+
+def _run_media(env):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from lkload.checks import media
+    from lkload.checks.runner import run_one
+
+    async def go():  # type: ignore[no-untyped-def]
+        try:
+            return {r.id: r for r in [await run_one(c, 60.0) for c in media.checks(env)]}
+        finally:
+            await env.probes.close()
+
+    return asyncio.run(go())
+
+
+def test_media_without_audio_fails_the_audio_line(
+    srv: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The publisher publishes video only (its layout changed): the real server forwards no
+    audio, so the audio line fails for that reason and the video line passes."""
+    from lkload.checks import media
+    from lkload.scenario.model import RoomLayout
+
+    real_layout = RoomLayout
+
+    def video_only(**kw):  # type: ignore[no-untyped-def]
+        return real_layout(**{**kw, "audio": False})
+
+    monkeypatch.setattr(media, "RoomLayout", video_only)
+    monkeypatch.setattr(media, "MEDIA_TIMEOUT_S", 4.0)
+    rows = _run_media(_media_env(srv))
+    audio = rows["livekit.audio"]
+    assert audio.verdict is Verdict.FAIL and "received no audio packets" in audio.seen, audio
+    assert rows["livekit.video"].verdict is Verdict.PASS
+    assert rows["livekit.join"].verdict is Verdict.PASS
+
+
+def test_media_join_refused_fails_every_media_line(srv: EmbeddedServer) -> None:
+    rows = _run_media(_media_env(srv, secret="wrong-secret-" + "z" * 24))
+    for check_id in ("livekit.join", "livekit.audio", "livekit.video", "ports.rtc_udp"):
+        r = rows[check_id]
+        assert r.verdict is Verdict.FAIL and "could not join: auth" in r.seen, r

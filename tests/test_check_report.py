@@ -160,3 +160,22 @@ def test_bad_checks_dir_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     empty.mkdir()
     assert main(["report", str(camp), "--checks", str(empty)]) == 2
     assert "no checks.jsonl" in capsys.readouterr().err
+
+
+def test_no_secrets_fails_when_the_secret_or_a_token_was_printed_or_written(tmp_path: Path) -> None:
+    from lkload.checks.auth import no_secrets
+    from lkload.checks.config import CheckConfig
+    from lkload.checks.env import CheckEnv
+    from lkload.checks.runner import Failed
+
+    secret = "s3cr3t-" + "w" * 30
+    env = CheckEnv(CheckConfig(), url="ws://127.0.0.1:1", api_key="key", api_secret=secret)
+    clean = tmp_path / "clean.txt"
+    clean.write_text("nothing here")
+    assert no_secrets(env, ["PASS all fine"], [clean])[0] is Verdict.PASS
+    with pytest.raises(Failed, match="the printed output"):
+        no_secrets(env, [f"oops {secret}"], [clean])
+    leaked = tmp_path / "leaked.log"
+    leaked.write_text("token=" + env.token("someone", "room"))
+    with pytest.raises(Failed, match="leaked.log"):
+        no_secrets(env, ["PASS"], [clean, leaked])
