@@ -202,3 +202,18 @@ def test_password_from_environment_in_the_deployment_file(tmp_path: Path, monkey
     cfg = build_config(deployment=f)
     assert cfg.redis is not None and cfg.redis.password == PASSWORD
     assert PASSWORD not in repr(cfg) and cfg.redis.where == "127.0.0.1:6390"
+
+
+def test_config_forbidden_and_memory_high_warn(redis_factory) -> None:  # type: ignore[no-untyped-def]
+    import redis
+
+    r = redis_factory("--appendonly", "no", "--save", "")
+    c = redis.Redis(port=r.port)
+    used = int(c.info("memory")["used_memory"])
+    c.config_set("maxmemory", str(int(used / 0.8)))
+    c.close()
+    m = run_redis(r.port, only=("redis.memory",))["redis.memory"]
+    assert m.verdict is Verdict.WARN and "≥ 75%" in m.seen, m
+    hidden = redis_factory("--appendonly", "no", "--rename-command", "CONFIG", "")
+    p = run_redis(hidden.port, only=("redis.persistence",))["redis.persistence"]
+    assert p.verdict is Verdict.WARN and "CONFIG not allowed" in p.seen, p

@@ -179,3 +179,22 @@ def test_no_secrets_fails_when_the_secret_or_a_token_was_printed_or_written(tmp_
     leaked.write_text("token=" + env.token("someone", "room"))
     with pytest.raises(Failed, match="leaked.log"):
         no_secrets(env, ["PASS"], [clean, leaked])
+
+
+@pytest.mark.parametrize(
+    ("times", "verdict", "text"),
+    [
+        ({"create": [10, 12, 11], "list": [3, 4, 5]}, Verdict.PASS, "(< 200 ms, 3 rounds)"),
+        (
+            {"create": [10, 250, 11], "list": [3, 4, 5]},
+            Verdict.WARN,
+            "create median 11 ms, max 250 ms",
+        ),
+        ({"create": [210, 250, 11], "list": [3, 4, 5]}, Verdict.FAIL, "median ≥ 200 ms"),
+    ],
+)
+def test_api_latency_judgement(times, verdict, text) -> None:  # type: ignore[no-untyped-def]
+    from lkload.checks.livekit import judge_latency
+
+    got, seen = judge_latency(times, 200.0)
+    assert got is verdict and text in seen, seen

@@ -178,3 +178,13 @@ def test_tls_host_that_never_answers_fails_within_the_timeout() -> None:
     assert {r.verdict for r in rows.values()} == {Verdict.FAIL}, verdicts(rows)
     assert "timed out" in rows["tls.chain"].seen or "no answer" in rows["tls.chain"].seen
     assert took < 60, took
+
+
+def test_cbc_only_server_warns_strong_ciphers() -> None:
+    spec = TlsServerSpec(ciphers="ECDHE-ECDSA-AES128-SHA", max_version=ssl.TLSVersion.TLSv1_2)
+    with tls_server(spec) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    strong = rows["tls.strong_ciphers"]
+    assert strong.verdict is Verdict.WARN and "not AEAD" in strong.seen, strong
+    assert rows["tls.weak_ciphers"].verdict is Verdict.PASS
+    assert rows["tls.forward_secrecy"].verdict is Verdict.PASS
