@@ -436,3 +436,29 @@ def test_media_join_refused_fails_every_media_line(srv: EmbeddedServer) -> None:
     for check_id in ("livekit.join", "livekit.audio", "livekit.video", "ports.rtc_udp"):
         r = rows[check_id]
         assert r.verdict is Verdict.FAIL and "could not join: auth" in r.seen, r
+
+
+def test_run_check_refuses_a_deployment_file_aimed_elsewhere(tmp_path: Path) -> None:
+    """run --check checks the campaign's own target: a --deployment URL elsewhere is exit 2."""
+    import os
+
+    from helpers import lkload
+
+    dep = tmp_path / "d.yaml"
+    dep.write_text("url: wss://lk.example.com\napi_key_env: K\napi_secret_env: S\n")
+    env = {**os.environ, "K": "key", "S": "s" * 32, "LIVEKIT_URL": ""}
+    proc = lkload(
+        "run",
+        "smoke",
+        "--check",
+        "--deployment",
+        str(dep),
+        "--results",
+        str(tmp_path),
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "is not the campaign's target (the embedded server)" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir()) or all(p.name == "d.yaml" for p in tmp_path.iterdir())

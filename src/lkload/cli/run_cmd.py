@@ -124,6 +124,11 @@ def run(args: argparse.Namespace) -> int:
         from lkload.cli.check_cmd import config_from
 
         check_cfg = config_from(args)  # bad check flags: exit 2 before anything starts
+        if (check_cfg.url or "") != (args.url or "").rstrip("/"):
+            raise UsageError(
+                f"--deployment url {check_cfg.url} is not the campaign's target "
+                f"({args.url or 'the embedded server'}): give run the URL with --url"
+            )
     deployment = None
     if args.url:
         from lkload.engine.target import deployment_from
