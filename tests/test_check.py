@@ -462,3 +462,29 @@ def test_run_check_refuses_a_deployment_file_aimed_elsewhere(tmp_path: Path) -> 
     assert "is not the campaign's target (the embedded server)" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir()) or all(p.name == "d.yaml" for p in tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not __import__("shutil").which("redis-server"), reason="needs redis-server")
+def test_redis_password_in_the_url_appears_nowhere(srv: EmbeddedServer, tmp_path: Path) -> None:
+    from test_check_redis import PASSWORD, Redis
+
+    r = Redis(tmp_path / "redis", "--requirepass", PASSWORD, "--appendonly", "yes")
+    try:
+        proc, d = run_check_cmd(
+            tmp_path,
+            "--url",
+            srv.url,
+            "--redis",
+            f"redis://:{PASSWORD}@127.0.0.1:{r.port}/0",
+            env=deployment_env(srv),
+        )
+    finally:
+        r.stop()
+    assert d is not None
+    rows = by_id(d)
+    assert one(rows, "redis.auth").verdict is Verdict.PASS
+    assert one(rows, "redis.ping").where == f"127.0.0.1:{r.port}"
+    everything = proc.stdout + proc.stderr
+    everything += "".join(p.read_text(errors="replace") for p in d.rglob("*") if p.is_file())
+    assert PASSWORD not in everything
+    assert f"redis://127.0.0.1:{r.port}/0" in (d / "check.json").read_text()
