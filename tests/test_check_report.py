@@ -198,3 +198,12 @@ def test_api_latency_judgement(times, verdict, text) -> None:  # type: ignore[no
 
     got, seen = judge_latency(times, 200.0)
     assert got is verdict and text in seen, seen
+
+
+def test_report_of_a_check_dir_alone_says_how_to_merge_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checks = _checks(tmp_path)
+    assert main(["report", str(checks)]) == 2
+    err = capsys.readouterr().err
+    assert "a result of lkload check" in err and f"--checks {checks}" in err

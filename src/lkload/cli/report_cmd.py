@@ -38,7 +38,15 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lkload.errors import UsageError
     from lkload.report import render_report
+
+    d = args.results_dir
+    if (d / "checks.jsonl").exists() and not (d / "campaign.json").exists():
+        raise UsageError(
+            f"{d}: a result of lkload check, not of a campaign; merge it into a campaign's "
+            f"report with: lkload report RESULTS_DIR --checks {d}"
+        )
     from lkload.report.terminal import print_summary
 
     result = render_report(args.results_dir, args.out, args.checks)
