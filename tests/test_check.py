@@ -259,6 +259,7 @@ def test_unreachable_and_hung_servers_fail_within_the_timeout(tmp_path: Path) ->
         ([], "tls: [{host: h, port: 99999}]\n", "tls.0.port: Input should be less than 65536"),
         ([], "- a\n- b\n", "expected a mapping"),
         (["--check-timeout", "0"], None, "--check-timeout 0"),
+        (["--port", "9999"], None, "--port/tcp_ports 9999: not one of the checklist's"),
     ],
 )
 def test_bad_check_input_is_one_line_exit_2(args, yaml_text, expected, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -69,3 +69,39 @@ def test_stun_answered_by_livekit_turn() -> None:
     with CheckedServer() as srv:
         mapped = ports.stun_binding("127.0.0.1", srv.turn_udp_port, 3.0)
     assert mapped.startswith("127.0.0.1:")
+
+
+def _port_checks(tcp_ports: tuple[int, ...]):  # type: ignore[no-untyped-def]
+    from lkload.checks.config import CheckConfig
+    from lkload.checks.env import CheckEnv
+
+    cfg = CheckConfig(tcp_ports=tcp_ports, ports_host="127.0.0.1", timeout_s=2.0)
+    env = CheckEnv(cfg, url="wss://lk.invalid", api_key="k", api_secret="s")
+
+    async def go():  # type: ignore[no-untyped-def]
+        return [await run_one(c, 5.0) for c in ports.checks(env)]
+
+    return asyncio.run(go())
+
+
+@pytest.mark.skipif(
+    not __import__("os").environ.get("LKLOAD_ICE_IPS"),
+    reason="binds the checklist's port 1935: only inside a private network namespace",
+)
+def test_deployment_ports_on_their_checklist_lines() -> None:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 1935))
+    s.listen(4)
+    try:
+        rows = _port_checks((1935, 8080))
+    finally:
+        s.close()
+    by_line = {r.line: r for r in rows}
+    rtmp = by_line[lines.PORT_1935.text]
+    assert rtmp.verdict is Verdict.PASS and rtmp.where == "127.0.0.1:1935"
+    whip = by_line[lines.PORT_8080.text]
+    assert whip.verdict is Verdict.FAIL and "connection refused" in whip.seen
+    https = by_line[lines.PORT_443.text]
+    assert https.verdict is Verdict.SKIP and "not in tcp_ports" in https.seen
+    assert by_line[lines.PORT_3478.text].verdict is Verdict.SKIP  # no --turn

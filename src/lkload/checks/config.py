@@ -260,6 +260,13 @@ def build_config(
     prom = prometheus or model.prometheus
     if prom and urllib.parse.urlsplit(prom).scheme not in ("http", "https"):
         raise UsageError(f"--prometheus {prom!r}: expected an http(s):// URL of the metrics page")
+    ports = tuple(tcp_ports or model.tcp_ports)
+    odd = [p for p in ports if p not in CHECKLIST_TCP_PORTS]
+    if odd:
+        raise UsageError(
+            f"--port/tcp_ports {odd[0]}: not one of the checklist's firewall ports "
+            f"({', '.join(map(str, CHECKLIST_TCP_PORTS))})"
+        )
     prom_server = prometheus_server or model.prometheus_server
     if prom_server and urllib.parse.urlsplit(prom_server).scheme not in ("http", "https"):
         raise UsageError(
@@ -281,7 +288,7 @@ def build_config(
         prometheus=prom,
         prometheus_server=prom_server,
         turn=host_port(turn_s, 3478, "--turn") if turn_s else None,
-        tcp_ports=tuple(tcp_ports or model.tcp_ports),
+        tcp_ports=ports,
         ports_host=model.ports_host,
         webhook_listen=hook,
         ingress=ingress or model.ingress,

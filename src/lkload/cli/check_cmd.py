@@ -67,7 +67,10 @@ def add_check_flags(p: argparse.ArgumentParser, with_url: bool) -> None:
         help="TLS endpoint to check, SNI = HOST, repeatable (default: the wss:// URL's host)",
     )
     g.add_argument(
-        "--ca-file", type=Path, metavar="PEM", help="trust this CA (PEM) instead of the system's"
+        "--ca-file",
+        type=Path,
+        metavar="PEM",
+        help="a private CA (PEM) to trust instead of the system's (TLS and wss:// checks)",
     )
     g.add_argument(
         "--redis",
