@@ -29,6 +29,7 @@ class MediaSeen:
     pair: str = ""  # the subscriber's selected ICE pair, e.g. "udp 127.0.0.1:61500"
     pair_port: int | None = None
     pair_protocol: str = ""
+    session_s: float = 0.0  # the whole two-participant session (shared by the media lines)
 
 
 async def _session(env: CheckEnv) -> MediaSeen:
@@ -36,6 +37,7 @@ async def _session(env: CheckEnv) -> MediaSeen:
     from lkload.participants.base import JoinFailed
 
     seen = MediaSeen()
+    began = time.monotonic()
     room = env.room("media")
     layout = RoomLayout(
         participants_per_room=2, publishers_per_room=1, audio=True, video=True, data=False
@@ -78,6 +80,7 @@ async def _session(env: CheckEnv) -> MediaSeen:
         for a in sub.counters.tracks.values():
             seen.packets[a.kind] = seen.packets.get(a.kind, 0) + a.packets
         _selected_pair(sub, seen)
+        seen.session_s = time.monotonic() - began
     finally:
         for p in (sub, pub):
             with contextlib.suppress(Exception):
@@ -121,7 +124,7 @@ async def track(env: CheckEnv, kind: str) -> Outcome:
     first = seen.first_ms.get(kind)
     return Verdict.PASS, (
         f"published by one participant, {n} {kind} RTP packets received by another "
-        f"(first after {first:.0f} ms)"
+        f"(first after {first:.0f} ms; media session {seen.session_s:.1f} s)"
     )
 
 
