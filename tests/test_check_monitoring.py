@@ -22,6 +22,7 @@ from lkload.checks.runner import run_one
 from lkload.server import EmbeddedServer
 
 PROMETHEUS = shutil.which("prometheus")
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 pytestmark = [
     pytest.mark.server,
     pytest.mark.skipif(PROMETHEUS is None, reason="needs prometheus (Debian package)"),
@@ -49,11 +50,20 @@ def lk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
         yield s
 
 
-def start_prometheus(d: Path, target_port: int, rules: bool) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
+def start_prometheus(
+    d: Path, target_port: int, rules: bool, alertmanager: int | None = None
+) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
     d.mkdir(parents=True, exist_ok=True)
     (d / "rules.yml").write_text(RULES)
+    am = (
+        "alerting: {alertmanagers: [{static_configs: "
+        f"[{{targets: ['127.0.0.1:{alertmanager}']}}]}}]}}\n"
+        if alertmanager
+        else ""
+    )
     (d / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        + am
         + ("rule_files: [rules.yml]\n" if rules else "")
         + "scrape_configs:\n  - job_name: livekit\n"
         + f"    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n"
@@ -107,17 +117,48 @@ def _until_scraped(url: str, want: Verdict, deadline_s: float = 30) -> dict[str,
     return rows
 
 
+def start_alertmanager(d: Path) -> tuple[subprocess.Popen, int]:  # type: ignore[type-arg]
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "am.yml").write_text("route: {receiver: ops}\nreceivers: [{name: ops}]\n")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={d / 'am.yml'}",
+            f"--storage.path={d / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=open(d / "am.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        cwd=d,
+    )
+    return proc, port
+
+
 def test_livekit_scraped_and_alert_rules_loaded(lk: EmbeddedServer, tmp_path: Path) -> None:
-    proc, url = start_prometheus(tmp_path / "p", lk.ports.prometheus, rules=True)
+    am, am_port = start_alertmanager(tmp_path / "am")
+    proc, url = start_prometheus(
+        tmp_path / "p", lk.ports.prometheus, rules=True, alertmanager=am_port
+    )
     try:
         rows = _until_scraped(url, Verdict.PASS)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # Alertmanager up and discovered
+            rows.update(run_monitoring(url))
+            if rows["monitoring.alertmanager"].verdict is Verdict.PASS:
+                break
+            time.sleep(0.5)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        for p in (proc, am):
+            p.terminate()
+            p.wait(10)
     t = rows["monitoring.targets"]
     assert t.verdict is Verdict.PASS and f"127.0.0.1:{lk.ports.prometheus}" in t.seen, t
     r = rows["monitoring.rules"]
     assert r.verdict is Verdict.PASS and "LiveKitDown" in r.seen, r
+    a = rows["monitoring.alertmanager"]
+    assert a.verdict is Verdict.PASS and f"127.0.0.1:{am_port} (receivers: ops)" in a.seen, a
 
 
 def test_target_down_and_no_rules_fail(tmp_path: Path) -> None:
@@ -131,6 +172,27 @@ def test_target_down_and_no_rules_fail(tmp_path: Path) -> None:
     assert t.verdict is Verdict.FAIL and "not up" in t.seen and "refused" in t.seen, t
     r = rows["monitoring.rules"]
     assert r.verdict is Verdict.FAIL and "no alerting rule" in r.seen, r
+    a = rows["monitoring.alertmanager"]
+    assert a.verdict is Verdict.FAIL and "no Alertmanager" in a.seen, a
+
+
+def test_alertmanager_down_fails(tmp_path: Path) -> None:
+    dead = _free_port()
+    proc, url = start_prometheus(tmp_path / "p", _free_port(), rules=True, alertmanager=dead)
+    try:
+        deadline = time.monotonic() + 20
+        rows = run_monitoring(url)
+        while (
+            time.monotonic() < deadline
+            and "unreachable" not in rows["monitoring.alertmanager"].seen
+        ):
+            time.sleep(0.5)
+            rows = run_monitoring(url)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    a = rows["monitoring.alertmanager"]
+    assert a.verdict is Verdict.FAIL and f"127.0.0.1:{dead} unreachable" in a.seen, a
 
 
 def test_no_prometheus_server_skips_with_the_reason() -> None:

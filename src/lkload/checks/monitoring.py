@@ -69,6 +69,43 @@ async def rules(env: CheckEnv) -> Outcome:
     )
 
 
+async def alert_routing(env: CheckEnv) -> Outcome:
+    """Rules fire into the void without an Alertmanager: Prometheus must have one, and it
+    must answer its status API as ready."""
+    data = await _api(env, "/api/v1/alertmanagers")
+    active = [str(a.get("url", "")) for a in data.get("activeAlertmanagers", [])]
+    if not active:
+        raise Failed("Prometheus sends its alerts to no Alertmanager")
+    seen = []
+    async with http_session(env) as s:
+        for url in active:
+            parts = urllib.parse.urlsplit(url)
+            base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+            try:
+                async with s.get(base + "/api/v2/status") as r:
+                    body = await r.json(content_type=None) if r.status == 200 else {}
+            except Exception as exc:  # noqa: BLE001 - the reason is the evidence
+                raise Failed(f"Alertmanager {base} unreachable: {type(exc).__name__}") from None
+            body = body if isinstance(body, dict) else {}
+            # "disabled": a single Alertmanager without a cluster, which is fine
+            status = (body.get("cluster") or {}).get("status")
+            if status not in ("ready", "disabled"):
+                raise Failed(f"Alertmanager {base}: cluster {status or r.status}, not ready")
+            seen.append(f"{base} (receivers: {_receivers(body)})")
+    return Verdict.PASS, f"alerts go to {len(seen)} Alertmanager(s): {', '.join(seen)}"
+
+
+def _receivers(status: dict[str, Any]) -> str:
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((status.get("config") or {}).get("original") or "") or {}
+        names = [str(r.get("name")) for r in cfg.get("receivers") or []]
+    except (yaml.YAMLError, AttributeError):
+        return "?"
+    return ", ".join(names) or "none"
+
+
 def checks(env: CheckEnv) -> list[Check]:
     url = env.cfg.prometheus_server
     if not url:
@@ -76,8 +113,16 @@ def checks(env: CheckEnv) -> list[Check]:
         return [
             Check.skip("monitoring.targets", lines.HEALTH_MONITORED, why),
             Check.skip("monitoring.rules", lines.CRITICAL_ALERTS, why),
+            Check.skip("monitoring.alertmanager", lines.CRITICAL_ALERTS, why),
         ]
     return [
         Check("monitoring.targets", lines.HEALTH_MONITORED, lambda: targets(env), url),
         Check("monitoring.rules", lines.CRITICAL_ALERTS, lambda: rules(env), url),
+        Check(
+            "monitoring.alertmanager",
+            lines.CRITICAL_ALERTS,
+            lambda: alert_routing(env),
+            url,
+            env.cfg.timeout_s * 3 + 1,
+        ),
     ]
