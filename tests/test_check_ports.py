@@ -105,3 +105,25 @@ def test_deployment_ports_on_their_checklist_lines() -> None:
     https = by_line[lines.PORT_443.text]
     assert https.verdict is Verdict.SKIP and "not in tcp_ports" in https.seen
     assert by_line[lines.PORT_3478.text].verdict is Verdict.SKIP  # no --turn
+
+
+@pytest.mark.skipif(
+    not __import__("os").environ.get("LKLOAD_ICE_IPS"),
+    reason="resolves a name that does not exist: only inside a private network namespace",
+)
+def test_dns_names_resolve_or_fail() -> None:
+    from lkload.checks import dns
+    from lkload.checks.config import CheckConfig, TlsEndpoint
+    from lkload.checks.env import CheckEnv
+
+    cfg = CheckConfig(
+        tls=(TlsEndpoint("localhost"), TlsEndpoint("lk-turn.nonexistent.invalid")), timeout_s=3
+    )
+    env = CheckEnv(cfg, url="wss://127.0.0.1:7880", api_key="k", api_secret="s")
+
+    async def go():  # type: ignore[no-untyped-def]
+        return [await run_one(c, 5.0) for c in dns.checks(env)]
+
+    ok, bad = asyncio.run(go())  # the URL's IP address needs no DNS
+    assert ok.verdict is Verdict.PASS and ok.where == "localhost" and "127.0.0.1" in ok.seen
+    assert bad.verdict is Verdict.FAIL and "does not resolve" in bad.seen, bad

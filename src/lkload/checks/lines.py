@@ -7,6 +7,7 @@ from lkload.checks.record import Line
 
 _INFRA = "Infrastructure Readiness"
 _FW = "Network Configuration"
+DNS = Line(_INFRA, _FW, "DNS records configured for all subdomains")
 PORT_443 = Line(_INFRA, _FW, "Firewall rules configured: Port 443 (HTTPS/TLS)")
 PORT_7880 = Line(_INFRA, _FW, "Firewall rules configured: Port 7880 (LiveKit HTTP)")
 PORT_7881 = Line(_INFRA, _FW, "Firewall rules configured: Port 7881 (LiveKit RTC/TCP)")

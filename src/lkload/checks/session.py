@@ -97,9 +97,10 @@ def _environment(
 
 
 def plan(env: CheckEnv) -> list[Check]:
-    from lkload.checks import auth, ingress, livekit, monitoring, ports, redis_server, tls
+    from lkload.checks import auth, dns, ingress, livekit, monitoring, ports, redis_server, tls
 
     return [
+        *dns.checks(env),
         *livekit.checks(env),
         *auth.checks(env),
         *tls.checks(env),
