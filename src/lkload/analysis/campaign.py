@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from lkload.analysis.checklist import checklist_lines
+from lkload.analysis.deployment import deployment_lines, load_checks
 from lkload.analysis.failures import failure_modes
 from lkload.analysis.leak import LeakCheck, leak_check
 from lkload.analysis.load import Results, load_results
@@ -32,6 +33,7 @@ from lkload.analysis.verdicts import (
 )
 from lkload.analysis.windows import Windows, tier_windows
 from lkload.analysis.workers import analyze_workers
+from lkload.checks.record import CHECKS_FILE
 
 
 def _cut_short(results: Results, windows: Windows) -> str:
@@ -65,12 +67,15 @@ def _participants(a: SampleArrays, start: float | None, end: float | None) -> pd
     return pd.DataFrame({"t": edges[1:], "connected": connected})
 
 
-def analyze(results_dir: Path | str) -> Analysis:
+def analyze(results_dir: Path | str, checks_dirs: list[Path] | tuple[Path, ...] = ()) -> Analysis:
+    """checks_dirs: results of `lkload check` to merge (the campaign's own checks.jsonl,
+    written by `run --check`, is always read)."""
     results = load_results(Path(results_dir))
-    return analyze_results(results)
+    own = [Path(results_dir)] if (Path(results_dir) / CHECKS_FILE).exists() else []
+    return analyze_results(results, [*own, *checks_dirs])
 
 
-def analyze_results(results: Results) -> Analysis:
+def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> Analysis:
     targets = results.targets
     windows = tier_windows(results)
     arrays = SampleArrays(results.samples)
@@ -119,6 +124,10 @@ def analyze_results(results: Results) -> Analysis:
         tiers.append(TierResult(ts, res, checks, verdict))
     knee_tier, knee_reason = knee([(t.stats, t.checks, _knee_blocker(t)) for t in tiers])
     lines = checklist_lines(tiers, targets, recovery, leak, modes, breaks, knee_tier)
+    if checks_dirs:
+        checked, check_notes = load_checks(list(checks_dirs))
+        lines += deployment_lines(checked)
+        notes += check_notes
     cut = _cut_short(results, windows)
     overall, reasons = _overall(tiers, lines, cut, leak)
     return Analysis(

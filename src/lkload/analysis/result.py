@@ -38,6 +38,9 @@ class ChecklistLine:
     text: str  # the checklist's own wording
     status: Status
     evidence: str  # the number that decided it
+    duration_s: float | None = None  # deployment checks: how long they took
+    where: str = ""  # deployment checks: the host, URL or endpoint checked
+    source: str = "run"  # "run" (the load campaign) or "check" (lkload check)
 
 
 @dataclass

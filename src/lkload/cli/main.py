@@ -20,7 +20,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 # One module per subcommand, each with add_parser(subparsers) and run(args) -> int.
-_COMMANDS = ("run", "server", "report", "compare", "worker")
+_COMMANDS = ("run", "check", "server", "report", "compare", "worker")
 
 
 class _Parser(argparse.ArgumentParser):

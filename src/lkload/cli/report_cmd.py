@@ -25,14 +25,31 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="output directory (default: reports/<campaign-id>/)",
     )
+    p.add_argument(
+        "--checks",
+        metavar="CHECK_DIR",
+        type=Path,
+        action="append",
+        default=[],
+        help="a results/<check-id>/ directory of lkload check to merge into the checklist "
+        "and sign-off, repeatable",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from lkload.errors import UsageError
     from lkload.report import render_report
+
+    d = args.results_dir
+    if (d / "checks.jsonl").exists() and not (d / "campaign.json").exists():
+        raise UsageError(
+            f"{d}: a result of lkload check, not of a campaign; merge it into a campaign's "
+            f"report with: lkload report RESULTS_DIR --checks {d}"
+        )
     from lkload.report.terminal import print_summary
 
-    result = render_report(args.results_dir, args.out)
+    result = render_report(args.results_dir, args.out, args.checks)
     print_summary(result)  # the same summary `lkload run` ends with
     print(f"lkload: report {result.html}", flush=True)
     return 0 if result.passed else 1

@@ -110,6 +110,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="address the embedded server listens on (default 127.0.0.1); workers on other "
         "machines need one they can reach",
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="run lkload check's deployment checks before the load; their lines go into the "
+        "report's checklist and sign-off (docs/check.md)",
+    )
+    from lkload.cli.check_cmd import add_check_flags
+
+    add_check_flags(p, with_url=False)
     p.set_defaults(func=run)
 
 
@@ -122,6 +131,16 @@ def run(args: argparse.Namespace) -> int:
     if args.expect_workers < 1:
         raise UsageError(f"--expect-workers {args.expect_workers}: must be at least 1")
     ice_ips = ice_ips_from(args.ice_ips)
+    check_cfg = None
+    if args.check:
+        from lkload.cli.check_cmd import config_from
+
+        check_cfg = config_from(args)  # bad check flags: exit 2 before anything starts
+        if (check_cfg.url or "") != (args.url or "").rstrip("/"):
+            raise UsageError(
+                f"--deployment url {check_cfg.url} is not the campaign's target "
+                f"({args.url or 'the embedded server'}): give run the URL with --url"
+            )
     deployment = None
     if args.url:
         from lkload.engine.target import deployment_from, preflight
@@ -160,6 +179,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         campaign = Campaign(scenario, **common)  # type: ignore[arg-type]
     print(f"lkload: campaign {campaign.id} → {campaign.dir}", file=sys.stderr)
+    if check_cfg is not None:
+        from lkload.checks.session import run_check
+        from lkload.cli.check_cmd import check_ice_ips, summary_line
+
+        # the embedded server's checks run on a server of their own, stopped before the load
+        ice = check_ice_ips(args.ice_ips, remote=bool(check_cfg.url))
+        checked = run_check(check_cfg, args.results, sys.stdout, ice_ips=ice, out_dir=campaign.dir)
+        print(summary_line(checked), file=sys.stderr)
     result = campaign.run()
     print(
         f"lkload: campaign {result.status}: {result.samples} samples, "

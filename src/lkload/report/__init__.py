@@ -59,6 +59,10 @@ def render_analysis(analysis: Analysis, out_dir: Path | None = None) -> ReportRe
     )
 
 
-def render_report(results_dir: Path, out_dir: Path | None = None) -> ReportResult:
-    """Analyse a results directory and write the report; `lkload run` calls this at the end."""
-    return render_analysis(analyze(results_dir), out_dir)
+def render_report(
+    results_dir: Path, out_dir: Path | None = None, checks_dirs: list[Path] | None = None
+) -> ReportResult:
+    """Analyse a results directory and write the report; `lkload run` calls this at the end.
+
+    checks_dirs: `lkload check` results to merge into the checklist and sign-off."""
+    return render_analysis(analyze(results_dir, tuple(checks_dirs or ())), out_dir)

@@ -72,9 +72,16 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
     md += [f"![{p.title}]({p.name}.png)" + "\n" for p in plots] or ["No data to plot.", ""]
     md += [f"## {next(n)}. Checklist verdicts", ""]
     md += _table(
-        ["Section", "Checklist line", "Verdict", "Decided by"],
+        ["Section", "Checklist line", "Verdict", "Decided by", "Checked on", "Took"],
         [
-            [f"{c['section']} · {c['group']}", c["text"], f"**{c['status']}**", c["evidence"]]
+            [
+                f"{c['section']} · {c['group']}",
+                c["text"],
+                f"**{c['status']}**",
+                c["evidence"],
+                c["where"],
+                c["took"],
+            ]
             for c in view.checklist
         ],
     )
@@ -112,7 +119,17 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
     if view.scenario_rows:
         md += _table(["Scenario", "Value"], view.scenario_rows)
     md += _table(["Metric", "Target"], view.target_rows)
-    md += ["## Sign-off", "", "### Technical Sign-off", ""]
+    md += ["## Sign-off", ""]
+    if view.deployment:
+        md += ["### Deployment checks behind this sign-off (lkload check)", ""]
+        md += _table(
+            ["Team", "Checklist line", "Verdict", "Checked on", "Evidence", "Took"],
+            [
+                [c["team"], c["text"], f"**{c['status']}**", c["where"], c["evidence"], c["took"]]
+                for c in view.deployment
+            ],
+        )
+    md += ["### Technical Sign-off", ""]
     md += [
         f"- [ ] **{t}**: {w} — Name: ________ Signature: ________ Date: ______"
         for t, w in view.technical

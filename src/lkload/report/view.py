@@ -9,7 +9,7 @@ from typing import Any
 from lkload import __version__
 from lkload.analysis.percentiles import METHOD
 from lkload.analysis.resources import HOST_BUSY_PCT, HOST_OTHERS_PCT, HOST_PREFIX, HostUsage
-from lkload.analysis.result import Analysis, TierResult
+from lkload.analysis.result import Analysis, ChecklistLine, TierResult
 from lkload.analysis.verdict_types import Status, fmt
 from lkload.metrics.schema import LATENCY_METRICS, MEDIA_STAT_METRICS
 
@@ -87,6 +87,7 @@ class View:
     host_head: list[str]
     host_rows: list[list[Cell]]  # empty when no host load was recorded
     checklist: list[dict[str, str]]
+    deployment: list[dict[str, str]]  # lines decided by lkload check, for the sign-off
     failure_head: list[str]
     failure_rows: list[list[Cell]]
     break_head: list[str]
@@ -102,6 +103,37 @@ class View:
     technical: tuple[tuple[str, str], ...] = TECHNICAL_SIGNOFF
     business: tuple[tuple[str, str], ...] = BUSINESS_SIGNOFF
     plots: list[dict[str, str]] = field(default_factory=list)
+
+
+# Which sign-off team a deployment line belongs to, by the checklist's section.
+_TEAM = {
+    "Infrastructure Readiness": "Infrastructure Team",
+    "Caddy Proxy Validation": "Infrastructure Team",
+    "SSL/TLS Validation": "Security Team",
+    "Security Validation": "Security Team",
+    "LiveKit Service Validation": "Development Team",
+    "Redis Integration Validation": "Development Team",
+    "Ingress/Egress Services": "Development Team",
+    "Monitoring & Alerting Validation": "Operations Team",
+}
+
+
+def signoff_team(section: str) -> str:
+    return _TEAM.get(section, "QA Team")
+
+
+def _checklist_row(ln: ChecklistLine) -> dict[str, str]:
+    return {
+        "section": ln.section,
+        "group": ln.group,
+        "text": ln.text,
+        "status": ln.status.value,
+        "cls": css_class(ln.status.value),
+        "evidence": ln.evidence,
+        "where": ln.where or ("this campaign" if ln.source == "run" else "—"),
+        "took": f"{ln.duration_s:.2f} s" if ln.duration_s is not None else "—",
+        "source": "lkload check" if ln.source == "check" else "lkload run",
+    }
 
 
 def _targets_text(a: Analysis, metric: str) -> str:
@@ -393,16 +425,11 @@ def build_view(a: Analysis) -> View:
             "Trust",
         ],
         host_rows=host_rows,
-        checklist=[
-            {
-                "section": ln.section,
-                "group": ln.group,
-                "text": ln.text,
-                "status": ln.status.value,
-                "cls": css_class(ln.status.value),
-                "evidence": ln.evidence,
-            }
+        checklist=[_checklist_row(ln) for ln in a.checklist],
+        deployment=[
+            {**_checklist_row(ln), "team": signoff_team(ln.section)}
             for ln in a.checklist
+            if ln.source == "check"
         ],
         failure_head=[
             "Kind",

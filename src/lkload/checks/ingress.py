@@ -1,0 +1,74 @@
+"""Ingress, where the deployment runs it: a WHIP and an RTMP ingress created through the
+API, their endpoints reached, and deleted again. No stream is pushed (the evidence says so)."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+
+from livekit import api
+
+from lkload.checks import lines
+from lkload.checks.env import CheckEnv
+from lkload.checks.livekit import api_client, http_session
+from lkload.checks.record import Verdict
+from lkload.checks.runner import Check, Failed, Outcome
+
+
+async def _create_and_delete(env: CheckEnv, kind: str) -> Outcome:
+    input_type = {"whip": api.IngressInput.WHIP_INPUT, "rtmp": api.IngressInput.RTMP_INPUT}[kind]
+    room = env.room(f"ingress-{kind}")
+    async with http_session(env) as session:
+        lk = api_client(env, session)
+        try:
+            info = await lk.ingress.create_ingress(
+                api.CreateIngressRequest(
+                    input_type=input_type,
+                    name=room,
+                    room_name=room,
+                    participant_identity=f"lkload-check-{kind}",
+                )
+            )
+        except api.TwirpError as exc:
+            raise Failed(f"CreateIngress ({kind.upper()}): {exc.code} {exc.message}") from None
+        try:
+            reached = await _reach(env, kind, info.url)
+        finally:
+            await lk.ingress.delete_ingress(api.DeleteIngressRequest(ingress_id=info.ingress_id))
+    return Verdict.PASS, (
+        f"{kind.upper()} ingress created ({info.url}), {reached}, deleted; no stream pushed"
+    )
+
+
+async def _reach(env: CheckEnv, kind: str, url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        raise Failed(f"CreateIngress returned no usable URL ({url!r})")
+    if kind == "rtmp":
+        port = parts.port or 1935
+        try:
+            _, w = await asyncio.wait_for(
+                asyncio.open_connection(parts.hostname, port), env.cfg.timeout_s
+            )
+        except (OSError, TimeoutError) as exc:
+            raise Failed(f"RTMP ingress {parts.hostname}:{port} unreachable: {exc!r}") from None
+        w.close()
+        return f"TCP {parts.hostname}:{port} accepts connections"
+    async with http_session(env) as s, s.options(url) as r:  # WHIP answers OPTIONS or 4xx
+        if r.status >= 500:
+            raise Failed(f"WHIP endpoint {url}: OPTIONS → {r.status}")
+        return f"WHIP endpoint answers OPTIONS with {r.status}"
+
+
+def checks(env: CheckEnv) -> list[Check]:
+    if not env.cfg.ingress:
+        why = "ingress not configured (ingress: true in --deployment, or --ingress)"
+        return [
+            Check.skip("ingress.whip", lines.WHIP, why),
+            Check.skip("ingress.rtmp", lines.RTMP, why),
+        ]
+    t = env.cfg.timeout_s * 3 + 1
+    return [
+        Check("ingress.whip", lines.WHIP, lambda: _create_and_delete(env, "whip"), env.http_url, t),
+        Check("ingress.rtmp", lines.RTMP, lambda: _create_and_delete(env, "rtmp"), env.http_url, t),
+    ]

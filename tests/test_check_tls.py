@@ -1,0 +1,190 @@
+"""TLS checks against real TLS servers on 127.0.0.1 (Python's ssl, trustme certificates for
+localhost): each bad configuration fails its own line for its own reason."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from tls_servers import Endpoint, TlsServerSpec, tls_server
+
+from lkload.checks import tls
+from lkload.checks.config import CheckConfig, TlsEndpoint
+from lkload.checks.env import CheckEnv
+from lkload.checks.record import CheckResult, Verdict
+from lkload.checks.runner import run_one
+
+
+def run_tls(
+    ep: Endpoint, ca: Path | None = None, timeout_s: float = 3.0, host: str = "localhost"
+) -> dict[str, CheckResult]:
+    endpoint = TlsEndpoint(host, ep.port, ep.http_port)
+    cfg = CheckConfig(tls=(endpoint,), ca_file=ca, timeout_s=timeout_s)
+    env = CheckEnv(cfg, url="wss://localhost:1", api_key="k", api_secret="s")
+
+    async def go() -> list[CheckResult]:
+        try:
+            return [await run_one(c, timeout_s) for c in tls.checks(env)]
+        finally:
+            await env.probes.close()
+
+    return {r.id: r for r in asyncio.run(go())}
+
+
+def verdicts(rows: dict[str, CheckResult]) -> dict[str, str]:
+    return {k: v.verdict.value for k, v in rows.items()}
+
+
+def test_good_endpoint_passes_every_line() -> None:
+    with tls_server(TlsServerSpec()) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    assert set(verdicts(rows).values()) == {"PASS"}, {k: v.seen for k, v in rows.items()}
+    assert "matches SAN DNS:localhost" in rows["tls.name"].seen
+    assert "days left" in rows["tls.expiry"].seen
+    assert "TLS 1.0 and 1.1 refused" in rows["tls.versions"].seen
+    assert "max-age=31536000" in rows["tls.hsts"].seen
+    assert "→ 308 https://localhost:" in rows["tls.redirect"].seen
+    assert "http/1.1" in rows["tls.alpn"].seen
+    assert all(r.where == f"localhost:{ep.port}" for r in rows.values())
+
+
+def test_untrusted_root_fails_chain_and_root() -> None:
+    with tls_server(TlsServerSpec()) as ep:
+        rows = run_tls(ep, None)  # the system store does not know trustme's CA
+    assert rows["tls.chain"].verdict is Verdict.FAIL
+    assert rows["tls.root"].verdict is Verdict.FAIL and "no trusted root" in rows["tls.root"].seen
+    assert rows["tls.name"].verdict is Verdict.PASS  # judged on its own
+
+
+def test_missing_intermediate_fails_chain_and_intermediate() -> None:
+    with tls_server(TlsServerSpec(send_intermediate=False)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    assert rows["tls.chain"].verdict is Verdict.FAIL
+    inter = rows["tls.intermediate"]
+    assert inter.verdict is Verdict.FAIL and "issuer not sent and not trusted" in inter.seen
+
+
+def test_expired_certificate() -> None:
+    with tls_server(TlsServerSpec(days_valid=-2)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    assert rows["tls.not_expired"].verdict is Verdict.FAIL
+    assert "expired on" in rows["tls.not_expired"].seen
+    assert rows["tls.expiry"].verdict is Verdict.FAIL
+    assert rows["tls.chain"].verdict is Verdict.PASS  # the dates are their own lines
+
+
+def test_wrong_host() -> None:
+    with tls_server(TlsServerSpec(names=("other.example",))) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    name = rows["tls.name"]
+    assert name.verdict is Verdict.FAIL and "localhost matches no SAN entry" in name.seen
+    assert "DNS:other.example" in name.seen
+    assert rows["tls.chain"].verdict is Verdict.PASS
+
+
+@pytest.mark.parametrize(("days", "verdict", "text"), [(20, "FAIL", "< 30"), (45, "WARN", "< 60")])
+def test_expiring_soon(days: int, verdict: str, text: str) -> None:
+    with tls_server(TlsServerSpec(days_valid=days)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    exp = rows["tls.expiry"]
+    assert exp.verdict.value == verdict and text in exp.seen, exp
+    assert rows["tls.not_expired"].verdict is Verdict.PASS
+
+
+def _local_tls10_server_possible() -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.set_ciphers("ALL:@SECLEVEL=0")
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+        except (ssl.SSLError, ValueError):
+            return False
+    return True
+
+
+@pytest.mark.skipif(not _local_tls10_server_possible(), reason="local OpenSSL cannot serve TLS 1.0")
+def test_server_accepting_tls_1_0_fails() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        spec = TlsServerSpec(min_version=ssl.TLSVersion.TLSv1, ciphers="ALL:@SECLEVEL=0")
+    with tls_server(spec) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    v = rows["tls.versions"]
+    assert v.verdict is Verdict.FAIL and "accepts TLS 1.0" in v.seen, v
+
+
+def test_weak_cipher_and_static_rsa_fail() -> None:
+    spec = TlsServerSpec(
+        rsa=True, ciphers="ALL:eNULL:@SECLEVEL=0", max_version=ssl.TLSVersion.TLSv1_2
+    )
+    with tls_server(spec) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    weak = rows["tls.weak_ciphers"]
+    assert weak.verdict is Verdict.FAIL and "NULL" in weak.seen, weak
+    assert rows["tls.strong_ciphers"].verdict is Verdict.FAIL
+    fs = rows["tls.forward_secrecy"]
+    assert fs.verdict is Verdict.FAIL and "without forward secrecy" in fs.seen, fs
+
+
+def test_forward_secret_rsa_server_passes_forward_secrecy() -> None:
+    """The static-RSA probe fails a server for accepting RSA key exchange, not for having an
+    RSA certificate."""
+    spec = TlsServerSpec(rsa=True, ciphers="ECDHE+AESGCM")
+    with tls_server(spec) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    assert rows["tls.forward_secrecy"].verdict is Verdict.PASS, rows["tls.forward_secrecy"]
+
+
+@pytest.mark.parametrize(
+    ("hsts", "text"),
+    [(None, "without a Strict-Transport-Security header"), ("max-age=86400", "< 1 year")],
+)
+def test_hsts_missing_or_short(hsts: str | None, text: str) -> None:
+    with tls_server(TlsServerSpec(hsts=hsts)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    h = rows["tls.hsts"]
+    assert h.verdict is Verdict.FAIL and text in h.seen, h
+
+
+def test_no_redirect_and_no_alpn_fail() -> None:
+    with tls_server(TlsServerSpec(redirect=False, alpn=())) as ep:
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))
+        ep.http_port = closed.getsockname()[1]
+        closed.close()
+        rows = run_tls(ep, ep.ca_file)
+    assert rows["tls.redirect"].verdict is Verdict.FAIL
+    assert "ConnectionRefusedError" in rows["tls.redirect"].seen
+    assert rows["tls.alpn"].verdict is Verdict.FAIL and "chose none" in rows["tls.alpn"].seen
+
+
+def test_tls_host_that_never_answers_fails_within_the_timeout() -> None:
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # connects, never handshakes
+    try:
+        start = time.monotonic()
+        rows = run_tls(Endpoint(hung.getsockname()[1], Path("/nonexistent")), None, timeout_s=1.0)
+        took = time.monotonic() - start
+    finally:
+        hung.close()
+    assert rows.pop("tls.redirect").verdict is Verdict.SKIP  # no HTTP port given
+    assert {r.verdict for r in rows.values()} == {Verdict.FAIL}, verdicts(rows)
+    assert "timed out" in rows["tls.chain"].seen or "no answer" in rows["tls.chain"].seen
+    assert took < 60, took
+
+
+def test_cbc_only_server_warns_strong_ciphers() -> None:
+    spec = TlsServerSpec(ciphers="ECDHE-ECDSA-AES128-SHA", max_version=ssl.TLSVersion.TLSv1_2)
+    with tls_server(spec) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    strong = rows["tls.strong_ciphers"]
+    assert strong.verdict is Verdict.WARN and "not AEAD" in strong.seen, strong
+    assert rows["tls.weak_ciphers"].verdict is Verdict.PASS
+    assert rows["tls.forward_secrecy"].verdict is Verdict.PASS
