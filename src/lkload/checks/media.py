@@ -13,7 +13,13 @@ from lkload.checks.env import CheckEnv
 from lkload.checks.record import Verdict
 from lkload.checks.runner import Check, Failed, Outcome
 from lkload.metrics.schema import FailureKind
-from lkload.participants.base import ParticipantContext, ParticipantPlan, Target
+from lkload.participants.base import (
+    NO_TRACK,
+    ParticipantContext,
+    ParticipantPlan,
+    Target,
+    TrackRef,
+)
 from lkload.scenario.model import RoomLayout
 
 MEDIA_TIMEOUT_S = 30.0
@@ -45,12 +51,22 @@ async def _session(env: CheckEnv) -> MediaSeen:
     target = Target(url=env.url, token_for=env.token, ice_addresses=env.ice_ips)
 
     def ctx(identity: str, publisher: bool) -> ParticipantContext:
-        def emit(metric: str, value: float | None, ok: bool, error: FailureKind | None) -> None:
+        def emit(
+            metric: str,
+            value: float | None,
+            ok: bool,
+            error: FailureKind | None,
+            *,
+            track: TrackRef = NO_TRACK,
+            detail: str = "",
+            at: float | None = None,
+        ) -> None:
             if metric == "join_ms":
                 if ok and value is not None:
                     seen.join_ms[identity] = value
                 else:
-                    seen.join_errors[identity] = error.value if error else "failed"
+                    why = error.value if error else "failed"
+                    seen.join_errors[identity] = f"{why}: {detail}" if detail else why
 
         plan = ParticipantPlan(
             identity, room, publisher, layout, join_timeout_s=env.cfg.timeout_s * 2
