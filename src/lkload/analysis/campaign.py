@@ -20,7 +20,7 @@ from lkload.analysis.resources import (
     tier_resources,
 )
 from lkload.analysis.result import Analysis, TierResult
-from lkload.analysis.tiers import SampleArrays, compute_tiers
+from lkload.analysis.tiers import SampleArrays, compute_tiers, teardown_stats
 from lkload.analysis.verdict_types import Status
 from lkload.analysis.verdicts import (
     NORMAL_ROLES,
@@ -30,7 +30,7 @@ from lkload.analysis.verdicts import (
     strict_checks,
     tier_verdict,
 )
-from lkload.analysis.windows import Windows, tier_windows
+from lkload.analysis.windows import TEARDOWN_TIER, Windows, tier_windows
 from lkload.analysis.workers import analyze_workers
 
 
@@ -73,7 +73,7 @@ def analyze(results_dir: Path | str) -> Analysis:
 def analyze_results(results: Results) -> Analysis:
     targets = results.targets
     windows = tier_windows(results)
-    arrays = SampleArrays(results.samples)
+    arrays = SampleArrays(results.samples, windows)
     stats_interval = results.scenario.stats_interval_s if results.scenario else 2.0
     tier_stats = compute_tiers(arrays, windows.tiers, stats_interval)
     cores, host = server_cores(results.campaign)
@@ -94,6 +94,7 @@ def analyze_results(results: Results) -> Analysis:
         else None,
     )
     modes = failure_modes(arrays, windows.start)
+    teardown = teardown_stats(arrays, windows)
 
     staged = []
     for ts in tier_stats:
@@ -102,7 +103,8 @@ def analyze_results(results: Results) -> Analysis:
         )
         staged.append((ts, res, strict_checks(ts, res, targets)))
     breaks = first_breaks([(ts, checks) for ts, _, checks in staged])
-    anything_broke = bool(breaks or modes)
+    # failures in teardown are reported, never judged: they identify no failure mode
+    anything_broke = bool(breaks) or any(tier != TEARDOWN_TIER for m in modes for tier in m.by_tier)
     workers = analyze_workers(
         results.timeline,
         results.campaign,
@@ -148,6 +150,7 @@ def analyze_results(results: Results) -> Analysis:
         resources=results.resources,
         participants=_participants(arrays, windows.start, windows.end),
         workers=workers,
+        teardown=teardown,
     )
 
 
