@@ -11,11 +11,11 @@ from lkload import __version__
 from lkload.analysis.percentiles import METHOD
 from lkload.analysis.result import Analysis, TierResult
 from lkload.analysis.verdict_types import Status
+from lkload.report.rates import budget_of
 
 # 2: per-kind error rates (`error_rates`, `decided_by`), `connected_over_hold`,
 # `media_e2e_coverage`, `teardown`; the pooled rate moved to `pooled` (it decides nothing)
 SCHEMA = 2
-PEAK_BUDGET_ROLES = ("peak", "stress")
 
 
 def _plain(value: Any) -> Any:
@@ -74,11 +74,6 @@ def tier_summary(tr: TierResult) -> dict[str, Any]:
         "checks": [dict(_plain(c), evidence=c.evidence) for c in tr.checks],
         "role_checks": [dict(_plain(c), evidence=c.evidence) for c in tr.verdict.checks],
     }
-
-
-def budget_of(role: str) -> str:
-    """The error budget a tier of this role is judged (peak) or shown (stress) against."""
-    return "peak" if role in PEAK_BUDGET_ROLES else "normal"
 
 
 def error_rates(tr: TierResult) -> dict[str, Any]:
