@@ -126,6 +126,9 @@ def test_each_kind_fails_a_tier_on_its_own_rate(tmp_path: Path, kind: str) -> No
     assert f"{KIND_NOUNS[kind]} error rate (normal)" in t2.verdict.reason
     assert a.overall == "FAIL" and a.knee == 1
     assert any(b.check == f"error_rate:normal:{kind}" and b.tier == 2 for b in a.breaks)
+    line = next(ln for ln in a.checklist if ln.text == "Error rate < 0.1% under normal load")
+    assert line.status is Status.FAIL
+    assert line.evidence.startswith(f"{KIND_NOUNS[kind]} error rate (normal)")
 
 
 def test_media_stalls_count_as_media_failures(tmp_path: Path) -> None:
@@ -202,3 +205,18 @@ def test_connected_over_the_hold_counts_drops_and_late_joins(tmp_path: Path) -> 
     assert check.status is Status.FAIL
     assert "at least 98 of 100 connected throughout; 99 required" in check.note
     assert a.tier(1).verdict.status is Status.FAIL
+
+
+def test_recovery_judges_each_kind_in_its_windows(tmp_path: Path) -> None:
+    """Joins keep failing for the first 20 s of the recovery among thousands of data
+    messages: pooled, each 5 s window stayed under the budget; per kind it did not."""
+    rng = np.random.default_rng(24)
+    c = Campaign(tiers=((10, "baseline"), (20, "peak")), recovery_s=60.0)
+    _healthy(c, rng)
+    r0 = c.recovery_start
+    c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 120_000, 8), rng=rng)
+    c.add(-1, "recovery", "join_ms", _vals(rng, 40, 60), rng=rng)
+    c.add(-1, "recovery", "join_ms", None, failures=20, error="signal", t=r0 + np.arange(20.0))
+    a = analyze(c.write(tmp_path / "r"))
+    # the first window clear of failed joins starts right after the last one (at +19 s)
+    assert a.recovery.status is Status.PASS and a.recovery.recovery_s == pytest.approx(20.0)
