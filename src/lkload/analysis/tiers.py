@@ -219,16 +219,15 @@ def compute_tiers(
     is_attempt &= judged
     attempts = np.bincount(_keys(a, is_attempt, n_metrics))
     del is_attempt
-    failed = judged & ~a.ok
-    failures = np.bincount(_keys(a, failed, n_metrics))
-    n_err = max(1, len(a.errors))
-    by_kind = np.bincount(a.tier[failed].astype(np.int64) * n_err + a.error[failed], minlength=0)
-    del failed
-    judged_rows = np.flatnonzero(judged)
+    failed = np.flatnonzero(judged & ~a.ok)  # failures are few: their indices are small
     del judged
-    top = int(a.tier.max()) + 1
-    kinds = kind_rates(a, judged_rows, a.tier[judged_rows], top)
-    del judged_rows
+    n_err = max(1, len(a.errors))
+    fkey = a.tier[failed].astype(np.int64) * n_metrics + a.metric[failed]
+    failures = np.bincount(fkey)
+    by_kind = np.bincount(a.tier[failed].astype(np.int64) * n_err + a.error[failed], minlength=0)
+    # per (tier, metric, error kind): each kind of attempt's failures by error
+    by_error = np.bincount(fkey * n_err + a.error[failed])
+    del failed, fkey
 
     def stats(d: Distribution | None, k: int) -> MetricStats:
         base = d or Distribution(0)
@@ -250,7 +249,7 @@ def compute_tiers(
     coverage = track_coverage(a)
     for ts in out.values():
         ts.metrics = dict(sorted(ts.metrics.items()))
-        ts.kinds = kinds.get(ts.tier, {})
+        ts.kinds = _kinds_of(a, ts, by_error, n_metrics, n_err)
         ts.attempts = sum(k.attempts for k in ts.kinds.values())
         ts.failures = sum(k.failures for k in ts.kinds.values())
         base = ts.tier * n_err
@@ -265,6 +264,27 @@ def compute_tiers(
         if coverage is not None:
             ts.coverage = coverage.get(ts.tier, TrackCoverage(0, 0))
     return [out[k] for k in sorted(out)]
+
+
+def _kinds_of(
+    a: SampleArrays, ts: TierStats, by_error: np.ndarray, n_metrics: int, n_err: int
+) -> dict[str, KindRate]:
+    """Each kind of attempt of one tier, summed from its metrics' attempts and failures
+    (the same rows: every failure, and ok rows of attempt metrics)."""
+    kinds: dict[str, KindRate] = {}
+    for code, name in enumerate(a.metrics):
+        m = ts.metrics.get(name)
+        if m is None or not m.attempts:
+            continue
+        k = kinds.setdefault(KINDS[a.kind_lut[code]], KindRate())
+        k.attempts += m.attempts
+        k.failures += m.failures
+        base = (ts.tier * n_metrics + code) * n_err
+        for e, count in enumerate(by_error[base : base + n_err].tolist()):
+            if count:
+                err = a.error_name(e)
+                k.by_error[err] = k.by_error.get(err, 0) + count
+    return {k: kinds[k] for k in KINDS if k in kinds}
 
 
 def connected_series(a: SampleArrays) -> tuple[np.ndarray, np.ndarray] | None:
