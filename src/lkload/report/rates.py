@@ -176,6 +176,11 @@ def rate_rows(a: Analysis) -> RateRows:
 
 def teardown_text(a: Analysis) -> str:
     td = a.teardown
+    if td.start is None and td.samples:
+        return (
+            f"{td.samples:,} rows tagged teardown (the timeline has no phase events); "
+            "reported, never judged"
+        )
     if td.start is None:
         return "no teardown recorded (the run was cut short): every row is in a tier or recovery"
     start = a.windows.start
