@@ -319,31 +319,34 @@ def track_coverage(a: SampleArrays) -> dict[int, TrackCoverage] | None:
     """Per tier: tracks with rx_kbps rows in its hold, and how many have media_e2e_ms rows.
     None when no row names a track (results written before the track columns)."""
     s = a.samples
-    tracks = s["track"].cat.categories
-    if not any(str(c) for c in tracks):
+    tracks = [str(c) for c in s["track"].cat.categories]
+    if not any(tracks):
         return None
     rx, e2e = a.codes_of(("rx_kbps",)), a.codes_of(("media_e2e_ms",))
     if not rx:
         return {}
     track_codes = s["track"].array.codes
     pub_codes = s["publisher"].array.codes
-    empty = [i for i, c in enumerate(tracks) if not str(c)]
+    empty = tracks.index("") if "" in tracks else -2
     n_track = len(tracks) + 1
     n_pub = len(s["publisher"].cat.categories) + 1
-    out: dict[int, TrackCoverage] = {}
 
-    def keys(codes: list[int]) -> np.ndarray:
-        rows = np.flatnonzero(
-            np.isin(a.metric, codes) & a.is_hold & (a.tier >= 1) & ~np.isin(track_codes, empty)
-        )
-        key = a.tier[rows].astype(np.int64) * n_pub + pub_codes[rows]
+    def keys(code: int) -> np.ndarray:
+        """Distinct (tier, publisher, track) of one metric's hold rows, as int64 keys."""
+        rows = a.metric == code
+        rows &= a.is_hold  # hold spans are tiers >= 1
+        rows &= track_codes != empty
+        idx = np.flatnonzero(rows)
+        del rows
+        key = a.tier[idx].astype(np.int64) * n_pub + pub_codes[idx]
         key *= n_track
-        key += track_codes[rows]
+        key += track_codes[idx]
         return np.unique(key)
 
-    seen = keys(rx)
-    measured = np.isin(seen, keys(e2e)) if e2e else np.zeros(seen.size, bool)
+    seen = keys(rx[0])
+    measured = np.isin(seen, keys(e2e[0])) if e2e else np.zeros(seen.size, bool)
     tier_of = seen // (n_pub * n_track)
+    out: dict[int, TrackCoverage] = {}
     for tier in np.unique(tier_of).tolist():
         sel = tier_of == tier
         out[int(tier)] = TrackCoverage(int(sel.sum()), int(measured[sel].sum()))
