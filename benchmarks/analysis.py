@@ -69,6 +69,10 @@ def generate(directory: Path, n: int, seed: int = 1) -> None:
     value[~ok] = np.nan
     error = np.where(ok, "", np.array(KINDS)[rng.integers(0, len(KINDS), n)]).astype(object)
     room = rng.integers(0, 1000, n)
+    per_track = np.isin(metric, [1, 3, 4, 5, 8])  # media_e2e, rx, loss, jitter, first_track
+    pub_no = (room * 10 + rng.integers(0, 2, n)).astype(str)
+    publisher = np.char.add("p-", pub_no)
+    track = np.char.add("TR_", pub_no)
     order = np.argsort(t, kind="stable")
     table = pa.table(
         {
@@ -83,6 +87,10 @@ def generate(directory: Path, n: int, seed: int = 1) -> None:
             "value": pa.array(value[order], mask=np.isnan(value[order])),
             "ok": pa.array(ok[order]),
             "error": pa.array(error[order].astype(str)),
+            # per-track metrics name their track: two publishers per room
+            "publisher": pa.array(np.where(per_track, publisher, "")[order]),
+            "track": pa.array(np.where(per_track, track, "")[order]),
+            "detail": pa.array(np.full(n, "")),
         }
     )
     shard = order % 4
@@ -123,11 +131,14 @@ def generate(directory: Path, n: int, seed: int = 1) -> None:
         ]
     events += [
         {"t": rec_start, "event": "phase", "tier": -1, "size": 10, "phase": "recovery"},
+        {"t": end, "event": "tier_end", "tier": -1, "size": 10, "connected": 10},
+        {"t": end, "event": "phase", "tier": -1, "size": 10, "phase": "teardown"},
         {"t": end, "event": "campaign_end", "status": "completed"},
     ]
     (directory / "timeline.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     campaign = {
         "id": "bench-20260101-000000",
+        "schema_version": 2,
         "status": "completed",
         "started": t0,
         "ended": end,

@@ -57,6 +57,11 @@ class Campaign:
     # the `hosts` entry of the machine that runs the server (and lkload, unless distributed)
     host: str = "master"
     hostname: str = "gen-1"
+    # seconds after the last tier (or the recovery) while participants leave; the timeline
+    # gets a `teardown` phase event unless `teardown_event` is False (results written
+    # before the engine wrote one)
+    teardown_s: float = 0.0
+    teardown_event: bool = True
 
     def __post_init__(self) -> None:
         self.plans: list[TierPlan] = []
@@ -67,16 +72,19 @@ class Campaign:
             self.plans.append(TierPlan(i, size, role, ramp, hold, hold + self.hold_s))
             t = hold + self.hold_s
         self.recovery_start = t if self.recovery_s else None
-        self.end = t + (self.recovery_s or 0.0)
+        self.load_end = t + (self.recovery_s or 0.0)  # the last tier's or recovery's end
+        self.end = self.load_end + self.teardown_s
         self.chunks = {c: [] for c in SAMPLE_COLUMNS}
 
     def plan(self, tier: int) -> TierPlan:
         return self.plans[tier - 1]
 
     def window(self, tier: int, phase: str) -> tuple[float, float]:
+        if phase == "teardown":
+            return self.load_end, self.end
         if tier == -1:
             assert self.recovery_start is not None
-            return self.recovery_start, self.end
+            return self.recovery_start, self.load_end
         p = self.plan(tier)
         if phase == "ramp":
             return p.ramp_start, p.ramp_start + self.ramp_s
@@ -296,12 +304,19 @@ class Campaign:
             # As engine/shape.py does: the recovery phase ends with a tier_end of tier -1.
             ev.append(
                 {
-                    "t": self.end,
+                    "t": self.load_end,
                     "event": "tier_end",
                     "tier": -1,
                     "size": self.tiers[0][0],
                     "connected": self.tiers[0][0],
                 }
+            )
+        if self.teardown_s and self.teardown_event:
+            last = -1 if self.recovery_start is not None else self.plans[-1].tier
+            size = self.tiers[0][0] if last == -1 else self.plans[-1].size
+            ev.append(
+                {"t": self.load_end, "event": "phase", "tier": last, "size": size}
+                | {"phase": "teardown"}
             )
         if self.status == "completed":
             ev.append({"t": self.end, "event": "campaign_end", "status": "completed"})

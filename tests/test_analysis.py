@@ -73,23 +73,36 @@ def test_error_rate_and_breakdown_by_kind(tmp_path: Path) -> None:
     c = Campaign(tiers=((10, "baseline"), (20, "target")), recovery_s=None)
     c.add(1, "ramp", "join_ms", _vals(rng, 10, 30), rng=rng)
     c.add(1, "hold", "data_e2e_ms", _vals(rng, 2000, 10), rng=rng)
-    c.add(2, "ramp", "join_ms", _vals(rng, 18, 30), failures=2, error="ice", rng=rng)
+    c.add(2, "ramp", "join_ms", _vals(rng, 8, 30), failures=2, error="ice", rng=rng)
     c.add(2, "hold", "data_e2e_ms", _vals(rng, 3990, 10), failures=6, error="media", rng=rng)
     c.add(2, "hold", "api_ms", _vals(rng, 98, 20), failures=4, error="api", rng=rng)
-    c.add(2, "hold", "rx_kbps", np.full(100, 32.0), rng=rng)  # observation: not an attempt
+    c.add(2, "hold", "rx_kbps", np.full(100, 32.0), rng=rng)  # 100 media intervals, all ok
+    c.add(2, "hold", "loss_pct", np.full(100, 0.0), rng=rng)  # observation: not an attempt
     c.add(2, "ramp", "data_e2e_ms", None, failures=50, error="timeout", rng=rng)  # ramp: not judged
     a = analyze(c.write(tmp_path / "r"))
     t2 = a.tier(2).stats
-    attempts, failures = 18 + 2 + 3990 + 6 + 98 + 4, 2 + 6 + 4
-    assert (t2.attempts, t2.failures) == (attempts, failures)
-    assert t2.error_rate == pytest.approx(failures / attempts)
+    expected = {"join": (10, 2), "data": (3996, 6), "api": (102, 4), "media": (100, 0)}
+    assert {k: (r.attempts, r.failures) for k, r in t2.kinds.items()} == expected
+    assert t2.kinds["join"].by_error == {"ice": 2}
+    # the pooled sum is still shown (labelled), but decides nothing
+    assert (t2.attempts, t2.failures) == (10 + 3996 + 102 + 100, 12)
     assert t2.failures_by_kind == {"ice": 2, "media": 6, "api": 4}
-    assert a.tier(1).stats.error_rate == 0
-    er = next(c for c in a.tier(2).checks if c.id == "error_rate:normal")
-    assert er.status is Status.FAIL and er.value == pytest.approx(failures / attempts * 100)
+    assert a.tier(1).stats.kinds["join"].rate == 0
+    checks = {c.id: c for c in a.tier(2).checks}
+    assert not any(i in checks for i in ("error_rate:normal", "error_rate:peak"))
+    for kind, (attempts, failures) in expected.items():
+        er = checks[f"error_rate:normal:{kind}"]
+        assert er.value == pytest.approx(failures / attempts * 100)
+        assert er.status is (Status.FAIL if failures / attempts > 0.001 else Status.PASS)
+    assert checks["error_rate:normal:data"].note == "6 of 3,996 data messages failed: media 6"
     kinds = {m.kind: m for m in a.failure_modes}
     assert kinds["timeout"].count == 50 and kinds["timeout"].first_tier == 2
-    assert a.knee == 1 and a.breaks[0].check == "error_rate:normal" and a.breaks[0].tier == 2
+    assert a.knee == 1
+    assert {b.check for b in a.breaks if b.tier == 2} >= {
+        "error_rate:normal:join",
+        "error_rate:normal:data",
+        "error_rate:normal:api",
+    }
 
 
 def test_tier_without_samples_and_tier_with_only_failures(tmp_path: Path) -> None:

@@ -217,14 +217,15 @@ def test_workers_sharing_a_machine_are_all_lkload(
             )
 
 
-def test_compare_flags_an_untrustworthy_tier_as_not_like_for_like(tmp_path: Path) -> None:
+def test_compare_names_an_untrustworthy_tier_as_not_comparable(tmp_path: Path) -> None:
     quiet, busy = _local(), _local()
     _resources(quiet, lambda t: 15.0, lambda t: 50.0, lambda t: 5.0)
     _resources(busy, lambda t: 15.0, lambda t: 50.0, _neighbour(busy, 2, 130.0))
     base = build_summary(analyze(quiet.write(tmp_path / "a")))
     new = build_summary(analyze(busy.write(tmp_path / "b")))
-    notes = [
-        (c.tier, c.note, c.regression) for c in compare(base, new).changes if c.metric == "trust"
-    ]
-    assert len(notes) == 1 and notes[0][0] == 2 and not notes[0][2]
-    assert notes[0][1].startswith("NEW untrustworthy (host vm was busy with other processes")
+    result = compare(base, new)
+    assert len(result.unmatched) == 1 and not result.regressions and not result.ok
+    assert result.unmatched[0].startswith(
+        "tier 2 (8 users): NEW untrustworthy (host vm was busy with other processes"
+    )
+    assert 2 not in {c.tier for c in result.changes}  # its numbers describe the machine

@@ -68,9 +68,24 @@ def test_two_tier_campaign_accounts_for_every_participant(tmp_path: Path) -> Non
     hold_tiers = {r["tier"] for r in rows if r["phase"] == "hold"}
     assert hold_tiers == {"1", "2"}
 
-    events = [e["event"] for e in read_timeline(results)]
+    timeline = read_timeline(results)
+    events = [e["event"] for e in timeline]
     assert events[0] == "campaign_start" and events[-1] == "campaign_end"
     assert events.count("tier_end") == 2
+    # After the last tier's hold: a teardown phase of its own, and the rows written while
+    # participants leave (their session_s rows) are teardown, never the last tier's hold.
+    phases = [e for e in timeline if e["event"] == "phase"]
+    assert phases[-1]["phase"] == "teardown" and phases[-1]["tier"] == 2
+    teardown_t = phases[-1]["t"]
+    last_end = [e for e in timeline if e["event"] == "tier_end"][-1]
+    assert teardown_t >= last_end["t"]
+    assert {r["phase"] for r in rows if r["metric"] == "session_s"} == {"teardown"}
+    assert all(float(r["t"]) >= teardown_t for r in rows if r["metric"] == "session_s")
+    assert {r["phase"] for r in rows if float(r["t"]) > teardown_t} == {"teardown"}
+    summary = json.loads((tmp_path / "reports" / results.name / "summary.json").read_text())
+    assert summary["teardown"]["samples"] >= 6
+    assert summary["teardown"]["kinds"]["session"]["attempts"] == 6
+    assert not any("session" in t["error_rates"] for t in summary["tiers"])
     sources = (results / "resources.csv").read_text()
     assert "server," in sources and "generator:local," in sources
 
@@ -108,9 +123,15 @@ def test_sigint_mid_tier_leaves_readable_results_and_no_server(tmp_path: Path) -
     assert sum(r["metric"] == "join_ms" for r in rows) == 3
     assert sum(r["metric"] == "session_s" for r in rows) == 3  # they left when asked
     assert any(r["metric"] == "data_e2e_ms" for r in rows)
-    assert any(
-        e["event"] == "abort" and e["reason"] == "interrupted" for e in read_timeline(results)
-    )
+    timeline = read_timeline(results)
+    assert any(e["event"] == "abort" and e["reason"] == "interrupted" for e in timeline)
+    # Stopping is teardown: its phase event follows the abort, and the leaving
+    # participants' rows are tagged with it.
+    teardown = [e for e in timeline if e["event"] == "phase" and e["phase"] == "teardown"]
+    assert len(teardown) == 1 and teardown[0]["tier"] == 1
+    abort_t = next(e["t"] for e in timeline if e["event"] == "abort")
+    assert teardown[0]["t"] >= abort_t
+    assert {r["phase"] for r in rows if r["metric"] == "session_s"} == {"teardown"}
     assert server_gone(results)
     assert (tmp_path / "reports" / results.name / "report.html").exists()
 

@@ -59,15 +59,15 @@ def test_error_rate_regression_only_beyond_the_budget(tmp_path: Path) -> None:
     base = build_summary(analyze(_results(tmp_path / "a")))
     within = build_summary(analyze(_results(tmp_path / "b", failures=1)))  # 0.05 % < 0.1 %
     beyond = build_summary(analyze(_results(tmp_path / "c", failures=10)))  # 0.5 %
-    assert not [c for c in compare(base, within).regressions if c.metric == "error rate"]
-    assert [c for c in compare(base, beyond).regressions if c.metric == "error rate"]
+    assert not [c for c in compare(base, within).regressions if c.metric == "data error rate"]
+    assert [c for c in compare(base, beyond).regressions if c.metric == "data error rate"]
 
 
 def test_bad_input_exit_2(tmp_path: Path) -> None:
     assert main(["compare", str(tmp_path / "x"), str(tmp_path / "y")]) == 2
 
 
-def test_tier_with_a_lost_worker_is_flagged_not_like_for_like(tmp_path: Path) -> None:
+def test_tier_with_a_lost_worker_is_not_comparable(tmp_path: Path) -> None:
     from lkload.analysis import analyze
     from lkload.report.summary import build_summary
 
@@ -75,8 +75,72 @@ def test_tier_with_a_lost_worker_is_flagged_not_like_for_like(tmp_path: Path) ->
     new = json.loads(json.dumps(base))
     new["tiers"][1]["reduced_load"] = "worker w2 lost 12 s into the hold: ..."
     new["tiers"][1]["verdict"] = "WARN"
-    notes = [
-        (c.tier, c.note, c.regression) for c in compare(base, new).changes if c.metric == "load"
+    result = compare(base, new)
+    assert result.unmatched == ["tier 2 (20 users): NEW ran below the tier's size (a worker lost)"]
+    assert not result.regressions and not result.ok
+    assert {c.tier for c in result.changes} == {1}  # tier 2's numbers are not compared
+
+
+def _failed_at_start(path: Path) -> Path:
+    """A run that failed at start-up: campaign.json and timeline, not one sample."""
+    c = Campaign(tiers=((10, "baseline"), (20, "target")), recovery_s=None, status="failed")
+    d = c.write(path)
+    (d / "timeline.jsonl").write_text(
+        json.dumps({"t": 1_780_000_000.0, "event": "campaign_start", "tiers": [10, 20]})
+        + "\n"
+        + json.dumps({"t": 1_780_000_001.0, "event": "campaign_end", "status": "failed"})
+        + "\n"
+    )
+    return d
+
+
+def test_a_run_without_measurements_is_not_comparable_exit_1(tmp_path: Path, capsys) -> None:
+    """Issue 10's case: a completed run against one that failed at start-up with 0
+    samples used to read "no regression", exit 0."""
+    base = _results(tmp_path / "a")
+    new = _failed_at_start(tmp_path / "b")
+    assert main(["compare", str(base), str(new), "--json", str(tmp_path / "c.json")]) == 1
+    out = capsys.readouterr().out
+    assert "NOT COMPARABLE: NEW campaign" in out and "has no samples" in out
+    assert "NOT COMPARABLE: tier 1 (10 users): NEW not measured" in out
+    assert "NOT COMPARABLE: tier 2 (20 users): NEW not measured" in out
+    assert "no regression (every tier" not in out
+    written = json.loads((tmp_path / "c.json").read_text())
+    assert len(written["not_comparable"]) == 3
+    # and the other way round
+    assert main(["compare", str(new), str(base)]) == 1
+
+
+def test_a_metric_or_kind_measured_on_one_side_only_is_named(tmp_path: Path, capsys) -> None:
+    from lkload.analysis import analyze
+    from lkload.report.summary import build_summary
+
+    base = build_summary(analyze(_results(tmp_path / "a")))
+    new = json.loads(json.dumps(base))
+    del new["tiers"][0]["metrics"]["data_e2e_ms"]
+    new["tiers"][1]["error_rates"]["api"] = {"attempts": 10, "failures": 0, "rate": 0.0}
+    del new["tiers"][1]["server"]
+    result = compare(base, new)
+    assert result.unmatched == [
+        "tier 1 (10 users): data_e2e_ms measured only in BASE",
+        "tier 2 (20 users): api attempts only in NEW",
+        "tier 2 (20 users): server CPU measured only in BASE",
     ]
-    assert notes == [(2, "NEW ran below the tier's size (a worker lost)", False)]
-    assert not compare(base, new).regressions
+    assert not result.regressions and not result.ok
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "summary.json").write_text(json.dumps(new))
+    assert main(["compare", str(_results(tmp_path / "b")), str(tmp_path / "n")]) == 1
+    assert "data_e2e_ms measured only in BASE" in capsys.readouterr().out
+
+
+def test_a_summary_before_per_kind_rates_is_not_comparable(tmp_path: Path) -> None:
+    from lkload.analysis import analyze
+    from lkload.report.summary import build_summary
+
+    base = build_summary(analyze(_results(tmp_path / "a")))
+    old = json.loads(json.dumps(base))
+    old["schema"] = 1
+    result = compare(old, base)
+    assert not result.ok
+    assert result.unmatched[0].startswith("BASE summary.json is schema 1")
+    assert compare(base, json.loads(json.dumps(base))).ok

@@ -186,8 +186,10 @@ def test_master_and_two_workers_account_for_every_participant(cluster: Cluster) 
     first = [r for r in rows if r["metric"] == "first_track_ms"]
     assert len(first) == 4 and all(r["ok"] == "true" for r in first)
     assert any(r["metric"] == "data_e2e_ms" and r["ok"] == "true" for r in rows)
-    # Samples are tagged with the master's tiers and phases.
+    # Samples are tagged with the master's tiers and phases, teardown included: the master
+    # announced it before telling the workers to stop their participants.
     assert {r["tier"] for r in rows if r["phase"] == "hold"} == {"1", "2"}
+    assert {r["phase"] for r in rows if r["metric"] == "session_s"} == {"teardown"}
     # Every sample keeps its worker; api_ms comes from the master's own probe.
     assert {r["worker"] for r in rows} == {"master", "w1", "w2"}
     assert {r["worker"] for r in rows if r["metric"] == "api_ms"} == {"master"}

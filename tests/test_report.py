@@ -138,6 +138,8 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
         assert len(images) == 5 and all(done and width > 0 for done, width in images)
         for selector in (
             "table.tiers",
+            "table.kinds",
+            "table.connected",
             "table.latency",
             "table.checklist",
             "table.failures",
@@ -178,8 +180,10 @@ def test_terminal_summary_prints_the_numbers_the_analysis_found(
     rng = np.random.default_rng(33)
     c = Campaign(tiers=((10, "baseline"), (25, "acceptable"), (50, "target")), recovery_s=None)
     values: dict[tuple[int, str], np.ndarray] = {}
-    for p in c.plans:
-        values[(p.tier, "join_ms")] = np.round(rng.gamma(4, 30, p.size), 3)
+    before = 0
+    for p in c.plans:  # each tier's new participants join in its ramp
+        values[(p.tier, "join_ms")] = np.round(rng.gamma(4, 30, p.size - before), 3)
+        before = p.size
         values[(p.tier, "data_e2e_ms")] = np.round(rng.gamma(3, 8 * p.tier, 2000), 3)
         c.add(p.tier, "ramp", "join_ms", values[(p.tier, "join_ms")], rng=rng)
         c.add(
@@ -212,12 +216,16 @@ def test_terminal_summary_prints_the_numbers_the_analysis_found(
         for p in c.plans:
             label = f"{p.tier} {p.role} ({p.size})"
             row = cells(next(ln for ln in lines if ln.strip().startswith(label)))
-            failures, attempts = p.tier - 1, p.size + 2000 + p.tier - 1
+            # the worst kind of attempt: data messages (tier 1: none failed, joins first)
+            failures, attempts = p.tier - 1, 2000 + p.tier - 1
+            kind = "data" if failures else "join"
+            if not failures:
+                attempts = values[(p.tier, "join_ms")].size
             in_hold = seconds[(seconds >= p.hold_start) & (seconds <= p.hold_end)]
             cpu = np.mean(np.array([server_cpu(t) for t in in_hold]) / c.cores)
             assert row[:2] == [label, f"{p.size}/{p.size}"]
             assert row[-6:] == [
-                f"{failures / attempts * 100:.3f} % ({failures:,}/{attempts:,})",
+                f"{failures / attempts * 100:.3f} % {kind} ({failures:,}/{attempts:,})",
                 "0.1 %",
                 f"{cpu:.1f} %",
                 "12.5 %",
@@ -337,3 +345,67 @@ def test_report_command_prints_the_run_summary_then_the_report_path(tmp_path: Pa
     print_summary(r, file=buf)
     assert out == buf.getvalue() + f"lkload: report {out_dir / 'report.html'}\n"
     assert out.startswith("Overall: PASS WITH WARNINGS") and "Knee: " in out
+
+
+def test_report_shows_rates_per_kind_connected_teardown_and_track_coverage(
+    tmp_path: Path,
+) -> None:
+    """The reviewer's case of issue 10 as a reader sees it: which kind decided the peak
+    tier, the participants connected over its hold, the teardown apart, and on how many
+    tracks media_e2e_ms was measured."""
+    from test_analysis_kinds import CHECKLIST_TIERS, _arrivals, _data, _recovery
+
+    rng = np.random.default_rng(10)
+    c = Campaign(tiers=CHECKLIST_TIERS, hold_s=60.0, recovery_s=30.0, teardown_s=5.0)
+    _arrivals(c, rng, failed={4: 50})
+    for p in c.plans[:3]:
+        _data(c, rng, p.tier, p.size)
+    _data(c, rng, 4, 50)
+    for pub, track in (("p-1", "TR_a"), ("p-2", "TR_b"), ("browser", "TR_c")):
+        c.add(4, "hold", "rx_kbps", np.full(60, 30.0), rng=rng, publisher=pub, track=track)
+    for pub, track in (("p-1", "TR_a"), ("p-2", "TR_b")):  # the browser's: not measured
+        c.add(4, "hold", "media_e2e_ms", np.full(500, 40.0), rng=rng, publisher=pub, track=track)
+    _recovery(c, rng)
+    c.add(-1, "teardown", "session_s", np.full(50, 200.0), rng=rng)
+    c.add(-1, "teardown", "join_ms", None, failures=2, error="timeout", rng=rng)
+    r = render_report(c.write(tmp_path / "results" / "x"), tmp_path / "out")
+    assert r.overall == "FAIL"
+    peak = r.summary["tiers"][3]
+    assert peak["verdict"] == "FAIL"
+    assert peak["error_rates"]["join"] | {"by_error": None} == {
+        "attempts": 50,
+        "failures": 50,
+        "rate": 1.0,
+        "by_error": None,
+        "limit": 0.01,
+        "status": "FAIL",
+    }
+    assert peak["error_rates"]["data"]["status"] == "PASS"
+    assert peak["decided_by"] == ["error_rate:peak:join", "connected:peak"]
+    assert peak["connected_over_hold"] == {
+        "size": 100,
+        "at_start": 50,
+        "min": 50,
+        "at_end": 50,
+        "required": 99,
+        "status": "FAIL",
+        "tier_end": 100,
+    }
+    assert peak["media_e2e_coverage"] == {"tracks": 3, "measured": 2}
+    assert peak["pooled"]["rate"] < 0.01  # shown, labelled, decides nothing
+    td = r.summary["teardown"]
+    assert td["samples"] == 52 and not td["inferred"]
+    assert td["kinds"]["join"]["failures"] == 2 and td["kinds"]["session"]["attempts"] == 50
+    md = r.markdown.read_text()
+    decided = "FAIL — decided the verdict"
+    joins = f"| T4 · 100 | joins | 50 / 50 | 100.0 % | &lt; 1.0 % (peak) | {decided} | signal 50 |"
+    assert joins in md
+    assert "| T4 · 100 | data messages | 0 / 27,000 | 0.0 % | &lt; 1.0 % (peak) | PASS | — |" in md
+    assert f"| T4 · 100 | 100 | 50 | 50 | 50 | 99 (peak: 1 may lack) | 100 | {decided} |" in md
+    assert "T4 · 100: media_e2e_ms measured on 2 of 3 tracks" in md
+    assert "52 rows, 2 failure(s); reported, never judged" in md
+    assert "| joins | 2 / 2 | timeout 2 |" in md
+    html = r.html.read_text()
+    assert 'class="kinds"' in html and 'class="connected"' in html
+    assert "media_e2e_ms measured on 2 of 3 tracks" in html
+    assert "FAIL — decided the verdict" in html and "Teardown (reported, never judged)" in html

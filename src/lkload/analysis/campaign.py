@@ -21,7 +21,7 @@ from lkload.analysis.resources import (
     tier_resources,
 )
 from lkload.analysis.result import Analysis, TierResult
-from lkload.analysis.tiers import SampleArrays, compute_tiers
+from lkload.analysis.tiers import SampleArrays, compute_tiers, teardown_stats
 from lkload.analysis.verdict_types import Status
 from lkload.analysis.verdicts import (
     NORMAL_ROLES,
@@ -31,7 +31,7 @@ from lkload.analysis.verdicts import (
     strict_checks,
     tier_verdict,
 )
-from lkload.analysis.windows import Windows, tier_windows
+from lkload.analysis.windows import TEARDOWN_TIER, Windows, tier_windows
 from lkload.analysis.workers import analyze_workers
 from lkload.checks.record import CHECKS_FILE
 
@@ -78,7 +78,7 @@ def analyze(results_dir: Path | str, checks_dirs: list[Path] | tuple[Path, ...] 
 def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> Analysis:
     targets = results.targets
     windows = tier_windows(results)
-    arrays = SampleArrays(results.samples)
+    arrays = SampleArrays(results.samples, windows)
     stats_interval = results.scenario.stats_interval_s if results.scenario else 2.0
     tier_stats = compute_tiers(arrays, windows.tiers, stats_interval)
     cores, host = server_cores(results.campaign)
@@ -99,6 +99,7 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         else None,
     )
     modes = failure_modes(arrays, windows.start)
+    teardown = teardown_stats(arrays, windows)
 
     staged = []
     for ts in tier_stats:
@@ -107,7 +108,8 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         )
         staged.append((ts, res, strict_checks(ts, res, targets)))
     breaks = first_breaks([(ts, checks) for ts, _, checks in staged])
-    anything_broke = bool(breaks or modes)
+    # failures in teardown are reported, never judged: they identify no failure mode
+    anything_broke = bool(breaks) or any(tier != TEARDOWN_TIER for m in modes for tier in m.by_tier)
     workers = analyze_workers(
         results.timeline,
         results.campaign,
@@ -157,6 +159,7 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         resources=results.resources,
         participants=_participants(arrays, windows.start, windows.end),
         workers=workers,
+        teardown=teardown,
     )
 
 

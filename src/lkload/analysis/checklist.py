@@ -147,7 +147,7 @@ def checklist_lines(
     lines.append(
         _worst_check(
             normal,
-            lambda c: c.id == "error_rate:normal",
+            lambda c: c.id.startswith("error_rate:normal:"),
             LOAD,
             g,
             "Error rate < 0.1% under normal load",
@@ -157,7 +157,7 @@ def checklist_lines(
     lines.append(
         _worst_check(
             peak,
-            lambda c: c.id == "error_rate:peak",
+            lambda c: c.id.startswith("error_rate:peak:"),
             LOAD,
             g,
             "Error rate < 1% under peak load",
@@ -333,7 +333,11 @@ def _throughput_line(tiers: list[TierResult]) -> ChecklistLine:
         parts.append(f"data {tp.data_msgs_per_s:.0f} msg/s")
     if tp.media_kbps is not None:
         parts.append(f"media {tp.media_kbps:,.0f} kbps")
-    bad = [c for c in t.checks if c.id in ("error_rate:normal", "loss") and c.status is Status.FAIL]
+    bad = [
+        c
+        for c in t.checks
+        if (c.id.startswith("error_rate:normal:") or c.id == "loss") and c.status is Status.FAIL
+    ]
     status = Status.WARN if bad else Status.PASS
     extra = f"; but {bad[0].evidence}" if bad else ""
     return ChecklistLine(
@@ -347,8 +351,11 @@ def _connection_limits(tiers: list[TierResult], knee: int | None) -> ChecklistLi
     if not ran:
         return ChecklistLine(LOAD, "Stress Testing", text, Status.NOT_MEASURED, "no tier ran")
     top, last = tiers[-1], ran[-1]
+    over = last.stats.connected_over_hold
     conn = (
-        f", {last.stats.connected} connected at tier end"
+        f", at least {over.min} connected throughout its hold"
+        if over is not None
+        else f", {last.stats.connected} connected at tier end"
         if last.stats.connected is not None
         else ""
     )

@@ -13,7 +13,7 @@ from lkload.analysis.tiers import SampleArrays
 class FailureMode:
     kind: str
     count: int
-    first_tier: int  # 0 before tier 1, -1 in recovery
+    first_tier: int  # by time: 0 before tier 1 (or between spans), -1 recovery, -2 teardown
     first_t: float  # unix seconds
     first_offset_s: float | None  # seconds after the campaign started
     metric: str

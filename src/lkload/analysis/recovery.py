@@ -2,9 +2,11 @@
 
 The recovery phase (tier -1) drops to the first tier's size. Its samples are cut into
 5 s windows starting every second; a window is within targets when every latency metric
-with a P95 target has its P95 at or under it and the error rate is within the normal
-budget. The recovery time is the start of the first window from which every later
-window (with samples) stays within targets, measured from the start of the phase.
+with a P95 target has its P95 at or under it and each kind of attempt's error rate
+(`kinds`) is within the normal budget. The phase is the recovery's time span from the
+timeline: it ends where teardown starts. The recovery time is the start of the first
+window from which every later window (with samples) stays within targets, measured from
+the start of the phase.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lkload.analysis.kinds import KINDS, attempt_mask
 from lkload.analysis.tiers import SampleArrays
 from lkload.analysis.verdict_types import Status
-from lkload.metrics.schema import ATTEMPT_METRICS, LATENCY_METRICS
+from lkload.analysis.windows import RECOVERY
+from lkload.metrics.schema import LATENCY_METRICS
 from lkload.scenario.model import Targets
 
 WINDOW_S = 5.0
@@ -33,16 +37,15 @@ class Recovery:
     samples: int = 0
 
 
-def _window_ok(
-    a: SampleArrays, idx: np.ndarray, targets: Targets, attempt_codes: np.ndarray
-) -> bool | None:
+def _window_ok(a: SampleArrays, idx: np.ndarray, targets: Targets) -> bool | None:
     if idx.size == 0:
         return None
     ok = a.ok[idx]
     metric = a.metric[idx]
-    attempts = int(np.count_nonzero(~ok | np.isin(metric, attempt_codes)))
-    failures = int(np.count_nonzero(~ok))
-    if attempts and failures / attempts > targets.error_rate.normal:
+    kind = a.kind_lut[metric]
+    attempts = np.bincount(kind[attempt_mask(metric, ok, a.ok_attempt_lut)], minlength=len(KINDS))
+    failures = np.bincount(kind[~ok], minlength=len(KINDS))
+    if np.any(failures > targets.error_rate.normal * attempts):
         return False
     values = a.value[idx]
     for code in np.unique(metric[ok]).tolist():
@@ -62,7 +65,7 @@ def _window_ok(
 def recovery_time(
     a: SampleArrays, start: float | None, end: float | None, targets: Targets
 ) -> Recovery:
-    sel = np.flatnonzero(a.tier == -1) if a.n else np.empty(0, dtype=np.int64)
+    sel = np.flatnonzero(a.phase == RECOVERY) if a.n else np.empty(0, dtype=np.int64)
     if start is None and sel.size == 0:
         return Recovery(Status.NOT_MEASURED, "no recovery phase in this campaign")
     if sel.size == 0:
@@ -71,17 +74,16 @@ def recovery_time(
         )
     t = a.t[sel]
     start = float(t.min()) if start is None else start
-    end = float(t.max()) if end is None else max(end, float(t.max()))
+    end = float(t.max()) if end is None else end
     order = np.argsort(t, kind="stable")
     sel, t = sel[order], t[order]
-    attempt_codes = np.array(a.codes_of(ATTEMPT_METRICS), dtype=a.metric.dtype)
     duration = end - start
     n_windows = max(1, int(np.floor(max(0.0, duration - WINDOW_S) / STEP_S)) + 1)
     results: list[tuple[float, bool]] = []
     for k in range(n_windows):
         w0 = start + k * STEP_S
         lo, hi = np.searchsorted(t, [w0, w0 + WINDOW_S])
-        ok = _window_ok(a, sel[lo:hi], targets, attempt_codes)
+        ok = _window_ok(a, sel[lo:hi], targets)
         if ok is not None:
             results.append((w0 - start, ok))
     if not results:
@@ -101,8 +103,8 @@ def recovery_time(
         )
     return Recovery(
         Status.PASS,
-        f"P95 and error rate back within targets {recovered_at:.0f} s after the load dropped "
-        f"({WINDOW_S:.0f} s windows, phase {duration:.0f} s)",
+        f"P95 and every kind's error rate back within targets {recovered_at:.0f} s after the "
+        f"load dropped ({WINDOW_S:.0f} s windows, phase {duration:.0f} s)",
         measured=True,
         recovered=True,
         recovery_s=recovered_at,

@@ -11,7 +11,7 @@ from lkload.analysis.failures import FailureMode
 from lkload.analysis.leak import LeakCheck
 from lkload.analysis.recovery import Recovery
 from lkload.analysis.resources import TierResources
-from lkload.analysis.tiers import TierStats
+from lkload.analysis.tiers import TeardownStats, TierStats
 from lkload.analysis.verdict_types import Check, Status
 from lkload.analysis.verdicts import Break, TierVerdict
 from lkload.analysis.windows import Windows
@@ -72,6 +72,7 @@ class Analysis:
     resources: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     participants: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     workers: Workers = field(default_factory=Workers)
+    teardown: TeardownStats = field(default_factory=lambda: TeardownStats(None, None, True))
 
     @property
     def passed(self) -> bool:

@@ -2,7 +2,8 @@
 
 design.md "Tiers and verdicts": baseline — every target met (server CPU against the
 baseline limit); acceptable — every target, P99 may reach 1.5x its target; target — every
-target at the normal error budget; peak — error rate under the peak budget, server alive,
+target at the normal error budget; peak — each kind's error rate under the peak budget, and
+no more participants missing over the hold than that budget allows, server alive,
 no metric collapsed (P99 < 4x target) and recovery measured; stress — failure modes
 identified. A tier whose generator saturated is untrustworthy: its verdict is WARN
 whatever its numbers say, because the tool measured itself; so is a tier whose host was
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lkload.analysis.kinds import KIND_NOUNS, allowed_missing
 from lkload.analysis.recovery import Recovery
 from lkload.analysis.resources import TierResources
 from lkload.analysis.tiers import TierStats
@@ -55,21 +57,7 @@ def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[C
                     "ms",
                 )
             )
-    rate = None if ts.error_rate is None else ts.error_rate * 100
-    note = f"{ts.failures} of {ts.attempts} attempts" if ts.attempts else "no attempts"
-    for budget in ("normal", "peak"):
-        limit = getattr(targets.error_rate, budget) * 100
-        checks.append(
-            Check(
-                f"error_rate:{budget}",
-                f"error rate ({budget})",
-                _status(rate, limit),
-                rate,
-                limit,
-                "%",
-                note,
-            )
-        )
+    checks += error_checks(ts, targets)
     srv = res.server
     cpu_limit = (
         targets.server_cpu_pct.baseline if ts.role == "baseline" else targets.server_cpu_pct.normal
@@ -111,6 +99,57 @@ def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[C
                 "mean over tracks and intervals",
             )
         )
+    return checks
+
+
+BUDGETS = ("normal", "peak")
+
+
+def is_peak_budget(check_id: str) -> bool:
+    """Checks judged at the peak error budget: they decide peak tiers only."""
+    return check_id.startswith("error_rate:peak:") or check_id == "connected:peak"
+
+
+def error_checks(ts: TierStats, targets: Targets) -> list[Check]:
+    """Each kind of attempt's error rate against each budget, and the participants
+    connected over the hold against what the budget allows to be missing. The pooled rate
+    over every kind is not a check: it decides nothing."""
+    checks: list[Check] = []
+    for budget in BUDGETS:
+        share = getattr(targets.error_rate, budget)
+        for kind, k in ts.kinds.items():
+            rate = None if k.rate is None else k.rate * 100
+            errors = ", ".join(f"{e} {n:,}" for e, n in k.by_error.items())
+            note = f"{k.failures:,} of {k.attempts:,} {KIND_NOUNS[kind]} failed" + (
+                f": {errors}" if errors else ""
+            )
+            checks.append(
+                Check(
+                    f"error_rate:{budget}:{kind}",
+                    f"{KIND_NOUNS[kind]} error rate ({budget})",
+                    _status(rate, share * 100),
+                    rate,
+                    share * 100,
+                    "%",
+                    note,
+                )
+            )
+        c = ts.connected_over_hold
+        if c is not None and ts.size and ts.hold_s > 0:
+            allowed = allowed_missing(ts.size, share)
+            missing = max(0, ts.size - c.min)
+            checks.append(
+                Check(
+                    f"connected:{budget}",
+                    f"participants missing over the hold ({budget})",
+                    _status(float(missing), float(allowed)),
+                    float(missing),
+                    float(allowed),
+                    "",
+                    f"at least {c.min} of {ts.size} connected throughout; "
+                    f"{ts.size - allowed} required",
+                )
+            )
     return checks
 
 
@@ -176,7 +215,7 @@ def tier_verdict(
         )
     role = ts.role or "target"
     if role in NORMAL_ROLES:
-        judged = [c for c in checks if c.id != "error_rate:peak"]
+        judged = [c for c in checks if not is_peak_budget(c.id)]
         if role == "acceptable":
             judged = [
                 _relimit(
@@ -192,7 +231,7 @@ def tier_verdict(
             and ts.hold_end is not None
             and server_died_t <= ts.hold_end + 1
         )
-        judged = [c for c in checks if c.id == "error_rate:peak"]
+        judged = [c for c in checks if is_peak_budget(c.id)]
         judged.append(
             Check(
                 "server_alive",
@@ -308,7 +347,7 @@ def knee(tiers: list[tuple[TierStats, list[Check], str]]) -> tuple[int | None, s
             return best, "" if best else "no tier has data"
         if blocker:
             return best, f"tier {ts.tier} {blocker}"
-        broken = [c for c in checks if c.id != "error_rate:peak" and c.status is Status.FAIL]
+        broken = [c for c in checks if not is_peak_budget(c.id) and c.status is Status.FAIL]
         if broken:
             return best, f"tier {ts.tier}: {broken[0].evidence}"
         best = ts.tier

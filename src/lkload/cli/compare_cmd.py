@@ -15,8 +15,9 @@ def add_parser(sub: Any) -> None:
         "compare",
         help="compare two campaigns (before/after a deployment change)",
         description="Compare two campaigns per tier and metric. BASE and NEW are results "
-        "directories or report directories holding summary.json. Exit 0 no regression, "
-        "1 a regression beyond the threshold, 2 bad input.",
+        "directories or report directories holding summary.json. Exit 0 no regression and "
+        "everything compared, 1 a regression beyond the threshold or anything not "
+        "comparable (a tier or metric missing or unjudged on either side), 2 bad input.",
     )
     p.add_argument("base", metavar="BASE", type=Path)
     p.add_argument("new", metavar="NEW", type=Path)
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             f"{fmt(c.new, c.unit):>10} {change:>9}  {verdict}{note}"
         )
     for u in result.unmatched:
-        print(f"not compared: {u}")
+        print(f"NOT COMPARABLE: {u}")
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
                     "base": base.get("campaign_id"),
                     "new": new.get("campaign_id"),
                     "regressions": len(result.regressions),
+                    "not_comparable": result.unmatched,
                     "changes": [dict(c.__dict__, change_pct=c.change_pct) for c in result.changes],
                     "unmatched": result.unmatched,
                 },
@@ -105,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
             )
             + "\n"
         )
-    n = len(result.regressions)
-    print(f"{n} regression(s)" if n else "no regression")
-    return 1 if n else 0
+    n, missing = len(result.regressions), len(result.unmatched)
+    if result.ok:
+        print("no regression (every tier and metric compared)")
+        return 0
+    verdict = f"{n} regression(s)" if n else "no regression in what was compared"
+    if missing:
+        verdict += f"; {missing} item(s) not comparable (see NOT COMPARABLE above)"
+    print(verdict)
+    return 1

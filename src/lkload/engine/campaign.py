@@ -29,7 +29,7 @@ from lkload.engine.bridge import AsyncioBridge
 from lkload.engine.environment import host_info, versions
 from lkload.engine.progress import Progress
 from lkload.engine.roomservice import RoomServiceProbe
-from lkload.engine.shape import TierShape
+from lkload.engine.shape import TierShape, teardown
 from lkload.engine.state import CampaignState
 from lkload.engine.target import Deployment, preflight
 from lkload.engine.user import ParticipantFactory, ParticipantUser
@@ -290,6 +290,9 @@ class Campaign:
                     if self._abort == "interrupted":
                         recorder.event("abort", reason="interrupted", message="stopped by signal")
                     print(f"\nlkload: {self._abort}: stopping participants…", file=sys.stderr)
+                # Stopping: rows written while participants leave are teardown (no-op when
+                # the shape already entered it after the last tier or the recovery).
+                teardown(state, self._on_shape_event(recorder))
                 stopper = gevent.spawn(runner.stop)
                 stopper.link(lambda _g: give_up.set())
                 if not give_up.wait(STOP_USERS_TIMEOUT_S):

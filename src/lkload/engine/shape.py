@@ -1,4 +1,6 @@
-"""The tier walk as a Locust LoadTestShape: ramp → settle → hold per tier, then recovery.
+"""The tier walk as a Locust LoadTestShape: ramp → settle → hold per tier, then recovery,
+then teardown (a `phase` event of its own: rows written while participants leave are
+reported, never judged).
 
 A ramp ends when every participant of the tier has finished its join attempt (joined or
 failed), or after the scenario's ramp timeout: joins can be slower than the spawn rate.
@@ -13,6 +15,13 @@ from locust import LoadTestShape
 from lkload.engine.state import CampaignState
 from lkload.metrics.schema import Phase
 from lkload.scenario.model import Scenario
+
+
+def teardown(state: CampaignState, on_event: Callable[..., None]) -> None:
+    """Enter the teardown phase once and write its `phase` event (the last tier's number,
+    or -1 after the recovery)."""
+    if state.enter_teardown():
+        on_event("phase", tier=state.tier, size=state.target_size, phase=Phase.TEARDOWN.value)
 
 
 class TierShape(LoadTestShape):
@@ -56,7 +65,12 @@ class TierShape(LoadTestShape):
         elif self.scenario.recovery is not None and self._index == len(self.scenario.tiers):
             self._enter(Phase.RECOVERY)
         else:
-            self._done = True
+            self._finish()
+
+    def _finish(self) -> None:
+        """The last tier's hold or the recovery ended: teardown until the campaign ends."""
+        self._done = True
+        teardown(self.state, self.on_event)
 
     def tick(self) -> tuple[int, float] | None:
         if self._done or self.state.stopping:
@@ -81,7 +95,7 @@ class TierShape(LoadTestShape):
             self._next_tier()
         if st.phase is Phase.RECOVERY and st.in_phase_s >= self._hold():
             self._end_tier()
-            self._done = True
+            self._finish()
         if self._done:
             return None
         return self._size(), self.scenario.spawn_rate

@@ -36,6 +36,17 @@ class CampaignState:
             self.tier, self.phase, self.target_size = tier, phase, size
             self.phase_started = time.monotonic()
 
+    def enter_teardown(self) -> bool:
+        """The campaign is stopping (the last tier or the recovery ended, or it was
+        interrupted): rows from now on are tagged teardown. True when this call entered
+        it, False when it already was in teardown."""
+        with self._lock:
+            if self.phase is Phase.TEARDOWN:
+                return False
+            self.phase = Phase.TEARDOWN
+            self.phase_started = time.monotonic()
+            return True
+
     def add(self, **deltas: int) -> None:
         """Atomic counter updates from greenlets and the asyncio thread alike."""
         with self._lock:

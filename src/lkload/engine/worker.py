@@ -236,6 +236,7 @@ class Worker:
 
     def _stop_users(self, runner: WorkerRunner) -> None:
         self.state.stopping = True
+        self.state.enter_teardown()  # its rows from now on: teardown, never judged
         stopper = gevent.spawn(runner.stop)
         stopper.join(timeout=STOP_TIMEOUT_S)
         if not stopper.dead:

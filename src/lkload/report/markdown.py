@@ -48,13 +48,27 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
     md += _table(["Fact", "Value"], view.facts)
     n = iter(range(1, 100))
     md += [f"## {next(n)}. Tiers", ""] + _table(view.tier_head, view.tier_rows)
+    md += ["### Error rates by kind of attempt", ""]
+    md += ["Each kind is judged against the tier's budget; the pooled rate decides nothing.", ""]
+    md += (
+        _table(view.kind_head, view.kind_rows)
+        if view.kind_rows
+        else ["No attempts in any tier.", ""]
+    )
+    if view.connected_rows:
+        md += ["### Participants connected over each hold", ""]
+        md += _table(view.connected_head, view.connected_rows)
     md += ["### Latency", ""] + _table(view.latency_head, view.latency_rows)
     if view.ramp_rows:
         md += ["### During ramp and settle (shown, not judged)", ""] + _table(
             view.latency_head, view.ramp_rows
         )
-    if view.media_rows:
-        md += ["### Received media", ""] + _table(view.media_head, view.media_rows)
+    if view.media_rows or view.coverage:
+        md += ["### Received media", ""] + [f"- {_esc(c)}" for c in view.coverage]
+        md += [""] + (_table(view.media_head, view.media_rows) if view.media_rows else [])
+    md += ["### Teardown (reported, never judged)", "", _esc(view.teardown), ""]
+    if view.teardown_rows:
+        md += _table(view.teardown_head, view.teardown_rows)
     if view.generator_rows:
         md += ["### Load generators (CPU as percent of one core)", ""]
         md += _table(view.generator_head, view.generator_rows)

@@ -14,9 +14,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from lkload.analysis.kinds import KIND_NOUNS  # noqa: E402
 from lkload.analysis.resources import HOST_PREFIX, host_map  # noqa: E402
 from lkload.analysis.result import Analysis  # noqa: E402
 from lkload.metrics.schema import LATENCY_METRICS  # noqa: E402
+from lkload.report.rates import worst_kind  # noqa: E402
 
 COLORS = {"p50": "#2b6cb0", "p95": "#d69e2e", "p99": "#c53030"}
 VERDICT_COLORS = {
@@ -117,21 +119,29 @@ def latency_plot(a: Analysis) -> Plot | None:
 
 
 def error_rate_plot(a: Analysis) -> Plot | None:
+    """Per tier, the worst kind of attempt's error rate (each kind is judged on its own;
+    the pooled rate decides nothing and is not drawn)."""
     if not a.tiers:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 3.0))
     x = np.arange(len(a.tiers))
-    rates = [(t.stats.error_rate or 0.0) * 100 for t in a.tiers]
+    worst = [worst_kind(t) for t in a.tiers]
+    rates = [0.0 if w is None else (w[1].rate or 0.0) * 100 for w in worst]
     colors = [VERDICT_COLORS[t.verdict.status.value] for t in a.tiers]
     ax.bar(x, rates, color=colors, width=0.6)
-    for xi, t in zip(x, a.tiers, strict=True):
-        label = "no data" if t.stats.error_rate is None else f"{t.stats.error_rate * 100:.2f} %"
+    for xi, w in zip(x, worst, strict=True):
+        if w is None:
+            label = "no data"
+        elif not w[1].failures:
+            label = "none failed"
+        else:
+            label = f"{KIND_NOUNS[w[0]]}\n{rates[xi]:.2f} %"
         ax.annotate(
             label,
             (xi, rates[xi]),
             ha="center",
             va="bottom",
-            fontsize=8,
+            fontsize=7,
             xytext=(0, 2),
             textcoords="offset points",
         )
@@ -141,10 +151,14 @@ def error_rate_plot(a: Analysis) -> Plot | None:
     ax.axhline(a.targets.error_rate.peak * 100, color="#c53030", ls="--", lw=1, label="peak budget")
     ax.set_yscale("symlog", linthresh=0.05)
     ax.set_xticks(x, _tier_labels(a), fontsize=8)
-    ax.set_ylabel("failed attempts, %")
+    ax.set_ylabel("failed attempts, %\n(worst kind)")
     ax.legend(frameon=False, fontsize=8)
     _style(ax)
-    return Plot("error_rate", "Error rate per tier (bar colour: tier verdict)", _png(fig))
+    return Plot(
+        "error_rate",
+        "Worst kind of attempt's error rate per tier (bar colour: tier verdict)",
+        _png(fig),
+    )
 
 
 def _bands(ax: plt.Axes, a: Analysis, t0: float, label: bool) -> None:
@@ -336,7 +350,7 @@ def failures_plot(a: Analysis) -> Plot | None:
     if not a.failure_modes:
         return None
     tiers = sorted({t for m in a.failure_modes for t in m.by_tier})
-    labels = [{0: "pre", -1: "recovery"}.get(t, f"T{t}") for t in tiers]
+    labels = [{0: "pre", -1: "recovery", -2: "teardown"}.get(t, f"T{t}") for t in tiers]
     fig, ax = plt.subplots(figsize=(7.5, 3.0))
     x = np.arange(len(tiers))
     bottom = np.zeros(len(tiers))

@@ -10,8 +10,12 @@ from typing import Any
 from lkload import __version__
 from lkload.analysis.percentiles import METHOD
 from lkload.analysis.result import Analysis, TierResult
+from lkload.analysis.verdict_types import Status
+from lkload.report.rates import budget_of
 
-SCHEMA = 1
+# 2: per-kind error rates (`error_rates`, `decided_by`), `connected_over_hold`,
+# `media_e2e_coverage`, `teardown`; the pooled rate moved to `pooled` (it decides nothing)
+SCHEMA = 2
 
 
 def _plain(value: Any) -> Any:
@@ -49,9 +53,17 @@ def tier_summary(tr: TierResult) -> dict[str, Any]:
         "arrival_s": s.arrival_s,
         "ended": s.ended,
         "connected": s.connected,
-        "attempts": s.attempts,
-        "failures": s.failures,
-        "error_rate": s.error_rate,
+        "budget": budget_of(s.role),
+        "error_rates": error_rates(tr),
+        "decided_by": [c.id for c in tr.verdict.checks if c.status is Status.FAIL],
+        "connected_over_hold": connected_over_hold(tr),
+        "media_e2e_coverage": _plain(s.coverage),
+        "pooled": {
+            "attempts": s.attempts,
+            "failures": s.failures,
+            "rate": s.error_rate,
+            "note": "every kind of attempt pooled: informative, decides nothing",
+        },
         "failures_by_kind": s.failures_by_kind,
         "throughput": _plain(s.throughput),
         "metrics": _plain(s.metrics),
@@ -61,6 +73,41 @@ def tier_summary(tr: TierResult) -> dict[str, Any]:
         "hosts": _plain(tr.resources.hosts),
         "checks": [dict(_plain(c), evidence=c.evidence) for c in tr.checks],
         "role_checks": [dict(_plain(c), evidence=c.evidence) for c in tr.verdict.checks],
+    }
+
+
+def error_rates(tr: TierResult) -> dict[str, Any]:
+    """Each kind of attempt: counts, rate and its check's status at the tier's budget."""
+    budget = budget_of(tr.stats.role)
+    checks = {c.id: c for c in tr.checks}
+    out = {}
+    for kind, k in tr.stats.kinds.items():
+        c = checks.get(f"error_rate:{budget}:{kind}")
+        out[kind] = {
+            "attempts": k.attempts,
+            "failures": k.failures,
+            "rate": k.rate,
+            "by_error": k.by_error,
+            "limit": None if c is None else (c.limit or 0.0) / 100,
+            "status": None if c is None else c.status.value,
+        }
+    return out
+
+
+def connected_over_hold(tr: TierResult) -> dict[str, Any] | None:
+    c = tr.stats.connected_over_hold
+    if c is None:
+        return None
+    check = next((x for x in tr.checks if x.id == f"connected:{budget_of(tr.stats.role)}"), None)
+    allowed = None if check is None or check.limit is None else int(check.limit)
+    return {
+        "size": tr.stats.size,
+        "at_start": c.at_start,
+        "min": c.min,
+        "at_end": c.at_end,
+        "required": None if allowed is None else tr.stats.size - allowed,
+        "status": None if check is None else check.status.value,
+        "tier_end": tr.stats.connected,
     }
 
 
@@ -103,6 +150,7 @@ def build_summary(a: Analysis) -> dict[str, Any]:
             "breaks": [dict(_plain(b), evidence=b.evidence) for b in a.breaks],
             "recovery": a.recovery,
             "leak": a.leak,
+            "teardown": a.teardown,
             "workers": a.workers,
             "environment": environment(a),
             "notes": a.notes,

@@ -27,6 +27,14 @@ from rich.text import Text
 from lkload.analysis.result import Analysis, TierResult
 from lkload.analysis.verdict_types import Check, Status
 from lkload.metrics.schema import LATENCY_METRICS
+from lkload.report.rates import (
+    budget_of,
+    connected_check,
+    coverage_text,
+    judged_here,
+    teardown_text,
+    worst_kind,
+)
 
 if TYPE_CHECKING:
     from lkload.report import ReportResult
@@ -100,9 +108,14 @@ def _tier_label(tr: TierResult) -> str:
     return f"{s.tier} {s.role or '?'} ({s.size})"
 
 
-def _reached(tr: TierResult) -> str:
+def _reached(tr: TierResult) -> Text:
+    """Fewest participants connected over the hold / size (from the samples), marked when
+    more are missing than the budget allows; without join rows, the tier-end count."""
     s = tr.stats
-    return f"{'—' if s.connected is None else s.connected}/{s.size}"
+    c, check = s.connected_over_hold, connected_check(tr)
+    if c is None or check is None:
+        return Text(f"{'—' if s.connected is None else s.connected}/{s.size}")
+    return _value(f"{c.min}/{s.size}", check.status is Status.FAIL and judged_here(tr))
 
 
 def _budget_pct(a: Analysis, tr: TierResult) -> float:
@@ -111,12 +124,18 @@ def _budget_pct(a: Analysis, tr: TierResult) -> float:
 
 
 def _errors(a: Analysis, tr: TierResult) -> Text:
-    s = tr.stats
-    if not s.attempts:
+    """The worst kind of attempt: its rate, marked when over the tier's budget, its name
+    and counts; "+N" more kinds over the budget. Each kind is judged on its own."""
+    w = worst_kind(tr)
+    if w is None:
         return Text("—")
-    over = s.failures / s.attempts * 100 > _budget_pct(a, tr)
-    cell = _value(error_pct(s.failures, s.attempts), over)
-    cell.append(f" ({s.failures:,}/{s.attempts:,})")
+    kind, k = w
+    over = [c for c in tr.checks if c.id.startswith(f"error_rate:{budget_of(tr.stats.role)}:")]
+    over = [c for c in over if c.status is Status.FAIL]
+    cell = _value(error_pct(k.failures, k.attempts), bool(over))
+    cell.append(f" {kind} ({k.failures:,}/{k.attempts:,})")
+    if len(over) > 1:
+        cell.append(f" +{len(over) - 1}")
     return cell
 
 
@@ -194,10 +213,10 @@ def tier_table(a: Analysis, inline: list[str]) -> Table:
         pad_edge=False,
     )
     table.add_column("Tier\n(role, size)")
-    table.add_column("Connected\n/ target", justify="right")
+    table.add_column("Connected over\nhold (min) / size", justify="right")
     for metric in inline:
         table.add_column(f"{metric}\nP50 / P95 / P99", justify="right")
-    table.add_column("Error rate\n(failed/attempts)", justify="right")
+    table.add_column("Worst kind's error rate\n(failed/attempts)", justify="right")
     table.add_column("Error\nbudget", justify="right")
     table.add_column("Server CPU\n% of host", justify="right")
     table.add_column("Server\nmemory", justify="right")
@@ -292,6 +311,10 @@ def render_summary(console: Console, a: Analysis) -> None:
         console.print(latency_table(a, metrics))
     for line in a.workers.lines():
         console.print(Text(f"Workers: {line}", style="yellow"))
+    for tr in a.tiers:
+        if tr.stats.coverage is not None and tr.stats.coverage.tracks:
+            console.print(Text(f"Tier {tr.tier}: {coverage_text(tr.stats)}"))
+    console.print(Text(f"Teardown: {teardown_text(a)}"))
     console.print(_knee_line(a))
 
 

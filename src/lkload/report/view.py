@@ -12,6 +12,15 @@ from lkload.analysis.resources import HOST_BUSY_PCT, HOST_OTHERS_PCT, HOST_PREFI
 from lkload.analysis.result import Analysis, ChecklistLine, TierResult
 from lkload.analysis.verdict_types import Status, fmt
 from lkload.metrics.schema import LATENCY_METRICS, MEDIA_STAT_METRICS
+from lkload.report.rates import (
+    CONNECTED_HEAD,
+    KIND_HEAD,
+    TEARDOWN_HEAD,
+    connected_text,
+    rate_rows,
+    teardown_text,
+    worst_text,
+)
 
 TECHNICAL_SIGNOFF = (
     ("Infrastructure Team", "All infrastructure requirements met"),
@@ -95,6 +104,14 @@ class View:
     recovery: dict[str, str]
     leak: dict[str, Any]
     reduced: list[str]  # tiers that ran below their size (a worker lost)
+    kind_head: list[str]
+    kind_rows: list[list[Cell]]  # per tier and kind of attempt: the judged error rates
+    connected_head: list[str]
+    connected_rows: list[list[Cell]]
+    teardown_head: list[str]
+    teardown_rows: list[list[Cell]]
+    teardown: str  # when, how many rows and failures: reported, never judged
+    coverage: list[str]  # per tier: media_e2e_ms measured on X of Y tracks
     workers: dict[str, Any]  # distributed runs: head, rows, lines; {} otherwise
     environment: list[tuple[str, str]]
     hosts: list[list[str]]
@@ -159,6 +176,7 @@ def build_view(a: Analysis) -> View:
         ("Recovery after the top tier", a.recovery.evidence),
         ("Memory-leak check", f"{a.leak.status.value}: {a.leak.evidence}"),
         ("Samples analysed", f"{a.sample_count:,}"),
+        ("Teardown", teardown_text(a)),
     ]
     if a.workers.distributed:
         lost = len(a.workers.losses)
@@ -177,9 +195,9 @@ def build_view(a: Analysis) -> View:
         "Role",
         "Verdict",
         "Hold",
-        "Connected",
-        "Attempts",
-        "Error rate",
+        "Connected over hold",
+        "Worst error rate (by kind)",
+        "All attempts · pooled rate (not judged)",
         "Joins/s",
         "Data msg/s",
         "Media kbps",
@@ -187,6 +205,8 @@ def build_view(a: Analysis) -> View:
         "Server mem max",
         "Generator CPU P90",
     ] + (["Host CPU P90 (other processes)"] if show_hosts else [])
+    show_coverage = any(t.stats.coverage is not None for t in a.tiers)
+    tier_head += ["media_e2e_ms tracks"] if show_coverage else []
     tier_rows = []
     latency_rows, ramp_rows, media_rows, generator_rows, host_rows = [], [], [], [], []
     for t in a.tiers:
@@ -202,11 +222,11 @@ def build_view(a: Analysis) -> View:
                 Cell(st.role or "—"),
                 Cell(verdict, css_class(t.verdict.status.value)),
                 Cell(f"{st.hold_s:.0f} s"),
-                Cell("—" if st.connected is None else str(st.connected)),
-                Cell(f"{st.attempts:,}"),
+                Cell(*connected_text(t)),
+                Cell(*worst_text(t)),
                 Cell(
-                    pct(st.error_rate) + (f" ({st.failures:,})" if st.failures else ""),
-                    _check_cls(t.checks, "error_rate:normal"),
+                    f"{st.attempts:,} · {pct(st.error_rate)}"
+                    + (f" ({st.failures:,} failed)" if st.failures else "")
                 ),
                 Cell(num(st.throughput.joins_per_s)),
                 Cell(num(st.throughput.data_msgs_per_s)),
@@ -225,6 +245,17 @@ def build_view(a: Analysis) -> View:
                 ),
             ]
             + ([_host_cell(t)] if show_hosts else [])
+            + (
+                [
+                    Cell(
+                        "—"
+                        if st.coverage is None
+                        else f"{st.coverage.measured} of {st.coverage.tracks}"
+                    )
+                ]
+                if show_coverage
+                else []
+            )
         )
         for metric in LATENCY_METRICS:
             m = st.metrics.get(metric)
@@ -367,8 +398,11 @@ def build_view(a: Analysis) -> View:
     target_rows = [[m, _targets_text(a, m)] for m in LATENCY_METRICS]
     target_rows += [
         [
-            "error rate",
-            f"< {tg.error_rate.normal * 100:g} % normal, < {tg.error_rate.peak * 100:g} % peak",
+            "error rate, per kind of attempt",
+            f"< {tg.error_rate.normal * 100:g} % normal, < {tg.error_rate.peak * 100:g} % peak, "
+            "each kind on its own (joins, expected tracks, data messages, API calls, "
+            "signalling pings, media intervals and stalls, sessions, other failures); "
+            "participants connected over the hold: at most size × budget missing",
         ],
         [
             "server CPU",
@@ -378,6 +412,7 @@ def build_view(a: Analysis) -> View:
         ["generator CPU", f"< {tg.generator_cpu_pct:g} % of one core (P90 over the hold)"],
         ["packet loss", f"< {tg.loss_pct:g} %"],
     ]
+    rates = rate_rows(a)
     untrusted = [
         f"Tier {t.tier} ({t.stats.size} users): {t.verdict.untrustworthy_reason} — {_why(t)}"
         for t in a.tiers
@@ -457,6 +492,14 @@ def build_view(a: Analysis) -> View:
             if t.verdict.reduced_load
         ],
         workers=_workers(a),
+        kind_head=KIND_HEAD,
+        kind_rows=_cells(rates.kinds),
+        connected_head=CONNECTED_HEAD,
+        connected_rows=_cells(rates.connected),
+        teardown_head=TEARDOWN_HEAD,
+        teardown_rows=_cells(rates.teardown),
+        teardown=rates.teardown_text,
+        coverage=rates.coverage,
         environment=env,
         hosts=hosts,
         scenario_rows=scenario_rows,
@@ -618,7 +661,11 @@ def _rooms_text(sc: Any) -> str:
 
 
 def _tier_name(tier: int) -> str:
-    return {0: "before tier 1", -1: "recovery"}.get(tier, f"tier {tier}")
+    return {0: "before tier 1", -1: "recovery", -2: "teardown"}.get(tier, f"tier {tier}")
+
+
+def _cells(rows: list[list[tuple[str, str]]]) -> list[list[Cell]]:
+    return [[Cell(text, cls) for text, cls in row] for row in rows]
 
 
 def _check_cls(checks: list, check_id: str) -> str:

@@ -1,0 +1,97 @@
+"""Kinds of attempt: each judged on its own error rate against the tier's budget.
+
+One pooled rate over every attempt would let thousands of data messages hide a handful of
+failed joins (issue 10: 50 failed joins among 27,000 data messages read 0.18 %), so each
+kind is its own numerator and denominator:
+
+- `join`: `join_ms` rows; `track`: `first_track_ms` rows (expected tracks); `data`:
+  `data_e2e_ms` rows (data messages); `api`: `api_ms` rows; `ping`: `signal_rtt_ms` rows;
+  `session`: `session_s` rows (one per joined participant; a dropped one is its failure).
+  Attempts are every row of the metric, failures its failure rows.
+- `media`: `rx_kbps` rows (one per subscribed track and stats interval; an interval below
+  the scenario's share of the publisher's bitrate is a failure row) + `media_stall_s`
+  rows (one failure per stall).
+- `other`: failure rows of any other metric + ok rows of metrics lkload does not know.
+
+`other` catches what no kind names (an `internal` failure of the generator, a failure row of
+an observation metric): with no ok rows beside it, any such failure is a 100 % rate.
+Observation metrics (`loss_pct`, `jitter_ms`, `media_e2e_ms`) are judged by their own
+targets, not as attempts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lkload.metrics.schema import SESSION_METRIC
+
+MEDIA_STALL_METRIC = "media_stall_s"
+
+KINDS: tuple[str, ...] = ("join", "track", "data", "api", "ping", "media", "session", "other")
+OTHER = KINDS.index("other")
+KIND_OF_METRIC: dict[str, str] = {
+    "join_ms": "join",
+    "first_track_ms": "track",
+    "data_e2e_ms": "data",
+    "api_ms": "api",
+    "signal_rtt_ms": "ping",
+    "rx_kbps": "media",
+    MEDIA_STALL_METRIC: "media",
+    SESSION_METRIC: "session",
+}
+# Ok rows of these are observations, never attempts (a failure row of one is `other`).
+OBSERVATION_METRICS: tuple[str, ...] = ("loss_pct", "jitter_ms", "media_e2e_ms")
+# What one attempt of each kind is, for the report ("50 of 50 joins failed").
+KIND_NOUNS: dict[str, str] = {
+    "join": "joins",
+    "track": "expected tracks",
+    "data": "data messages",
+    "api": "API calls",
+    "ping": "signalling pings",
+    "media": "media intervals and stalls",
+    "session": "sessions",
+    "other": "other failures",
+}
+
+
+@dataclass
+class KindRate:
+    """One kind of attempt in one window: attempts, failures and failures by error kind."""
+
+    attempts: int = 0
+    failures: int = 0
+    by_error: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float | None:
+        return self.failures / self.attempts if self.attempts else None
+
+
+def kind_luts(metrics: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per metric category code: its kind's index (int8), and whether its ok rows are
+    attempts (bool)."""
+    kind = np.array(
+        [KINDS.index(KIND_OF_METRIC.get(m, "other")) for m in metrics] or [OTHER], dtype=np.int8
+    )
+    ok_attempt = np.array(
+        [m in KIND_OF_METRIC or m not in OBSERVATION_METRICS for m in metrics] or [False],
+        dtype=bool,
+    )
+    return kind, ok_attempt
+
+
+def attempt_mask(
+    metric: np.ndarray, ok: np.ndarray, ok_attempt: np.ndarray, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Rows that are attempts: every failure row, and ok rows of attempt metrics."""
+    if rows is not None:
+        metric, ok = metric[rows], ok[rows]
+    return ok_attempt[metric] | ~ok
+
+
+def allowed_missing(size: int, budget: float) -> int:
+    """Participants a tier of `size` may lack over its hold within the error budget:
+    floor(size x budget) (rounded so that 100 x 0.01 is 1, not 0.99...)."""
+    return int(np.floor(size * budget + 1e-9))
