@@ -154,3 +154,31 @@ def test_results_without_phase_events_fall_back_to_the_tags(tmp_path: Path) -> N
     t1 = a.tier(1).stats
     assert t1.kinds["data"].attempts == 1_000 and t1.kinds["join"].attempts == 10
     assert "session" not in t1.kinds and a.teardown.samples == 10
+
+
+@pytest.mark.parametrize("role", ["baseline", "acceptable", "target", "peak"])
+@pytest.mark.parametrize("event", ["server_lost", "server_died"])  # today's name, the old one
+def test_a_server_lost_mid_hold_fails_the_tier_naming_the_cause(
+    tmp_path: Path, role: str, event: str
+) -> None:
+    """Healthy numbers up to the loss (what was measured) must not pass the tier."""
+    from synthetic import add_healthy
+
+    c = Campaign(tiers=((5, "baseline"), (10, role)), recovery_s=None)
+    add_healthy(c, np.random.default_rng(9))
+    c.add_resources("server", 10.0, 100.0, 1.0)
+    hold = c.plan(2)
+    lost_t = hold.hold_start + 7.5
+    c.extra_events.append(
+        {"t": lost_t, "event": event, "tier": 2, "phase": "hold", "returncode": -9}
+    )
+    c.extra_events.append(
+        {"t": lost_t + 0.1, "event": "abort", "reason": event, "message": "exited with -9"}
+    )
+    a = analyze(c.write(tmp_path / "r"))
+    t1, t2 = a.tier(1), a.tier(2)
+    assert t1.verdict.status is Status.PASS  # lost after tier 1: it stays as measured
+    assert t2.verdict.status is Status.FAIL
+    assert "server lost 7.5 s into the hold" in t2.verdict.reason
+    alive = next(ch for ch in t2.verdict.checks if ch.id == "server_alive")
+    assert alive.status is Status.FAIL

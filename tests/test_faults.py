@@ -4,6 +4,7 @@ measured), SIGTERM, and a distributed worker's network cut (not killed)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -129,3 +130,47 @@ def test_sigterm_stops_like_ctrl_c_with_a_report_and_no_traceback(tmp_path: Path
     )
     assert (tmp_path / "reports" / results.name / "report.html").exists()
     assert server_gone(results)
+
+
+@needs_netns
+@pytest.mark.timeout(180)
+def test_embedded_server_sigkilled_mid_hold_ends_the_campaign_and_fails_the_tier(
+    tmp_path: Path,
+) -> None:
+    scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
+    proc = subprocess.Popen(
+        [*LKLOAD, *run_args(scenario, tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
+        time.sleep(3)
+        pid = next(e["pid"] for e in read_timeline(results) if e["event"] == "server_started")
+        killed_at = time.time()
+        os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in out + err, err[-3000:]
+    events = read_timeline(results)
+    lost = next(e for e in events if e["event"] == "server_lost")
+    assert (lost["tier"], lost["phase"], lost["returncode"]) == (1, "hold", -9), lost
+    assert lost["t"] - killed_at < 5, lost["t"] - killed_at
+    assert any(e["event"] == "abort" and e["reason"] == "server_lost" for e in events)
+    meta = json.loads((results / "campaign.json").read_text())
+    assert meta["status"] == "failed"
+    # Every participant's session ends as one failure row (the server dropped them).
+    rows = read_samples(results)
+    sessions = [r for r in rows if r["metric"] == "session_s"]
+    assert len(sessions) == 3 and all(r["ok"] == "false" for r in sessions), sessions
+    assert {r["error"] for r in sessions} == {"disconnect"}
+    # The report renders from what was measured: tier 1 FAILED, the cause named.
+    summary = json.loads((tmp_path / "reports" / results.name / "summary.json").read_text())
+    tier1 = next(t for t in summary["tiers"] if t["tier"] == 1)
+    assert tier1["verdict"] == "FAIL" and "server lost" in tier1["reason"], tier1["reason"]
+    assert "server lost" in (tmp_path / "reports" / results.name / "report.md").read_text()

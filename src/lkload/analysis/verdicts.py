@@ -194,6 +194,22 @@ def _collapse_checks(ts: TierStats, targets: Targets) -> list[Check]:
     return out
 
 
+def _server_alive(ts: TierStats, server_lost_t: float | None) -> Check:
+    """The server under test stayed up through the tier (lkload watches the embedded one's
+    process; a lost server ends the campaign)."""
+    lost = server_lost_t is not None and (ts.hold_end is None or server_lost_t <= ts.hold_end + 1)
+    if not lost:
+        return Check("server_alive", "server alive", Status.PASS, note="up through the tier")
+    assert server_lost_t is not None
+    if ts.hold_start is not None and server_lost_t >= ts.hold_start:
+        when = f"{server_lost_t - ts.hold_start:.1f} s into the hold"
+    else:
+        when = "before the hold"
+    return Check(
+        "server_alive", "server alive", Status.FAIL, note=f"server lost {when} (server_lost)"
+    )
+
+
 def tier_verdict(
     ts: TierStats,
     res: TierResources,
@@ -214,8 +230,10 @@ def tier_verdict(
             causes,
         )
     role = ts.role or "target"
+    alive = _server_alive(ts, server_died_t)
     if role in NORMAL_ROLES:
         judged = [c for c in checks if not is_peak_budget(c.id)]
+        judged.append(alive)
         if role == "acceptable":
             judged = [
                 _relimit(
@@ -226,20 +244,8 @@ def tier_verdict(
                 for c in judged
             ]
     elif role == "peak":
-        died = (
-            server_died_t is not None
-            and ts.hold_end is not None
-            and server_died_t <= ts.hold_end + 1
-        )
         judged = [c for c in checks if is_peak_budget(c.id)]
-        judged.append(
-            Check(
-                "server_alive",
-                "server alive",
-                Status.FAIL if died else Status.PASS,
-                note="server died" if died else "",
-            )
-        )
+        judged.append(alive)
         judged += _collapse_checks(ts, targets)
         judged.append(
             Check(

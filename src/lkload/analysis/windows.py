@@ -178,7 +178,11 @@ def tier_windows(results: Results) -> Windows:
         key=lambda e: float(e["t"]),
     )
     end = _data_end(results)
-    server_died = next((float(e["t"]) for e in timeline if e.get("event") == "server_died"), None)
+    # "server_died": the name before results schema 2
+    server_died = next(
+        (float(e["t"]) for e in timeline if e.get("event") in ("server_lost", "server_died")),
+        None,
+    )
 
     def window(n: int, size: Any = None) -> TierWindow:
         if n not in tiers:

@@ -276,13 +276,20 @@ class Campaign:
                     self._watch(runner, recorder)
                     if self.server is not None and not self.server.alive():
                         code = self.server.process.poll() if self.server.process else None
-                        recorder.event("server_died", returncode=code)
+                        recorder.event(
+                            "server_lost",
+                            tier=state.tier,
+                            phase=state.phase.value,
+                            returncode=code,
+                            connected=state.connected,
+                        )
                         recorder.event(
                             "abort",
-                            reason="server_died",
+                            reason="server_lost",
                             message=f"livekit-server exited with {code}",
                         )
-                        self._abort = "server_died"
+                        self._abort = "server_lost"
+                        state.server_lost = f"server lost: livekit-server exited with {code}"
                     if self._abort is not None:
                         break
                 if self._abort is not None:

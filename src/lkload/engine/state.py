@@ -29,6 +29,7 @@ class CampaignState:
     server_rss_mb: float = 0.0
     saturated: bool = False
     stopping: bool = False
+    server_lost: str = ""  # why the server under test is gone ("" while it is up)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def enter(self, tier: int, phase: Phase, size: int) -> None:

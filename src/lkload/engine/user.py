@@ -19,7 +19,7 @@ from locust.exception import StopUser
 from lkload.engine.bridge import AsyncioBridge
 from lkload.engine.state import CampaignState
 from lkload.metrics.redact import failure_detail
-from lkload.metrics.schema import FailureKind, Sample
+from lkload.metrics.schema import SESSION_METRIC, FailureKind, Sample
 from lkload.participants import (
     NO_TRACK,
     JoinFailed,
@@ -102,6 +102,10 @@ class ParticipantFactory:
             detail: str = "",
             at: float | None = None,
         ) -> None:
+            if metric == SESSION_METRIC and ok and state.server_lost:
+                # The server under test is gone: a session still up is dropped, whether or
+                # not its engine noticed before the campaign stopped it.
+                ok, error, detail = False, FailureKind.DISCONNECT, state.server_lost
             self.record(
                 Sample(
                     t=time.time() if at is None else at,
