@@ -55,6 +55,9 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
         )
     if view.media_rows:
         md += ["### Received media", ""] + _table(view.media_head, view.media_rows)
+    if view.server_rows:
+        md += ["### The server's own counts (its Prometheus endpoint) beside measured loss", ""]
+        md += _table(view.server_head, view.server_rows)
     if view.generator_rows:
         md += ["### Load generators (CPU as percent of one core)", ""]
         md += _table(view.generator_head, view.generator_rows)
