@@ -12,7 +12,12 @@ Beside the subscribers' measured `loss_pct` this says where loss happened:
 
 Each is the difference between the first and the last good scrape inside the hold (the
 counters count since the server started); a counter that went back (server restarted) or
-a hold with fewer than two good scrapes gives None ("not measured"), never 0.
+a hold with fewer than two good scrapes gives None ("not measured"), never 0. So do
+counters that did not move at all: livekit-server adds a track's packets every 5 s (its
+connection-stats interval), so a hold shorter than that may see no report; and a host whose
+interfaces have no queueing discipline (`noqueue`: loopback, veth) counts no qdisc packets.
+`livekit_forward_latency` is 0 unless the server's `rtc.forward_stats` is configured (the
+embedded server configures it): 0 is "not reported", not a latency.
 """
 
 from __future__ import annotations
@@ -114,8 +119,13 @@ def server_side(scrapes: pd.DataFrame, start: float | None, end: float | None) -
         return None
     good = rows[rows["ok"].to_numpy(dtype=bool)]
     deltas = {c: _delta(good, c) for c in _COUNTERS}
+    if not deltas["node_packets_out"] and not deltas["node_packets_dropped"]:
+        deltas["node_packets_out"] = deltas["node_packets_dropped"] = None  # no qdisc counts
+    if not deltas["packets_in"] and not deltas["packets_out"]:
+        for c in ("packets_in", "packets_out", "lost_in", "lost_out"):
+            deltas[c] = None  # the server reported no track stats inside this hold
     latency = good["forward_latency_ns"].to_numpy(dtype=float)
-    latency = latency[np.isfinite(latency)]
+    latency = latency[np.isfinite(latency) & (latency > 0)]
     return ServerSide(
         scrapes=len(good),
         failed=len(rows) - len(good),

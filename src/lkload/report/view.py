@@ -462,18 +462,22 @@ def _count_share(n: float | None, share: float | None, of: float | None = None) 
     return text + ("" if share is None else f" ({fmt(share, '%')})")
 
 
+def _plus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
+
+
 def _server_row(t: TierResult) -> list[Cell]:
     s = t.server_side
     assert s is not None
     loss = t.stats.metrics.get("loss_pct")
     measured = "—" if loss is None or not loss.count else fmt(loss.mean, "%")
-    sent = None if s.sent is None or s.dropped is None else s.sent + s.dropped
+    sent = _plus(s.sent, s.dropped)
     return [
         Cell(f"T{t.tier} · {t.stats.size}"),
         Cell(f"{s.scrapes} / {s.failed}", "warn" if s.failed else ""),
         Cell(_count_share(s.dropped, s.dropped_pct, sent), "warn" if s.dropped else ""),
-        Cell(_count_share(s.lost_in, s.lost_in_pct)),
-        Cell(_count_share(s.lost_out, s.lost_out_pct)),
+        Cell(_count_share(s.lost_in, s.lost_in_pct, _plus(s.packets_in, s.lost_in))),
+        Cell(_count_share(s.lost_out, s.lost_out_pct, s.packets_out)),
         Cell(measured, _check_cls(t.checks, "loss")),
         Cell(ms(s.forward_latency_ms)),
         Cell(f"{num(s.participants_max, 0)} / {num(s.rooms_max, 0)}"),
