@@ -66,7 +66,7 @@ def test_no_server_samples_is_incomplete_never_pass(tmp_path: Path) -> None:
     assert not a.passed
     for t in a.tiers:
         assert t.verdict.status is Status.INCOMPLETE
-        assert "server CPU not measured" in t.verdict.reason
+        assert "server CPU and server memory not measured: no server" in t.verdict.reason
         assert "--prometheus" in t.verdict.reason
     # `lkload report` gives the same verdict and exit code; --accept-incomplete exits 0
     # while the report still says INCOMPLETE.
@@ -228,3 +228,23 @@ def test_metrics_url(url: str, expected: str) -> None:
 def test_bad_metrics_url_is_a_usage_error(url: str) -> None:
     with pytest.raises(UsageError, match="--prometheus"):
         metrics_url(url)
+
+
+def test_prometheus_flag_wins_over_the_scenario_key(tmp_path: Path) -> None:
+    from lkload.engine.campaign import Campaign as Run
+    from lkload.scenario import parse_scenario
+
+    raw = {
+        "name": "s",
+        "tiers": [{"size": 2, "role": "baseline"}],
+        "server": {"prometheus": "http://scenario:6789", "memory_mb": 1024},
+    }
+    scenario = parse_scenario(raw, "s.yaml")
+    from_key = Run(scenario, tmp_path)
+    assert from_key.prometheus_url == "http://scenario:6789/metrics"
+    assert from_key.server_memory_mb == 1024
+    flagged = Run(scenario, tmp_path, prometheus_url="http://flag:9100/m", server_memory_mb=2048)
+    assert flagged.prometheus_url == "http://flag:9100/m"
+    assert flagged.server_memory_mb == 2048
+    with pytest.raises(UsageError, match="--prometheus"):
+        Run(parse_scenario({**raw, "server": {"prometheus": "scenario:6789"}}), tmp_path)

@@ -205,7 +205,7 @@ def test_url_campaign_is_incomplete_without_prometheus_and_judged_with_it(
     # overall verdict is INCONCLUSIVE, which names the missing measurement as well)
     busy = summary["tiers"][0]["untrustworthy"]
     assert summary["overall"] == ("INCONCLUSIVE" if busy else "INCOMPLETE"), summary
-    assert any("server CPU not measured" in r for r in summary["overall_reasons"])
+    assert any("server CPU and server memory not measured" in r for r in summary["overall_reasons"])
     assert summary["tiers"][0]["verdict"] == "INCOMPLETE"
     assert "--prometheus" in summary["tiers"][0]["reason"]
     assert not (results / "server_metrics.csv").exists()

@@ -29,8 +29,8 @@ NORMAL_ROLES = ("baseline", "acceptable", "target")
 # Checks a normal-load PASS claims: unmeasured, the tier is INCOMPLETE, never PASS.
 SERVER_CHECKS = ("server_cpu", "server_mem")
 NO_SERVER_SAMPLES = (
-    "no server resource samples: against --url, pass --prometheus (the server's "
-    "Prometheus endpoint)"
+    "no server resource samples; against --url, pass --prometheus with the server's "
+    "Prometheus endpoint"
 )
 
 
@@ -260,11 +260,13 @@ def tier_verdict(
         )
         verdict = TierVerdict(Status.FAIL, reason, judged)
     elif unmeasured:
-        verdict = TierVerdict(
-            Status.INCOMPLETE,
-            "; ".join(f"{c.label} not measured ({c.evidence})" for c in unmeasured),
-            judged,
+        by_why: dict[str, list[str]] = {}
+        for c in unmeasured:
+            by_why.setdefault(c.evidence, []).append(c.label)
+        reason = "; ".join(
+            f"{' and '.join(labels)} not measured: {why}" for why, labels in by_why.items()
         )
+        verdict = TierVerdict(Status.INCOMPLETE, reason, judged)
     elif any(c.status is Status.WARN for c in judged):
         verdict = TierVerdict(
             Status.WARN, "; ".join(c.evidence for c in judged if c.status is Status.WARN), judged
