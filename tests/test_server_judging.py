@@ -163,7 +163,9 @@ def test_server_side_counts_per_hold_beside_measured_loss(tmp_path: Path) -> Non
     assert any("1 of" in n and "timed out" in n for n in a.notes), a.notes
     from lkload.report import render_analysis
 
-    md = render_analysis(a, tmp_path / "out").markdown.read_text()
+    out = render_analysis(a, tmp_path / "out")
+    assert "own counts (its Prometheus endpoint)" in out.html.read_text()
+    md = out.markdown.read_text()
     assert "The server's own counts" in md
     assert "(4.8 %)" in md  # dropped at the server's host: 5 of 105
     assert "| 3.0 % |" in md  # beside the subscribers' measured loss
