@@ -220,7 +220,11 @@ class Campaign:
         if url is None:
             return None
         # the embedded server's metrics listener may open a moment after its HTTP port
-        first = prometheus.preflight(url, attempts=10 if self.server is not None else 1)
+        first = (
+            prometheus.preflight(url, attempts=10, what="the embedded server's Prometheus port")
+            if self.server is not None
+            else prometheus.preflight(url)
+        )
         target = dict(self._meta.get("target") or {})
         target["prometheus"] = url
         updates: dict[str, Any] = {"target": target}

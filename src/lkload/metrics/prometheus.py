@@ -157,7 +157,9 @@ def _one_line(text: str) -> str:
     return text.splitlines()[0] if text else text
 
 
-def preflight(url: str, attempts: int = 1, wait_s: float = 0.5) -> ServerScrape:
+def preflight(
+    url: str, attempts: int = 1, wait_s: float = 0.5, what: str = "--prometheus"
+) -> ServerScrape:
     """The first scrape, before any load: an unreachable or wrong URL is one clear line
     (TargetUnreachable, exit 2). `attempts` > 1 for a server that is just starting."""
     result = scrape(url)
@@ -168,7 +170,7 @@ def preflight(url: str, attempts: int = 1, wait_s: float = 0.5) -> ServerScrape:
         result = scrape(url)
     if not result.ok:
         raise TargetUnreachable(
-            f"--prometheus {url}: {result.error}; check livekit-server's prometheus_port "
+            f"{what} {url}: {result.error}; check livekit-server's prometheus_port "
             "and that this machine can reach it"
         )
     return result

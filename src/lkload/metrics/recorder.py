@@ -162,7 +162,7 @@ class Recorder:
                         path = file_path  # a flush that fails names this file
                         fh.flush()
                     last_flush = time.monotonic()
-        except OSError as exc:
+        except Exception as exc:  # disk full, I/O error, or a bug: never die silently
             self._fail(path, exc)
             stopping = self._discard_until_stop(stopping)
         for fh in self._files:
@@ -170,10 +170,13 @@ class Recorder:
             with contextlib.suppress(OSError):
                 fh.close()
 
-    def _fail(self, path: Path | None, exc: OSError) -> None:
-        where = f"{exc.filename or path or self.directory}"
-        why = exc.strerror or str(exc) or type(exc).__name__
-        self.error = f"cannot write {where}: {why} [errno {exc.errno}]"
+    def _fail(self, path: Path | None, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            where = f"{exc.filename or path or self.directory}"
+            why = f"{exc.strerror or exc} [errno {exc.errno}]"
+        else:
+            where, why = f"{path or self.directory}", f"{type(exc).__name__}: {exc}"
+        self.error = f"cannot write {where}: {why}"
         for fh in self._files:  # save what still fits
             with contextlib.suppress(OSError):
                 fh.flush()
