@@ -250,3 +250,18 @@ def test_prometheus_flag_wins_over_the_scenario_key(tmp_path: Path) -> None:
     assert flagged.server_memory_mb == 2048
     with pytest.raises(UsageError, match="--prometheus"):
         Run(parse_scenario({**raw, "server": {"prometheus": "scenario:6789"}}), tmp_path)
+
+
+def test_a_deployment_without_gomaxprocs_is_not_judged_on_the_generators_cores(
+    tmp_path: Path,
+) -> None:
+    results = _campaign(server_cpu=90.0).write(tmp_path / "r")
+    meta = json.loads((results / "campaign.json").read_text())
+    meta["target"] = {"url": "ws://lk:7880", "embedded": False, "server_host": "server"}
+    meta["hosts"]["server"] = {"hostname": "server (from its Prometheus endpoint)"}
+    (results / "campaign.json").write_text(json.dumps(meta))
+    a = analyze(results)
+    cpu = _check(a, 1, "server_cpu")
+    assert a.server_cores is None
+    assert cpu.value == pytest.approx(90.0)  # percent of one core, not 45 % of 2 cores
+    assert "core count unknown" in cpu.note
