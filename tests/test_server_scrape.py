@@ -238,3 +238,30 @@ def test_url_campaign_is_incomplete_without_prometheus_and_judged_with_it(
     assert seen.returncode == (1 if busy else 0), seen.stderr[-2000:]
     side = summary["tiers"][0]["server_side"]
     assert side is not None and side["scrapes"] >= 2 and side["packets_out"] > 0
+
+
+@needs_netns
+def test_embedded_campaign_is_judged_from_its_servers_scrape(tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path / "s.yaml", ONE_TIER + LENIENT)
+    proc = lkload(*run_args(scenario, tmp_path))
+    results = only_child(tmp_path / "results")
+    meta = json.loads((results / "campaign.json").read_text())
+    assert meta["target"]["prometheus"].startswith("http://127.0.0.1:")
+    assert meta["target"]["server_host"] == "local"  # this machine: its cores, its memory
+    assert not (results / ".reserve").exists()
+    with open(results / "server_metrics.csv", newline="") as fh:
+        scraped = list(csv.DictReader(fh))
+    assert len(scraped) >= 10 and all(r["ok"] == "true" for r in scraped)
+    assert max(float(r["participants"]) for r in scraped) == 3
+    assert any(float(r["forward_latency_ns"] or 0) > 0 for r in scraped)  # rtc.forward_stats
+    with open(results / "resources.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["source"] == "server"]
+    # one resource row per good scrape after the first, from the same scrapes
+    assert len(rows) == len(scraped) - 1
+    assert {r["t"] for r in rows} <= {r["t"] for r in scraped}
+    summary = json.loads((only_child(tmp_path / "reports") / "summary.json").read_text())
+    checks = {c["id"]: c for c in summary["tiers"][0]["role_checks"]}
+    assert checks["server_cpu"]["status"] == "PASS" and checks["server_mem"]["status"] == "PASS"
+    busy = summary["tiers"][0]["untrustworthy"]
+    assert summary["overall"] == ("INCONCLUSIVE" if busy else "PASS"), summary["overall_reasons"]
+    assert proc.returncode == (1 if busy else 0), proc.stderr[-2000:]
