@@ -340,7 +340,15 @@ class Campaign:
             w.writerow(RESOURCE_COLUMNS)
             for r in self.resources:
                 w.writerow(
-                    (f"{r[0]:.3f}", r[1], f"{r[2]:.1f}", f"{r[3]:.1f}", f"{r[4]:.2f}", r[5], r[6])
+                    (
+                        f"{r[0]:.3f}",
+                        r[1],
+                        f"{r[2]:.1f}",
+                        f"{r[3]:.1f}",
+                        "" if r[4] is None else f"{r[4]:.2f}",  # memory total unknown
+                        r[5],
+                        r[6],
+                    )
                 )
         return directory
 

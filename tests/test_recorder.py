@@ -43,7 +43,13 @@ def test_rows_and_events_round_trip(tmp_path: Path) -> None:
     assert len(rows) == 100
     assert sum(r["ok"] == "false" for r in rows) == 10
     assert all(r["error"] == "timeout" for r in rows if r["ok"] == "false")
-    assert rec.counts == {"samples": 100, "failures": 10, "resources": 1, "events": 1}
+    assert rec.counts == {
+        "samples": 100,
+        "failures": 10,
+        "resources": 1,
+        "events": 1,
+        "scrapes": 0,
+    }
     event = json.loads((tmp_path / "timeline.jsonl").read_text())
     assert event["event"] == "phase" and event["tier"] == 1
 

@@ -21,6 +21,7 @@ from lkload.analysis.resources import (
     tier_resources,
 )
 from lkload.analysis.result import Analysis, TierResult
+from lkload.analysis.server_side import read_server_metrics, server_side
 from lkload.analysis.tiers import SampleArrays, compute_tiers, teardown_stats
 from lkload.analysis.verdict_types import Status
 from lkload.analysis.verdicts import (
@@ -47,6 +48,9 @@ def _cut_short(results: Results, windows: Windows) -> str:
         )
     if status != "completed":
         why = f": {aborts[-1].get('reason')} — {aborts[-1].get('message', '')}" if aborts else ""
+        error = results.campaign.get("error")
+        if isinstance(error, str) and error:  # e.g. a results file that could not be written
+            why = f": {error}"
         return f"campaign {status}{why}".rstrip(" —")
     missing = [w.tier for w in windows.tiers if w.hold_start is None]
     if missing:
@@ -89,6 +93,8 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         )
     hosts = host_map(results.campaign)
     notes += _host_notes(results.resources, hosts)
+    scrapes = read_server_metrics(results.directory)
+    notes += _scrape_notes(scrapes)
     recovery = recovery_time(arrays, windows.recovery_start, windows.recovery_end, targets)
     recovery_size = tier_stats[0].size if tier_stats and tier_stats[0].size else None
     leak = leak_check(
@@ -123,7 +129,9 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
             ts, res, checks, targets, recovery, windows.server_died_t, anything_broke
         )
         verdict = reduce_load(verdict, workers.reduced.get(ts.tier, ""))
-        tiers.append(TierResult(ts, res, checks, verdict))
+        tiers.append(
+            TierResult(ts, res, checks, verdict, server_side(scrapes, ts.hold_start, ts.hold_end))
+        )
     knee_tier, knee_reason = knee([(t.stats, t.checks, _knee_blocker(t)) for t in tiers])
     lines = checklist_lines(tiers, targets, recovery, leak, modes, breaks, knee_tier)
     if checks_dirs:
@@ -177,6 +185,20 @@ def _host_notes(resources: pd.DataFrame, hosts: HostMap) -> list[str]:
     ]
 
 
+def _scrape_notes(scrapes: pd.DataFrame) -> list[str]:
+    """Failed scrapes of the server's Prometheus endpoint: their seconds are not measured."""
+    if scrapes.empty:
+        return []
+    failed = scrapes[~scrapes["ok"].to_numpy(dtype=bool)]
+    if failed.empty:
+        return []
+    first = str(failed["error"].iloc[0]) if "error" in failed else ""
+    return [
+        f"{len(failed)} of {len(scrapes)} scrapes of the server's Prometheus endpoint failed "
+        f"(first: {first}): server CPU and memory were not measured in those seconds"
+    ]
+
+
 def _knee_blocker(t: TierResult) -> str:
     if t.verdict.untrustworthy:
         return f"untrustworthy ({' and '.join(t.verdict.untrustworthy_causes)})"
@@ -189,7 +211,9 @@ def _overall(
     tiers: list[TierResult], lines: list, cut: str, leak: LeakCheck
 ) -> tuple[str, list[str]]:
     """FAIL on any failed tier or line; INCONCLUSIVE when cut short or a normal-load tier is
-    untrustworthy or unmeasured; otherwise PASS (WITH WARNINGS when anything warned).
+    untrustworthy or unmeasured; INCOMPLETE when a normal-load tier's server CPU or memory
+    was not measured (nothing failed, but a PASS would claim what nobody measured);
+    otherwise PASS (WITH WARNINGS when anything warned).
 
     A checklist line NOT MEASURED never fails the campaign nor demotes a PASS: it is outside
     what this campaign could judge (disk I/O, rate limiting, a leak on short holds). The
@@ -212,8 +236,15 @@ def _overall(
             reasons.append(f"tier {t.tier} ({t.stats.size} users) not measured: {t.verdict.reason}")
     if not tiers or not any(t.stats.has_data for t in tiers):
         reasons.append("no samples in any tier")
+    incomplete = [
+        f"tier {t.tier} ({t.stats.size} users): {t.verdict.reason}"
+        for t in tiers
+        if t.verdict.status is Status.INCOMPLETE
+    ]
     if reasons:
-        return "INCONCLUSIVE", reasons
+        return "INCONCLUSIVE", reasons + incomplete
+    if incomplete:
+        return "INCOMPLETE", incomplete
     warned = [
         f"tier {t.tier}: {t.verdict.reason}" for t in tiers if t.verdict.status is Status.WARN
     ]

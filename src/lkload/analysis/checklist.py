@@ -19,7 +19,13 @@ from lkload.scenario.model import Targets
 
 LOAD = "Load Testing"
 BASELINE = "Performance Baseline"
-_ORDER = {Status.FAIL: 3, Status.WARN: 2, Status.PASS: 1, Status.NOT_MEASURED: 0}
+_ORDER = {
+    Status.FAIL: 4,
+    Status.INCOMPLETE: 3,
+    Status.WARN: 2,
+    Status.PASS: 1,
+    Status.NOT_MEASURED: 0,
+}
 
 
 def _who(tr: TierResult) -> str:

@@ -152,6 +152,10 @@ def server_cores(campaign: dict[str, Any]) -> tuple[int | None, str]:
     named = target.get("server_host") if isinstance(target, dict) else None
     if isinstance(named, str) and _cores(hosts.get(named)):
         return _cores(hosts[named]), named
+    if isinstance(named, str) and named in hosts:
+        # named, but its core count unknown (a deployment whose scrape gave no GOMAXPROCS):
+        # another machine's cores would be a wrong denominator
+        return None, named
     for name in ("server", "master", "local"):
         if _cores(hosts.get(name)):
             return _cores(hosts[name]), name

@@ -11,6 +11,7 @@ from lkload.analysis.failures import FailureMode
 from lkload.analysis.leak import LeakCheck
 from lkload.analysis.recovery import Recovery
 from lkload.analysis.resources import TierResources
+from lkload.analysis.server_side import ServerSide
 from lkload.analysis.tiers import TeardownStats, TierStats
 from lkload.analysis.verdict_types import Check, Status
 from lkload.analysis.verdicts import Break, TierVerdict
@@ -25,6 +26,7 @@ class TierResult:
     resources: TierResources
     checks: list[Check]  # every target at its plain limit
     verdict: TierVerdict
+    server_side: ServerSide | None = None  # the server's own packet counts over the hold
 
     @property
     def tier(self) -> int:
@@ -61,7 +63,7 @@ class Analysis:
     knee: int | None
     knee_reason: str
     checklist: list[ChecklistLine]
-    overall: str  # PASS, PASS WITH WARNINGS, FAIL, INCONCLUSIVE
+    overall: str  # PASS, PASS WITH WARNINGS, FAIL, INCONCLUSIVE, INCOMPLETE
     overall_reasons: list[str]
     notes: list[str]
     skipped_lines: dict[str, int]

@@ -11,6 +11,9 @@ class Status(StrEnum):
     FAIL = "FAIL"
     WARN = "WARN"
     NOT_MEASURED = "NOT MEASURED"
+    # Nothing failed, but a target that a PASS would claim was not measured (server CPU or
+    # memory of a judged tier): never a PASS; exit 1 unless --accept-incomplete.
+    INCOMPLETE = "INCOMPLETE"
 
 
 @dataclass

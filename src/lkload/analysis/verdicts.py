@@ -28,6 +28,12 @@ from lkload.scenario.model import Targets
 ACCEPTABLE_P99_FACTOR = 1.5
 COLLAPSE_P99_FACTOR = 4.0
 NORMAL_ROLES = ("baseline", "acceptable", "target")
+# Checks a normal-load PASS claims: unmeasured, the tier is INCOMPLETE, never PASS.
+SERVER_CHECKS = ("server_cpu", "server_mem")
+NO_SERVER_SAMPLES = (
+    "no server resource samples; against --url, pass --prometheus with the server's "
+    "Prometheus endpoint"
+)
 
 
 def _status(value: float | None, limit: float) -> Status:
@@ -71,10 +77,19 @@ def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[C
             None if srv is None else srv.cpu_mean,
             cpu_limit,
             "%",
-            cpu_note if srv is not None else "no server resource samples",
+            cpu_note if srv is not None else NO_SERVER_SAMPLES,
         )
     )
     mem = None if srv is None else srv.mem_pct_max
+    if srv is None:
+        mem_note = NO_SERVER_SAMPLES
+    elif mem is None:
+        mem_note = (
+            "the server host's memory is unknown, only its RSS was scraped: give it with "
+            "--server-memory-mb or the scenario's server.memory_mb"
+        )
+    else:
+        mem_note = "max over the hold"
     checks.append(
         Check(
             "server_mem",
@@ -83,7 +98,7 @@ def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[C
             mem,
             targets.server_mem_pct,
             "%",
-            "max over the hold" if srv is not None else "no server resource samples",
+            mem_note,
         )
     )
     loss = ts.metrics.get("loss_pct")
@@ -279,11 +294,24 @@ def tier_verdict(
             )
         return _finish(TierVerdict(status, reason, judged), causes, untrusted)
     failed = [c for c in judged if c.status is Status.FAIL]
+    unmeasured = [
+        c
+        for c in judged
+        if role in NORMAL_ROLES and c.id in SERVER_CHECKS and c.status is Status.NOT_MEASURED
+    ]
     if failed:
         reason = "; ".join(c.evidence for c in failed[:3]) + (
             f"; +{len(failed) - 3} more" if len(failed) > 3 else ""
         )
         verdict = TierVerdict(Status.FAIL, reason, judged)
+    elif unmeasured:
+        by_why: dict[str, list[str]] = {}
+        for c in unmeasured:
+            by_why.setdefault(c.evidence, []).append(c.label)
+        reason = "; ".join(
+            f"{' and '.join(labels)} not measured: {why}" for why, labels in by_why.items()
+        )
+        verdict = TierVerdict(Status.INCOMPLETE, reason, judged)
     elif any(c.status is Status.WARN for c in judged):
         verdict = TierVerdict(
             Status.WARN, "; ".join(c.evidence for c in judged if c.status is Status.WARN), judged
@@ -314,7 +342,7 @@ def reduce_load(v: TierVerdict, why: str) -> TierVerdict:
     if v.status is Status.PASS:
         v.reason = f"LOAD BELOW THE TIER'S SIZE: {why}; measured values would give PASS"
         v.status = Status.WARN
-    elif v.status in (Status.WARN, Status.FAIL):
+    elif v.status in (Status.WARN, Status.FAIL, Status.INCOMPLETE):
         v.reason = f"{v.reason}; load below the tier's size: {why}"
     return v
 

@@ -13,7 +13,8 @@ def add_parser(sub: Any) -> None:
         help="turn a results directory into report.html, report.md and summary.json",
         description="Analyse results/<campaign-id>/ and write reports/<campaign-id>/ "
         "(report.html, report.md, summary.json, PNG plots). Exit 0 when the overall verdict "
-        "passes, 1 when it fails or is inconclusive, 2 on bad input.",
+        "passes, 1 when it fails, is inconclusive or INCOMPLETE (server CPU/memory not "
+        "measured), 2 on bad input.",
     )
     p.add_argument(
         "results_dir", metavar="RESULTS_DIR", type=Path, help="a results/<campaign-id>/ directory"
@@ -34,6 +35,11 @@ def add_parser(sub: Any) -> None:
         help="a results/<check-id>/ directory of lkload check to merge into the checklist "
         "and sign-off, repeatable",
     )
+    p.add_argument(
+        "--accept-incomplete",
+        action="store_true",
+        help="exit 0 on an INCOMPLETE verdict (the report still says INCOMPLETE)",
+    )
     p.set_defaults(func=run)
 
 
@@ -52,4 +58,6 @@ def run(args: argparse.Namespace) -> int:
     result = render_report(args.results_dir, args.out, args.checks)
     print_summary(result)  # the same summary `lkload run` ends with
     print(f"lkload: report {result.html}", flush=True)
-    return 0 if result.passed else 1
+    from lkload.cli.summary import verdict_passes
+
+    return 0 if verdict_passes(result.overall, result.passed, args.accept_incomplete) else 1

@@ -23,8 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "livekit-server on 127.0.0.1 (the embedded default)."
         ),
         epilog=(
-            "Exit codes: 0 every tier met its targets, 1 a tier failed or the campaign did not "
-            "complete, 2 bad scenario, flags or credentials, or an unreachable server."
+            "Exit codes: 0 every tier met its targets, 1 a tier failed, the verdict is "
+            "INCOMPLETE (server CPU/memory not measured) or the campaign did not complete, "
+            "2 bad scenario, flags or credentials, or an unreachable server."
         ),
     )
     p.add_argument(
@@ -46,6 +47,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--api-secret",
         default=os.environ.get("LIVEKIT_API_SECRET"),
         help="env LIVEKIT_API_SECRET (prefer the variable: flags show up in ps)",
+    )
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="the deployment's livekit-server Prometheus endpoint, http://HOST:PORT[/metrics] "
+        "(its prometheus_port; scenario key server.prometheus): server CPU, memory and "
+        "packets are scraped from it each second. Without it a --url campaign cannot judge "
+        "server CPU/memory and its verdict is INCOMPLETE",
+    )
+    p.add_argument(
+        "--server-memory-mb",
+        type=float,
+        metavar="MB",
+        help="memory of the deployment's server host, for server memory %% (the scrape gives "
+        "RSS only; scenario key server.memory_mb)",
+    )
+    p.add_argument(
+        "--accept-incomplete",
+        action="store_true",
+        help="exit 0 on an INCOMPLETE verdict (the report still says INCOMPLETE)",
     )
     p.add_argument(
         "--results", type=Path, default=Path("results"), help="results root (default: results/)"
@@ -147,6 +168,13 @@ def run(args: argparse.Namespace) -> int:
 
         deployment = deployment_from(args.url, args.api_key, args.api_secret)
         preflight(deployment)  # before anything is written or started: fails in seconds
+    elif args.prometheus or args.server_memory_mb:
+        raise UsageError(
+            "--prometheus and --server-memory-mb go with --url: the embedded server is "
+            "scraped on its own Prometheus port"
+        )
+    if args.server_memory_mb is not None and args.server_memory_mb <= 0:
+        raise UsageError("--server-memory-mb must be positive")
 
     from lkload.engine.campaign import Campaign
 
@@ -156,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
         ice_ips=ice_ips,
         web_port=args.web_port if args.web else None,
         progress=not args.no_progress,
+        prometheus_url=args.prometheus if deployment is not None else None,
+        server_memory_mb=args.server_memory_mb,
     )
     if args.master:
         from lkload.engine import link
@@ -195,7 +225,16 @@ def run(args: argparse.Namespace) -> int:
     )
     from lkload.cli.summary import report_and_verdict
 
-    passed = report_and_verdict(result.results_dir, args.reports)
+    try:
+        passed = report_and_verdict(result.results_dir, args.reports, args.accept_incomplete)
+    except OSError as exc:
+        if not result.error:
+            raise
+        passed = False
+        print(f"lkload: no report: {exc.strerror or exc}", file=sys.stderr)
+    if result.error:
+        print(f"lkload: error: {result.error}; the campaign stopped", file=sys.stderr)
+        return 1
     return 0 if passed and result.status == "completed" else 1
 
 

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"URL={server.url}", flush=True)
         print(f"API_KEY={server.credentials.api_key}", flush=True)
         print(f"KEY_FILE={server.key_file}", flush=True)
+        print(f"PROMETHEUS=http://127.0.0.1:{server.ports.prometheus}/metrics", flush=True)
         print("Ctrl-C to stop.", file=sys.stderr, flush=True)
         while not stop and server.alive():
             time.sleep(0.2)

@@ -6,8 +6,11 @@ import sys
 from pathlib import Path
 
 
-def report_and_verdict(results_dir: Path, reports_root: Path) -> bool:
-    """True when every tier met its targets. The report is written even for a cut-short run."""
+def report_and_verdict(
+    results_dir: Path, reports_root: Path, accept_incomplete: bool = False
+) -> bool:
+    """True when every tier met its targets (or the verdict is INCOMPLETE and that is
+    accepted). The report is written even for a cut-short run."""
     from lkload.report import render_report
 
     out = reports_root / results_dir.name
@@ -19,4 +22,9 @@ def report_and_verdict(results_dir: Path, reports_root: Path) -> bool:
     except ImportError:
         print(f"overall: {'PASS' if result.passed else 'FAIL'}", file=sys.stderr)
     print(f"lkload: report {result.html}", file=sys.stderr)
-    return bool(result.passed)
+    return verdict_passes(result.overall, result.passed, accept_incomplete)
+
+
+def verdict_passes(overall: str, passed: bool, accept_incomplete: bool) -> bool:
+    """Exit 0? PASS passes; INCOMPLETE only with --accept-incomplete; anything else fails."""
+    return passed or (accept_incomplete and overall == "INCOMPLETE")

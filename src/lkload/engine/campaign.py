@@ -21,6 +21,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import psutil
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, Runner
 from locust.stats import StatsCSV
@@ -33,7 +34,8 @@ from lkload.engine.shape import TierShape, teardown
 from lkload.engine.state import CampaignState
 from lkload.engine.target import Deployment, preflight
 from lkload.engine.user import ParticipantFactory, ParticipantUser
-from lkload.metrics import Recorder, ResourceSample, Sample, redact, write_json_atomic
+from lkload.errors import UsageError
+from lkload.metrics import Recorder, ResourceSample, Sample, prometheus, redact, write_json_atomic
 from lkload.metrics.monitor import ResourceMonitor
 from lkload.metrics.schema import SCHEMA_VERSION, FailureKind
 from lkload.scenario.model import Scenario
@@ -41,6 +43,10 @@ from lkload.server import EmbeddedServer
 
 STOP_USERS_TIMEOUT_S = 30.0
 RELAY_INTERVAL_S = 0.25
+# Disk space held back in the results directory while the campaign runs and given back when
+# a write fails (disk full), so campaign.json can still say how the campaign ended.
+RESERVE_NAME = ".reserve"
+RESERVE_BYTES = 256 * 1024
 
 
 @dataclass
@@ -49,6 +55,7 @@ class CampaignResult:
     status: str  # completed | interrupted | failed
     samples: int
     failures: int
+    error: str = ""  # why the campaign failed, one line (e.g. a results file could not be written)
 
 
 def new_campaign_id(scenario: Scenario) -> str:
@@ -68,6 +75,8 @@ class Campaign:
         web_port: int | None = None,
         progress: bool = True,
         worker: str = "local",
+        prometheus_url: str | None = None,
+        server_memory_mb: float | None = None,
     ) -> None:
         self.scenario = scenario
         self.id = new_campaign_id(scenario)
@@ -86,31 +95,78 @@ class Campaign:
         self.server: EmbeddedServer | None = None
         self._abort: str | None = None
         self._meta: dict[str, Any] = {}
+        self._meta_written = False
+        # A deployment's Prometheus endpoint: the flag, else the scenario's server.prometheus.
+        self.prometheus_url = prometheus_url or scenario.server.prometheus
+        self.server_memory_mb = server_memory_mb or scenario.server.memory_mb
+        if self.prometheus_url is not None:
+            self.prometheus_url = prometheus.metrics_url(self.prometheus_url)
+        self._first_scrape: prometheus.ServerScrape | None = None
 
     # -- campaign.json ----------------------------------------------------------------
 
     def _write_meta(self, **updates: Any) -> None:
+        """Rewrite campaign.json. Once it was written, a failure to update it (disk full) is
+        one line on stderr, not the end of the campaign: the recorder reports that."""
         self._meta.update(updates)
-        write_json_atomic(self.dir / "campaign.json", self._meta)
+        try:
+            write_json_atomic(self.dir / "campaign.json", self._meta)
+        except OSError as exc:
+            if not self._meta_written:
+                raise
+            print(
+                f"lkload: could not update {self.dir / 'campaign.json'}: {exc.strerror or exc}",
+                file=sys.stderr,
+            )
+            return
+        self._meta_written = True
+
+    def _write_final_meta(self, **updates: Any) -> None:
+        """The last campaign.json, with the reserve given back first: on a full disk that
+        is what makes room for it."""
+        (self.dir / RESERVE_NAME).unlink(missing_ok=True)
+        self._write_meta(**updates)
+
+    def _open_results(self) -> Recorder:
+        """The results directory, its files and a disk reserve, before any load: a directory
+        that cannot be written is one clear line (exit 2), not a failure mid-campaign."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with open(self.dir / RESERVE_NAME, "wb") as fh:
+                fh.write(b"\0" * RESERVE_BYTES)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return Recorder(self.dir, worker=self.worker, max_pending=self.recorder_max_pending)
+        except OSError as exc:
+            raise UsageError(
+                f"results directory {self.dir}: {exc.strerror or exc}; pass --results DIR "
+                "on a disk this user can write with free space"
+            ) from None
 
     # -- the run ----------------------------------------------------------------------
 
     def run(self) -> CampaignResult:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        recorder = Recorder(self.dir, worker=self.worker, max_pending=self.recorder_max_pending)
-        self._write_meta(
-            id=self.id,
-            schema_version=SCHEMA_VERSION,
-            status="running",
-            started=time.time(),
-            ended=None,
-            scenario=self.scenario.model_dump(mode="json"),
-            targets=self.scenario.targets.model_dump(mode="json"),
-            target={"url": None, "embedded": self.deployment is None},
-            versions=versions(None),
-            hosts={self.worker: host_info()},
-            command=[redact(a) for a in sys.argv],
-        )
+        recorder = self._open_results()
+        try:
+            self._write_meta(
+                id=self.id,
+                schema_version=SCHEMA_VERSION,
+                status="running",
+                started=time.time(),
+                ended=None,
+                scenario=self.scenario.model_dump(mode="json"),
+                targets=self.scenario.targets.model_dump(mode="json"),
+                target={"url": None, "embedded": self.deployment is None},
+                versions=versions(None),
+                hosts={self.worker: host_info()},
+                command=[redact(a) for a in sys.argv],
+            )
+        except OSError as exc:
+            recorder.close()
+            raise UsageError(
+                f"results directory {self.dir}: {exc.strerror or exc}; pass --results DIR "
+                "on a disk this user can write with free space"
+            ) from None
         recorder.event(
             "campaign_start",
             scenario=self.scenario.name,
@@ -121,6 +177,7 @@ class Campaign:
             deployment = self._start_target(recorder)
             if self.deployment is None:  # the CLI checked a --url target before anything
                 preflight(deployment)
+            self._first_scrape = self._prometheus_preflight()
             status = self._drive(deployment, recorder)
         except KeyboardInterrupt:
             status = "interrupted"
@@ -139,10 +196,59 @@ class Campaign:
             if self.server is not None:
                 self.server.stop()
             recorder.close()
-            self._write_meta(status=status, ended=time.time())
+            if recorder.error is not None:
+                status = "failed"
+            final: dict[str, Any] = {"status": status, "ended": time.time()}
+            if recorder.error is not None:
+                final["error"] = recorder.error
+            self._write_final_meta(**final)
         return CampaignResult(
-            self.dir, status, recorder.counts["samples"], recorder.counts["failures"]
+            self.dir,
+            status,
+            recorder.counts["samples"],
+            recorder.counts["failures"],
+            recorder.error or "",
         )
+
+    def _server_metrics_url(self) -> str | None:
+        """The embedded server's own Prometheus port, else the deployment's --prometheus."""
+        if self.server is not None:
+            return f"http://127.0.0.1:{self.server.ports.prometheus}/metrics"
+        return self.prometheus_url
+
+    def _prometheus_preflight(self) -> prometheus.ServerScrape | None:
+        """One scrape before any load: a wrong or unreachable --prometheus is one line."""
+        url = self._server_metrics_url()
+        if url is None:
+            return None
+        # the embedded server's metrics listener may open a moment after its HTTP port
+        first = (
+            prometheus.preflight(url, attempts=10, what="the embedded server's Prometheus port")
+            if self.server is not None
+            else prometheus.preflight(url)
+        )
+        target = dict(self._meta.get("target") or {})
+        target["prometheus"] = url
+        updates: dict[str, Any] = {"target": target}
+        if self.server is None:
+            # The server's machine, as far as its scrape tells: GOMAXPROCS is the CPUs its Go
+            # runtime may use (container-aware), the denominator of server CPU %.
+            server: dict[str, Any] = {"hostname": "server (from its Prometheus endpoint)"}
+            cores = first.get("gomaxprocs")
+            if cores:
+                server["cores"] = int(cores)
+                server["cores_from"] = "go_sched_gomaxprocs_threads"
+            if self.server_memory_mb:
+                server["mem_total_mb"] = self.server_memory_mb
+            target["server_host"] = "server"
+            updates["hosts"] = {**self._meta.get("hosts", {}), "server": server}
+        self._write_meta(**updates)
+        return first
+
+    def _server_memory_bytes(self) -> float | None:
+        if self.server is not None:  # the embedded server runs on this machine
+            return float(psutil.virtual_memory().total)
+        return self.server_memory_mb * 1_048_576 if self.server_memory_mb else None
 
     def _start_target(self, recorder: Recorder) -> Deployment:
         if self.deployment is not None:
@@ -189,9 +295,20 @@ class Campaign:
         )
         monitor.watch(f"generator:{self.worker}", os.getpid())
         monitor.watch_host(f"host:{self.worker}")
-        if self.server is not None and self.server.pid is not None:
-            monitor.watch("server", self.server.pid)
         monitor.start()
+        # The server's CPU and memory come from its own Prometheus endpoint, embedded or not.
+        url = self._server_metrics_url()
+        scraper = (
+            prometheus.PrometheusMonitor(
+                url,
+                emit=lambda r: self._on_resource(r, recorder),
+                on_scrape=recorder.scrape,
+                memory_total_bytes=self._server_memory_bytes(),
+                first=self._first_scrape,
+            ).start()
+            if url is not None
+            else None
+        )
 
         factory = ParticipantFactory(
             scenario=scenario,
@@ -290,6 +407,8 @@ class Campaign:
                         )
                         self._abort = "server_lost"
                         state.server_lost = f"server lost: livekit-server exited with {code}"
+                    if recorder.error is not None and self._abort is None:
+                        self._abort = "results_write_failed"
                     if self._abort is not None:
                         break
                 if self._abort is not None:
@@ -316,6 +435,8 @@ class Campaign:
             relay_greenlet.kill(block=False)
             bridge.stop()
             monitor.stop()
+            if scraper is not None:
+                scraper.stop()
             self._write_locust_csv(env)
             runner.quit()
         return status

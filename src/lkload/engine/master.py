@@ -102,6 +102,8 @@ class MasterCampaign(Campaign):
         bind_port: int = DEFAULT_MASTER_PORT,
         workers_timeout_s: float = 60.0,
         server_bind: str = "127.0.0.1",
+        prometheus_url: str | None = None,
+        server_memory_mb: float | None = None,
         cluster_key: str,
     ) -> None:
         super().__init__(
@@ -112,6 +114,8 @@ class MasterCampaign(Campaign):
             web_port=web_port,
             progress=progress,
             worker="master",
+            prometheus_url=prometheus_url,
+            server_memory_mb=server_memory_mb,
         )
         if expect_workers < 1:
             raise UsageError("--expect-workers must be at least 1")

@@ -104,7 +104,7 @@ def resource_from_wire(w: list[Any], worker: str) -> ResourceSample:
         source=f"{kind}:{worker}",
         cpu_pct=float(cpu),
         rss_mb=float(rss),
-        mem_pct=float(mem),
+        mem_pct=None if mem is None else float(mem),
         threads=int(threads),
         fds=int(fds),
     )

@@ -3,10 +3,16 @@
 Any thread may call `record`; one writer thread appends to the files and flushes at least
 every `flush_s`, so a crash or SIGKILL loses at most that much. The queue is bounded:
 when the disk falls behind, producers wait (back-pressure) rather than memory growing.
+
+A write that fails (disk full, I/O error) stops the writing for good: `error` says which
+file and why in one line, the files are flushed and closed as far as the disk allows, and
+everything recorded after it is dropped at once, so no producer waits on a queue nobody
+empties. The campaign watches `error` and stops (engine/campaign.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -17,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from lkload.metrics.prometheus import SERVER_METRICS_COLUMNS, ServerScrape
 from lkload.metrics.redact import redact
 from lkload.metrics.schema import RESOURCE_COLUMNS, SAMPLE_COLUMNS, ResourceSample, Sample
 
@@ -35,8 +42,12 @@ def _clean(value: Any) -> Any:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_clean(data), indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(_clean(data), indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a half-written copy must not hold the space
+        raise
 
 
 class Recorder:
@@ -55,13 +66,15 @@ class Recorder:
         (directory / "samples").mkdir(parents=True, exist_ok=True)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._listeners: list[Callable[[Sample], None]] = []
-        self.counts = {"samples": 0, "failures": 0, "resources": 0, "events": 0}
-        self._files: list[TextIO] = []
-        self._samples_csv = self._open_csv(
-            directory / "samples" / f"samples-{_safe(worker)}.csv", SAMPLE_COLUMNS
-        )
+        self.counts = {"samples": 0, "failures": 0, "resources": 0, "events": 0, "scrapes": 0}
+        self.error: str | None = None  # the failed write, one line; set once, by the writer
+        self._files: dict[TextIO, Path] = {}
+        self._samples_path = directory / "samples" / f"samples-{_safe(worker)}.csv"
+        self._samples_csv = self._open_csv(self._samples_path, SAMPLE_COLUMNS)
         self._resources_csv = self._open_csv(directory / "resources.csv", RESOURCE_COLUMNS)
-        self._timeline = self._open(directory / "timeline.jsonl")
+        self._timeline_path = directory / "timeline.jsonl"
+        self._timeline = self._open(self._timeline_path)
+        self._scrapes_csv: Any = None  # server_metrics.csv, opened by the first scrape
         self._thread = threading.Thread(target=self._run, name="lkload-recorder", daemon=True)
         self._closed = False
         self._thread.start()
@@ -75,15 +88,23 @@ class Recorder:
     def record(self, sample: Sample) -> None:
         for listener in self._listeners:
             listener(sample)
-        self._queue.put(sample)
+        self._put(sample)
 
     def resource(self, sample: ResourceSample) -> None:
-        self._queue.put(sample)
+        self._put(sample)
+
+    def scrape(self, scrape: ServerScrape) -> None:
+        """One scrape of the server's Prometheus endpoint (server_metrics.csv)."""
+        self._put(scrape)
 
     def event(self, event: str, **fields: Any) -> None:
         """A timeline line: tier start/hold/end, worker joined/lost, server died, abort."""
         fields.setdefault("t", time.time())
-        self._queue.put({"event": event, **fields})
+        self._put({"event": event, **fields})
+
+    def _put(self, item: Any) -> None:
+        if self.error is None:  # after a failed write nothing more is written
+            self._queue.put(item)
 
     @property
     def pending(self) -> int:
@@ -102,7 +123,7 @@ class Recorder:
 
     def _open(self, path: Path) -> TextIO:
         fh = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in _run
-        self._files.append(fh)
+        self._files[fh] = path
         return fh
 
     def _open_csv(self, path: Path, columns: tuple[str, ...]) -> Any:
@@ -117,28 +138,65 @@ class Recorder:
     def _run(self) -> None:
         last_flush = time.monotonic()
         stopping = False
-        while not stopping:
-            timeout = max(0.0, self.flush_s - (time.monotonic() - last_flush))
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            # Drain what is already there in one go, then flush.
-            while item is not None:
-                if item is _STOP:
-                    stopping = True
-                else:
-                    self._write(item)
+        path: Path | None = None  # the file being written, for the error line
+        try:
+            while not stopping:
+                timeout = max(0.0, self.flush_s - (time.monotonic() - last_flush))
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=timeout)
                 except queue.Empty:
                     item = None
-            if stopping or time.monotonic() - last_flush >= self.flush_s:
-                for fh in self._files:
-                    fh.flush()
-                last_flush = time.monotonic()
+                # Drain what is already there in one go, then flush.
+                while item is not None:
+                    if item is _STOP:
+                        stopping = True
+                    else:
+                        path = self._path_of(item)
+                        self._write(item)
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        item = None
+                if stopping or time.monotonic() - last_flush >= self.flush_s:
+                    for fh, file_path in self._files.items():
+                        path = file_path  # a flush that fails names this file
+                        fh.flush()
+                    last_flush = time.monotonic()
+        except Exception as exc:  # disk full, I/O error, or a bug: never die silently
+            self._fail(path, exc)
+            stopping = self._discard_until_stop(stopping)
         for fh in self._files:
-            fh.close()
+            # the buffered rest may not fit either: what is on disk stays
+            with contextlib.suppress(OSError):
+                fh.close()
+
+    def _fail(self, path: Path | None, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            where = f"{exc.filename or path or self.directory}"
+            why = f"{exc.strerror or exc} [errno {exc.errno}]"
+        else:
+            where, why = f"{path or self.directory}", f"{type(exc).__name__}: {exc}"
+        self.error = f"cannot write {where}: {why}"
+        for fh in self._files:  # save what still fits
+            with contextlib.suppress(OSError):
+                fh.flush()
+
+    def _discard_until_stop(self, stopping: bool) -> bool:
+        """After a failed write: empty the queue as fast as producers fill it (they must
+        never block on it) until close() asks to stop."""
+        while not stopping:
+            item = self._queue.get()
+            stopping = item is _STOP
+        return stopping
+
+    def _path_of(self, item: Any) -> Path:
+        if isinstance(item, Sample):
+            return self._samples_path
+        if isinstance(item, ResourceSample):
+            return self.directory / "resources.csv"
+        if isinstance(item, ServerScrape):
+            return self.directory / "server_metrics.csv"
+        return self._timeline_path
 
     def _write(self, item: Any) -> None:
         if isinstance(item, Sample):
@@ -149,6 +207,13 @@ class Recorder:
         elif isinstance(item, ResourceSample):
             self._resources_csv.writerow(item.row())
             self.counts["resources"] += 1
+        elif isinstance(item, ServerScrape):
+            if self._scrapes_csv is None:
+                self._scrapes_csv = self._open_csv(
+                    self.directory / "server_metrics.csv", SERVER_METRICS_COLUMNS
+                )
+            self._scrapes_csv.writerow(item.row())
+            self.counts["scrapes"] += 1
         else:
             self._timeline.write(json.dumps(_clean(item), default=str) + "\n")
             self.counts["events"] += 1

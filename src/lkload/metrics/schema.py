@@ -138,7 +138,7 @@ class ResourceSample:
     source: str  # "server" or "generator:<worker>"
     cpu_pct: float  # percent of one core (100 = one core busy)
     rss_mb: float
-    mem_pct: float  # RSS as percent of the machine's memory
+    mem_pct: float | None  # RSS as percent of the machine's memory; None: total unknown
     threads: int = 0
     fds: int = 0
 
@@ -148,7 +148,7 @@ class ResourceSample:
             self.source,
             f"{self.cpu_pct:.1f}",
             f"{self.rss_mb:.1f}",
-            f"{self.mem_pct:.2f}",
+            "" if self.mem_pct is None else f"{self.mem_pct:.2f}",
             self.threads,
             self.fds,
         )

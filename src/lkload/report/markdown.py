@@ -66,6 +66,9 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
     if view.media_rows or view.coverage:
         md += ["### Received media", ""] + [f"- {_esc(c)}" for c in view.coverage]
         md += [""] + (_table(view.media_head, view.media_rows) if view.media_rows else [])
+    if view.server_rows:
+        md += ["### The server's own counts (its Prometheus endpoint) beside measured loss", ""]
+        md += _table(view.server_head, view.server_rows)
     md += ["### Teardown (reported, never judged)", "", _esc(view.teardown), ""]
     if view.teardown_rows:
         md += _table(view.teardown_head, view.teardown_rows)

@@ -26,6 +26,7 @@ VERDICT_COLORS = {
     "FAIL": "#c53030",
     "WARN": "#b7791f",
     "NOT MEASURED": "#718096",
+    "INCOMPLETE": "#805ad5",
 }
 KIND_COLORS = (
     "#c53030",

@@ -71,6 +71,14 @@ def tier_summary(tr: TierResult) -> dict[str, Any]:
         "server": _plain(tr.resources.server),
         "generators": _plain(tr.resources.generators),
         "hosts": _plain(tr.resources.hosts),
+        "server_side": None
+        if tr.server_side is None
+        else dict(
+            _plain(tr.server_side),
+            dropped_pct=tr.server_side.dropped_pct,
+            lost_in_pct=tr.server_side.lost_in_pct,
+            lost_out_pct=tr.server_side.lost_out_pct,
+        ),
         "checks": [dict(_plain(c), evidence=c.evidence) for c in tr.checks],
         "role_checks": [dict(_plain(c), evidence=c.evidence) for c in tr.verdict.checks],
     }

@@ -50,6 +50,7 @@ STYLES = {
     "WARN": "bold yellow",
     "FAIL": "bold red",
     "INCONCLUSIVE": "bold magenta",
+    "INCOMPLETE": "bold magenta",
     "NOT MEASURED": "dim",
 }
 

@@ -41,6 +41,7 @@ _CLASS = {
     "NOT MEASURED": "na",
     "PASS WITH WARNINGS": "warn",
     "INCONCLUSIVE": "na",
+    "INCOMPLETE": "na",
 }
 
 
@@ -117,6 +118,9 @@ class View:
     hosts: list[list[str]]
     scenario_rows: list[tuple[str, str]]
     target_rows: list[list[str]]
+    # the server's own packet counts beside the subscribers' loss (empty: nothing scraped)
+    server_head: list[str] = field(default_factory=list)
+    server_rows: list[list[Cell]] = field(default_factory=list)
     technical: tuple[tuple[str, str], ...] = TECHNICAL_SIGNOFF
     business: tuple[tuple[str, str], ...] = BUSINESS_SIGNOFF
     plots: list[dict[str, str]] = field(default_factory=list)
@@ -504,7 +508,50 @@ def build_view(a: Analysis) -> View:
         hosts=hosts,
         scenario_rows=scenario_rows,
         target_rows=target_rows,
+        server_head=SERVER_HEAD,
+        server_rows=[_server_row(t) for t in a.tiers if t.server_side is not None],
     )
+
+
+SERVER_HEAD = [
+    "Tier",
+    "Scrapes ok / failed",
+    "Dropped at the server's host (qdisc) of sent",
+    "Lost publisher → server",
+    "Lost server → subscribers (their RTCP)",
+    "Subscribers' measured loss_pct (mean)",
+    "Forward latency",
+    "Participants / rooms (max)",
+]
+
+
+def _count_share(n: float | None, share: float | None, of: float | None = None) -> str:
+    if n is None:
+        return "not measured"
+    text = f"{n:,.0f}" + (f" of {of:,.0f}" if of is not None else "")
+    return text + ("" if share is None else f" ({fmt(share, '%')})")
+
+
+def _plus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
+
+
+def _server_row(t: TierResult) -> list[Cell]:
+    s = t.server_side
+    assert s is not None
+    loss = t.stats.metrics.get("loss_pct")
+    measured = "—" if loss is None or not loss.count else fmt(loss.mean, "%")
+    sent = _plus(s.sent, s.dropped)
+    return [
+        Cell(f"T{t.tier} · {t.stats.size}"),
+        Cell(f"{s.scrapes} / {s.failed}", "warn" if s.failed else ""),
+        Cell(_count_share(s.dropped, s.dropped_pct, sent), "warn" if s.dropped else ""),
+        Cell(_count_share(s.lost_in, s.lost_in_pct, _plus(s.packets_in, s.lost_in))),
+        Cell(_count_share(s.lost_out, s.lost_out_pct, s.packets_out)),
+        Cell(measured, _check_cls(t.checks, "loss")),
+        Cell(ms(s.forward_latency_ms)),
+        Cell(f"{num(s.participants_max, 0)} / {num(s.rooms_max, 0)}"),
+    ]
 
 
 UNTRUSTED_WHY = {

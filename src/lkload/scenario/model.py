@@ -131,6 +131,17 @@ class Targets(Strict):
         return self.latency
 
 
+class ServerMetrics(Strict):
+    """Where the server under test tells its own CPU, memory and packet counts."""
+
+    # livekit-server's Prometheus endpoint (its prometheus_port), scraped each second when
+    # the campaign runs against --url; `lkload run --prometheus` overrides it. The embedded
+    # server's own port is always scraped.
+    prometheus: str | None = None
+    # Memory of the server's host, for memory %: the scrape gives the server's RSS only.
+    memory_mb: Annotated[float, Field(gt=0)] | None = None
+
+
 class Scenario(Strict):
     name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
     description: str = ""
@@ -147,6 +158,7 @@ class Scenario(Strict):
     recovery: Recovery | None = None
     rooms: RoomLayout = RoomLayout()
     targets: Targets = Targets()
+    server: ServerMetrics = ServerMetrics()
 
     @model_validator(mode="after")
     def _tiers_ascend(self) -> Scenario:

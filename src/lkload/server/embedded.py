@@ -111,6 +111,13 @@ class EmbeddedServer:
             "prometheus": {"port": self.ports.prometheus},
             "room": {"auto_create": True, "empty_timeout": 30, "departure_timeout": 5},
             "rtc": {
+                # livekit_forward_latency on /metrics: the SFU's mean transit time over
+                # the last 5 s (off by default: the gauge stays 0)
+                "forward_stats": {
+                    "summary_interval": "1s",
+                    "report_interval": "1s",
+                    "report_window": "5s",
+                },
                 "tcp_port": self.ports.rtc_tcp,
                 "port_range_start": self.ports.udp_start,
                 "port_range_end": self.ports.udp_end,
