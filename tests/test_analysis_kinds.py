@@ -78,6 +78,7 @@ def _healthy(c: Campaign, rng: np.random.Generator) -> None:
     """Every kind of attempt, all ok, in every tier: arrivals in the ramp, the rest in
     the hold (many data messages, fewer of everything else)."""
     _arrivals(c, rng)
+    c.add_resources("server", 10.0, 100.0, 1.0)  # server CPU/memory measured
     before = 0
     for p in c.plans:
         new = p.size - before
@@ -167,6 +168,7 @@ def test_fewer_connected_over_the_hold_than_the_budget_allows_fails(tmp_path: Pa
     c.add(2, "ramp", "join_ms", _vals(rng, 8, 60), rng=rng)
     for p in c.plans:
         c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 5_000, 8), rng=rng)
+    c.add_resources("server", 10.0, 100.0, 1.0)  # server CPU/memory measured
     a = analyze(c.write(tmp_path / "r"))
     t2 = a.tier(2)
     over = t2.stats.connected_over_hold

@@ -34,6 +34,7 @@ def _two_tiers(teardown_event: bool, recovery_s: float | None = None) -> Campaig
         teardown_s=10.0,
         teardown_event=teardown_event,
     )
+    c.add_resources("server", 10.0, 100.0, 1.0)  # server CPU/memory measured
     c.add(1, "ramp", "join_ms", _vals(rng, 10, 60), rng=rng)
     c.add(2, "ramp", "join_ms", _vals(rng, 10, 60), rng=rng)
     for p in c.plans:
@@ -130,6 +131,7 @@ def test_rows_belong_to_the_span_containing_their_time_not_their_tag(tmp_path: P
     c.add(1, "hold", "data_e2e_ms", None, failures=50, error="media", t=np.full(50, r0 + 0.5))
     s0, _ = c.window(2, "settle")
     c.add(1, "hold", "join_ms", None, failures=1, error="signal", t=np.array([s0 + 1.0]))
+    c.add_resources("server", 10.0, 100.0, 1.0)  # server CPU/memory measured
     a = analyze(c.write(tmp_path / "r"))
     assert a.tier(1).stats.kinds["data"].failures == 0
     assert a.tier(1).verdict.status is Status.PASS

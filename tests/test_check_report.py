@@ -21,6 +21,7 @@ EVIL = "<img src=x onerror=alert(1)>"
 def _campaign(tmp_path: Path) -> Path:
     c = Campaign(tiers=((10, "baseline"), (25, "acceptable")), recovery_s=None)
     add_healthy(c, np.random.default_rng(3))
+    c.add_resources("server", 10.0, 100.0, 1.0)  # server CPU/memory measured
     return c.write(tmp_path / "results" / "synthetic-20260101-000000")
 
 

@@ -77,9 +77,10 @@ def add_check_flags(p: argparse.ArgumentParser, with_url: bool) -> None:
         metavar="URL",
         help="redis://[:PASSWORD@]HOST[:PORT][/DB] (prefer $REDIS_PASSWORD for the password)",
     )
-    g.add_argument(
-        "--prometheus", metavar="URL", help="the server's metrics page, http(s)://…/metrics"
-    )
+    if with_url:  # `run` has its own --prometheus (scraped through the load, checked too)
+        g.add_argument(
+            "--prometheus", metavar="URL", help="the server's metrics page, http(s)://…/metrics"
+        )
     g.add_argument(
         "--prometheus-server",
         metavar="URL",
