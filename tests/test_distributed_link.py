@@ -105,6 +105,7 @@ def test_a_listener_on_the_link_sees_no_token_and_no_plaintext(tmp_path: Path) -
             threading.Event().wait(0.1)
         assert key_file is not None, c.log("master")
         assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+        key = key_file.read_text().strip()
         real_port, c.port = c.port, tap.port  # the worker goes through the tap
         c.worker("w1", "--cluster-key-file", str(key_file), key="")
         c.port = real_port
@@ -118,8 +119,8 @@ def test_a_listener_on_the_link_sees_no_token_and_no_plaintext(tmp_path: Path) -
         assert not has_token(text) and "eyJ" not in text
         for plain in ("link-test", "p00000", "join_ms", c.results().name, "room"):
             assert plain not in text, plain
-        key = key_file.read_text().strip()
         assert key not in text
+        assert not key_file.parent.exists()  # removed when the master exited
         written = "".join(p.read_text(errors="replace") for p in c.results().rglob("*.*"))
         assert key not in written + c.log("master") + c.log("w1")
     finally:

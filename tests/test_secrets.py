@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from helpers import LKLOAD, ROOT, has_token, lkload, read_timeline, run_args, write_scenario
@@ -99,7 +100,19 @@ def test_url_campaign_holds_no_secret(tmp_path: Path) -> None:
             "LIVEKIT_API_KEY": creds.api_key,
             "LIVEKIT_API_SECRET": creds.api_secret,
         }
-        proc = lkload(*run_args(scenario, tmp_path, "--url", srv.url), env=env, timeout=150)
+        metrics = f"http://127.0.0.1:{srv.ports.prometheus}/metrics"
+        mem_mb = str(psutil.virtual_memory().total // 2**20)  # the server's host: this one
+        args = run_args(
+            scenario,
+            tmp_path,
+            "--url",
+            srv.url,
+            "--prometheus",
+            metrics,
+            "--server-memory-mb",
+            mem_mb,
+        )
+        proc = lkload(*args, env=env, timeout=150)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "campaign completed" in proc.stderr
     written = _everything_written(tmp_path / "results", tmp_path / "reports")
