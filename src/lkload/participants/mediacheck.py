@@ -17,6 +17,10 @@ from lkload.participants.base import (
 )
 
 RX_METRIC = "rx_kbps"
+# A track's first seconds are not held to the nominal bitrate: a sender's bandwidth estimate
+# starts low and ramps up (measured: an sdk publisher's 300 kbps video arrived at ~110 kbps
+# in its first second, at the nominal rate from the third). A stall in them still counts.
+RX_GRACE_S = 5.0
 
 
 def nominal_kbps(ctx: ParticipantContext, kind: str) -> float:
@@ -25,10 +29,11 @@ def nominal_kbps(ctx: ParticipantContext, kind: str) -> float:
     return float(layout.audio_bitrate_kbps if kind == "audio" else layout.video_bitrate_kbps)
 
 
-def sends_nominal(attributes: Mapping[str, str]) -> bool:
-    """Only lkload's own publishers send the scenario's bitrates; anybody else's tracks
-    (a browser in the room) are reported but not held to them."""
-    return attributes.get(ENGINE_ATTRIBUTE) in LKLOAD_ENGINES
+def judged(attributes: Mapping[str, str], since_first_packet_s: float) -> bool:
+    """Whether a track's rx_kbps is held to the nominal bitrate: only lkload's own
+    publishers send the scenario's bitrates (anybody else's tracks, e.g. a browser's, are
+    reported but not judged), and only after the track's ramp-up (RX_GRACE_S)."""
+    return attributes.get(ENGINE_ATTRIBUTE) in LKLOAD_ENGINES and since_first_packet_s >= RX_GRACE_S
 
 
 def capture_clock(attributes: Mapping[str, str]) -> bool:

@@ -681,9 +681,9 @@ class AiortcParticipant(Participant):
             if st is None:
                 continue  # nothing received yet: first_track_ms decides
             attrs = self._attrs_of(sid)
-            mediacheck.rx_row(
-                self.ctx, st.rx_kbps, account.kind, ref, mediacheck.sends_nominal(attrs)
-            )
+            first = account.first_packet_at or now
+            judged = mediacheck.judged(attrs, now - first)
+            mediacheck.rx_row(self.ctx, st.rx_kbps, account.kind, ref, judged)
             if st.loss_pct is not None:
                 self.ctx.ok("loss_pct", st.loss_pct, track=ref)
             if st.jitter_ms is not None:

@@ -20,8 +20,9 @@ __all__ = ["IntervalStats", "TrackAccount"]
 
 MAX_E2E_SAMPLES = 2000  # per interval: bounded memory whatever the packet rate
 MAX_STALLS = 100  # stalls kept between two stats intervals
-# media_e2e_ms: the first packet of at most one frame per 100 ms per track (10 samples a
-# second; every audio frame would be 50, with 5x the work per packet), each its own row.
+# media_e2e_ms: the first frame at or after each 100 ms tick per track (10 samples a second
+# while frames are at most 100 ms apart, fewer for sparser frames; every audio frame would
+# be 50, with 5x the work per packet), each its own row.
 E2E_SAMPLE_EVERY_S = 0.1
 
 
@@ -138,7 +139,10 @@ class TrackAccount:
         if ts != self._last_ts:
             self._last_ts = ts
             if arrival >= self._next_e2e:
-                self._next_e2e = arrival + E2E_SAMPLE_EVERY_S
+                # a 100 ms grid (not 100 ms after the previous sample: with jitter that is
+                # one frame more, every time): 10 samples a second whatever the frame rate
+                grid = self._next_e2e + E2E_SAMPLE_EVERY_S
+                self._next_e2e = grid if grid > arrival else arrival + E2E_SAMPLE_EVERY_S
                 clock = self.clocks.get(ssrc)
                 if clock is not None:
                     capture = clock.capture_time(ts)
