@@ -21,6 +21,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from livekit import rtc
 
@@ -95,7 +96,7 @@ async def _answered(request: asyncio.Future[None], echoed: asyncio.Future[None])
     await echoed
 
 
-def _retrieve(task: asyncio.Future[None]) -> None:
+def _retrieve(task: asyncio.Future[Any]) -> None:
     """Done callback: take a finished request's exception, so it is never 'unretrieved'."""
     if not task.cancelled():
         task.exception()
@@ -253,10 +254,10 @@ class SdkParticipant(Participant):
 
     async def run(self) -> None:
         plan = self.ctx.plan
-        # Tell the others what we are (informational: we set no capture-clock attribute, so
-        # nobody takes media_e2e_ms from our tracks; libwebrtc's SR mapping runs ahead).
-        with contextlib.suppress(Exception):
-            await self.room.local_participant.set_attributes({ENGINE_ATTRIBUTE: self.engine})
+        # Tell the others what we are (no capture-clock attribute: libwebrtc's SR mapping runs
+        # ahead of its packets, so nobody takes media_e2e_ms from our tracks). Not awaited
+        # here: the SDK can lose the answer (see _answered).
+        self._spawn(self._announce())
         if plan.publisher:
             if plan.layout.audio:
                 await self._publish_audio()
@@ -268,6 +269,10 @@ class SdkParticipant(Participant):
         self._spawn(self._signal_pings())
         await self._ended.wait()
 
+    async def _announce(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.room.local_participant.set_attributes({ENGINE_ATTRIBUTE: self.engine})
+
     def _spawn(self, coro: object) -> None:
         self._tasks.append(asyncio.ensure_future(coro))  # type: ignore[arg-type]
 
@@ -275,16 +280,40 @@ class SdkParticipant(Participant):
         """One publish_ms row: publish_track called -> the server accepted the track (the
         SDK returns after the server's TrackPublishedResponse). A refusal or error is a
         failure row and the session goes on without the track."""
-        start = time.perf_counter()
-        try:
-            pub = await self.room.local_participant.publish_track(track, options)
-        except Exception as exc:
-            if self._leaving:
-                return False  # asked to leave meanwhile: withdrawn, no row
-            kind = FailureKind.DISCONNECT if self._ended.is_set() else None
-            kind = kind or classify_publish_error(str(exc))
-            self.ctx.fail(PUBLISH_METRIC, kind, detail=f"{type(exc).__name__}: {exc}")
+        local = self.room.local_participant
+        perm = local.permissions
+        sources = list(perm.can_publish_sources)
+        if not perm.can_publish or (sources and options.source not in sources):
+            # the server refuses it, and the SDK would wait for an answer that never comes
+            detail = "the token does not allow publishing this track (can_publish)"
+            self.ctx.fail(PUBLISH_METRIC, FailureKind.AUTH, detail=detail)
             return False
+        limit = self.ctx.plan.join_timeout_s
+        start = time.perf_counter()
+        # Bounded, and given up when the session ends, but never cancelled (as connect)
+        publishing = asyncio.ensure_future(local.publish_track(track, options))
+        publishing.add_done_callback(_retrieve)
+        ended = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait(
+                {publishing, ended}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ended.cancel()
+        if self._leaving:
+            return False  # asked to leave meanwhile: withdrawn, no row
+        exc = publishing.exception() if publishing.done() else None
+        if not publishing.done() or exc is not None:
+            if self._ended.is_set():
+                kind, detail = FailureKind.DISCONNECT, "the session ended while publishing"
+            elif exc is None:
+                kind, detail = FailureKind.TIMEOUT, f"not published within {limit:g} s"
+            else:
+                kind = classify_publish_error(str(exc))
+                detail = f"{type(exc).__name__}: {exc}"
+            self.ctx.fail(PUBLISH_METRIC, kind, detail=detail)
+            return False
+        pub = publishing.result()
         ref = TrackRef(self.ctx.plan.identity, pub.sid)
         self.ctx.ok(PUBLISH_METRIC, (time.perf_counter() - start) * 1000, track=ref)
         return True
