@@ -125,7 +125,7 @@ async def media_truth(srv: EmbeddedServer) -> dict[str, object]:
             publisher=pub,
             layout=layout,
             ice_addresses=ips,
-            stats_interval_s=1.0,
+            stats_interval_s=2.0,  # the scenario default
             engine=engine,
         )
 

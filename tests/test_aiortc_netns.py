@@ -136,18 +136,18 @@ def test_stalls_departures_and_track_columns(sub: str, media_truth: dict) -> Non
     bad = _of(rows, sub, "rx_kbps", ok=False)
     assert bad and all(r["track"] == pub1_audio and "kbps <" in r["detail"] for r in bad), bad
     assert all(
-        times["short"] < r["written"] < times["short"] + 2.5
-        or times["pause"] < r["written"] < times["resume"] + 1.5
+        times["short"] < r["written"] < times["short"] + 3.5
+        or times["pause"] < r["written"] < times["resume"] + 2.5
         for r in bad
     ), (bad, times)
-    assert len([r for r in bad if r["written"] > times["pause"]]) >= 3  # 3.5 s of 1 s intervals
+    assert [r for r in bad if r["written"] > times["pause"]]  # 3.5 s spans a 2 s interval
     # pub3 is an sdk publisher: its tracks arrive at the nominal bitrates (no failure)
     assert [r for r in mine if r["publisher"] == "pub3" and not r["ok"]] == []
     # pub2 left: its track writes nothing once the departure is known (< 1.5 s), and
     # wrote until then
     pub2_rows = [r for r in mine if r["track"] == pub2_audio]
     assert [r for r in pub2_rows if r["written"] > times["leave"] + 1.5] == [], times
-    assert [r for r in pub2_rows if times["leave"] - 2 < r["written"] < times["leave"]]
+    assert [r for r in pub2_rows if times["leave"] - 2.5 < r["written"] < times["leave"]]
     # the others' tracks kept writing after it
     assert [r for r in mine if r["written"] > times["leave"] + 2 and r["publisher"] == "pub1"]
     assert len(_of(rows, sub, "join_ms")) == len(_of(rows, sub, "session_s")) == 1

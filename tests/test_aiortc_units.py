@@ -55,6 +55,7 @@ def test_track_account_loss_jitter_and_e2e() -> None:
     for s in seqs:
         i = s - 65530
         acc.on_rtp(_pkt(s, 1000 + 960 * i), t0 + 0.02 * i + 0.003)
+    assert acc.interval(t0 + 0.2, min_s=0.5) is None  # too short: joins the next interval
     st = acc.interval(t0 + 0.003 + 1.0)  # one second since the first packet
     assert st is not None
     assert st.loss_pct == pytest.approx(2 / 20 * 100)

@@ -546,8 +546,8 @@ class SdkParticipant(Participant):
     def _report(self, rx: _Rx, inbound: object, now: float) -> None:
         i = inbound  # type: ignore[assignment]
         dt = now - rx.iv_t
-        if dt <= 0:
-            return
+        if dt < self.ctx.plan.stats_interval_s / 2:
+            return  # started just before: joins the next interval (as the aiortc engine)
         rx_bytes = int(i.inbound.bytes_received)  # type: ignore[attr-defined]
         received = int(i.received.packets_received)  # type: ignore[attr-defined]
         lost = int(i.received.packets_lost)  # type: ignore[attr-defined]

@@ -677,9 +677,11 @@ class AiortcParticipant(Participant):
                 continue  # not announced (yet): nobody to name, nothing to judge
             ref = self._ref(sid)
             self._write_stalls(account, ref, None)
-            st = account.interval(now)
+            # a track that started just before this tick joins the next interval: a few ms
+            # holding a keyframe would read as megabits
+            st = account.interval(now, min_s=self.ctx.plan.stats_interval_s / 2)
             if st is None:
-                continue  # nothing received yet: first_track_ms decides
+                continue  # nothing received yet (first_track_ms decides), or just started
             attrs = self._attrs_of(sid)
             first = account.first_packet_at or now
             judged = mediacheck.judged(attrs, now - first)

@@ -200,11 +200,12 @@ class TrackAccount:
         stalls, self.stalls = self.stalls, []
         return stalls
 
-    def interval(self, now: float) -> IntervalStats | None:
+    def interval(self, now: float, min_s: float = 0.0) -> IntervalStats | None:
         """Statistics since the previous call (or the first packet, if later); resets the
-        interval counters. None before the first packet or for an empty span."""
+        interval counters. None (and nothing reset: the span joins the next interval)
+        before the first packet or for a span shorter than `min_s`."""
         seconds = now - self._iv_since
-        if self.first_packet_at is None or seconds <= 0:
+        if self.first_packet_at is None or seconds <= 0 or seconds < min_s:
             return None
         expected = self._iv_expected
         received = self._iv_packets  # includes late/duplicate packets, as RFC 3550 does
