@@ -241,3 +241,14 @@ class DelayRelay(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+async def mute_track(participant, kind: str, muted: bool) -> None:  # type: ignore[no-untyped-def]
+    """Mute an aiortc publisher's track of `kind` as a browser does: tell the server
+    (MuteTrackRequest, relayed to subscribers as the track's `muted`) and stop sending."""
+    from livekit.protocol import rtc as pr
+
+    (track,) = [t for t in participant.tracks if t.kind == kind]
+    sid = participant._published[track.id].result().track.sid
+    await participant.signal.send(pr.SignalRequest(mute=pr.MuteTrackRequest(sid=sid, muted=muted)))
+    pause_media(participant, kind, paused=muted)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from aiortc_fixtures import Rows, make_ctx, pause_media  # noqa: E402
+from aiortc_fixtures import Rows, make_ctx, mute_track, pause_media  # noqa: E402
 
 from lkload.participants import create_participant  # noqa: E402
 from lkload.scenario.model import RoomLayout  # noqa: E402
@@ -202,7 +202,51 @@ async def definitions(srv: EmbeddedServer) -> dict[str, object]:
     return {"joined": joined, "resumed": resumed, "rows": _rows(rows)}
 
 
+async def muted(srv: EmbeddedServer) -> dict[str, object]:
+    """A publisher mutes its audio for 3.5 s (tells the server and stops sending, as a
+    browser does): silent on purpose, so no stall and no bitrate failure; later its audio
+    stops for 3.0 s without a mute: one stall, so detection still works after an unmute."""
+    rows = Rows()
+    room = "muted"
+    ips = (os.environ["LKLOAD_ICE_IPS"],)
+    av = RoomLayout(audio=True, video=True, data=False)
+
+    def ctx(ident: str, engine: str, pub: bool):  # type: ignore[no-untyped-def]
+        return make_ctx(
+            srv, rows, ident, room, publisher=pub, layout=av, ice_addresses=ips, engine=engine
+        )
+
+    pub = create_participant("aiortc", ctx("pub", "aiortc", True))
+    subs = [
+        create_participant("sdk", ctx("sub-sdk", "sdk", False)),
+        create_participant("aiortc", ctx("sub-aiortc", "aiortc", False)),
+    ]
+    parts = [pub, *subs]
+    for p in parts:
+        await p.join()
+    tasks = [asyncio.create_task(p.run()) for p in parts]
+    times: dict[str, float] = {}
+    await asyncio.sleep(6)  # past the rx ramp-up grace
+    times["mute"] = time.time()
+    await mute_track(pub, "audio", True)
+    await asyncio.sleep(3.5)
+    await mute_track(pub, "audio", False)
+    times["unmute"] = time.time()
+    await asyncio.sleep(3)
+    times["pause"] = time.time()
+    pause_media(pub, "audio")
+    await asyncio.sleep(3.0)
+    pause_media(pub, "audio", paused=False)
+    times["resume"] = time.time()
+    await asyncio.sleep(3)
+    for p in (*subs, pub):
+        await p.leave()
+    await asyncio.wait(tasks, timeout=10)
+    return {"times": times, "rows": _rows(rows)}
+
+
 CASES = {
+    "muted": muted,
     "media_truth": media_truth,
     "definitions": definitions,
     "aiortc_to_sdk": lambda srv: mixed(srv, "aiortc"),

@@ -202,3 +202,19 @@ def test_join_and_first_track_mean_the_same_in_both_engines() -> None:
     # publishing is not part of joining: the publisher's publish_ms rows come after its join
     pub_rows = [r for r in rows if r["identity"] == "pub"]
     assert [r["metric"] for r in pub_rows[:3]] == ["join_ms", "publish_ms", "publish_ms"]
+
+
+def test_a_muted_track_is_no_stall_but_a_silent_one_is() -> None:
+    """A publisher mutes its audio for 3.5 s (server told, nothing sent): no stall and no
+    bitrate failure at a subscriber of either engine. Its audio then stops for 3.0 s
+    without a mute: one stall of ~3.0 s from then, and failing rx_kbps intervals."""
+    res = _run_case("muted")
+    rows, times = res["rows"], res["times"]
+    for sub in ("sub-sdk", "sub-aiortc"):
+        bad = [r for r in rows if r["identity"] == sub and not r["ok"]]
+        (stall,) = [r for r in bad if r["metric"] == "media_stall_s"]
+        tol = 0.25 if sub == "sub-aiortc" else 0.8
+        assert abs(stall["value"] - 3.0) < tol and abs(stall["at"] - times["pause"]) < 0.25
+        rx = [r for r in bad if r["metric"] == "rx_kbps"]
+        assert rx and all(times["pause"] < r["written"] < times["resume"] + 1.5 for r in rx)
+        assert {r["metric"] for r in bad} == {"media_stall_s", "rx_kbps"}, bad

@@ -71,6 +71,9 @@ class _Rx:
     poll_packets: int = 0
     rate: float = 0.0
     silent_since: float | None = None  # unix s: last packet before a silence seen by a poll
+    muted: bool = False  # the publisher muted it: silence is no stall, its rate not judged
+    muted_in_interval: bool = False
+    unmuted_at: float = 0.0  # unix s: silence counts from here at the earliest
 
 
 def _kind(track: rtc.Track) -> str:
@@ -227,6 +230,14 @@ class SdkParticipant(Participant):
             _t: rtc.Track, pub: rtc.RemoteTrackPublication, _p: rtc.RemoteParticipant
         ) -> None:
             self._drop(pub.sid)
+
+        @room.on("track_muted")
+        def _muted(_p: rtc.Participant, pub: rtc.TrackPublication) -> None:
+            self._set_muted(pub.sid, True)
+
+        @room.on("track_unmuted")
+        def _unmuted(_p: rtc.Participant, pub: rtc.TrackPublication) -> None:
+            self._set_muted(pub.sid, False)
 
         @room.on("track_unpublished")
         def _unpublished(pub: rtc.RemoteTrackPublication, _p: rtc.RemoteParticipant) -> None:
@@ -454,7 +465,8 @@ class SdkParticipant(Participant):
         ):
             return
         self._subscribed[pub.sid] = track
-        rx = _Rx(track, TrackRef(p.identity, pub.sid), _kind(track), p)
+        rx = _Rx(track, TrackRef(p.identity, pub.sid), _kind(track), p, muted=pub.muted)
+        rx.muted_in_interval = pub.muted
         self._rx[pub.sid] = rx
         self._spawn(self._first_packet(pub.sid, rx))
 
@@ -492,6 +504,21 @@ class SdkParticipant(Participant):
         if rx is not None:
             self._write_open_stall(rx, time.time())
 
+    def _set_muted(self, sid: str, muted: bool) -> None:
+        """A muted track is silent on purpose: a stall going on ends at the mute (written
+        now); silence is counted again from the unmute."""
+        rx = self._rx.get(sid)
+        if rx is None:
+            return
+        now = time.time()
+        if muted:
+            self._write_open_stall(rx, now)
+        else:
+            rx.unmuted_at = now
+        rx.silent_since = None
+        rx.muted = muted
+        rx.muted_in_interval = rx.muted_in_interval or muted
+
     def _write_open_stall(self, rx: _Rx, now: float) -> None:
         if rx.silent_since is not None and now - rx.silent_since > self.ctx.plan.stall_threshold_s:
             mediacheck.stall_row(self.ctx, rx.ref, rx.silent_since, now - rx.silent_since)
@@ -523,9 +550,11 @@ class SdkParticipant(Participant):
         i = inbound  # type: ignore[assignment]
         packets = int(i.received.packets_received)  # type: ignore[attr-defined]
         last = float(i.inbound.last_packet_received_timestamp) / 1000.0  # type: ignore[attr-defined]
-        if packets == rx.poll_packets:
+        if rx.muted:
+            pass  # silent on purpose
+        elif packets == rx.poll_packets:
             if rx.silent_since is None:  # silent for a whole poll: since its last packet
-                rx.silent_since = last if last > 0 else rx.poll_t
+                rx.silent_since = max(last if last > 0 else rx.poll_t, rx.unmuted_at)
         elif rx.silent_since is not None:
             # resumed between the previous poll and `last`: back from `last` by the packets
             # that came since, at the rate media flowed before the silence
@@ -554,6 +583,8 @@ class SdkParticipant(Participant):
         d_recv, d_lost = received - rx.iv_packets, max(0, lost - rx.iv_lost)
         kbps = (rx_bytes - rx.iv_bytes) * 8 / 1000 / dt
         judged = mediacheck.judged(rx.participant.attributes, now - rx.first_at)
+        judged = judged and not rx.muted_in_interval
+        rx.muted_in_interval = rx.muted
         mediacheck.rx_row(self.ctx, kbps, rx.kind, rx.ref, judged)
         if d_recv + d_lost > 0:
             self.ctx.ok("loss_pct", 100.0 * d_lost / (d_recv + d_lost), track=rx.ref)

@@ -83,6 +83,8 @@ class RemoteTrack:
 
     ref: TrackRef  # publisher identity and track sid
     publisher: str  # participant sid
+    muted: bool = False  # the publisher muted it: silence is no stall, its rate not judged
+    muted_in_interval: bool = False
 
 
 @dataclass(slots=True)
@@ -549,8 +551,12 @@ class AiortcParticipant(Participant):
             if ti.type not in (pm.TrackType.AUDIO, pm.TrackType.VIDEO) or gone:
                 continue
             live.add(ti.sid)
-            if ti.sid not in self._remote:
-                self._remote[ti.sid] = RemoteTrack(TrackRef(info.identity, ti.sid), info.sid)
+            remote = self._remote.get(ti.sid)
+            if remote is None:
+                remote = RemoteTrack(TrackRef(info.identity, ti.sid), info.sid)
+                self._remote[ti.sid] = remote
+            if ti.muted != remote.muted:
+                self._set_muted(ti.sid, remote, ti.muted)
             if ti.sid not in self._expected and ti.sid not in self._done_tracks:
                 self._expected[ti.sid] = ExpectedTrack(ti.sid, info.sid, max(now, self._joined_at))
         # withdrawn: the publisher left or unpublished before we received the track
@@ -564,13 +570,26 @@ class AiortcParticipant(Participant):
         if gone:
             self._peer_attrs.pop(info.sid, None)
 
+    def _set_muted(self, sid: str, remote: RemoteTrack, muted: bool) -> None:
+        """A muted track is silent on purpose: a stall going on ends at the mute (written
+        now); silence is counted again from the unmute."""
+        now = time.time()
+        account = self.counters.tracks.get(sid)
+        if account is not None:
+            if muted:
+                self._write_stalls(account, remote.ref, now)
+            elif account.first_packet_at is not None:
+                account.last_arrival = max(account.last_arrival, now)
+        remote.muted = muted
+        remote.muted_in_interval = remote.muted_in_interval or muted
+
     def _drop_track(self, sid: str, now: float) -> None:
         remote = self._remote.pop(sid, None)
         account = self.counters.tracks.pop(sid, None)
         if account is None or remote is None:
             return
         account.on_first = None
-        self._write_stalls(account, remote.ref, now)
+        self._write_stalls(account, remote.ref, None if remote.muted else now)
 
     def _write_stalls(self, account: TrackAccount, ref: TrackRef, now: float | None) -> None:
         """Stalls that ended, and with `now` the one going on (its duration so far)."""
@@ -684,7 +703,9 @@ class AiortcParticipant(Participant):
                 continue  # nothing received yet (first_track_ms decides), or just started
             attrs = self._attrs_of(sid)
             first = account.first_packet_at or now
-            judged = mediacheck.judged(attrs, now - first)
+            remote = self._remote[sid]
+            judged = mediacheck.judged(attrs, now - first) and not remote.muted_in_interval
+            remote.muted_in_interval = remote.muted
             mediacheck.rx_row(self.ctx, st.rx_kbps, account.kind, ref, judged)
             if st.loss_pct is not None:
                 self.ctx.ok("loss_pct", st.loss_pct, track=ref)
@@ -719,8 +740,9 @@ class AiortcParticipant(Participant):
         """Leaving: the stalls going on and the data messages still missing are written."""
         now = time.time()
         for sid, account in self.counters.tracks.items():
-            if sid in self._remote:
-                self._write_stalls(account, self._ref(sid), now)
+            remote = self._remote.get(sid)
+            if remote is not None:
+                self._write_stalls(account, remote.ref, None if remote.muted else now)
         self._write_lost(self._seqs.drain())
 
     # ---- release ------------------------------------------------------------------------
