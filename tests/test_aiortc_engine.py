@@ -692,3 +692,35 @@ def test_reordered_data_message_is_one_ok_row(lk_server):  # noqa: F811
     assert len(rows.of("data_e2e_ms", "rcv", ok=True)) == 5, data
     (lost,) = rows.of("data_e2e_ms", "rcv", ok=False)
     assert lost.error is FailureKind.MEDIA and "message 5 from snd" in lost.detail
+
+
+def test_data_that_cannot_be_sent_is_a_failure_at_the_sender(lk_server):  # noqa: F811
+    """Once its data channel had opened, a message the aiortc engine cannot send (channel
+    closed) is one data_e2e_ms failure at the sender, and keeps its sequence number, so
+    receivers see no gap for it."""
+
+    async def scenario() -> Rows:
+        rows = Rows()
+        layout = RoomLayout(audio=True, publishers_per_room=0, data=True, data_interval_s=0.2)
+        snd = AiortcParticipant(
+            make_ctx(lk_server, rows, "dsnd", "dclosed", publisher=False, layout=layout)
+        )
+        rcv = AiortcParticipant(
+            make_ctx(lk_server, rows, "drcv", "dclosed", publisher=False, layout=layout)
+        )
+        for p in (snd, rcv):
+            await p.join()
+        tasks = [asyncio.create_task(p.run()) for p in (snd, rcv)]
+        assert await wait_until(lambda: len(rows.of("data_e2e_ms", "drcv")) >= 5, 10)
+        assert snd._reliable is not None
+        snd._reliable.close()
+        await asyncio.sleep(1.5)
+        for p in (rcv, snd):
+            await p.leave()
+        await asyncio.gather(*tasks)
+        return rows
+
+    rows = asyncio.run(scenario())
+    failed = rows.of("data_e2e_ms", "dsnd", ok=False)
+    assert len(failed) >= 4 and all("send failed: data channel" in r.detail for r in failed)
+    assert not rows.of("data_e2e_ms", "drcv", ok=False)  # no gap: nothing was numbered

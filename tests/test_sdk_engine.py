@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 
 import pytest
@@ -205,3 +206,51 @@ def test_publish_data_errors_are_rows_and_data_keeps_flowing(server) -> None:
     assert len(received) >= 15, len(received)
     failed = [r for r in rows if r[0] == "data_e2e_ms" and not r[2]]
     assert failed == sent_fail
+
+
+def test_a_failing_stats_poll_is_an_internal_row_and_stats_go_on(server, monkeypatch) -> None:
+    """One exception in the sdk engine's periodic stats work is one `tick` internal row
+    (detail = the exception); its stats go on (as the aiortc engine's _tick)."""
+    from lkload.participants import sdk
+
+    real = sdk.SdkParticipant._poll
+    calls = [0]
+
+    def flaky(self, *args, **kw):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == 3:
+            raise RuntimeError("injected")
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(sdk.SdkParticipant, "_poll", flaky)
+    rows: list = []
+    layout = RoomLayout(audio=True, data=False)
+
+    async def go() -> None:
+        pub = create_participant("sdk", _rows_ctx(server, rows, "tpub", "r-tick", layout))
+        await pub.join()
+        sub_ctx = _rows_ctx(server, rows, "tsub", "r-tick", layout)
+        sub = create_participant(
+            "sdk",
+            ParticipantContext(
+                dataclasses.replace(sub_ctx.plan, publisher=False),
+                sub_ctx.target,
+                sub_ctx.emit,
+                "sdk",
+            ),
+        )
+        await sub.join()
+        tasks = [asyncio.ensure_future(p.run()) for p in (pub, sub)]
+        await asyncio.sleep(9)
+        for p in (sub, pub):
+            await p.leave()
+        await asyncio.wait(tasks, timeout=10)
+
+    asyncio.run(go())
+    ticks = [r for r in rows if r[0] == "tick"]
+    assert [(r[2], r[3], r[4]["detail"]) for r in ticks] == [
+        (False, FailureKind.INTERNAL, "RuntimeError: injected")
+    ]
+    assert calls[0] >= 6  # polls went on after the failure
+    assert len([r for r in rows if r[0] == "rx_kbps"]) >= 3
+    assert [(r[2], r[3]) for r in rows if r[0] == "session_s"] == [(True, None)] * 2

@@ -25,7 +25,7 @@ from typing import Any
 
 from livekit import rtc
 
-from lkload.metrics.schema import PUBLISH_METRIC, SESSION_METRIC, FailureKind
+from lkload.metrics.schema import PUBLISH_METRIC, SESSION_METRIC, TICK_METRIC, FailureKind
 from lkload.participants import mediacheck
 from lkload.participants.base import (
     ENGINE_ATTRIBUTE,
@@ -48,6 +48,7 @@ SIGNAL_PING_S = 5.0
 PING_ATTRIBUTE = "lkload_ping"
 FIRST_PACKET_POLL_S = 0.05  # first_track_ms resolution
 DATA_SEND_TIMEOUT_S = 5.0
+MAX_TICK_FAILURES = 5  # stats polls failing in a row before the participant gives up
 NOISE_FRAMES = 8  # distinct video frames cycled: content the encoder must spend its bitrate on
 
 
@@ -530,21 +531,35 @@ class SdkParticipant(Participant):
         poll interval) and write the rows every stats_interval_s."""
         plan = self.ctx.plan
         polls = max(1, math.ceil(plan.stats_interval_s / (plan.stall_threshold_s / 2)))
-        n = 0
+        n = failures = 0
         while True:
             await asyncio.sleep(plan.stats_interval_s / polls)
             n += 1
-            for sid, rx in list(self._rx.items()):
-                if not rx.started:
-                    continue
-                try:
-                    inbound = _inbound(await rx.track.get_stats())
-                except Exception:
-                    continue
-                if inbound is None or self._rx.get(sid) is not rx:
-                    continue
-                self._poll(rx, inbound, time.time(), report=n % polls == 0)
-            self._write_lost(self._seqs.lost(time.time()))
+            try:
+                await self._poll_all(report=n % polls == 0)
+                failures = 0
+            except Exception as exc:  # a bug of ours: one row, and the stats go on
+                failures += 1
+                log.exception("%s: stats poll failed", plan.identity)
+                detail = f"{type(exc).__name__}: {exc}"
+                self.ctx.fail(TICK_METRIC, FailureKind.INTERNAL, detail=detail)
+                if failures >= MAX_TICK_FAILURES:  # gives up, as the aiortc engine does
+                    self._record_session(ok=False, kind=FailureKind.INTERNAL)
+                    self._ended.set()
+                    return
+
+    async def _poll_all(self, report: bool) -> None:
+        for sid, rx in list(self._rx.items()):
+            if not rx.started:
+                continue
+            try:
+                inbound = _inbound(await rx.track.get_stats())
+            except Exception:
+                continue  # the track went away meanwhile
+            if inbound is None or self._rx.get(sid) is not rx:
+                continue
+            self._poll(rx, inbound, time.time(), report=report)
+        self._write_lost(self._seqs.lost(time.time()))
 
     def _poll(self, rx: _Rx, inbound: object, now: float, report: bool) -> None:
         i = inbound  # type: ignore[assignment]
@@ -594,7 +609,7 @@ class SdkParticipant(Participant):
 
     # -- leave ------------------------------------------------------------------------
 
-    def _record_session(self, ok: bool) -> None:
+    def _record_session(self, ok: bool, kind: FailureKind = FailureKind.DISCONNECT) -> None:
         if self._session_recorded or not self._joined_at:
             return
         self._session_recorded = True
@@ -602,7 +617,7 @@ class SdkParticipant(Participant):
         if ok:
             self.ctx.ok(SESSION_METRIC, duration)
         else:
-            self.ctx.fail(SESSION_METRIC, FailureKind.DISCONNECT)
+            self.ctx.fail(SESSION_METRIC, kind)
 
     async def leave(self) -> None:
         was_leaving, self._leaving = self._leaving, True

@@ -138,6 +138,7 @@ class AiortcParticipant(Participant):
         self._next_stats = self._last_stats = self._next_data = self._next_rr = 0.0
         self._rtcp_ssrc = random.getrandbits(32)  # the sender SSRC of our receiver reports
         self._data_seq = 0
+        self._data_opened = False
         self._join_error: _SessionEnded | None = None
 
     # ---- Participant interface ---------------------------------------------------------
@@ -244,8 +245,8 @@ class AiortcParticipant(Participant):
             self._next_data += plan.layout.data_interval_s
             if self._next_data < now:  # fell behind: do not burst
                 self._next_data = now + plan.layout.data_interval_s
-            self._data_seq += 1
-            self._send_data(DataMessage(plan.identity, self._data_seq, time.time()))
+            if self._send_data(DataMessage(plan.identity, self._data_seq + 1, time.time())):
+                self._data_seq += 1  # a message not sent keeps its number: no gap for others
         if now >= self._next_rr:
             self._next_rr = now + RR_INTERVAL_S
             self._send_receiver_report()
@@ -665,12 +666,21 @@ class AiortcParticipant(Participant):
         if self._seqs.arrived(msg.sender, msg.seq, now):
             self.ctx.ok("data_e2e_ms", (now - msg.t) * 1000.0)
 
-    def _send_data(self, msg: DataMessage) -> None:
+    def _send_data(self, msg: DataMessage) -> bool:
+        """Send one data message. Before the channel first opened there is nothing to
+        send on (not an attempt); once it had opened, a message that cannot go out is one
+        data_e2e_ms failure at the sender, as in the sdk engine."""
         ch = self._reliable
         if ch is None or ch.readyState != "open":
-            return
+            if self._data_opened:
+                state = ch.readyState if ch is not None else "gone"
+                detail = f"send failed: data channel {state}"
+                self.ctx.fail("data_e2e_ms", FailureKind.MEDIA, detail=detail)
+            return False
+        self._data_opened = True
         ch.send(encode_packet(msg))
         self.counters.data_sent += 1
+        return True
 
     def _send_receiver_report(self) -> None:
         """RTCP receiver reports for the tracks we receive, as a WebRTC client sends them
