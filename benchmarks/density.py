@@ -105,7 +105,7 @@ def child(args: argparse.Namespace) -> None:
     target = Target(args.url, token_for, (args.ice,))
 
     def emit_for(ident: str):  # type: ignore[no-untyped-def]
-        def emit(metric, value, ok, error):  # type: ignore[no-untyped-def]
+        def emit(metric, value, ok, error, **_kw):  # type: ignore[no-untyped-def]
             if not ok:
                 failures.append(f"{metric}:{error}")
             elif metric == "loss_pct" and holding[0]:

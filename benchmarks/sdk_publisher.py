@@ -30,7 +30,9 @@ async def measure(deployment: Deployment, n: int, mode: str, seconds: float) -> 
     layout = RoomLayout(participants_per_room=n + 1, publishers_per_room=1, data=False)
     rows: list[tuple[str, bool]] = []
 
-    def emit(metric: str, _v: float | None, ok: bool, _e: FailureKind | None) -> None:
+    def emit(
+        metric: str, _v: float | None, ok: bool, _e: FailureKind | None, **_kw: object
+    ) -> None:
         rows.append((metric, ok))
 
     target = deployment.target()

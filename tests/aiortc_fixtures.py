@@ -36,6 +36,7 @@ class Row:
     track: TrackRef = NO_TRACK
     detail: str = ""
     at: float | None = None
+    written: float = 0.0  # unix s when the participant wrote it
 
 
 @dataclass
@@ -67,13 +68,41 @@ def lk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServ
         yield srv
 
 
-def token_minter(srv: EmbeddedServer):  # type: ignore[no-untyped-def]
+def token_minter(srv: EmbeddedServer, can_publish: bool = True):  # type: ignore[no-untyped-def]
     key, secret = srv.credentials.api_key, srv.credentials.api_secret
 
     def token_for(identity: str, room: str) -> str:
-        return mint_token(key, secret, identity, room)
+        if can_publish:
+            return mint_token(key, secret, identity, room)
+        import datetime
+
+        from livekit import api
+
+        grants = api.VideoGrants(
+            room_join=True, room=room, can_publish=False, can_update_own_metadata=True
+        )
+        return (
+            api.AccessToken(key, secret)
+            .with_identity(identity)
+            .with_grants(grants)
+            .with_ttl(datetime.timedelta(hours=1))
+            .to_jwt()
+        )
 
     return token_for
+
+
+def pause_media(participant, kind: str | None = None, paused: bool = True) -> int:  # type: ignore[no-untyped-def]
+    """Stop (or resume) an aiortc publisher's RTP on its tracks of `kind` (all if None), as
+    a publisher whose media stops mid-session: its sender loop skips frames while disabled.
+    Returns how many senders it changed."""
+    n = 0
+    for transceiver in participant.pub_pc.getTransceivers():
+        sender = transceiver.sender
+        if sender.track is not None and (kind is None or sender.track.kind == kind):
+            sender._enabled = not paused
+            n += 1
+    return n
 
 
 def make_ctx(
@@ -87,6 +116,7 @@ def make_ctx(
     ice_addresses: tuple[str, ...] | None = None,
     token_for=None,  # type: ignore[no-untyped-def]
     url: str | None = None,
+    engine: str = "aiortc",
     **plan_kw: float,
 ) -> ParticipantContext:
     layout = layout or RoomLayout(audio=True, video=True, data=True, data_interval_s=0.2)
@@ -114,9 +144,9 @@ def make_ctx(
         detail: str = "",
         at: float | None = None,
     ) -> None:
-        rows.rows.append(Row(metric, value, ok, error, identity, track, detail, at))
+        rows.rows.append(Row(metric, value, ok, error, identity, track, detail, at, time.time()))
 
-    return ParticipantContext(plan=plan, target=target, emit=emit, engine="aiortc")
+    return ParticipantContext(plan=plan, target=target, emit=emit, engine=engine)
 
 
 async def wait_until(pred, timeout_s: float, step_s: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
@@ -211,3 +241,14 @@ class DelayRelay(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+async def mute_track(participant, kind: str, muted: bool) -> None:  # type: ignore[no-untyped-def]
+    """Mute an aiortc publisher's track of `kind` as a browser does: tell the server
+    (MuteTrackRequest, relayed to subscribers as the track's `muted`) and stop sending."""
+    from livekit.protocol import rtc as pr
+
+    (track,) = [t for t in participant.tracks if t.kind == kind]
+    sid = participant._published[track.id].result().track.sid
+    await participant.signal.send(pr.SignalRequest(mute=pr.MuteTrackRequest(sid=sid, muted=muted)))
+    pause_media(participant, kind, paused=muted)

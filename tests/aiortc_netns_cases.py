@@ -6,15 +6,17 @@ prints one JSON object. tests/test_aiortc_netns.py drives it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from aiortc_fixtures import Rows, make_ctx  # noqa: E402
+from aiortc_fixtures import Rows, make_ctx, mute_track, pause_media  # noqa: E402
 
 from lkload.participants import create_participant  # noqa: E402
 from lkload.scenario.model import RoomLayout  # noqa: E402
@@ -93,7 +95,160 @@ async def mixed(srv: EmbeddedServer, publisher_engine: str) -> dict[str, object]
     }
 
 
+def _rows(rows: Rows) -> list[dict[str, object]]:
+    out = []
+    for r in rows.rows:
+        d = dataclasses.asdict(r)
+        d["error"] = r.error.value if r.error else ""
+        d["publisher"], d["track"] = r.track.publisher, r.track.track
+        out.append(d)
+    return out
+
+
+async def media_truth(srv: EmbeddedServer) -> dict[str, object]:
+    """Known truths on the receive side, for a subscriber of each engine: pub1's audio stops
+    for 1.0 s (no stall) and later for 3.5 s (one stall); pub2 leaves mid-session (its
+    tracks' rows stop); pub3 is an sdk publisher (its tracks meet min_rx_share; no
+    media_e2e_ms from them)."""
+    rows = Rows()
+    room = "truth"
+    ips = (os.environ["LKLOAD_ICE_IPS"],)
+    audio_only = RoomLayout(audio=True, video=False, data=False)
+    av = RoomLayout(audio=True, video=True, data=False)
+
+    def ctx(ident: str, engine: str, pub: bool, layout: RoomLayout):  # type: ignore[no-untyped-def]
+        return make_ctx(
+            srv,
+            rows,
+            ident,
+            room,
+            publisher=pub,
+            layout=layout,
+            ice_addresses=ips,
+            stats_interval_s=2.0,  # the scenario default
+            engine=engine,
+        )
+
+    pub1 = create_participant("aiortc", ctx("pub1", "aiortc", True, av))
+    pub2 = create_participant("aiortc", ctx("pub2", "aiortc", True, audio_only))
+    pub3 = create_participant("sdk", ctx("pub3", "sdk", True, av))
+    subs = [
+        create_participant("sdk", ctx("sub-sdk", "sdk", False, av)),
+        create_participant("aiortc", ctx("sub-aiortc", "aiortc", False, av)),
+    ]
+    parts = [pub1, pub2, pub3, *subs]
+    for p in parts:
+        await p.join()
+    tasks = {p: asyncio.create_task(p.run()) for p in parts}
+    times: dict[str, float] = {}
+    await asyncio.sleep(5)
+    times["short"] = time.time()
+    assert pause_media(pub1, "audio") == 1
+    await asyncio.sleep(1.0)
+    pause_media(pub1, "audio", paused=False)
+    await asyncio.sleep(3)
+    times["pause"] = time.time()
+    pause_media(pub1, "audio")
+    await asyncio.sleep(3.5)
+    pause_media(pub1, "audio", paused=False)
+    times["resume"] = time.time()
+    await asyncio.sleep(3)
+    times["leave"] = time.time()
+    await pub2.leave()
+    await asyncio.wait_for(tasks[pub2], 10)
+    await asyncio.sleep(3)
+    times["end"] = time.time()
+    for p in (*subs, pub3, pub1):
+        await p.leave()
+    await asyncio.wait(list(tasks.values()), timeout=10)
+    return {"times": times, "rows": _rows(rows)}
+
+
+async def definitions(srv: EmbeddedServer) -> dict[str, object]:
+    """join_ms and first_track_ms as docs/metrics.md defines them, for both engines: the
+    publisher's media is held back while both subscribers join and subscribe, so
+    first_track_ms (which ends at the first packet) must span the wait."""
+    rows = Rows()
+    room = "defs"
+    ips = (os.environ["LKLOAD_ICE_IPS"],)
+    av = RoomLayout(audio=True, video=True, data=False)
+
+    def ctx(ident: str, engine: str, pub: bool):  # type: ignore[no-untyped-def]
+        return make_ctx(
+            srv, rows, ident, room, publisher=pub, layout=av, ice_addresses=ips, engine=engine
+        )
+
+    pub = create_participant("aiortc", ctx("pub", "aiortc", True))
+    await pub.join()
+    tasks = [asyncio.create_task(pub.run())]
+    await asyncio.sleep(2)  # the server has the tracks
+    pause_media(pub)
+    subs = [
+        create_participant("sdk", ctx("sub-sdk", "sdk", False)),
+        create_participant("aiortc", ctx("sub-aiortc", "aiortc", False)),
+    ]
+    joined: dict[str, float] = {}
+    for p in subs:
+        await p.join()
+        joined[p.ctx.plan.identity] = time.time()
+        tasks.append(asyncio.create_task(p.run()))
+    await asyncio.sleep(3)
+    resumed = time.time()
+    pause_media(pub, paused=False)
+    await asyncio.sleep(4)
+    for p in (*subs, pub):
+        await p.leave()
+    await asyncio.wait(tasks, timeout=10)
+    return {"joined": joined, "resumed": resumed, "rows": _rows(rows)}
+
+
+async def muted(srv: EmbeddedServer) -> dict[str, object]:
+    """A publisher mutes its audio for 3.5 s (tells the server and stops sending, as a
+    browser does): silent on purpose, so no stall and no bitrate failure; later its audio
+    stops for 3.0 s without a mute: one stall, so detection still works after an unmute."""
+    rows = Rows()
+    room = "muted"
+    ips = (os.environ["LKLOAD_ICE_IPS"],)
+    av = RoomLayout(audio=True, video=True, data=False)
+
+    def ctx(ident: str, engine: str, pub: bool):  # type: ignore[no-untyped-def]
+        return make_ctx(
+            srv, rows, ident, room, publisher=pub, layout=av, ice_addresses=ips, engine=engine
+        )
+
+    pub = create_participant("aiortc", ctx("pub", "aiortc", True))
+    subs = [
+        create_participant("sdk", ctx("sub-sdk", "sdk", False)),
+        create_participant("aiortc", ctx("sub-aiortc", "aiortc", False)),
+    ]
+    parts = [pub, *subs]
+    for p in parts:
+        await p.join()
+    tasks = [asyncio.create_task(p.run()) for p in parts]
+    times: dict[str, float] = {}
+    await asyncio.sleep(6)  # past the rx ramp-up grace
+    times["mute"] = time.time()
+    await mute_track(pub, "audio", True)
+    await asyncio.sleep(3.5)
+    await mute_track(pub, "audio", False)
+    times["unmute"] = time.time()
+    await asyncio.sleep(3)
+    times["pause"] = time.time()
+    pause_media(pub, "audio")
+    await asyncio.sleep(3.0)
+    pause_media(pub, "audio", paused=False)
+    times["resume"] = time.time()
+    await asyncio.sleep(3)
+    for p in (*subs, pub):
+        await p.leave()
+    await asyncio.wait(tasks, timeout=10)
+    return {"times": times, "rows": _rows(rows)}
+
+
 CASES = {
+    "muted": muted,
+    "media_truth": media_truth,
+    "definitions": definitions,
     "aiortc_to_sdk": lambda srv: mixed(srv, "aiortc"),
     "sdk_to_aiortc": lambda srv: mixed(srv, "sdk"),
 }

@@ -469,3 +469,258 @@ def test_media_e2e_is_plausible_and_grows_with_publisher_delay(lk_server):  # no
     print(f"media_e2e_ms median: base {base_med:.2f}, delayed by 40 ms {delayed_med:.2f}")
     assert -2.0 < base_med < 10.0, base
     assert 30.0 < delayed_med - base_med < 60.0, (base, delayed)
+
+
+def test_tick_exception_is_an_internal_row_and_the_participant_goes_on(lk_server, monkeypatch):  # noqa: F811
+    """One exception in the periodic work (here: the stats report, once) is one `internal`
+    row naming it; data, stats and receiver reports go on."""
+    calls = {"n": 0}
+    real = AiortcParticipant._report_stats
+
+    def flaky(self):  # type: ignore[no-untyped-def]
+        if self.ctx.plan.identity == "tick-sub0":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise RuntimeError("injected")
+        real(self)
+
+    monkeypatch.setattr(AiortcParticipant, "_report_stats", flaky)
+    rows = Rows()
+    _pub, (sub,) = asyncio.run(_run_room(lk_server, rows, "tick", n_subs=1, seconds=5.0))
+    (bad,) = rows.of("tick")
+    assert (bad.identity, bad.ok, bad.error) == ("tick-sub0", False, FailureKind.INTERNAL)
+    assert bad.detail == "RuntimeError: injected"
+    later = [r for r in rows.rows if r.identity == "tick-sub0" and r.written > bad.written + 1]
+    assert {"rx_kbps", "data_e2e_ms"} <= {r.metric for r in later}, "stats and data go on"
+    assert calls["n"] >= 4
+    assert [(r.ok, r.error) for r in rows.of("session_s", "tick-sub0")] == [(True, None)]
+
+
+def test_tick_failing_every_time_gives_up_once(lk_server, monkeypatch):  # noqa: F811
+    """Bounded: after MAX_TICK_FAILURES failures in a row the participant gives up: that
+    many `internal` rows, then its session ends as an `internal` failure (run returns)."""
+    from lkload.participants.aiortc import participant as mod
+
+    def broken(self):  # type: ignore[no-untyped-def]
+        raise ValueError("always")
+
+    monkeypatch.setattr(AiortcParticipant, "_check_deadlines", broken)
+
+    async def scenario() -> Rows:
+        rows = Rows()
+        p = AiortcParticipant(make_ctx(lk_server, rows, "giveup", "giveup", publisher=False))
+        await p.join()
+        await asyncio.wait_for(p.run(), 15)  # returns on its own
+        await p.leave()
+        return rows
+
+    rows = asyncio.run(scenario())
+    assert len(rows.of("tick")) == mod.MAX_TICK_FAILURES
+    assert all(r.error is FailureKind.INTERNAL for r in rows.of("tick"))
+    assert [(r.ok, r.error) for r in rows.of("session_s")] == [(False, FailureKind.INTERNAL)]
+
+
+def test_publish_refused_is_a_publish_failure_and_the_session_goes_on(lk_server):  # noqa: F811
+    """A token without can_publish: joining works, each track's publish is refused by the
+    server (one publish_ms `auth` failure per track), and the participant stays and
+    subscribes; the session ends as asked."""
+    from aiortc_fixtures import token_minter
+
+    async def scenario() -> Rows:
+        rows = Rows()
+        layout = RoomLayout(audio=True, video=True, data=False)
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "ok-pub", "refused", publisher=True, layout=layout)
+        )
+        nope = AiortcParticipant(
+            make_ctx(
+                lk_server,
+                rows,
+                "no-pub",
+                "refused",
+                publisher=True,
+                layout=layout,
+                token_for=token_minter(lk_server, can_publish=False),
+            )
+        )
+        await pub.join()
+        await nope.join()
+        assert nope.connected
+        tasks = [asyncio.create_task(p.run()) for p in (pub, nope)]
+        await wait_until(lambda: len(rows.of("first_track_ms", "no-pub")) == 2, 10)
+        for p in (nope, pub):
+            await p.leave()
+        await asyncio.gather(*tasks)
+        return rows
+
+    rows = asyncio.run(scenario())
+    refused = rows.of("publish_ms", "no-pub")
+    assert [(r.ok, r.error) for r in refused] == [(False, FailureKind.AUTH)] * 2, refused
+    assert all("NOT_ALLOWED" in r.detail for r in refused)
+    assert [r.ok for r in rows.of("publish_ms", "ok-pub")] == [True, True]
+    assert [r.ok for r in rows.of("first_track_ms", "no-pub")] == [True, True]  # it subscribes
+    assert [(r.ok, r.error) for r in rows.of("session_s", "no-pub")] == [(True, None)]
+    assert not rows.of("first_track_ms", "ok-pub")  # nothing of no-pub's was ever published
+
+
+def test_join_ms_ends_at_the_primary_pc_not_at_publishing(lk_server):  # noqa: F811
+    """join_ms = token presented -> JoinResponse and the primary (subscriber) PC connected
+    (docs/metrics.md). Publishing is each track's publish_ms and the publisher PC connects
+    after: with the publisher PC's path delayed by 300 ms one way, join_ms stays short and
+    the publisher's media still flows."""
+    from aiortc_fixtures import DelayRelay
+
+    async def scenario() -> tuple[Rows, float, float]:
+        rows = Rows()
+        relay = await DelayRelay.start(0.3)
+        layout = RoomLayout(audio=True, video=False, data=False)
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "slow-pub", "slowpub", publisher=True, layout=layout),
+            candidate_hooks=CandidateHooks(
+                publisher_remote=relay.hook, publisher_local=relay.hide_local
+            ),
+        )
+        t0 = asyncio.get_running_loop().time()
+        await pub.join()  # returns once published and the publisher PC connected
+        joined = (asyncio.get_running_loop().time() - t0) * 1000
+        assert pub.pub_pc is not None and pub.pub_pc.connectionState == "connected"
+        sub = AiortcParticipant(make_ctx(lk_server, rows, "slow-sub", "slowpub", publisher=False))
+        await sub.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, sub)]
+        await wait_until(lambda: rows.of("first_track_ms", "slow-sub"), 10)
+        for p in (sub, pub):
+            await p.leave()
+        await asyncio.gather(*tasks)
+        relay.close()
+        return rows, joined, relay.forwarded
+
+    rows, joined, forwarded = asyncio.run(scenario())
+    (join_ms,) = rows.values("join_ms", "slow-pub")
+    assert forwarded > 10  # media really went through the delaying relay
+    # ICE + DTLS through a 300 ms path take several one-way trips: the whole of join() did
+    assert joined > 600 and join_ms < joined - 400, (join_ms, joined)
+    assert [r.ok for r in rows.of("publish_ms", "slow-pub")] == [True]
+    assert [r.ok for r in rows.of("first_track_ms", "slow-sub")] == [True]
+
+
+def test_a_cancel_after_the_join_row_writes_no_second_join_row(lk_server):  # noqa: F811
+    """The engine's join wrapper writes an `internal` join_ms for a cancelled join; once the
+    participant wrote its own row (joined, then cancelled while publishing) that second
+    row is dropped: one row per attempt. The participant left (session_s once)."""
+    from aiortc_fixtures import DelayRelay
+
+    from lkload.engine.user import _join
+
+    async def scenario() -> Rows:
+        rows = Rows()
+        relay = await DelayRelay.start(0.5)  # publishing takes seconds: cancelled inside it
+        ctx = make_ctx(lk_server, rows, "cancelled", "cancel", publisher=True)
+        real = AiortcParticipant.__init__
+
+        def hooked(self, ctx, **kw):  # type: ignore[no-untyped-def]
+            kw["candidate_hooks"] = CandidateHooks(
+                publisher_remote=relay.hook, publisher_local=relay.hide_local
+            )
+            real(self, ctx, **kw)
+
+        AiortcParticipant.__init__ = hooked  # type: ignore[method-assign]
+        try:
+            task = asyncio.create_task(_join("aiortc", ctx))
+            assert await wait_until(lambda: rows.of("join_ms"), 10)
+            await asyncio.sleep(0.2)
+            assert not task.done()  # still publishing
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            AiortcParticipant.__init__ = real  # type: ignore[method-assign]
+            relay.close()
+        return rows
+
+    rows = asyncio.run(scenario())
+    assert [(r.ok, r.error) for r in rows.of("join_ms")] == [(True, None)]
+    assert [r.ok for r in rows.of("session_s")] == [True]
+
+
+def test_reordered_data_message_is_one_ok_row(lk_server):  # noqa: F811
+    """Messages 1, 2, 4, 3 (3 late, within the reorder window) and 6 (5 never sent): four
+    ok rows for 1-4 and 6, and one failure for 5 only, once the window has passed."""
+    from lkload.participants.aiortc.data import DataMessage
+
+    async def scenario() -> Rows:
+        rows = Rows()
+        layout = RoomLayout(audio=True, publishers_per_room=0, data=True, data_interval_s=3600)
+        snd = AiortcParticipant(
+            make_ctx(lk_server, rows, "snd", "reorder", publisher=False, layout=layout)
+        )
+        rcv = AiortcParticipant(
+            make_ctx(lk_server, rows, "rcv", "reorder", publisher=False, layout=layout)
+        )
+        for p in (snd, rcv):
+            await p.join()
+        tasks = [asyncio.create_task(p.run()) for p in (snd, rcv)]
+        assert await wait_until(lambda: snd._reliable and snd._reliable.readyState == "open", 5)
+        import time as _time
+
+        for _ in range(50):  # message 1 until the receiver has it (its channel is open)
+            snd._send_data(DataMessage("snd", 1, _time.time()))
+            if await wait_until(lambda: rows.of("data_e2e_ms", "rcv"), 0.2):
+                break
+        # The server drops a DataPacket whose `sequence` is not above the previous one, so
+        # the reordering is in the payload (lkload's seq), as another client's could be.
+        from livekit.protocol import models as pm
+
+        for n, seq in enumerate((2, 4, 3, 6), start=2):
+            payload = DataMessage("snd", seq, _time.time()).payload()
+            packet = pm.DataPacket(
+                kind=pm.DataPacket.RELIABLE,
+                participant_identity="snd",
+                user=pm.UserPacket(payload=payload, topic="lkload"),
+                sequence=n,
+            )
+            assert snd._reliable is not None
+            snd._reliable.send(packet.SerializeToString())
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: len(rows.of("data_e2e_ms", "rcv")) >= 6, 6)
+        for p in (rcv, snd):
+            await p.leave()
+        await asyncio.gather(*tasks)
+        return rows
+
+    rows = asyncio.run(scenario())
+    data = rows.of("data_e2e_ms", "rcv")
+    assert len(rows.of("data_e2e_ms", "rcv", ok=True)) == 5, data
+    (lost,) = rows.of("data_e2e_ms", "rcv", ok=False)
+    assert lost.error is FailureKind.MEDIA and "message 5 from snd" in lost.detail
+
+
+def test_data_that_cannot_be_sent_is_a_failure_at_the_sender(lk_server):  # noqa: F811
+    """Once its data channel had opened, a message the aiortc engine cannot send (channel
+    closed) is one data_e2e_ms failure at the sender, and keeps its sequence number, so
+    receivers see no gap for it."""
+
+    async def scenario() -> Rows:
+        rows = Rows()
+        layout = RoomLayout(audio=True, publishers_per_room=0, data=True, data_interval_s=0.2)
+        snd = AiortcParticipant(
+            make_ctx(lk_server, rows, "dsnd", "dclosed", publisher=False, layout=layout)
+        )
+        rcv = AiortcParticipant(
+            make_ctx(lk_server, rows, "drcv", "dclosed", publisher=False, layout=layout)
+        )
+        for p in (snd, rcv):
+            await p.join()
+        tasks = [asyncio.create_task(p.run()) for p in (snd, rcv)]
+        assert await wait_until(lambda: len(rows.of("data_e2e_ms", "drcv")) >= 5, 10)
+        assert snd._reliable is not None
+        snd._reliable.close()
+        await asyncio.sleep(1.5)
+        for p in (rcv, snd):
+            await p.leave()
+        await asyncio.gather(*tasks)
+        return rows
+
+    rows = asyncio.run(scenario())
+    failed = rows.of("data_e2e_ms", "dsnd", ok=False)
+    assert len(failed) >= 4 and all("send failed: data channel" in r.detail for r in failed)
+    assert not rows.of("data_e2e_ms", "drcv", ok=False)  # no gap: nothing was numbered

@@ -11,10 +11,13 @@ from livekit.protocol import models as pm
 
 from lkload.metrics.schema import FailureKind
 from lkload.participants.aiortc import ice
-from lkload.participants.aiortc.data import DataMessage, GapTracker, decode_packet, encode_packet
+from lkload.participants.aiortc.data import DataMessage, decode_packet, encode_packet
 from lkload.participants.aiortc.rtcp import SenderClock, ntp_to_unix, unix_to_ntp
 from lkload.participants.aiortc.signal import PROTOCOL_VERSION, SignalError, _decode, rtc_url
 from lkload.participants.aiortc.subscriber import TrackAccount
+from lkload.participants.base import ParticipantContext, ParticipantPlan, Target
+from lkload.participants.datamsg import MAX_GAP_ROWS, DataSequences, Missing
+from lkload.scenario.model import RoomLayout
 
 
 def test_ntp_roundtrip() -> None:
@@ -52,16 +55,25 @@ def test_track_account_loss_jitter_and_e2e() -> None:
     for s in seqs:
         i = s - 65530
         acc.on_rtp(_pkt(s, 1000 + 960 * i), t0 + 0.02 * i + 0.003)
-    st = acc.interval(1.0)
+    assert acc.interval(t0 + 0.2, min_s=0.5) is None  # too short: joins the next interval
+    st = acc.interval(t0 + 0.003 + 1.0)  # one second since the first packet
+    assert st is not None
     assert st.loss_pct == pytest.approx(2 / 20 * 100)
-    assert st.media_e2e_ms == pytest.approx(3.0, abs=0.01)
-    assert st.jitter_ms < 0.01
+    # the first frame at or after each 100 ms tick (frames 5 and 6 lost), each with its arrival
+    assert [round(a - t0, 3) for a, _ in st.media_e2e_ms] == [0.003, 0.143, 0.203, 0.303]
+    assert all(v == pytest.approx(3.0, abs=0.01) for _, v in st.media_e2e_ms)
+    assert st.jitter_ms is not None and st.jitter_ms < 0.01
     assert st.rx_kbps == pytest.approx(18 * 112 * 8 / 1000)
     # next interval: nothing lost
     for s in range(65550, 65560):
         i = s - 65530
         acc.on_rtp(_pkt(s, 1000 + 960 * i), t0 + 0.02 * i + 0.003)
-    assert acc.interval(1.0).loss_pct == 0.0
+    nxt = acc.interval(t0 + 2.003)
+    assert nxt is not None and nxt.loss_pct == 0.0
+    # an interval with nothing received: rx 0, no jitter (it would be stale), no stall yet
+    empty = acc.interval(t0 + 3.003)
+    assert empty is not None and empty.rx_kbps == 0.0 and empty.jitter_ms is None
+    assert empty.loss_pct is None
 
 
 def test_track_account_samples_e2e_at_most_every_100_ms() -> None:
@@ -73,10 +85,15 @@ def test_track_account_samples_e2e_at_most_every_100_ms() -> None:
     acc.on_sr(RtcpSrPacket(ssrc=7, sender_info=info), t0)
     for i in range(100):  # 2 s of 20 ms frames, e2e growing 0.1 ms per frame
         acc.on_rtp(_pkt(i, 960 * i), t0 + 0.02 * i + 0.001 + 0.0001 * i)
-    assert 19 <= len(acc._iv_e2e) <= 21  # one frame per 100 ms, not 100
-    st = acc.interval(2.0)
-    assert st.media_e2e_ms == pytest.approx(1.0 + 0.1 * 49.5, abs=0.6)  # the median frame's
-    assert st.loss_pct == 0.0
+    st = acc.interval(t0 + 2.0)
+    assert st is not None and st.loss_pct == 0.0
+    # one frame per 100 ms (not 100 frames, not their median): 20 rows, each the frame's own
+    frames = st.media_e2e_ms
+    assert 19 <= len(frames) <= 21, frames
+    for arrival, ms in frames:
+        i = round((arrival - t0 - 0.001) / 0.0201)
+        assert ms == pytest.approx(1.0 + 0.1 * i, abs=0.05), (i, ms)
+    assert frames[-1][1] - frames[0][1] > 9.0  # the tail is kept, not smoothed away
 
 
 def test_track_account_receiver_report_block() -> None:
@@ -111,7 +128,70 @@ def test_track_account_new_ssrc_restarts_sequence() -> None:
         acc.on_rtp(_pkt(s, s * 3000, ssrc=1), 10 + s / 30)
     for s in range(40000, 40010):
         acc.on_rtp(_pkt(s, s * 3000, ssrc=2), 11 + s / 30)
-    assert acc.interval(1.0).loss_pct == 0.0
+    st = acc.interval(12.5)
+    assert st is not None and st.loss_pct == 0.0
+
+
+def test_track_account_stalls() -> None:
+    """A silence longer than the threshold between two packets is one stall (start = the
+    last packet before it, duration = the silence); shorter gaps are none; a silence going
+    on is one only once it passed the threshold."""
+    acc = TrackAccount("TR_1", "audio", 48_000, stall_after_s=2.0)
+    t = 100.0
+    for i in range(50):  # 1 s of 20 ms packets
+        acc.on_rtp(_pkt(i, 960 * i), t + 0.02 * i)
+    last = t + 0.98
+    acc.on_rtp(_pkt(50, 960 * 50), last + 1.5)  # 1.5 s gap: not a stall
+    assert acc.take_stalls() == []
+    last += 1.5
+    assert acc.open_stall(last + 1.9) is None
+    assert acc.open_stall(last + 2.5) == (last, pytest.approx(2.5))
+    acc.on_rtp(_pkt(51, 960 * 51), last + 3.25)  # resumes after 3.25 s: one stall
+    assert acc.take_stalls() == [(last, pytest.approx(3.25))]
+    assert acc.take_stalls() == []  # each stall is taken once
+    assert acc.open_stall(last + 3.3) is None
+    assert TrackAccount("TR_2", "audio", 48_000).open_stall(1e9) is None  # nothing received
+
+
+def test_data_sequences_reorder_and_loss() -> None:
+    """A message missing from a sender's sequence is lost only if it has not arrived within
+    the reorder window: late = one ok row, never a failure as well; a duplicate nothing."""
+    seqs = DataSequences(window_s=2.0)
+    assert seqs.arrived("a", 5, 10.0)  # first seen mid-stream: earlier ones not ours
+    assert seqs.arrived("a", 6, 10.1)
+    assert seqs.arrived("a", 9, 10.2)  # 7 and 8 missing
+    assert not seqs.arrived("a", 9, 10.25)  # duplicate: no second row
+    assert seqs.arrived("a", 8, 10.3)  # late, within the window: its one ok row
+    assert seqs.lost(11.0) == []
+    assert seqs.lost(12.3) == [Missing("a", 7, 10.2)]  # 7 never came: one failure
+    assert not seqs.arrived("a", 7, 12.4)  # too late: already written off, no ok row too
+    assert seqs.lost(20.0) == []
+    assert seqs.arrived("a", 10_000, 21.0)
+    assert len(seqs.drain()) == MAX_GAP_ROWS  # bounded; leaving writes the rest off
+    assert seqs.drain() == []
+
+
+def test_context_writes_join_and_session_rows_once() -> None:
+    rows: list[tuple[str, bool]] = []
+    plan = ParticipantPlan("x", "r", False, RoomLayout())
+    ctx = ParticipantContext(
+        plan,
+        Target("ws://127.0.0.1:9", lambda i, r: ""),
+        lambda m, v, ok, e, **kw: rows.append((m, ok)),
+        "aiortc",
+    )
+    ctx.ok("join_ms", 12.0)
+    ctx.fail("join_ms", FailureKind.INTERNAL)  # e.g. a cancel after the engine's own row
+    ctx.ok("data_e2e_ms", 1.0)
+    ctx.ok("data_e2e_ms", 2.0)
+    ctx.ok("session_s", 3.0)
+    ctx.fail("session_s", FailureKind.DISCONNECT)
+    assert rows == [
+        ("join_ms", True),
+        ("data_e2e_ms", True),
+        ("data_e2e_ms", True),
+        ("session_s", True),
+    ]
 
 
 def test_data_message_roundtrip_and_format() -> None:
@@ -125,15 +205,6 @@ def test_data_message_roundtrip_and_format() -> None:
     assert decode_packet(other) is None
     with pytest.raises(ValueError):
         DataMessage("a", 0, 1.0)
-
-
-def test_gap_tracker() -> None:
-    g = GapTracker()
-    assert g.see("a", 5) == 0  # first seen mid-stream
-    assert g.see("a", 6) == 0
-    assert g.see("a", 9) == 2
-    assert g.see("a", 8) == 0  # late: not a gap
-    assert g.see("a", 10_000) == 100  # bounded
 
 
 def test_ice_addresses_spread_and_validation() -> None:

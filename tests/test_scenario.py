@@ -64,6 +64,8 @@ def test_targets_default_to_design_and_override_per_metric() -> None:
         ),
         ({**BASE, "targets": {"metrics": {"joinms": {"p95": 3}}}}, "unknown metric 'joinms'"),
         ({**BASE, "engine": "webrtc"}, "s.yaml: engine:"),
+        ({**BASE, "stall_threshold_s": 0}, "s.yaml: stall_threshold_s:"),
+        ({**BASE, "min_rx_share": 1.5}, "s.yaml: min_rx_share:"),
     ],
 )
 def test_one_line_errors(raw, expected) -> None:
@@ -90,3 +92,18 @@ def test_engine_per_group() -> None:
     plain = parse_scenario(BASE)
     assert plain.engine_of(True) == plain.engine_of(False) == "sdk"
     assert "rooms.subscriber_engine" in _err({**BASE, "rooms": {"subscriber_engine": "x"}})
+
+
+def test_stall_and_rx_share_keys_reach_the_participants() -> None:
+    from lkload.engine.state import CampaignState
+    from lkload.engine.user import ParticipantFactory
+    from lkload.participants import Target
+
+    s = parse_scenario(BASE)
+    assert (s.stall_threshold_s, s.min_rx_share) == (2.0, 0.5)  # docs/metrics.md defaults
+    s = parse_scenario({**BASE, "stall_threshold_s": 3.5, "min_rx_share": 0.25})
+    factory = ParticipantFactory(
+        s, "c", "local", Target("ws://127.0.0.1:9", lambda i, r: ""), CampaignState(), print
+    )
+    plan = factory.plan()
+    assert (plan.stall_threshold_s, plan.min_rx_share) == (3.5, 0.25)

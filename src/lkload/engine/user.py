@@ -85,6 +85,8 @@ class ParticipantFactory:
             join_timeout_s=self.scenario.join_timeout_s,
             first_track_timeout_s=self.scenario.first_track_timeout_s,
             stats_interval_s=self.scenario.stats_interval_s,
+            stall_threshold_s=self.scenario.stall_threshold_s,
+            min_rx_share=self.scenario.min_rx_share,
             decode=self.scenario.rooms.decode_media,
         )
 

@@ -39,6 +39,12 @@ MEDIA_STAT_METRICS: tuple[str, ...] = ("rx_kbps", "loss_pct", "jitter_ms")
 # One row per participant that joined, written when its session ends: ok when it stayed
 # connected until it was asked to leave, a `disconnect` failure otherwise.
 SESSION_METRIC = "session_s"
+# One failure row per stall of a received track (value: its duration in s, t: its start).
+STALL_METRIC = "media_stall_s"
+# One row per track a participant publishes: publish requested -> the server accepted it.
+PUBLISH_METRIC = "publish_ms"
+# One `internal` failure row per failed run of a participant's periodic work.
+TICK_METRIC = "tick"
 
 # Metrics whose rows are attempts: each attempt ends as exactly one success (ok) row or
 # one failure row, so attempts = successes + failures. Media statistics are observations.

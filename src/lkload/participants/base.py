@@ -8,12 +8,13 @@ never raises out of `run` for a protocol failure: that becomes a failure row ins
 from __future__ import annotations
 
 import abc
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from lkload.metrics.schema import FailureKind
+from lkload.metrics.schema import SESSION_METRIC, FailureKind
 from lkload.scenario.model import RoomLayout
 
 
@@ -28,6 +29,8 @@ class ParticipantPlan:
     join_timeout_s: float = 20.0
     first_track_timeout_s: float = 15.0
     stats_interval_s: float = 2.0
+    stall_threshold_s: float = 2.0  # silence longer than this on a received track: a stall
+    min_rx_share: float = 0.5  # rx_kbps below this share of the nominal bitrate: a failure
     decode: bool = False  # subscribers decode received media (costly; off for load)
 
 
@@ -46,6 +49,18 @@ SHIELDED_TASK_PREFIX = "lkload-shielded:"
 
 # Participant attribute in which an engine names itself to the other participants.
 ENGINE_ATTRIBUTE = "lkload.engine"
+LKLOAD_ENGINES = ("aiortc", "sdk")
+# Participant attribute of a publisher whose RTCP sender reports map RTP time to the wall-clock
+# capture time of each frame (value CAPTURE_CLOCK): only its tracks are measured for
+# media_e2e_ms. lkload's aiortc engine sets it; libwebrtc's mapping runs ahead of its packets.
+CLOCK_ATTRIBUTE = "lkload.clock"
+CAPTURE_CLOCK = "capture"
+# Metrics a participant writes at most once (one attempt each): a second row for the same
+# attempt (e.g. a surprise failure reported by the caller after the engine wrote its own)
+# is dropped.
+ONCE_METRICS = ("join_ms", SESSION_METRIC)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +100,22 @@ class ParticipantContext:
     emit: Emit
     engine: str
     started: float = field(default_factory=time.time)
+    written: set[str] = field(default_factory=set)  # ONCE_METRICS already written
+
+    def _first(self, metric: str) -> bool:
+        if metric not in ONCE_METRICS:
+            return True
+        if metric in self.written:
+            log.warning("%s: second %s row dropped", self.plan.identity, metric)
+            return False
+        self.written.add(metric)
+        return True
 
     def ok(
         self, metric: str, value: float, track: TrackRef = NO_TRACK, at: float | None = None
     ) -> None:
-        self.emit(metric, value, True, None, track=track, at=at)
+        if self._first(metric):
+            self.emit(metric, value, True, None, track=track, at=at)
 
     def fail(
         self,
@@ -101,7 +127,8 @@ class ParticipantContext:
         at: float | None = None,
     ) -> None:
         """One failure row; `value` where the failure has a size (a stall's duration)."""
-        self.emit(metric, value, False, kind, track=track, detail=detail, at=at)
+        if self._first(metric):
+            self.emit(metric, value, False, kind, track=track, detail=detail, at=at)
 
 
 class JoinFailed(Exception):

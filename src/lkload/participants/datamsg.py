@@ -35,16 +35,59 @@ class DataMessage:
             return None
 
 
-class SequenceTracker:
-    """Per sender: how many messages went missing between the ones that arrived."""
+# A message missing from a sender's sequence counts as lost only if it has not arrived this
+# long after a later one did: a late (reordered) message is then one ok row, never a failure
+# and an ok row for the same message.
+REORDER_WINDOW_S = 2.0
+MAX_GAP_ROWS = 100  # one gap never produces more failure rows than this
 
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
 
-    def gap(self, msg: DataMessage) -> int:
-        """Messages lost before this one (0 for the first message seen from a sender)."""
-        last = self._last.get(msg.sender)
-        if last is not None and msg.seq <= last:
-            return 0  # duplicate or reordered: not a loss
-        self._last[msg.sender] = msg.seq
-        return 0 if last is None else msg.seq - last - 1
+@dataclass(frozen=True, slots=True)
+class Missing:
+    sender: str
+    seq: int
+    noticed: float  # unix s: when a later message showed it missing
+
+
+class DataSequences:
+    """Per sender: the highest sequence number seen and the messages still missing below it.
+
+    Each message is one attempt: `arrived` says whether to write its ok row (False for a
+    duplicate, or a message already written off as lost); `lost` gives the messages missing
+    for longer than the reorder window, each to be written as one failure row."""
+
+    def __init__(self, window_s: float = REORDER_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._high: dict[str, int] = {}
+        self._missing: dict[str, dict[int, float]] = {}
+
+    def arrived(self, sender: str, seq: int, now: float) -> bool:
+        high = self._high.get(sender)
+        if high is None:  # joined mid-stream: earlier messages were not ours to receive
+            self._high[sender] = seq
+            return True
+        if seq > high:
+            self._high[sender] = seq
+            if seq > high + 1:
+                missing = self._missing.setdefault(sender, {})
+                for s in range(max(high + 1, seq - MAX_GAP_ROWS), seq):
+                    missing[s] = now
+            return True
+        missing = self._missing.get(sender)
+        return missing is not None and missing.pop(seq, None) is not None
+
+    def lost(self, now: float) -> list[Missing]:
+        """Messages missing for longer than the window (each returned once)."""
+        out = []
+        for sender, missing in self._missing.items():
+            for seq, noticed in list(missing.items()):
+                if now - noticed >= self.window_s:
+                    del missing[seq]
+                    out.append(Missing(sender, seq, noticed))
+        return out
+
+    def drain(self) -> list[Missing]:
+        """Every message still missing (the receiver is leaving): each is lost."""
+        out = [Missing(s, q, t) for s, m in self._missing.items() for q, t in m.items()]
+        self._missing.clear()
+        return out

@@ -1,8 +1,11 @@
 """The `sdk` engine: one participant = one livekit.rtc Room (LiveKit's official Python SDK).
 
 Caveats of what the SDK exposes (docs/metrics.md):
-- first_track_ms ends at the SDK's `track_subscribed` event (the remote track arrived on the
-  peer connection), not at its first decoded frame: no decoding is done for measurement.
+- first_track_ms ends when the track's inbound-rtp stats first count a packet (polled every
+  FIRST_PACKET_POLL_S after the SDK's `track_subscribed`), as the aiortc engine's ends at
+  its first RTP packet: no decoding is done for measurement.
+- stalls: the inbound-rtp stats, polled every stall_threshold_s / 2 at most, say whether a
+  track received anything and when its last packet arrived (start of a stall).
 - signal_rtt_ms: the SDK hides its signalling ping/pong, so we time the nearest signalling
   round trip it offers: an attribute update of our own participant, answered by the
   server's RequestResponse or by its echo of the update, whichever arrives first (includes
@@ -13,21 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
+import os
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from livekit import rtc
 
-from lkload.metrics.schema import SESSION_METRIC, FailureKind
+from lkload.metrics.schema import PUBLISH_METRIC, SESSION_METRIC, TICK_METRIC, FailureKind
+from lkload.participants import mediacheck
 from lkload.participants.base import (
     ENGINE_ATTRIBUTE,
     SHIELDED_TASK_PREFIX,
     JoinFailed,
     Participant,
     ParticipantContext,
+    TrackRef,
 )
-from lkload.participants.datamsg import TOPIC, DataMessage, SequenceTracker
+from lkload.participants.datamsg import TOPIC, DataMessage, DataSequences, Missing
 from lkload.participants.expectations import TrackExpectations
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 48_000
 # 100 ms frames: capture_frame costs ~0.35 ms of CPU per call whatever the length
@@ -35,6 +46,46 @@ SAMPLE_RATE = 48_000
 FRAME_MS = 100
 SIGNAL_PING_S = 5.0
 PING_ATTRIBUTE = "lkload_ping"
+FIRST_PACKET_POLL_S = 0.05  # first_track_ms resolution
+DATA_SEND_TIMEOUT_S = 5.0
+MAX_TICK_FAILURES = 5  # stats polls failing in a row before the participant gives up
+NOISE_FRAMES = 8  # distinct video frames cycled: content the encoder must spend its bitrate on
+
+
+@dataclass(slots=True)
+class _Rx:
+    """One subscribed remote track: its stats baselines and silence state."""
+
+    track: rtc.RemoteTrack
+    ref: TrackRef
+    kind: str  # "audio" | "video"
+    participant: rtc.RemoteParticipant
+    started: bool = False  # its first packet was counted
+    first_at: float = 0.0  # unix s: when that was seen
+    # baseline of the current stats interval: time, bytes, packets, lost
+    iv_t: float = 0.0
+    iv_bytes: int = 0
+    iv_packets: int = 0
+    iv_lost: int = 0
+    # previous poll: time and packets, and the packet rate while media flowed
+    poll_t: float = 0.0
+    poll_packets: int = 0
+    rate: float = 0.0
+    silent_since: float | None = None  # unix s: last packet before a silence seen by a poll
+    muted: bool = False  # the publisher muted it: silence is no stall, its rate not judged
+    muted_in_interval: bool = False
+    unmuted_at: float = 0.0  # unix s: silence counts from here at the earliest
+
+
+def _kind(track: rtc.Track) -> str:
+    return "audio" if track.kind == rtc.TrackKind.KIND_AUDIO else "video"
+
+
+def _inbound(stats: list[object]) -> object | None:
+    for s in stats:
+        if s.WhichOneof("stats") == "inbound_rtp":  # type: ignore[attr-defined]
+            return s.inbound_rtp  # type: ignore[attr-defined]
+    return None
 
 
 async def _answered(request: asyncio.Future[None], echoed: asyncio.Future[None]) -> None:
@@ -49,7 +100,7 @@ async def _answered(request: asyncio.Future[None], echoed: asyncio.Future[None])
     await echoed
 
 
-def _retrieve(task: asyncio.Future[None]) -> None:
+def _retrieve(task: asyncio.Future[Any]) -> None:
     """Done callback: take a finished request's exception, so it is never 'unretrieved'."""
     if not task.cancelled():
         task.exception()
@@ -63,6 +114,15 @@ def classify_connect_error(message: str) -> FailureKind:
         return FailureKind.AUTH
     if "wait_pc_connection" in text or "ice" in text or "peer connection" in text:
         return FailureKind.ICE
+    if "timed out" in text or "timeout" in text:
+        return FailureKind.TIMEOUT
+    return FailureKind.SIGNAL
+
+
+def classify_publish_error(message: str) -> FailureKind:
+    text = message.lower()
+    if any(k in text for k in ("permission", "not allowed", "unauthorized", "denied")):
+        return FailureKind.AUTH
     if "timed out" in text or "timeout" in text:
         return FailureKind.TIMEOUT
     return FailureKind.SIGNAL
@@ -89,9 +149,9 @@ class SdkParticipant(Participant):
         self._ended = asyncio.Event()
         self._session_recorded = False
         self._expect = TrackExpectations(ctx)
-        self._seq = SequenceTracker()
+        self._seqs = DataSequences()
         self._subscribed: dict[str, rtc.RemoteTrack] = {}
-        self._rx_last: dict[str, tuple[float, int, int, int]] = {}
+        self._rx: dict[str, _Rx] = {}
         self._ping_n = 0
         self._ping_echo: tuple[str, asyncio.Future[None]] | None = None
         self.echoed_pings = 0  # pings answered by the server's echo before the SDK's response
@@ -138,47 +198,56 @@ class SdkParticipant(Participant):
             await self._release()
             self.ctx.fail("join_ms", FailureKind.INTERNAL)
             raise JoinFailed(FailureKind.INTERNAL, repr(exc))
+        # Room.connect returns once signalling joined and the primary peer connection is
+        # connected (the SDK's wait_pc_connection): join_ms as docs/metrics.md defines it.
         self._joined_at = time.perf_counter()
         self.ctx.ok("join_ms", (self._joined_at - start) * 1000)
-        # Tell other participants what we are: libwebrtc's sender-report clock is offset, so
-        # the aiortc engine does not take media_e2e_ms from our tracks.
-        with contextlib.suppress(Exception):
-            await self.room.local_participant.set_attributes({ENGINE_ATTRIBUTE: "sdk"})
         # Tracks already in the room when we arrived are expected from the moment we joined.
         for participant in self.room.remote_participants.values():
             for pub in participant.track_publications.values():
-                self._expect.expect(pub.sid, since=self._joined_at)
-                if pub.track is not None:
-                    self._expect.received(pub.sid)
+                self._expect.expect(
+                    pub.sid, TrackRef(participant.identity, pub.sid), self._joined_at
+                )
+                if isinstance(pub.track, rtc.RemoteAudioTrack | rtc.RemoteVideoTrack):
+                    self._subscribe(pub.track, pub, participant)
 
     def _wire_events(self) -> None:
         room = self.room
 
         @room.on("track_published")
-        def _published(pub: rtc.RemoteTrackPublication, _p: rtc.RemoteParticipant) -> None:
+        def _published(pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
             if self._joined_at:
-                self._expect.expect(pub.sid)
+                self._expect.expect(pub.sid, TrackRef(p.identity, pub.sid))
 
         @room.on("track_subscribed")
         def _subscribed(
-            track: rtc.Track, pub: rtc.RemoteTrackPublication, _p: rtc.RemoteParticipant
+            track: rtc.Track, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant
         ) -> None:
-            self._subscribed[pub.sid] = track  # type: ignore[assignment]
             if self._joined_at:
-                self._expect.received(pub.sid)
+                self._subscribe(track, pub, p)
+
+        @room.on("track_unsubscribed")
+        def _unsubscribed(
+            _t: rtc.Track, pub: rtc.RemoteTrackPublication, _p: rtc.RemoteParticipant
+        ) -> None:
+            self._drop(pub.sid)
+
+        @room.on("track_muted")
+        def _muted(_p: rtc.Participant, pub: rtc.TrackPublication) -> None:
+            self._set_muted(pub.sid, True)
+
+        @room.on("track_unmuted")
+        def _unmuted(_p: rtc.Participant, pub: rtc.TrackPublication) -> None:
+            self._set_muted(pub.sid, False)
 
         @room.on("track_unpublished")
         def _unpublished(pub: rtc.RemoteTrackPublication, _p: rtc.RemoteParticipant) -> None:
-            self._expect.withdraw(pub.sid)
-            self._subscribed.pop(pub.sid, None)
-            self._rx_last.pop(pub.sid, None)
+            self._drop(pub.sid)
 
         @room.on("participant_disconnected")
         def _gone(p: rtc.RemoteParticipant) -> None:
             for pub in p.track_publications.values():
-                self._expect.withdraw(pub.sid)
-                self._subscribed.pop(pub.sid, None)
-                self._rx_last.pop(pub.sid, None)
+                self._drop(pub.sid)
 
         @room.on("data_received")
         def _data(packet: rtc.DataPacket) -> None:
@@ -197,6 +266,10 @@ class SdkParticipant(Participant):
 
     async def run(self) -> None:
         plan = self.ctx.plan
+        # Tell the others what we are (no capture-clock attribute: libwebrtc's SR mapping runs
+        # ahead of its packets, so nobody takes media_e2e_ms from our tracks). Not awaited
+        # here: the SDK can lose the answer (see _answered).
+        self._spawn(self._announce())
         if plan.publisher:
             if plan.layout.audio:
                 await self._publish_audio()
@@ -208,15 +281,62 @@ class SdkParticipant(Participant):
         self._spawn(self._signal_pings())
         await self._ended.wait()
 
+    async def _announce(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.room.local_participant.set_attributes({ENGINE_ATTRIBUTE: self.engine})
+
     def _spawn(self, coro: object) -> None:
         self._tasks.append(asyncio.ensure_future(coro))  # type: ignore[arg-type]
+
+    async def _publish(self, track: rtc.LocalTrack, options: rtc.TrackPublishOptions) -> bool:
+        """One publish_ms row: publish_track called -> the server accepted the track (the
+        SDK returns after the server's TrackPublishedResponse). A refusal or error is a
+        failure row and the session goes on without the track."""
+        local = self.room.local_participant
+        perm = local.permissions
+        sources = list(perm.can_publish_sources)
+        if not perm.can_publish or (sources and options.source not in sources):
+            # the server refuses it, and the SDK would wait for an answer that never comes
+            detail = "the token does not allow publishing this track (can_publish)"
+            self.ctx.fail(PUBLISH_METRIC, FailureKind.AUTH, detail=detail)
+            return False
+        limit = self.ctx.plan.join_timeout_s
+        start = time.perf_counter()
+        # Bounded, and given up when the session ends, but never cancelled (as connect)
+        publishing = asyncio.ensure_future(local.publish_track(track, options))
+        publishing.add_done_callback(_retrieve)
+        ended = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait(
+                {publishing, ended}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ended.cancel()
+        if self._leaving:
+            return False  # asked to leave meanwhile: withdrawn, no row
+        exc = publishing.exception() if publishing.done() else None
+        if not publishing.done() or exc is not None:
+            if self._ended.is_set():
+                kind, detail = FailureKind.DISCONNECT, "the session ended while publishing"
+            elif exc is None:
+                kind, detail = FailureKind.TIMEOUT, f"not published within {limit:g} s"
+            else:
+                kind = classify_publish_error(str(exc))
+                detail = f"{type(exc).__name__}: {exc}"
+            self.ctx.fail(PUBLISH_METRIC, kind, detail=detail)
+            return False
+        pub = publishing.result()
+        ref = TrackRef(self.ctx.plan.identity, pub.sid)
+        self.ctx.ok(PUBLISH_METRIC, (time.perf_counter() - start) * 1000, track=ref)
+        return True
 
     async def _publish_audio(self) -> None:
         source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=FRAME_MS * 3)
         track = rtc.LocalAudioTrack.create_audio_track("lkload-audio", source)
-        await self.room.local_participant.publish_track(
-            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        )
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        options.audio_encoding.max_bitrate = self.ctx.plan.layout.audio_bitrate_kbps * 1000
+        if not await self._publish(track, options):
+            return
         frame = _tone_frame(SAMPLE_RATE * FRAME_MS // 1000)
 
         async def pump() -> None:
@@ -230,51 +350,74 @@ class SdkParticipant(Participant):
         source = rtc.VideoSource(layout.video_width, layout.video_height)
         track = rtc.LocalVideoTrack.create_video_track("lkload-video", source)
         codec = rtc.VideoCodec.H264 if layout.video_codec == "h264" else rtc.VideoCodec.VP8
-        await self.room.local_participant.publish_track(
-            track,
-            rtc.TrackPublishOptions(
-                source=rtc.TrackSource.SOURCE_CAMERA, video_codec=codec, simulcast=False
-            ),
+        options = rtc.TrackPublishOptions(
+            source=rtc.TrackSource.SOURCE_CAMERA, video_codec=codec, simulcast=False
         )
-        size = layout.video_width * layout.video_height
-        # A frame that changes every time, so the encoder keeps producing real packets.
-        buf = bytearray(size * 3 // 2)
-        frame = rtc.VideoFrame(
-            layout.video_width, layout.video_height, rtc.VideoBufferType.I420, buf
-        )
+        options.video_encoding.max_bitrate = layout.video_bitrate_kbps * 1000
+        options.video_encoding.max_framerate = layout.video_fps
+        if not await self._publish(track, options):
+            return
+        # Noise, cycled: the encoder spends its whole bitrate on it, so subscribers receive
+        # about video_bitrate_kbps as from an aiortc publisher (a still frame would be a few
+        # kbps, and fail min_rx_share). Measured: no more CPU than a still frame.
+        size = layout.video_width * layout.video_height * 3 // 2
+        frames = [
+            rtc.VideoFrame(
+                layout.video_width,
+                layout.video_height,
+                rtc.VideoBufferType.I420,
+                bytearray(os.urandom(size)),
+            )
+            for _ in range(NOISE_FRAMES)
+        ]
 
         async def pump() -> None:
             interval = 1.0 / layout.video_fps
             n = 0
             while True:
                 n += 1
-                buf[n % size] = n & 0xFF
-                source.capture_frame(frame)
+                source.capture_frame(frames[n % NOISE_FRAMES])
                 await asyncio.sleep(interval)
 
         self._spawn(pump())
 
     async def _send_data(self) -> None:
+        """A message every data_interval_s. A send that fails is one data_e2e_ms failure
+        at the sender (its sequence number is reused, so receivers see no gap for a
+        message never sent) and the next one is tried on time."""
         seq = 0
         interval = self.ctx.plan.layout.data_interval_s
         while True:
             await asyncio.sleep(interval)
-            seq += 1
-            msg = DataMessage(self.ctx.plan.identity, seq, time.time())
+            msg = DataMessage(self.ctx.plan.identity, seq + 1, time.time())
             try:
-                await self.room.local_participant.publish_data(
-                    msg.encode(), reliable=True, topic=TOPIC
+                await asyncio.wait_for(
+                    self.room.local_participant.publish_data(
+                        msg.encode(), reliable=True, topic=TOPIC
+                    ),
+                    DATA_SEND_TIMEOUT_S,
                 )
-            except Exception:  # the session is going away; its end is recorded elsewhere
-                return
+            except Exception as exc:
+                if self._ended.is_set() or self._leaving:
+                    return  # the session is going away; its end is recorded elsewhere
+                kind = FailureKind.TIMEOUT if isinstance(exc, TimeoutError) else FailureKind.MEDIA
+                detail = f"send failed: {type(exc).__name__}: {exc}"
+                self.ctx.fail("data_e2e_ms", kind, detail=detail)
+                continue
+            seq += 1
 
     def _on_data(self, payload: bytes) -> None:
         msg = DataMessage.decode(payload)
         if msg is None:
             return
-        for _ in range(self._seq.gap(msg)):
-            self.ctx.fail("data_e2e_ms", FailureKind.MEDIA)
-        self.ctx.ok("data_e2e_ms", max(0.0, (time.time() - msg.sent) * 1000))
+        now = time.time()
+        if self._seqs.arrived(msg.sender, msg.seq, now):
+            self.ctx.ok("data_e2e_ms", max(0.0, (now - msg.sent) * 1000))
+
+    def _write_lost(self, lost: list[Missing]) -> None:
+        for m in lost:
+            detail = f"message {m.seq} from {m.sender} missing"
+            self.ctx.fail("data_e2e_ms", FailureKind.MEDIA, detail=detail, at=m.noticed)
 
     async def _signal_pings(self) -> None:
         while True:
@@ -313,43 +456,160 @@ class SdkParticipant(Participant):
             echoed.set_result(None)
             self.echoed_pings += 1
 
-    async def _sample_stats(self) -> None:
-        interval = self.ctx.plan.stats_interval_s
-        while True:
-            await asyncio.sleep(interval)
-            for sid, track in list(self._subscribed.items()):
-                try:
-                    stats = await track.get_stats()
-                except Exception:
-                    continue
-                self._account_rx(sid, stats)
+    # -- receive side: first packet, stats, stalls ------------------------------------
 
-    def _account_rx(self, sid: str, stats: list[object]) -> None:
-        for s in stats:
-            if s.WhichOneof("stats") != "inbound_rtp":  # type: ignore[attr-defined]
-                continue
-            inbound = s.inbound_rtp  # type: ignore[attr-defined]
-            now = time.perf_counter()
-            rx_bytes = int(inbound.inbound.bytes_received)
-            received = int(inbound.received.packets_received)
-            lost = int(inbound.received.packets_lost)
-            prev = self._rx_last.get(sid)
-            self._rx_last[sid] = (now, rx_bytes, received, lost)
-            if prev is None:
-                return
-            dt = now - prev[0]
-            d_recv, d_lost = received - prev[2], max(0, lost - prev[3])
-            if dt <= 0:
-                return
-            self.ctx.ok("rx_kbps", (rx_bytes - prev[1]) * 8 / 1000 / dt)
-            if d_recv + d_lost > 0:
-                self.ctx.ok("loss_pct", 100.0 * d_lost / (d_recv + d_lost))
-            self.ctx.ok("jitter_ms", float(inbound.received.jitter) * 1000)
+    def _subscribe(
+        self, track: rtc.Track, pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant
+    ) -> None:
+        if pub.sid in self._rx or not isinstance(
+            track, rtc.RemoteAudioTrack | rtc.RemoteVideoTrack
+        ):
             return
+        self._subscribed[pub.sid] = track
+        rx = _Rx(track, TrackRef(p.identity, pub.sid), _kind(track), p, muted=pub.muted)
+        rx.muted_in_interval = pub.muted
+        self._rx[pub.sid] = rx
+        self._spawn(self._first_packet(pub.sid, rx))
+
+    async def _first_packet(self, sid: str, rx: _Rx) -> None:
+        """Poll the track's inbound-rtp stats until they count a packet: first_track_ms
+        ends there. Past the first-track timeout (which writes its row) polled only every
+        stats interval: a late track still gets its stats and stalls."""
+        deadline = time.perf_counter() + self.ctx.plan.first_track_timeout_s
+        while self._rx.get(sid) is rx:
+            with contextlib.suppress(Exception):
+                inbound = _inbound(await rx.track.get_stats())
+                if inbound is not None and inbound.received.packets_received > 0:  # type: ignore[attr-defined]
+                    if self._rx.get(sid) is not rx:
+                        return
+                    self._expect.received(sid, rx.ref)
+                    self._start_rx(rx, inbound, time.time())
+                    return
+            late = time.perf_counter() > deadline
+            await asyncio.sleep(self.ctx.plan.stats_interval_s if late else FIRST_PACKET_POLL_S)
+
+    def _start_rx(self, rx: _Rx, inbound: object, now: float) -> None:
+        i = inbound  # type: ignore[assignment]
+        rx.started = True
+        rx.first_at = rx.iv_t = rx.poll_t = now
+        rx.iv_bytes = int(i.inbound.bytes_received)  # type: ignore[attr-defined]
+        rx.iv_packets = rx.poll_packets = int(i.received.packets_received)  # type: ignore[attr-defined]
+        rx.iv_lost = int(i.received.packets_lost)  # type: ignore[attr-defined]
+
+    def _drop(self, sid: str) -> None:
+        """The track's publisher left or unpublished it: no more rows for it (a stall
+        going on is written now, with its duration so far)."""
+        self._expect.withdraw(sid)
+        self._subscribed.pop(sid, None)
+        rx = self._rx.pop(sid, None)
+        if rx is not None:
+            self._write_open_stall(rx, time.time())
+
+    def _set_muted(self, sid: str, muted: bool) -> None:
+        """A muted track is silent on purpose: a stall going on ends at the mute (written
+        now); silence is counted again from the unmute."""
+        rx = self._rx.get(sid)
+        if rx is None:
+            return
+        now = time.time()
+        if muted:
+            self._write_open_stall(rx, now)
+        else:
+            rx.unmuted_at = now
+        rx.silent_since = None
+        rx.muted = muted
+        rx.muted_in_interval = rx.muted_in_interval or muted
+
+    def _write_open_stall(self, rx: _Rx, now: float) -> None:
+        if rx.silent_since is not None and now - rx.silent_since > self.ctx.plan.stall_threshold_s:
+            mediacheck.stall_row(self.ctx, rx.ref, rx.silent_since, now - rx.silent_since)
+        rx.silent_since = None
+
+    async def _sample_stats(self) -> None:
+        """Poll every subscribed track's stats often enough to see each stall (at most
+        stall_threshold_s / 2 apart, so a silence longer than the threshold spans a whole
+        poll interval) and write the rows every stats_interval_s."""
+        plan = self.ctx.plan
+        polls = max(1, math.ceil(plan.stats_interval_s / (plan.stall_threshold_s / 2)))
+        n = failures = 0
+        while True:
+            await asyncio.sleep(plan.stats_interval_s / polls)
+            n += 1
+            try:
+                await self._poll_all(report=n % polls == 0)
+                failures = 0
+            except Exception as exc:  # a bug of ours: one row, and the stats go on
+                failures += 1
+                log.exception("%s: stats poll failed", plan.identity)
+                detail = f"{type(exc).__name__}: {exc}"
+                self.ctx.fail(TICK_METRIC, FailureKind.INTERNAL, detail=detail)
+                if failures >= MAX_TICK_FAILURES:  # gives up, as the aiortc engine does
+                    self._record_session(ok=False, kind=FailureKind.INTERNAL)
+                    self._ended.set()
+                    return
+
+    async def _poll_all(self, report: bool) -> None:
+        for sid, rx in list(self._rx.items()):
+            if not rx.started:
+                continue
+            try:
+                inbound = _inbound(await rx.track.get_stats())
+            except Exception:
+                continue  # the track went away meanwhile
+            if inbound is None or self._rx.get(sid) is not rx:
+                continue
+            self._poll(rx, inbound, time.time(), report=report)
+        self._write_lost(self._seqs.lost(time.time()))
+
+    def _poll(self, rx: _Rx, inbound: object, now: float, report: bool) -> None:
+        i = inbound  # type: ignore[assignment]
+        packets = int(i.received.packets_received)  # type: ignore[attr-defined]
+        last = float(i.inbound.last_packet_received_timestamp) / 1000.0  # type: ignore[attr-defined]
+        if rx.muted:
+            pass  # silent on purpose
+        elif packets == rx.poll_packets:
+            if rx.silent_since is None:  # silent for a whole poll: since its last packet
+                rx.silent_since = max(last if last > 0 else rx.poll_t, rx.unmuted_at)
+        elif rx.silent_since is not None:
+            # resumed between the previous poll and `last`: back from `last` by the packets
+            # that came since, at the rate media flowed before the silence
+            new = packets - rx.poll_packets
+            resumed = last - new / rx.rate if rx.rate > 0 else rx.poll_t
+            resumed = min(max(resumed, rx.poll_t), max(last, rx.poll_t))
+            duration = resumed - rx.silent_since
+            if duration > self.ctx.plan.stall_threshold_s:
+                mediacheck.stall_row(self.ctx, rx.ref, rx.silent_since, duration)
+            rx.silent_since = None
+        elif now > rx.poll_t:
+            rate = (packets - rx.poll_packets) / (now - rx.poll_t)
+            rx.rate = rate if rx.rate == 0 else 0.7 * rx.rate + 0.3 * rate
+        rx.poll_t, rx.poll_packets = now, packets
+        if report:
+            self._report(rx, i, now)
+
+    def _report(self, rx: _Rx, inbound: object, now: float) -> None:
+        i = inbound  # type: ignore[assignment]
+        dt = now - rx.iv_t
+        if dt < self.ctx.plan.stats_interval_s / 2:
+            return  # started just before: joins the next interval (as the aiortc engine)
+        rx_bytes = int(i.inbound.bytes_received)  # type: ignore[attr-defined]
+        received = int(i.received.packets_received)  # type: ignore[attr-defined]
+        lost = int(i.received.packets_lost)  # type: ignore[attr-defined]
+        d_recv, d_lost = received - rx.iv_packets, max(0, lost - rx.iv_lost)
+        kbps = (rx_bytes - rx.iv_bytes) * 8 / 1000 / dt
+        judged = mediacheck.judged(rx.participant.attributes, now - rx.first_at)
+        judged = judged and not rx.muted_in_interval
+        rx.muted_in_interval = rx.muted
+        mediacheck.rx_row(self.ctx, kbps, rx.kind, rx.ref, judged)
+        if d_recv + d_lost > 0:
+            self.ctx.ok("loss_pct", 100.0 * d_lost / (d_recv + d_lost), track=rx.ref)
+        if d_recv > 0:
+            self.ctx.ok("jitter_ms", float(i.received.jitter) * 1000, track=rx.ref)  # type: ignore[attr-defined]
+        rx.iv_t, rx.iv_bytes, rx.iv_packets, rx.iv_lost = now, rx_bytes, received, lost
 
     # -- leave ------------------------------------------------------------------------
 
-    def _record_session(self, ok: bool) -> None:
+    def _record_session(self, ok: bool, kind: FailureKind = FailureKind.DISCONNECT) -> None:
         if self._session_recorded or not self._joined_at:
             return
         self._session_recorded = True
@@ -357,10 +617,15 @@ class SdkParticipant(Participant):
         if ok:
             self.ctx.ok(SESSION_METRIC, duration)
         else:
-            self.ctx.fail(SESSION_METRIC, FailureKind.DISCONNECT)
+            self.ctx.fail(SESSION_METRIC, kind)
 
     async def leave(self) -> None:
-        self._leaving = True
+        was_leaving, self._leaving = self._leaving, True
+        if not was_leaving and self._joined_at:
+            now = time.time()
+            for rx in self._rx.values():
+                self._write_open_stall(rx, now)
+            self._write_lost(self._seqs.drain())
         if not self._ended.is_set():
             self._record_session(ok=True)
         self._expect.withdraw_all()

@@ -153,6 +153,11 @@ class Scenario(Strict):
     join_timeout_s: Annotated[float, Field(gt=0)] = 20.0
     first_track_timeout_s: Annotated[float, Field(gt=0)] = 15.0
     stats_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    # A subscribed track silent for longer than this is one `media_stall_s` failure per stall.
+    stall_threshold_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    # An interval whose rx_kbps is below this share of the track's nominal bitrate
+    # (rooms.audio_bitrate_kbps / video_bitrate_kbps) is a `media` failure; 0 turns it off.
+    min_rx_share: Annotated[float, Field(ge=0, le=1)] = 0.5
     api_interval_s: Annotated[float, Field(gt=0)] = 5.0
     tiers: Annotated[list[Tier], Field(min_length=1)]
     recovery: Recovery | None = None

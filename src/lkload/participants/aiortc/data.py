@@ -7,14 +7,13 @@ Receivers compute data_e2e_ms = now - t and detect gaps in each sender's seq.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from livekit.protocol import models as pm
 
-__all__ = ["TOPIC", "DataMessage", "GapTracker", "encode_packet", "decode_packet"]
+__all__ = ["TOPIC", "DataMessage", "encode_packet", "decode_packet"]
 
 TOPIC = "lkload"
-MAX_GAP_ROWS = 100  # one sender's gap never produces more rows than this
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,23 +56,3 @@ def decode_packet(data: bytes) -> DataMessage | None:
     if not isinstance(obj, dict) or obj.get("lkload") != 1:
         raise ValueError("not an lkload v1 data message")
     return DataMessage(sender=str(obj["from"]), seq=int(obj["seq"]), t=float(obj["t"]))
-
-
-@dataclass(slots=True)
-class GapTracker:
-    """Highest seq seen per sender; `see` returns how many messages were skipped."""
-
-    last: dict[str, int] = field(default_factory=dict)
-
-    def see(self, sender: str, seq: int) -> int:
-        prev = self.last.get(sender)
-        if prev is None:
-            self.last[sender] = seq
-            return 0  # joined mid-stream: earlier messages were not ours to receive
-        if seq <= prev:
-            return 0  # duplicate or reordered
-        self.last[sender] = seq
-        return min(seq - prev - 1, MAX_GAP_ROWS)
-
-    def forget(self, sender: str) -> None:
-        self.last.pop(sender, None)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
@@ -23,9 +26,10 @@ from aiortc.rtp import RtcpRrPacket
 from livekit.protocol import models as pm
 from livekit.protocol import rtc as pr
 
-from lkload.metrics.schema import SESSION_METRIC, FailureKind
+from lkload.metrics.schema import PUBLISH_METRIC, SESSION_METRIC, TICK_METRIC, FailureKind
+from lkload.participants import mediacheck
 from lkload.participants.aiortc import ice, interop, join
-from lkload.participants.aiortc.data import DataMessage, GapTracker, decode_packet, encode_packet
+from lkload.participants.aiortc.data import DataMessage, decode_packet, encode_packet
 from lkload.participants.aiortc.publisher import (
     PreEncodedTrack,
     add_track_request,
@@ -35,11 +39,15 @@ from lkload.participants.aiortc.publisher import (
 from lkload.participants.aiortc.signal import SignalClient, SignalClosed, SignalError
 from lkload.participants.aiortc.subscriber import TrackAccount
 from lkload.participants.base import (
+    CAPTURE_CLOCK,
+    CLOCK_ATTRIBUTE,
     ENGINE_ATTRIBUTE,
     JoinFailed,
     Participant,
     ParticipantContext,
+    TrackRef,
 )
+from lkload.participants.datamsg import DataSequences, Missing
 
 __all__ = ["AiortcParticipant", "State"]
 
@@ -48,6 +56,10 @@ PING_TIMEOUT_S = 15.0
 _CLOCKRATE = {"audio": 48_000, "video": 90_000}
 _TIMER_TOLERANCE_S = 0.002
 RR_INTERVAL_S = 1.0  # receiver reports per subscriber PC (aiortc's receiver: 0.5-1.5 s)
+# A failing periodic step is one `internal` row and the participant goes on; after this many
+# failures in a row it gives up: the session ends with an `internal` failure.
+MAX_TICK_FAILURES = 5
+ATTRIBUTES_REQUEST_ID = 0x6C6B  # our attribute update, told apart in RequestResponses
 
 
 class State(Enum):
@@ -63,6 +75,16 @@ class ExpectedTrack:
     sid: str
     publisher: str  # participant sid
     announced: float  # monotonic time from which first_track_ms counts
+
+
+@dataclass(slots=True)
+class RemoteTrack:
+    """A remote audio/video track as the participant updates describe it."""
+
+    ref: TrackRef  # publisher identity and track sid
+    publisher: str  # participant sid
+    muted: bool = False  # the publisher muted it: silence is no stall, its rate not judged
+    muted_in_interval: bool = False
 
 
 @dataclass(slots=True)
@@ -103,9 +125,12 @@ class AiortcParticipant(Participant):
         self._pub_answer: asyncio.Future[None] | None = None
         self._expected: dict[str, ExpectedTrack] = {}
         self._done_tracks: set[str] = set()
-        self._no_e2e_tracks: set[str] = set()  # tracks of publishers with an offset SR clock
+        self._remote: dict[str, RemoteTrack] = {}  # by track sid: announced and not gone
+        self._peer_attrs: dict[str, dict[str, str]] = {}  # participant sid -> attributes
+        self._publish_failed: set[str] = set()  # cids whose publish_ms failure is written
         self._reliable: RTCDataChannel | None = None
-        self._gaps = GapTracker()
+        self._seqs = DataSequences()
+        self._tick_failures = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._stage = "signal"
         self._timer: asyncio.TimerHandle | None = None
@@ -113,6 +138,7 @@ class AiortcParticipant(Participant):
         self._next_stats = self._last_stats = self._next_data = self._next_rr = 0.0
         self._rtcp_ssrc = random.getrandbits(32)  # the sender SSRC of our receiver reports
         self._data_seq = 0
+        self._data_opened = False
         self._join_error: _SessionEnded | None = None
 
     # ---- Participant interface ---------------------------------------------------------
@@ -130,10 +156,11 @@ class AiortcParticipant(Participant):
         started = time.monotonic()
         kind: FailureKind | None = None
         detail = ""
+        addrs: tuple[str, ...] = ()
         try:
             addrs = ice.addresses_for(self.ctx.target.ice_addresses, self.ctx.plan.identity)
             with ice.restricted_to(addrs):
-                await self._join_or_end(self.ctx.plan.join_timeout_s)
+                await self._join_or_end(self._join, self.ctx.plan.join_timeout_s)
         except TimeoutError:
             kind = FailureKind.ICE if self._stage == "ice" else FailureKind.TIMEOUT
             detail = f"not joined within {self.ctx.plan.join_timeout_s:g} s ({self._stage})"
@@ -152,8 +179,18 @@ class AiortcParticipant(Participant):
             await self._release()
             self.state = State.LEFT
             raise JoinFailed(kind, detail)
-        self.ctx.ok("join_ms", (time.monotonic() - started) * 1000.0)
+        self.ctx.ok("join_ms", (self._joined_at - started) * 1000.0)
         self.state = State.JOINED
+        for exp in self._expected.values():  # announced while joining: expected from now
+            exp.announced = max(exp.announced, self._joined_at)
+        plan = self.ctx.plan
+        if self.pub_pc is None and (plan.publisher or plan.layout.data):
+            try:
+                with ice.restricted_to(addrs):
+                    await self._publish_after_join()
+            except asyncio.CancelledError:
+                await self.leave()
+                raise
 
     async def run(self) -> None:
         """Send data, report stats, check deadlines; returns when the session ends.
@@ -177,9 +214,29 @@ class AiortcParticipant(Participant):
                 self._timer = None
 
     def _tick(self) -> None:
+        """The periodic work; one exception in it is one `internal` row, never its end."""
         self._timer = None
         if self._ended.is_set():
             return
+        try:
+            wake = self._tick_work()
+            self._tick_failures = 0
+        except Exception as exc:
+            self._tick_failures += 1
+            log.exception("%s: periodic work failed", self.ctx.plan.identity)
+            self.ctx.fail(TICK_METRIC, FailureKind.INTERNAL, detail=f"{type(exc).__name__}: {exc}")
+            if self._tick_failures >= MAX_TICK_FAILURES:
+                self._end(
+                    FailureKind.INTERNAL,
+                    f"periodic work failed {self._tick_failures} times in a row",
+                )
+                return
+            wake = time.monotonic() + 0.5  # not at once: the cause may still be there
+        assert self._loop is not None  # set by run()
+        self._timer = self._loop.call_later(max(0.0, wake - time.monotonic()), self._tick)
+
+    def _tick_work(self) -> float:
+        """Send data, receiver reports and stats when due; returns when to run next."""
         plan = self.ctx.plan
         # uvloop's timers have millisecond resolution and may fire just before the due time:
         # without the tolerance every due tick came twice (once early, doing nothing)
@@ -188,25 +245,26 @@ class AiortcParticipant(Participant):
             self._next_data += plan.layout.data_interval_s
             if self._next_data < now:  # fell behind: do not burst
                 self._next_data = now + plan.layout.data_interval_s
-            self._data_seq += 1
-            self._send_data(DataMessage(plan.identity, self._data_seq, time.time()))
+            if self._send_data(DataMessage(plan.identity, self._data_seq + 1, time.time())):
+                self._data_seq += 1  # a message not sent keeps its number: no gap for others
         if now >= self._next_rr:
             self._next_rr = now + RR_INTERVAL_S
             self._send_receiver_report()
         if now >= self._next_stats:
-            self._report_stats(now - self._last_stats)
             self._last_stats = now
             self._next_stats = now + plan.stats_interval_s
+            self._report_stats()
         self._check_deadlines(now)
         wake = min(self._next_stats, self._next_rr, now + 1.0)
         if plan.layout.data:
             wake = min(wake, self._next_data)
-        assert self._loop is not None  # set by run()
-        self._timer = self._loop.call_later(max(0.0, wake - time.monotonic()), self._tick)
+        return wake
 
     async def leave(self) -> None:
         if self.state is State.LEFT:
             return
+        if self.state in (State.JOINED, State.ENDED):
+            self._flush_receive()
         if self.state is State.JOINED and not self._session_done:
             self._session_done = True
             self.ctx.ok(SESSION_METRIC, time.time() - self._joined_wall)
@@ -217,9 +275,11 @@ class AiortcParticipant(Participant):
 
     # ---- join ---------------------------------------------------------------------------
 
-    async def _join_or_end(self, timeout_s: float) -> None:
-        """Run the join steps until done, the deadline, or the session's end."""
-        steps = asyncio.create_task(self._join(), name="lkload-aiortc-join")
+    async def _join_or_end(
+        self, steps_of: Callable[[], Coroutine[Any, Any, None]], timeout_s: float
+    ) -> None:
+        """Run join (or publish) steps until done, the deadline, or the session's end."""
+        steps = asyncio.create_task(steps_of(), name="lkload-aiortc-join")
         ended = asyncio.create_task(self._ended.wait(), name="lkload-aiortc-join-end")
         try:
             done, _ = await asyncio.wait(
@@ -244,8 +304,6 @@ class AiortcParticipant(Participant):
         token = self.ctx.target.token_for(plan.identity, plan.room)
         self._stage = "signal"
         jr = await self.signal.connect(self.ctx.target.url, token)
-        self._joined_at = time.monotonic()
-        self._joined_wall = time.time()
         self.local_sid = jr.participant.sid
         for info in jr.other_participants:
             self._on_participant(info)
@@ -255,17 +313,62 @@ class AiortcParticipant(Participant):
         self.signal.start(
             self._on_signal, self._on_signal_closed, self._on_rtt, jr.ping_interval or 5
         )
-        waits = []
+        # Joined = JoinResponse and the primary PC connected (docs/metrics.md, join_ms):
+        # publishing is the publish_ms attempts that follow, unless the publisher PC is
+        # the primary one (a participant that cannot subscribe).
         if jr.subscriber_primary:
-            waits.append(self._connected(self.sub_pc))
-        if plan.publisher or plan.layout.data:
-            # data goes client->server on the publisher PC, so a participant that sends
-            # data but no media still has one (with only the `_reliable` channel)
-            await self._publish()
-            assert self.pub_pc is not None
-            waits.append(self._connected(self.pub_pc))
+            self._stage = "ice"
+            await self._connected(self.sub_pc)
+        elif plan.publisher or plan.layout.data:
+            await self._publish_connected()
+        self._joined_at = time.monotonic()
+        self._joined_wall = time.time()
+
+    async def _publish_connected(self) -> None:
+        # data goes client->server on the publisher PC, so a participant that sends data
+        # but no media still has one (with only the `_reliable` channel)
+        self._stage = "publish"
+        await self._publish()
+        assert self.pub_pc is not None
         self._stage = "ice"
-        await asyncio.gather(*waits)
+        await self._connected(self.pub_pc)
+
+    async def _publish_after_join(self) -> None:
+        """Publish (tracks and the data channel) once joined: each track is one publish_ms
+        row; a failure is written as that and the session goes on without the track."""
+        kind: FailureKind | None = None
+        detail = ""
+        try:
+            await self._join_or_end(self._publish_connected, self.ctx.plan.join_timeout_s)
+        except TimeoutError:
+            kind = FailureKind.ICE if self._stage == "ice" else FailureKind.TIMEOUT
+            detail = f"not published within {self.ctx.plan.join_timeout_s:g} s ({self._stage})"
+        except (SignalError, _SessionEnded) as exc:
+            kind, detail = exc.kind, exc.detail
+        except Exception as exc:  # a bug of ours or of aiortc: classified, never silent
+            log.exception("aiortc publish failed")
+            kind, detail = FailureKind.INTERNAL, repr(exc)
+        if kind is not None:
+            self._fail_publishes(kind, detail)
+
+    def _fail_publishes(self, kind: FailureKind, detail: str) -> None:
+        """One publish_ms failure per track the server has not confirmed."""
+        for cid, fut in self._published.items():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                continue  # confirmed: its ok row is written by _published_row
+            if cid not in self._publish_failed:
+                self._publish_failed.add(cid)
+                self.ctx.fail(PUBLISH_METRIC, kind, detail=detail)
+            if not fut.done():
+                fut.cancel()
+
+    def _published_row(
+        self, cid: str, sent: float, fut: asyncio.Future[pr.TrackPublishedResponse]
+    ) -> None:
+        if fut.cancelled() or fut.exception() is not None or cid in self._publish_failed:
+            return
+        ref = TrackRef(self.ctx.plan.identity, fut.result().track.sid)
+        self.ctx.ok(PUBLISH_METRIC, (time.monotonic() - sent) * 1000.0, track=ref)
 
     async def _publish(self) -> None:
         self.pub_pc = pc = join.new_peer_connection()
@@ -278,13 +381,31 @@ class AiortcParticipant(Participant):
         if self.ctx.plan.layout.data:
             self._reliable = pc.createDataChannel("_reliable", ordered=True)
         loop = asyncio.get_running_loop()
+        if self.tracks:
+            # before the tracks, so that subscribers know how to read our clock when they
+            # see them: our sender reports map RTP time to each frame's capture time
+            attrs = {ENGINE_ATTRIBUTE: self.engine, CLOCK_ATTRIBUTE: CAPTURE_CLOCK}
+            await self.signal.send(
+                pr.SignalRequest(
+                    update_metadata=pr.UpdateParticipantMetadata(
+                        attributes=attrs, request_id=ATTRIBUTES_REQUEST_ID
+                    )
+                )
+            )
         for track in self.tracks:
-            self._published[track.id] = loop.create_future()
+            fut = self._published[track.id] = loop.create_future()
+            fut.add_done_callback(
+                functools.partial(self._published_row, track.id, time.monotonic())
+            )
             await self.signal.send(add_track_request(track))
         self._pub_answer = loop.create_future()
         await self.signal.send(await join.publisher_offer(pc, 1, self.hooks.publisher_local))
         await self._pub_answer
-        await asyncio.gather(*self._published.values())
+        # every track's answer (a refusal of one does not stop waiting for the others)
+        results = await asyncio.gather(*self._published.values(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         if not self.decode:
             for sender in pc.getSenders():
                 interop.install_fast_send(sender.transport)
@@ -362,15 +483,30 @@ class AiortcParticipant(Participant):
                 reason = pm.DisconnectReason.Name(resp.leave.reason)
                 self._end(FailureKind.DISCONNECT, f"server leave: {reason}, action {action}")
             elif which == "request_response":
-                rr = resp.request_response
-                if rr.reason != pr.RequestResponse.OK:
-                    self._end(FailureKind.SIGNAL, f"request refused: {rr.message}")
+                self._on_request_response(resp.request_response)
             elif which is None:
                 self.counters.unknown_messages += 1
         except SignalError as exc:
             self._end(exc.kind, exc.detail)
         except (ValueError, AssertionError) as exc:
             self._end(FailureKind.SIGNAL, f"bad {which}: {exc!r}")
+
+    def _on_request_response(self, rr: pr.RequestResponse) -> None:
+        if rr.reason == pr.RequestResponse.OK:
+            return
+        reason = pr.RequestResponse.Reason.Name(rr.reason)
+        what = rr.WhichOneof("request")
+        if what == "update_metadata" or rr.request_id == ATTRIBUTES_REQUEST_ID:
+            # without our attributes subscribers only skip media_e2e_ms of our tracks
+            log.warning("%s: attributes refused: %s", self.ctx.plan.identity, reason)
+            return
+        if what == "add_track":
+            fut = self._published.get(rr.add_track.cid)
+            if fut is not None and not fut.done():
+                kind = FailureKind.AUTH if reason == "NOT_ALLOWED" else FailureKind.SIGNAL
+                fut.set_exception(_SessionEnded(kind, f"publish refused: {reason} {rr.message}"))
+                return
+        self._end(FailureKind.SIGNAL, f"request refused: {reason} {rr.message}")
 
     def _on_signal_closed(self, why: SignalClosed, detail: str) -> None:
         if why is SignalClosed.BY_US:
@@ -388,13 +524,13 @@ class AiortcParticipant(Participant):
             return
         self.disconnect_reason = detail
         log.info("%s: session ended: %s", self.ctx.plan.identity, detail)
+        self._join_error = _SessionEnded(kind, detail)  # what a join or publish step failed of
         if self.state is State.JOINING:
             # join() is still running: fail it through its waits
             for fut in [self._pub_answer, *self._published.values()]:
                 if fut is not None and not fut.done():
                     fut.set_exception(_SessionEnded(kind, detail))
             self._ended.set()
-            self._join_error = _SessionEnded(kind, detail)
             return
         self._ended.set()
         if self.state is State.JOINED and not self._session_done:
@@ -410,30 +546,79 @@ class AiortcParticipant(Participant):
         gone = info.state == pm.ParticipantInfo.DISCONNECTED
         now = time.monotonic()
         live = set()
-        # libwebrtc's sender reports map RTP to NTP with an offset of several ms (seen: -8 to
-        # -15 ms on one host), so media_e2e_ms is only taken from publishers known not to be
-        # libwebrtc. The sdk engine says what it is in an attribute (ENGINE_ATTRIBUTE).
-        offset_clock = info.attributes.get(ENGINE_ATTRIBUTE) == "sdk"
+        if not gone:
+            self._peer_attrs[info.sid] = dict(info.attributes)
         for ti in info.tracks:
-            if ti.type not in (pm.TrackType.AUDIO, pm.TrackType.VIDEO):
+            if ti.type not in (pm.TrackType.AUDIO, pm.TrackType.VIDEO) or gone:
                 continue
             live.add(ti.sid)
-            if offset_clock:
-                self._no_e2e_tracks.add(ti.sid)
-            if not gone and ti.sid not in self._expected and ti.sid not in self._done_tracks:
+            remote = self._remote.get(ti.sid)
+            if remote is None:
+                remote = RemoteTrack(TrackRef(info.identity, ti.sid), info.sid)
+                self._remote[ti.sid] = remote
+            if ti.muted != remote.muted:
+                self._set_muted(ti.sid, remote, ti.muted)
+            if ti.sid not in self._expected and ti.sid not in self._done_tracks:
                 self._expected[ti.sid] = ExpectedTrack(ti.sid, info.sid, max(now, self._joined_at))
         # withdrawn: the publisher left or unpublished before we received the track
         for sid, exp in list(self._expected.items()):
-            if exp.publisher == info.sid and (gone or sid not in live):
+            if exp.publisher == info.sid and sid not in live:
                 del self._expected[sid]
+        # gone: its tracks stop producing rows (a stall going on is written now)
+        for sid, remote in list(self._remote.items()):
+            if remote.publisher == info.sid and sid not in live:
+                self._drop_track(sid, time.time())
         if gone:
-            self._gaps.forget(info.identity)
+            self._peer_attrs.pop(info.sid, None)
+
+    def _set_muted(self, sid: str, remote: RemoteTrack, muted: bool) -> None:
+        """A muted track is silent on purpose: a stall going on ends at the mute (written
+        now); silence is counted again from the unmute."""
+        now = time.time()
+        account = self.counters.tracks.get(sid)
+        if account is not None:
+            if muted:
+                self._write_stalls(account, remote.ref, now)
+            elif account.first_packet_at is not None:
+                account.last_arrival = max(account.last_arrival, now)
+        remote.muted = muted
+        remote.muted_in_interval = remote.muted_in_interval or muted
+
+    def _drop_track(self, sid: str, now: float) -> None:
+        remote = self._remote.pop(sid, None)
+        account = self.counters.tracks.pop(sid, None)
+        if account is None or remote is None:
+            return
+        account.on_first = None
+        self._write_stalls(account, remote.ref, None if remote.muted else now)
+
+    def _write_stalls(self, account: TrackAccount, ref: TrackRef, now: float | None) -> None:
+        """Stalls that ended, and with `now` the one going on (its duration so far)."""
+        stalls = account.take_stalls()
+        if now is not None and (ongoing := account.open_stall(now)) is not None:
+            stalls.append(ongoing)
+            account.last_arrival = now  # written: not again
+        for start, duration in stalls:
+            mediacheck.stall_row(self.ctx, ref, start, duration)
+
+    def _ref(self, sid: str) -> TrackRef:
+        remote = self._remote.get(sid)
+        return remote.ref if remote is not None else TrackRef("", sid)
+
+    def _attrs_of(self, sid: str) -> dict[str, str]:
+        remote = self._remote.get(sid)
+        return self._peer_attrs.get(remote.publisher, {}) if remote is not None else {}
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         assert self.sub_pc is not None
         for transceiver in self.sub_pc.getTransceivers():
             if transceiver.receiver.track is track:
-                account = TrackAccount(track.id, track.kind, _CLOCKRATE[track.kind])
+                account = TrackAccount(
+                    track.id,
+                    track.kind,
+                    _CLOCKRATE[track.kind],
+                    stall_after_s=self.ctx.plan.stall_threshold_s,
+                )
                 account.on_first = self._first_packet
                 self.counters.tracks[track.id] = account
                 receiver = transceiver.receiver
@@ -461,7 +646,8 @@ class AiortcParticipant(Participant):
         if exp is None:
             return
         self._done_tracks.add(sid)
-        self.ctx.ok("first_track_ms", (time.monotonic() - exp.announced) * 1000.0)
+        ms = max(0.0, (time.monotonic() - exp.announced) * 1000.0)
+        self.ctx.ok("first_track_ms", ms, track=self._ref(sid))
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         channel.on("message", self._on_data)
@@ -477,16 +663,24 @@ class AiortcParticipant(Participant):
         if msg is None or msg.sender == self.ctx.plan.identity:
             return
         self.counters.data_received += 1
-        for _ in range(self._gaps.see(msg.sender, msg.seq)):
-            self.ctx.fail("data_e2e_ms", FailureKind.MEDIA)
-        self.ctx.ok("data_e2e_ms", (now - msg.t) * 1000.0)
+        if self._seqs.arrived(msg.sender, msg.seq, now):
+            self.ctx.ok("data_e2e_ms", (now - msg.t) * 1000.0)
 
-    def _send_data(self, msg: DataMessage) -> None:
+    def _send_data(self, msg: DataMessage) -> bool:
+        """Send one data message. Before the channel first opened there is nothing to
+        send on (not an attempt); once it had opened, a message that cannot go out is one
+        data_e2e_ms failure at the sender, as in the sdk engine."""
         ch = self._reliable
         if ch is None or ch.readyState != "open":
-            return
+            if self._data_opened:
+                state = ch.readyState if ch is not None else "gone"
+                detail = f"send failed: data channel {state}"
+                self.ctx.fail("data_e2e_ms", FailureKind.MEDIA, detail=detail)
+            return False
+        self._data_opened = True
         ch.send(encode_packet(msg))
         self.counters.data_sent += 1
+        return True
 
     def _send_receiver_report(self) -> None:
         """RTCP receiver reports for the tracks we receive, as a WebRTC client sends them
@@ -503,17 +697,33 @@ class AiortcParticipant(Participant):
             report = RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=blocks[:31])  # 5-bit count
             interop.send_rtcp(transceivers[0].receiver.transport, bytes(report))
 
-    def _report_stats(self, seconds: float) -> None:
-        for account in self.counters.tracks.values():
-            if account.packets == 0:
-                continue
-            st = account.interval(seconds)
-            self.ctx.ok("rx_kbps", st.rx_kbps)
+    def _report_stats(self) -> None:
+        """Per received track: rx_kbps (judged against the nominal bitrate), loss_pct,
+        jitter_ms, one media_e2e_ms row per sampled frame, and the stalls that ended."""
+        now = time.time()
+        for sid, account in list(self.counters.tracks.items()):
+            if sid not in self._remote:
+                continue  # not announced (yet): nobody to name, nothing to judge
+            ref = self._ref(sid)
+            self._write_stalls(account, ref, None)
+            # a track that started just before this tick joins the next interval: a few ms
+            # holding a keyframe would read as megabits
+            st = account.interval(now, min_s=self.ctx.plan.stats_interval_s / 2)
+            if st is None:
+                continue  # nothing received yet (first_track_ms decides), or just started
+            attrs = self._attrs_of(sid)
+            first = account.first_packet_at or now
+            remote = self._remote[sid]
+            judged = mediacheck.judged(attrs, now - first) and not remote.muted_in_interval
+            remote.muted_in_interval = remote.muted
+            mediacheck.rx_row(self.ctx, st.rx_kbps, account.kind, ref, judged)
             if st.loss_pct is not None:
-                self.ctx.ok("loss_pct", st.loss_pct)
-            self.ctx.ok("jitter_ms", st.jitter_ms)
-            if st.media_e2e_ms is not None and account.track_sid not in self._no_e2e_tracks:
-                self.ctx.ok("media_e2e_ms", st.media_e2e_ms)
+                self.ctx.ok("loss_pct", st.loss_pct, track=ref)
+            if st.jitter_ms is not None:
+                self.ctx.ok("jitter_ms", st.jitter_ms, track=ref)
+            if mediacheck.capture_clock(attrs):
+                for arrival, ms in st.media_e2e_ms:
+                    self.ctx.ok("media_e2e_ms", ms, track=ref, at=arrival)
 
     def _check_deadlines(self, now: float) -> None:
         limit = self.ctx.plan.first_track_timeout_s
@@ -521,9 +731,29 @@ class AiortcParticipant(Participant):
             if now - exp.announced > limit:
                 del self._expected[sid]
                 self._done_tracks.add(sid)
-                self.ctx.fail("first_track_ms", FailureKind.TIMEOUT)
+                self.ctx.fail(
+                    "first_track_ms",
+                    FailureKind.TIMEOUT,
+                    detail=f"no packet within {limit:g} s",
+                    track=self._ref(sid),
+                )
         for _ in range(self.signal.expired_pings(PING_TIMEOUT_S)):
             self.ctx.fail("signal_rtt_ms", FailureKind.TIMEOUT)
+        self._write_lost(self._seqs.lost(time.time()))
+
+    def _write_lost(self, lost: list[Missing]) -> None:
+        for m in lost:
+            detail = f"message {m.seq} from {m.sender} missing"
+            self.ctx.fail("data_e2e_ms", FailureKind.MEDIA, detail=detail, at=m.noticed)
+
+    def _flush_receive(self) -> None:
+        """Leaving: the stalls going on and the data messages still missing are written."""
+        now = time.time()
+        for sid, account in self.counters.tracks.items():
+            remote = self._remote.get(sid)
+            if remote is not None:
+                self._write_stalls(account, remote.ref, None if remote.muted else now)
+        self._write_lost(self._seqs.drain())
 
     # ---- release ------------------------------------------------------------------------
 

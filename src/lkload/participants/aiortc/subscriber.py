@@ -1,14 +1,14 @@
 """The subscriber side: per remote track RTP accounting without decoding.
 
 Every RTP packet the server forwards is counted (bytes, extended sequence numbers,
-RFC 3550 interarrival jitter) and, once a sender report has arrived, turned into a
+RFC 3550 interarrival jitter, silences longer than the stall threshold) and, once a sender
+report has arrived, the first packet of one frame per E2E_SAMPLE_EVERY_S is turned into a
 media_e2e sample via the SR clock mapping (rtcp.py). Each stats interval yields one
-rx_kbps, loss_pct, jitter_ms and media_e2e_ms observation per track.
+rx_kbps, loss_pct and jitter_ms observation per track and the interval's sampled frames.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,15 +19,19 @@ from lkload.participants.aiortc.rtcp import SenderClock
 __all__ = ["IntervalStats", "TrackAccount"]
 
 MAX_E2E_SAMPLES = 2000  # per interval: bounded memory whatever the packet rate
-E2E_SAMPLE_EVERY_S = 0.1  # media_e2e from the first packet of at most one frame per 100 ms
+MAX_STALLS = 100  # stalls kept between two stats intervals
+# media_e2e_ms: the first frame at or after each 100 ms tick per track (10 samples a second
+# while frames are at most 100 ms apart, fewer for sparser frames; every audio frame would
+# be 50, with 5x the work per packet), each its own row.
+E2E_SAMPLE_EVERY_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
 class IntervalStats:
     rx_kbps: float
     loss_pct: float | None  # None: nothing expected in the interval
-    jitter_ms: float
-    media_e2e_ms: float | None  # None: no sender report yet
+    jitter_ms: float | None  # None: nothing received in the interval
+    media_e2e_ms: list[tuple[float, float]]  # (arrival unix s, ms) per sampled frame
 
 
 @dataclass(slots=True)
@@ -45,6 +49,10 @@ class TrackAccount:
     frame_size: tuple[int, int] | None = None
     # called once, after the first packet has been counted (first_track_ms)
     on_first: Callable[[str], None] | None = None
+    # silence between two packets longer than this is a stall: (start unix s, duration s)
+    stall_after_s: float = 2.0
+    last_arrival: float = 0.0
+    stalls: list[tuple[float, float]] = field(default_factory=list)
     # totals of the finished intervals (packets, bytes: these plus the current interval)
     _done_packets: int = 0
     _done_bytes: int = 0
@@ -58,7 +66,8 @@ class TrackAccount:
     _iv_bytes: int = 0
     _iv_packets: int = 0
     _iv_expected: int = 0  # sequence numbers the interval advanced over
-    _iv_e2e: list[float] = field(default_factory=list)
+    _iv_e2e: list[tuple[float, float]] = field(default_factory=list)
+    _iv_since: float = 0.0  # unix s: start of the current interval (or the first packet)
     _last_ts: int | None = None
     _next_e2e: float = 0.0
     # RTCP receiver report state (RFC 3550 6.4.1, A.3): per SSRC
@@ -104,8 +113,11 @@ class TrackAccount:
             self._lsr = 0
             self._iv_expected += 1
             if self.first_packet_at is None:
-                self.first_packet_at = arrival
+                self.first_packet_at = self.last_arrival = self._iv_since = arrival
                 first = True
+        if arrival - self.last_arrival > self.stall_after_s and len(self.stalls) < MAX_STALLS:
+            self.stalls.append((self.last_arrival, arrival - self.last_arrival))
+        self.last_arrival = arrival
         self._iv_bytes += size
         self._iv_packets += 1
         # extended highest sequence number (a step back of half the space = reordered/old)
@@ -123,17 +135,19 @@ class TrackAccount:
                 self._jitter += (d - self._jitter) / 16.0
         self._last_transit = transit
         # media e2e: the first packet of a frame (video frames span several packets), at most
-        # one frame per E2E_SAMPLE_EVERY_S: enough for the interval's median, and 5x less
-        # work per packet for 20 ms audio frames
+        # one frame per E2E_SAMPLE_EVERY_S
         if ts != self._last_ts:
             self._last_ts = ts
             if arrival >= self._next_e2e:
-                self._next_e2e = arrival + E2E_SAMPLE_EVERY_S
+                # a 100 ms grid (not 100 ms after the previous sample: with jitter that is
+                # one frame more, every time): 10 samples a second whatever the frame rate
+                grid = self._next_e2e + E2E_SAMPLE_EVERY_S
+                self._next_e2e = grid if grid > arrival else arrival + E2E_SAMPLE_EVERY_S
                 clock = self.clocks.get(ssrc)
                 if clock is not None:
                     capture = clock.capture_time(ts)
                     if capture is not None and len(self._iv_e2e) < MAX_E2E_SAMPLES:
-                        self._iv_e2e.append((arrival - capture) * 1000.0)
+                        self._iv_e2e.append((arrival, (arrival - capture) * 1000.0))
         if first and self.on_first is not None:
             self.on_first(self.track_sid)
 
@@ -175,20 +189,36 @@ class TrackAccount:
             dlsr=max(0, min(dlsr, 0xFFFFFFFF)),
         )
 
-    def interval(self, seconds: float) -> IntervalStats:
-        """Statistics since the previous call; resets the interval counters."""
+    def open_stall(self, now: float) -> tuple[float, float] | None:
+        """The silence going on at `now`, if it is already a stall: (start, duration)."""
+        if self.first_packet_at is None or now - self.last_arrival <= self.stall_after_s:
+            return None
+        return (self.last_arrival, now - self.last_arrival)
+
+    def take_stalls(self) -> list[tuple[float, float]]:
+        """Stalls that ended (media resumed) since the previous call."""
+        stalls, self.stalls = self.stalls, []
+        return stalls
+
+    def interval(self, now: float, min_s: float = 0.0) -> IntervalStats | None:
+        """Statistics since the previous call (or the first packet, if later); resets the
+        interval counters. None (and nothing reset: the span joins the next interval)
+        before the first packet or for a span shorter than `min_s`."""
+        seconds = now - self._iv_since
+        if self.first_packet_at is None or seconds <= 0 or seconds < min_s:
+            return None
         expected = self._iv_expected
         received = self._iv_packets  # includes late/duplicate packets, as RFC 3550 does
         loss = None
         if expected > 0:
             loss = max(0.0, (expected - received) / expected * 100.0)
-        e2e = statistics.median(self._iv_e2e) if self._iv_e2e else None
         stats = IntervalStats(
-            rx_kbps=self._iv_bytes * 8 / 1000.0 / seconds if seconds > 0 else 0.0,
+            rx_kbps=self._iv_bytes * 8 / 1000.0 / seconds,
             loss_pct=loss,
-            jitter_ms=self._jitter / self.clockrate * 1000.0,
-            media_e2e_ms=e2e,
+            jitter_ms=self._jitter / self.clockrate * 1000.0 if received else None,
+            media_e2e_ms=self._iv_e2e,
         )
+        self._iv_since = now
         self._done_bytes += self._iv_bytes
         self._done_packets += self._iv_packets
         self._iv_bytes = 0
