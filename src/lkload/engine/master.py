@@ -92,7 +92,7 @@ class MasterCampaign(Campaign):
         scenario: Scenario,
         results_root: Path,
         deployment: Deployment | None = None,
-        ice_ips: tuple[str, ...] = ("127.0.0.1",),
+        ice_ips: tuple[str, ...] | None = ("127.0.0.1",),
         web_port: int | None = None,
         progress: bool = True,
         *,
@@ -126,6 +126,7 @@ class MasterCampaign(Campaign):
         self._recorder: Recorder | None = None
         self._target: Target | None = None
         self._url = ""
+        self._embedded = True
         self._began = False  # tier 1 was started: late workers are refused
         self._gen_cpu: dict[str, float] = {}
         self.recorder_max_pending = RECORDER_MAX_PENDING
@@ -146,6 +147,7 @@ class MasterCampaign(Campaign):
         self._recorder = recorder
         self._target = deployment.target()
         self._url = deployment.url
+        self._embedded = deployment.embedded
         host = "*" if self.bind_host in ("0.0.0.0", "*") else self.bind_host
         try:
             runner = env._create_runner(
@@ -284,7 +286,13 @@ class MasterCampaign(Campaign):
         self._write_meta(hosts=hosts, workers=self._workers_meta())
         self._send(
             m.WELCOME,
-            {"worker": name, "campaign_id": self.id, "url": self._url, **self._phase()},
+            {
+                "worker": name,
+                "campaign_id": self.id,
+                "url": self._url,
+                "embedded": self._embedded,
+                **self._phase(),
+            },
             cid,
         )
         print(

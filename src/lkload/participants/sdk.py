@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import math
 import time
+from urllib.parse import urlsplit
 
 from livekit import rtc
 
@@ -28,6 +29,7 @@ from lkload.participants.base import (
 )
 from lkload.participants.datamsg import TOPIC, DataMessage, SequenceTracker
 from lkload.participants.expectations import TrackExpectations
+from lkload.participants.tls import certificate_text_problem, trust_process_wide
 
 SAMPLE_RATE = 48_000
 # 100 ms frames: capture_frame costs ~0.35 ms of CPU per call whatever the length
@@ -105,6 +107,8 @@ class SdkParticipant(Participant):
     async def join(self) -> None:
         plan = self.ctx.plan
         token = self.ctx.target.token_for(plan.identity, plan.room)
+        if self.ctx.target.ca_file:
+            trust_process_wide(self.ctx.target.ca_file)  # the native side reads SSL_CERT_FILE
         self.room = rtc.Room()
         self._wire_events()
         start = time.perf_counter()
@@ -126,17 +130,20 @@ class SdkParticipant(Participant):
             connecting.add_done_callback(lambda t: _disconnect_late(t, room))
             self.room = None  # not ours to release any more
             await self._release()
-            self.ctx.fail("join_ms", FailureKind.TIMEOUT)
-            raise JoinFailed(FailureKind.TIMEOUT, f"no join within {plan.join_timeout_s} s")
+            detail = f"not joined within {plan.join_timeout_s:g} s"
+            self.ctx.fail("join_ms", FailureKind.TIMEOUT, detail=detail)
+            raise JoinFailed(FailureKind.TIMEOUT, detail)
         exc = connecting.exception()
         if isinstance(exc, rtc.ConnectError):
             kind = classify_connect_error(exc.message)
+            host = urlsplit(self.ctx.target.url).hostname
+            detail = certificate_text_problem(exc.message, host) or exc.message
             await self._release()
-            self.ctx.fail("join_ms", kind)
-            raise JoinFailed(kind, exc.message)
+            self.ctx.fail("join_ms", kind, detail=detail)
+            raise JoinFailed(kind, detail)
         if exc is not None:  # the SDK raises plain exceptions for FFI problems
             await self._release()
-            self.ctx.fail("join_ms", FailureKind.INTERNAL)
+            self.ctx.fail("join_ms", FailureKind.INTERNAL, detail=repr(exc))
             raise JoinFailed(FailureKind.INTERNAL, repr(exc))
         self._joined_at = time.perf_counter()
         self.ctx.ok("join_ms", (self._joined_at - start) * 1000)
@@ -188,9 +195,9 @@ class SdkParticipant(Participant):
         room.on("participant_attributes_changed", self._on_attributes)
 
         @room.on("disconnected")
-        def _disconnected(_reason: object = None) -> None:
+        def _disconnected(reason: object = None) -> None:
             if self._joined_at and not self._leaving:
-                self._record_session(ok=False)
+                self._record_session(ok=False, detail=f"disconnected: {_reason_name(reason)}")
             self._ended.set()
 
     # -- run --------------------------------------------------------------------------
@@ -349,7 +356,7 @@ class SdkParticipant(Participant):
 
     # -- leave ------------------------------------------------------------------------
 
-    def _record_session(self, ok: bool) -> None:
+    def _record_session(self, ok: bool, detail: str = "") -> None:
         if self._session_recorded or not self._joined_at:
             return
         self._session_recorded = True
@@ -357,7 +364,7 @@ class SdkParticipant(Participant):
         if ok:
             self.ctx.ok(SESSION_METRIC, duration)
         else:
-            self.ctx.fail(SESSION_METRIC, FailureKind.DISCONNECT)
+            self.ctx.fail(SESSION_METRIC, FailureKind.DISCONNECT, detail=detail)
 
     async def leave(self) -> None:
         self._leaving = True
@@ -376,6 +383,14 @@ class SdkParticipant(Participant):
         if self.room is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.room.disconnect(), 5)
+
+
+def _reason_name(reason: object) -> str:
+    """The SDK's DisconnectReason (a protobuf enum int) by name."""
+    try:
+        return rtc.DisconnectReason.Name(reason)  # type: ignore[attr-defined, arg-type]
+    except Exception:
+        return str(reason)
 
 
 def _disconnect_late(connecting: asyncio.Future[None], room: rtc.Room) -> None:

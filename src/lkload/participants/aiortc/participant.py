@@ -147,7 +147,7 @@ class AiortcParticipant(Participant):
             log.exception("aiortc join failed")
             kind, detail = FailureKind.INTERNAL, repr(exc)
         if kind is not None:
-            self.ctx.fail("join_ms", kind)
+            self.ctx.fail("join_ms", kind, detail=detail)
             self._session_done = True  # a failed join has no session row
             await self._release()
             self.state = State.LEFT
@@ -243,7 +243,7 @@ class AiortcParticipant(Participant):
         plan = self.ctx.plan
         token = self.ctx.target.token_for(plan.identity, plan.room)
         self._stage = "signal"
-        jr = await self.signal.connect(self.ctx.target.url, token)
+        jr = await self.signal.connect(self.ctx.target.url, token, ca_file=self.ctx.target.ca_file)
         self._joined_at = time.monotonic()
         self._joined_wall = time.time()
         self.local_sid = jr.participant.sid
@@ -399,7 +399,7 @@ class AiortcParticipant(Participant):
         self._ended.set()
         if self.state is State.JOINED and not self._session_done:
             self._session_done = True
-            self.ctx.fail(SESSION_METRIC, kind)
+            self.ctx.fail(SESSION_METRIC, kind, detail=detail)
             self.state = State.ENDED
 
     # ---- subscriptions and media -------------------------------------------------------
