@@ -39,7 +39,9 @@ def _ctx(srv: EmbeddedServer, rows: list, identity: str, room: str, token_for=No
         join_timeout_s=10,
     )
     target = Target(srv.url, token_for or (lambda i, r: mint_token(key, secret, i, r)))
-    return ParticipantContext(plan, target, lambda m, v, ok, e: rows.append((m, v, ok, e)), "sdk")
+    return ParticipantContext(
+        plan, target, lambda m, v, ok, e, **_kw: rows.append((m, v, ok, e)), "sdk"
+    )
 
 
 def test_bad_token_is_an_auth_failure_row(server) -> None:

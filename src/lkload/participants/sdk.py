@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from livekit import rtc
 
-from lkload.metrics.schema import SESSION_METRIC, FailureKind
+from lkload.metrics.schema import SESSION_METRIC, TRANSPORT_METRICS, FailureKind
 from lkload.participants.base import (
     ENGINE_ATTRIBUTE,
     SHIELDED_TASK_PREFIX,
@@ -147,6 +147,7 @@ class SdkParticipant(Participant):
             raise JoinFailed(FailureKind.INTERNAL, repr(exc))
         self._joined_at = time.perf_counter()
         self.ctx.ok("join_ms", (self._joined_at - start) * 1000)
+        self._spawn(self._report_transport())  # a stats round trip: not in join's path
         # Tell other participants what we are: libwebrtc's sender-report clock is offset, so
         # the aiortc engine does not take media_e2e_ms from our tracks.
         with contextlib.suppress(Exception):
@@ -157,6 +158,19 @@ class SdkParticipant(Participant):
                 self._expect.expect(pub.sid, since=self._joined_at)
                 if pub.track is not None:
                     self._expect.received(pub.sid)
+
+    async def _report_transport(self) -> None:
+        """One row: what libwebrtc's selected candidate pair runs on (subscriber PC, else
+        publisher)."""
+        transport = "unknown"
+        with contextlib.suppress(Exception):
+            stats = await asyncio.wait_for(self.room.get_rtc_stats(), 5.0)
+            transport = (
+                selected_transport(stats.subscriber_stats)
+                or selected_transport(stats.publisher_stats)
+                or "unknown"
+            )
+        self.ctx.ok(TRANSPORT_METRICS[transport], 1.0)
 
     def _wire_events(self) -> None:
         room = self.room
@@ -383,6 +397,38 @@ class SdkParticipant(Participant):
         if self.room is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.room.disconnect(), 5)
+
+
+_RELAY_PROTOCOL = {0: "udp", 1: "tcp", 2: "tls"}  # livekit.rtc IceServerTransportProtocol
+
+
+def selected_transport(stats: list[object]) -> str | None:
+    """'udp', 'tcp' or 'turn/udp|tcp|tls' from one PC's WebRTC stats: the transport's
+    selected candidate pair (else a nominated, succeeded one) and its local candidate."""
+    by_id = {s.rtc.id: s for s in stats}  # type: ignore[attr-defined]
+    kinds = [(s.WhichOneof("stats"), s) for s in stats]  # type: ignore[attr-defined]
+    pair_ids = [
+        s.transport.transport.selected_candidate_pair_id for k, s in kinds if k == "transport"
+    ]
+    pair_ids += [
+        s.rtc.id
+        for k, s in kinds
+        if k == "candidate_pair"
+        and s.candidate_pair.candidate_pair.nominated
+        and s.candidate_pair.candidate_pair.state == 4  # PAIR_SUCCEEDED
+    ]
+    for pair_id in pair_ids:
+        pair = by_id.get(pair_id)
+        if pair is None or pair.WhichOneof("stats") != "candidate_pair":
+            continue
+        local = by_id.get(pair.candidate_pair.candidate_pair.local_candidate_id)
+        if local is None or local.WhichOneof("stats") != "local_candidate":
+            continue
+        cand = local.local_candidate.candidate
+        if cand.candidate_type == 3:  # RELAY
+            return "turn/" + _RELAY_PROTOCOL.get(cand.relay_protocol, "udp")
+        return (cand.protocol or "udp").lower()
+    return None
 
 
 def _reason_name(reason: object) -> str:

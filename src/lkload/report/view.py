@@ -269,19 +269,23 @@ def build_view(a: Analysis) -> View:
                     ),
                 ]
             )
+    # One row per kind and cause (the failure rows' detail): "api · HTTP 500 internal: could
+    # not get rooms: dial tcp …: connection refused" is what a team acts on.
     failure_rows = [
         [
             Cell(m.kind, "fail"),
-            Cell(f"{m.count:,}"),
-            Cell(_tier_name(m.first_tier)),
-            Cell(f"+{m.first_offset_s:.1f} s" if m.first_offset_s is not None else "—"),
-            Cell(when(m.first_t)),
-            Cell(m.metric),
-            Cell(m.room),
-            Cell(m.participant),
-            Cell(m.worker),
+            Cell(d.detail or "—"),
+            Cell(f"{d.count:,}"),
+            Cell(_tier_name(d.first_tier)),
+            Cell(f"+{d.first_offset_s:.1f} s" if d.first_offset_s is not None else "—"),
+            Cell(when(d.first_t)),
+            Cell(d.metric),
+            Cell(d.room),
+            Cell(d.participant),
+            Cell(d.worker),
         ]
         for m in a.failure_modes
+        for d in m.details
     ]
     break_rows = [
         [
@@ -406,6 +410,7 @@ def build_view(a: Analysis) -> View:
         ],
         failure_head=[
             "Kind",
+            "Cause",
             "Count",
             "First tier",
             "First at",

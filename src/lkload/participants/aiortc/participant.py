@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import av
-from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtcpRrPacket
 from livekit.protocol import models as pm
 from livekit.protocol import rtc as pr
 
-from lkload.metrics.schema import SESSION_METRIC, FailureKind
+from lkload.metrics.schema import SESSION_METRIC, TRANSPORT_METRICS, FailureKind
 from lkload.participants.aiortc import ice, interop, join
 from lkload.participants.aiortc.data import DataMessage, GapTracker, decode_packet, encode_packet
 from lkload.participants.aiortc.publisher import (
@@ -114,6 +114,9 @@ class AiortcParticipant(Participant):
         self._rtcp_ssrc = random.getrandbits(32)  # the sender SSRC of our receiver reports
         self._data_seq = 0
         self._join_error: _SessionEnded | None = None
+        self._ice_addresses: tuple[str, ...] | None = None
+        self._ice_servers: list[RTCIceServer] = []
+        self._primary_pc: RTCPeerConnection | None = None  # the PC whose transport we report
 
     # ---- Participant interface ---------------------------------------------------------
 
@@ -131,7 +134,9 @@ class AiortcParticipant(Participant):
         kind: FailureKind | None = None
         detail = ""
         try:
-            addrs = ice.addresses_for(self.ctx.target.ice_addresses, self.ctx.plan.identity)
+            addrs = self._ice_addresses = ice.addresses_for(
+                self.ctx.target.ice_addresses, self.ctx.plan.identity
+            )
             with ice.restricted_to(addrs):
                 await self._join_or_end(self.ctx.plan.join_timeout_s)
         except TimeoutError:
@@ -153,6 +158,9 @@ class AiortcParticipant(Participant):
             self.state = State.LEFT
             raise JoinFailed(kind, detail)
         self.ctx.ok("join_ms", (time.monotonic() - started) * 1000.0)
+        if self._primary_pc is not None:
+            transport = ice.selected_transport(self._primary_pc)
+            self.ctx.ok(TRANSPORT_METRICS.get(transport, TRANSPORT_METRICS["unknown"]), 1.0)
         self.state = State.JOINED
 
     async def run(self) -> None:
@@ -249,7 +257,8 @@ class AiortcParticipant(Participant):
         self.local_sid = jr.participant.sid
         for info in jr.other_participants:
             self._on_participant(info)
-        self.sub_pc = join.new_peer_connection()
+        self._ice_servers = ice.servers_for(list(jr.ice_servers), self._ice_addresses)
+        self.sub_pc = join.new_peer_connection(self._ice_servers)
         self.sub_pc.on("track", self._on_track)
         self.sub_pc.on("datachannel", self._on_datachannel)
         self.signal.start(
@@ -258,17 +267,19 @@ class AiortcParticipant(Participant):
         waits = []
         if jr.subscriber_primary:
             waits.append(self._connected(self.sub_pc))
+            self._primary_pc = self.sub_pc
         if plan.publisher or plan.layout.data:
             # data goes client->server on the publisher PC, so a participant that sends
             # data but no media still has one (with only the `_reliable` channel)
             await self._publish()
             assert self.pub_pc is not None
             waits.append(self._connected(self.pub_pc))
+            self._primary_pc = self._primary_pc or self.pub_pc
         self._stage = "ice"
         await asyncio.gather(*waits)
 
     async def _publish(self) -> None:
-        self.pub_pc = pc = join.new_peer_connection()
+        self.pub_pc = pc = join.new_peer_connection(self._ice_servers)
         # Transceivers first, then the data channel: with max-bundle, aiortc (1.16) makes
         # the first transport created the shared one, and if that is the SCTP transport
         # while the BUNDLE group starts with mid 0, applying the answer stops it
@@ -389,6 +400,9 @@ class AiortcParticipant(Participant):
         self.disconnect_reason = detail
         log.info("%s: session ended: %s", self.ctx.plan.identity, detail)
         if self.state is State.JOINING:
+            if self._stage == "ice" and kind is FailureKind.DISCONNECT:
+                # the server gave up on ICE before we did: still an ICE failure
+                kind, detail = FailureKind.ICE, f"ICE not connected; {detail}"
             # join() is still running: fail it through its waits
             for fut in [self._pub_answer, *self._published.values()]:
                 if fut is not None and not fut.done():
