@@ -102,3 +102,23 @@ def test_many_causes_are_capped_and_counted(tmp_path: Path) -> None:
 def test_cause_masks_identities_and_sids() -> None:
     assert cause("track TR_AbCdEf12 of PA_xyz9876 (p00042)") == "track TR_… of PA_… (p…)"
     assert cause("dial tcp 127.0.0.1:6379") == "dial tcp 127.0.0.1:6379"
+
+
+def test_transport_mix_per_tier(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    c = Campaign(tiers=((3, "baseline"), (6, "acceptable")), recovery_s=None)
+    c.add(1, "ramp", "transport_udp", np.ones(3), rng=rng)
+    c.add(2, "ramp", "transport_udp", np.ones(1), rng=rng)
+    c.add(2, "settle", "transport_tcp", np.ones(2), rng=rng)
+    c.add(2, "hold", "transport_turn_tls", np.ones(1), rng=rng)
+    a = analyze(c.write(tmp_path / "r"))
+    assert a.transports == {1: {"udp": 3}, 2: {"udp": 1, "tcp": 2, "turn/tls": 1}}
+
+    from lkload.report.markdown import render_markdown
+    from lkload.report.view import build_view
+
+    view = build_view(a)
+    assert view.transport_head == ["Tier", "Participants", "udp", "tcp", "turn/tls"]
+    rows = [[c.text for c in r] for r in view.transport_rows]
+    assert rows[1][1:] == ["4", "1 (25%)", "2 (50%)", "1 (25%)"]
+    assert "Transports: how participants connected" in render_markdown(view, [])

@@ -21,6 +21,7 @@ from lkload.analysis.resources import (
 )
 from lkload.analysis.result import Analysis, TierResult
 from lkload.analysis.tiers import SampleArrays, compute_tiers
+from lkload.analysis.transports import transport_mix
 from lkload.analysis.verdict_types import Status
 from lkload.analysis.verdicts import (
     NORMAL_ROLES,
@@ -134,6 +135,7 @@ def analyze_results(results: Results) -> Analysis:
         recovery=recovery,
         leak=leak,
         failure_modes=modes,
+        transports=transport_mix(arrays),
         breaks=breaks,
         knee=knee_tier,
         knee_reason=knee_reason,

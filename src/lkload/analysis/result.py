@@ -69,6 +69,8 @@ class Analysis:
     resources: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     participants: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     workers: Workers = field(default_factory=Workers)
+    # tier -> transport (udp, tcp, turn/udp, turn/tcp, turn/tls) -> participants
+    transports: dict[int, dict[str, int]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

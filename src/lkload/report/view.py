@@ -11,7 +11,7 @@ from lkload.analysis.percentiles import METHOD
 from lkload.analysis.resources import HOST_BUSY_PCT, HOST_OTHERS_PCT, HOST_PREFIX, HostUsage
 from lkload.analysis.result import Analysis, TierResult
 from lkload.analysis.verdict_types import Status, fmt
-from lkload.metrics.schema import LATENCY_METRICS, MEDIA_STAT_METRICS
+from lkload.metrics.schema import LATENCY_METRICS, MEDIA_STAT_METRICS, TRANSPORTS
 
 TECHNICAL_SIGNOFF = (
     ("Infrastructure Team", "All infrastructure requirements met"),
@@ -89,6 +89,8 @@ class View:
     checklist: list[dict[str, str]]
     failure_head: list[str]
     failure_rows: list[list[Cell]]
+    transport_head: list[str]
+    transport_rows: list[list[Cell]]  # empty when no participant reported its transport
     break_head: list[str]
     break_rows: list[list[Cell]]
     recovery: dict[str, str]
@@ -110,6 +112,19 @@ def _targets_text(a: Analysis, metric: str) -> str:
         f"{n.upper()} {getattr(p, n):g}" for n in ("p50", "p95", "p99") if getattr(p, n) is not None
     ]
     return ", ".join(parts) or "—"
+
+
+def _transport_table(a: Analysis) -> tuple[list[str], list[list[Cell]]]:
+    """Tier | participants | one column per transport seen: count and share."""
+    seen = [t for t in TRANSPORTS if any(t in mix for mix in a.transports.values())]
+    rows = []
+    for tier, mix in a.transports.items():
+        total = sum(mix.values())
+        rows.append(
+            [Cell(_tier_name(tier)), Cell(f"{total:,}")]
+            + [Cell(f"{mix[t]:,} ({mix[t] / total:.0%})" if mix.get(t) else "—") for t in seen]
+        )
+    return ["Tier", "Participants", *seen], rows
 
 
 def build_view(a: Analysis) -> View:
@@ -287,6 +302,7 @@ def build_view(a: Analysis) -> View:
         for m in a.failure_modes
         for d in m.details
     ]
+    transport_head, transport_rows = _transport_table(a)
     break_rows = [
         [
             Cell(b.label),
@@ -421,6 +437,8 @@ def build_view(a: Analysis) -> View:
             "Worker",
         ],
         failure_rows=failure_rows,
+        transport_head=transport_head,
+        transport_rows=transport_rows,
         break_head=["Target", "First broke at", "Value", "Limit"],
         break_rows=break_rows,
         recovery={
