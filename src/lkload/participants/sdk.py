@@ -405,13 +405,13 @@ _RELAY_PROTOCOL = {0: "udp", 1: "tcp", 2: "tls"}  # livekit.rtc IceServerTranspo
 def selected_transport(stats: list[object]) -> str | None:
     """'udp', 'tcp' or 'turn/udp|tcp|tls' from one PC's WebRTC stats: the transport's
     selected candidate pair (else a nominated, succeeded one) and its local candidate."""
-    by_id = {s.rtc.id: s for s in stats}  # type: ignore[attr-defined]
     kinds = [(s.WhichOneof("stats"), s) for s in stats]  # type: ignore[attr-defined]
+    by_id = {getattr(s, k).rtc.id: s for k, s in kinds if k}
     pair_ids = [
         s.transport.transport.selected_candidate_pair_id for k, s in kinds if k == "transport"
     ]
     pair_ids += [
-        s.rtc.id
+        s.candidate_pair.rtc.id
         for k, s in kinds
         if k == "candidate_pair"
         and s.candidate_pair.candidate_pair.nominated
