@@ -183,3 +183,23 @@ def test_redis_killed_mid_hold_names_the_servers_error(bed: Bed, tmp_path: Path)
     assert "| api |" in modes, (stderr[-1500:], modes)
     api_rows = [ln for ln in modes.splitlines() if ln.startswith("| api |")]
     assert any("6379" in ln and "connection refused" in ln for ln in api_rows), modes
+
+
+def test_ice_failure_is_ice_even_when_the_server_gives_up_first(bed: Bed, tmp_path: Path) -> None:
+    """--ice-ip 127.0.0.1 against a remote server (the old default): the aiortc subscribers'
+    only candidate is unreachable, the server gives up first (its leave arrives before our
+    join deadline), and the failure is still `ice`, with the server's reason as its cause."""
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(TINY.format(hold=2).replace("join_timeout_s: 20", "join_timeout_s: 30"))
+    bed.lkload(
+        "run", str(scenario), "--url", bed.url(), "--ca-file", str(bed.ca_file),
+        "--ice-ip", "127.0.0.1", "--results", str(tmp_path / "results"),
+        "--reports", str(tmp_path / "reports"), "--no-progress",
+    )  # fmt: skip
+    rows = read_samples(only_child(tmp_path / "results"))
+    failed = _joins(rows)["failed"]
+    assert {r["engine"] for r in failed} == {"aiortc"} and len(failed) == 2, failed
+    assert {r["error"] for r in failed} == {"ice"}, failed
+    assert all("server leave" in r["detail"] for r in failed), failed  # the server was first
+    report = (only_child(tmp_path / "reports") / "report.md").read_text()
+    assert "| ice | ICE not connected; server leave: CONNECTION_TIMEOUT" in report
