@@ -203,3 +203,45 @@ def test_ice_failure_is_ice_even_when_the_server_gives_up_first(bed: Bed, tmp_pa
     assert all("server leave" in r["detail"] for r in failed), failed  # the server was first
     report = (only_child(tmp_path / "reports") / "report.md").read_text()
     assert "| ice | ICE not connected; server leave: CONNECTION_TIMEOUT" in report
+
+
+def test_worker_without_the_ca_says_certificate(bed: Bed, tmp_path: Path) -> None:
+    """The master has --ca-file (its preflight passes), its worker does not: every join fails
+    and the failure rows the worker ships say why, for both engines."""
+    import subprocess
+
+    from lkload.server.ports import free_tcp_port
+
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(TINY.format(hold=2))
+    port = str(free_tcp_port())
+    master = subprocess.Popen(
+        bed.command(
+            "run", str(scenario), "--url", bed.url(), "--ca-file", str(bed.ca_file),
+            "--master", "--expect-workers", "1", "--master-port", port,
+            "--results", str(tmp_path / "results"), "--reports", str(tmp_path / "reports"),
+            "--no-progress",
+        ),
+        env=bed.env(), cwd=bed.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        bed.command("worker", str(scenario), "--master-host", "127.0.0.1", "--master-port", port),
+        env={k: v for k, v in bed.env().items() if not k.startswith("LIVEKIT_API")},
+        cwd=bed.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _, stderr = master.communicate(timeout=180)
+        worker.wait(60)
+    finally:
+        for p in (master, worker):
+            if p.poll() is None:
+                p.kill()
+    rows = read_samples(only_child(tmp_path / "results"))
+    failed = _joins(rows)["failed"]
+    assert len(failed) == 3 and {r["engine"] for r in failed} == {"sdk", "aiortc"}, stderr[-2000:]
+    # the same words from aiohttp's SSL error and from the Rust SDK's (rustls) error text
+    assert {r["detail"] for r in failed} == {
+        f"certificate verify failed: unknown issuer for {DOMAIN}; pass --ca-file"
+    }, failed
+    report = (only_child(tmp_path / "reports") / "report.md").read_text()
+    assert "certificate verify failed" in report.split("Failure modes", 1)[1]
