@@ -56,7 +56,11 @@ class Deployment:
             return mint_token(key, secret, identity, room)
 
         return Target(
-            url=self.url, token_for=token_for, ice_addresses=ice_addresses, ca_file=self.ca_file
+            url=self.url,
+            token_for=token_for,
+            ice_addresses=ice_addresses,
+            ca_file=self.ca_file,
+            ice_servers=not self.embedded,
         )
 
     def client_session(self, timeout_s: float) -> aiohttp.ClientSession:

@@ -117,6 +117,7 @@ class Worker:
                 token_for=self._token_for,
                 ice_addresses=ice_ips,
                 ca_file=self.ca_file,
+                ice_servers=not welcome.get("embedded", True),
             )
             self.state.enter(welcome["tier"], Phase(welcome["phase"]), welcome["size"])
             print(

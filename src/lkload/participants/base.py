@@ -42,6 +42,10 @@ class Target:
     # loopback or namespace address). An empty tuple is refused: say which.
     ice_addresses: tuple[str, ...] | None = ()
     ca_file: str | None = None  # PEM of a private CA to trust besides the system's
+    # Use the STUN/TURN servers of the server's JoinResponse (aiortc engine): yes against a
+    # deployment, as any client; not with the embedded server, whose clients are local (and
+    # which hands out Google's STUN when it has none: tests must not try to reach it).
+    ice_servers: bool = False
 
 
 # Tasks whose name starts with this must not be cancelled from outside (e.g. at shutdown):

@@ -257,7 +257,8 @@ class AiortcParticipant(Participant):
         self.local_sid = jr.participant.sid
         for info in jr.other_participants:
             self._on_participant(info)
-        self._ice_servers = ice.servers_for(list(jr.ice_servers), self._ice_addresses)
+        if self.ctx.target.ice_servers:
+            self._ice_servers = ice.servers_for(list(jr.ice_servers), self._ice_addresses)
         self.sub_pc = join.new_peer_connection(self._ice_servers)
         self.sub_pc.on("track", self._on_track)
         self.sub_pc.on("datachannel", self._on_datachannel)
