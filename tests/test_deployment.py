@@ -173,6 +173,17 @@ def test_redis_killed_mid_hold_names_the_servers_error(bed: Bed, tmp_path: Path)
         time.sleep(3)
         bed.kill_redis()
         _, stderr = proc.communicate(timeout=180)
+        # and a campaign started now stops at the preflight, saying why
+        pre = bed.lkload("run", "--url", bed.url(), "--ca-file", str(bed.ca_file),
+                         "--results", str(tmp_path / "pre"))  # fmt: skip
+        assert (
+            pre.returncode == 2
+            and (
+                "RoomService ListRooms got HTTP 500: unknown: could not get rooms: dial tcp "
+                "127.0.0.1:6379: connect: connection refused"
+            )
+            in pre.stderr
+        ), pre.stderr
     finally:
         if proc.poll() is None:
             proc.kill()
