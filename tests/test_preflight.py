@@ -111,3 +111,31 @@ def test_ca_file_is_checked(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no PEM certificate" in proc.stderr, proc.stderr
     proc = lkload("run", "--ca-file", str(not_pem), timeout=60)
     assert proc.returncode == 2 and "--ca-file is for --url" in proc.stderr, proc.stderr
+
+
+def test_certificate_messages_and_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    from lkload.participants import tls
+
+    err = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    err.verify_code, err.verify_message = 20, "unable to get local issuer certificate"
+    assert tls.certificate_problem(err, "lk.test") == (
+        "certificate verify failed: unknown issuer for lk.test; pass --ca-file"
+    )
+    assert tls.certificate_problem(OSError("connection refused"), "lk.test") is None
+    rust = "engine: signal failure: ws failure: invalid peer certificate: UnknownIssuer"
+    assert "unknown issuer for lk.test" in (tls.certificate_text_problem(rust, "lk.test") or "")
+    # the process-wide bundle keeps the system's CAs and adds ours
+    ca = tmp_path / "ca.pem"
+    system = ssl.get_default_verify_paths().cafile
+    pem = Path(system).read_text() if system and Path(system).exists() else ""
+    mine = "-----BEGIN CERTIFICATE-----\nlkload-test\n-----END CERTIFICATE-----"
+    ca.write_text(mine)
+    monkeypatch.setenv("SSL_CERT_FILE", "")  # restored after the test
+    monkeypatch.setattr(tls, "_trusted", set())
+    tls.trust_process_wide(str(ca))
+    bundle = Path(__import__("os").environ["SSL_CERT_FILE"])
+    text = bundle.read_text()
+    assert mine in text and pem.strip()[:200] in text
+    assert oct(bundle.stat().st_mode & 0o777) == "0o600"

@@ -9,6 +9,8 @@ replaces the system store; the bundle keeps public CAs working).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import os
 import ssl
@@ -62,22 +64,27 @@ _trusted: set[str] = set()
 
 def trust_process_wide(ca_file: str) -> None:
     """Make SSL_CERT_FILE (read by the sdk engine's Rust side and by OpenSSL defaults, e.g.
-    aioice's TURN over TLS) name the system's CAs plus `ca_file`. Once per file."""
+    aioice's TURN over TLS) name the system's CAs plus `ca_file`, for this process and its
+    children. Once per file; the bundle is a private temporary file removed at exit."""
     if ca_file in _trusted:
         return
     _trusted.add(ca_file)
-    bundle = Path(tempfile.gettempdir()) / f"lkload-ca-{os.getuid()}-{abs(hash(ca_file))}.pem"
     parts = []
-    system = ssl.get_default_verify_paths().cafile
-    previous = os.environ.get("SSL_CERT_FILE")
-    for source in (previous, system, ca_file):
-        if source and source != str(bundle) and Path(source).is_file():
+    for source in (os.environ.get("SSL_CERT_FILE"), ssl.get_default_verify_paths().cafile):
+        if source and Path(source).is_file():
             parts.append(Path(source).read_text(errors="replace").strip() + "\n")
-    tmp = bundle.with_suffix(".tmp")
-    tmp.write_text("".join(dict.fromkeys(parts)))
-    tmp.replace(bundle)
-    os.environ["SSL_CERT_FILE"] = str(bundle)
+    parts.append(Path(ca_file).read_text(errors="replace").strip() + "\n")
+    fd, bundle = tempfile.mkstemp(prefix="lkload-ca-", suffix=".pem")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(dict.fromkeys(parts)))
+    atexit.register(_remove, bundle)
+    os.environ["SSL_CERT_FILE"] = bundle
     ssl_context.cache_clear()
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def certificate_problem(exc: BaseException, host: str | None) -> str | None:
