@@ -128,7 +128,7 @@ def test_certificate_messages_and_bundle(tmp_path: Path, monkeypatch: pytest.Mon
     assert "unknown issuer for lk.test" in (tls.certificate_text_problem(rust, "lk.test") or "")
     # the process-wide bundle keeps the system's CAs and adds ours
     ca = tmp_path / "ca.pem"
-    system = ssl.get_default_verify_paths().cafile
+    system = ssl.get_default_verify_paths().openssl_cafile
     pem = Path(system).read_text() if system and Path(system).exists() else ""
     mine = "-----BEGIN CERTIFICATE-----\nlkload-test\n-----END CERTIFICATE-----"
     ca.write_text(mine)

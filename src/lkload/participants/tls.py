@@ -70,7 +70,8 @@ def trust_process_wide(ca_file: str) -> None:
         return
     _trusted.add(ca_file)
     parts = []
-    for source in (os.environ.get("SSL_CERT_FILE"), ssl.get_default_verify_paths().cafile):
+    # what the user's SSL_CERT_FILE already named, and OpenSSL's own default store
+    for source in (os.environ.get("SSL_CERT_FILE"), ssl.get_default_verify_paths().openssl_cafile):
         if source and Path(source).is_file():
             parts.append(Path(source).read_text(errors="replace").strip() + "\n")
     parts.append(Path(ca_file).read_text(errors="replace").strip() + "\n")
