@@ -69,8 +69,10 @@ def test_failures_grouped_by_kind_and_cause_with_first_tier(tmp_path: Path) -> N
     assert [(d.count, d.first_tier) for d in sig.details] == [(4, 1)]
     assert "p…" in sig.details[0].detail
 
+    from lkload.report.terminal import failure_lines
     from lkload.report.view import build_view  # the failure-modes table of the report
 
+    assert failure_lines(a)[0] == f"Failures: api ×7 — {REDIS} (first in tier 2)"
     view = build_view(a)
     rows = [[c.text for c in r] for r in view.failure_rows]
     assert view.failure_head[:3] == ["Kind", "Cause", "Count"]
