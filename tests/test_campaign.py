@@ -295,7 +295,12 @@ def test_existing_deployment_from_environment_credentials(tmp_path: Path) -> Non
     results = only_child(tmp_path / "results")
     meta = json.loads((results / "campaign.json").read_text())
     assert meta["status"] == "completed"
-    assert meta["target"] == {"url": server.url, "embedded": False}
+    assert meta["target"] == {
+        "url": server.url,
+        "embedded": False,
+        "ice_ips": [os.environ["LKLOAD_ICE_IPS"]],  # LKLOAD_ICE_IPS of scripts/netns
+        "ca_file": None,
+    }
     assert not (results / "server.log").exists()
     joins = [r for r in read_samples(results) if r["metric"] == "join_ms"]
     assert len(joins) == 3 and all(r["ok"] == "true" for r in joins)

@@ -23,6 +23,7 @@ from lkload.analysis.resources import (
 from lkload.analysis.result import Analysis, TierResult
 from lkload.analysis.server_side import read_server_metrics, server_side
 from lkload.analysis.tiers import SampleArrays, compute_tiers, teardown_stats
+from lkload.analysis.transports import transport_mix
 from lkload.analysis.verdict_types import Status
 from lkload.analysis.verdicts import (
     NORMAL_ROLES,
@@ -153,6 +154,7 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         recovery=recovery,
         leak=leak,
         failure_modes=modes,
+        transports=transport_mix(arrays),
         breaks=breaks,
         knee=knee_tier,
         knee_reason=knee_reason,

@@ -1,12 +1,37 @@
-"""Failure modes: each failure kind with its count, first tier and first occurrence."""
+"""Failure modes: each failure kind with its count, first tier and first occurrence, and
+within a kind each distinct cause (the rows' `detail`) with the same, so a report says
+"Redis down" or "certificate" and not only `api` or `signal`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from lkload.analysis.tiers import SampleArrays
+
+# At most this many causes per kind are listed; the rest are counted together.
+MAX_DETAILS_PER_KIND = 8
+OTHER_DETAILS = "other causes"
+
+# Participant identities and LiveKit sids differ from row to row for the same cause.
+_VARYING = re.compile(r"\b(PA|TR|RM|SR|EG|IN)_[A-Za-z0-9]{4,}\b|\bp\d{5}\b")
+
+
+@dataclass
+class FailureDetail:
+    """One cause of failures of one kind."""
+
+    detail: str  # "" when the rows carry none (schema v1 results, or an engine gave none)
+    count: int
+    first_tier: int
+    first_t: float
+    first_offset_s: float | None
+    metric: str
+    worker: str
+    room: str
+    participant: str
 
 
 @dataclass
@@ -21,6 +46,12 @@ class FailureMode:
     room: str
     participant: str
     by_tier: dict[int, int]
+    details: list[FailureDetail] = field(default_factory=list)  # most frequent first
+
+
+def cause(detail: str) -> str:
+    """A detail with what varies per participant masked, so one cause is one group."""
+    return _VARYING.sub(lambda m: f"{m.group(1)}_…" if m.group(1) else "p…", detail)
 
 
 def failure_modes(a: SampleArrays, campaign_start: float | None) -> list[FailureMode]:
@@ -29,26 +60,72 @@ def failure_modes(a: SampleArrays, campaign_start: float | None) -> list[Failure
         return []
     s = a.samples
     codes = a.error[failed]
+    details = s["detail"] if "detail" in s.columns else None
     modes = []
     for code in np.unique(codes).tolist():
         rows = failed[codes == code]
         first = int(rows[np.argmin(a.t[rows])])
         tiers, counts = np.unique(a.tier[rows], return_counts=True)
-        t0 = float(a.t[first])
+        where = _where(a, first, campaign_start)
         modes.append(
             FailureMode(
                 kind=(a.errors[code] if 0 <= code < len(a.errors) else "") or "unknown",
                 count=int(rows.size),
-                first_tier=int(a.tier[first]),
-                first_t=t0,
-                first_offset_s=None if campaign_start is None else t0 - campaign_start,
-                metric=str(s["metric"].iat[first]),
-                worker=str(s["worker"].iat[first]),
-                room=str(s["room"].iat[first]),
-                participant=str(s["participant"].iat[first]),
+                first_tier=where.first_tier,
+                first_t=where.first_t,
+                first_offset_s=where.first_offset_s,
+                metric=where.metric,
+                worker=where.worker,
+                room=where.room,
+                participant=where.participant,
                 by_tier={
                     int(t): int(c) for t, c in zip(tiers.tolist(), counts.tolist(), strict=True)
                 },
+                details=_details(a, rows, details, campaign_start),
             )
         )
     return sorted(modes, key=lambda m: m.first_t)
+
+
+def _where(a: SampleArrays, row: int, campaign_start: float | None) -> FailureDetail:
+    s = a.samples
+    t0 = float(a.t[row])
+    return FailureDetail(
+        detail="",
+        count=0,
+        first_tier=int(a.tier[row]),
+        first_t=t0,
+        first_offset_s=None if campaign_start is None else t0 - campaign_start,
+        metric=str(s["metric"].iat[row]),
+        worker=str(s["worker"].iat[row]),
+        room=str(s["room"].iat[row]),
+        participant=str(s["participant"].iat[row]),
+    )
+
+
+def _details(
+    a: SampleArrays, rows: np.ndarray, details: object, campaign_start: float | None
+) -> list[FailureDetail]:
+    """The causes of one kind's failure rows, most frequent first (ties: earliest)."""
+    if details is None:
+        texts = [""] * rows.size
+    else:
+        texts = [cause(str(d)) for d in details.to_numpy()[rows]]  # type: ignore[attr-defined]
+    groups: dict[str, list[int]] = {}
+    for row, text in zip(rows.tolist(), texts, strict=True):
+        groups.setdefault(text, []).append(row)
+    out = []
+    for text, members in groups.items():
+        idx = np.asarray(members)
+        first = int(idx[np.argmin(a.t[idx])])
+        d = _where(a, first, campaign_start)
+        d.detail, d.count = text, int(idx.size)
+        out.append(d)
+    out.sort(key=lambda d: (-d.count, d.first_t))
+    if len(out) > MAX_DETAILS_PER_KIND:
+        rest = out[MAX_DETAILS_PER_KIND - 1 :]
+        first = min(rest, key=lambda d: d.first_t)
+        first.detail = f"{OTHER_DETAILS} ({len(rest)})"
+        first.count = sum(d.count for d in rest)
+        out = [*out[: MAX_DETAILS_PER_KIND - 1], first]
+    return out

@@ -4,7 +4,8 @@ One pooled rate over every attempt would let thousands of data messages hide a h
 failed joins (issue 10: 50 failed joins among 27,000 data messages read 0.18 %), so each
 kind is its own numerator and denominator:
 
-- `join`: `join_ms` rows; `track`: `first_track_ms` rows (expected tracks); `data`:
+- `join`: `join_ms` rows; `publish`: `publish_ms` rows (one per track a publisher
+  publishes); `track`: `first_track_ms` rows (expected tracks); `data`:
   `data_e2e_ms` rows (data messages); `api`: `api_ms` rows; `ping`: `signal_rtt_ms` rows;
   `session`: `session_s` rows (one per joined participant; a dropped one is its failure).
   Attempts are every row of the metric, failures its failure rows.
@@ -25,14 +26,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lkload.metrics.schema import SESSION_METRIC
+from lkload.metrics.schema import (
+    PUBLISH_METRIC,
+    SESSION_METRIC,
+    STALL_METRIC,
+    TRANSPORT_METRICS,
+)
 
-MEDIA_STALL_METRIC = "media_stall_s"
+MEDIA_STALL_METRIC = STALL_METRIC
 
-KINDS: tuple[str, ...] = ("join", "track", "data", "api", "ping", "media", "session", "other")
+KINDS: tuple[str, ...] = (
+    "join",
+    "publish",
+    "track",
+    "data",
+    "api",
+    "ping",
+    "media",
+    "session",
+    "other",
+)
 OTHER = KINDS.index("other")
 KIND_OF_METRIC: dict[str, str] = {
     "join_ms": "join",
+    PUBLISH_METRIC: "publish",
     "first_track_ms": "track",
     "data_e2e_ms": "data",
     "api_ms": "api",
@@ -42,10 +59,16 @@ KIND_OF_METRIC: dict[str, str] = {
     SESSION_METRIC: "session",
 }
 # Ok rows of these are observations, never attempts (a failure row of one is `other`).
-OBSERVATION_METRICS: tuple[str, ...] = ("loss_pct", "jitter_ms", "media_e2e_ms")
+OBSERVATION_METRICS: tuple[str, ...] = (
+    "loss_pct",
+    "jitter_ms",
+    "media_e2e_ms",
+    *TRANSPORT_METRICS.values(),  # one per joined participant: what its media ran over
+)
 # What one attempt of each kind is, for the report ("50 of 50 joins failed").
 KIND_NOUNS: dict[str, str] = {
     "join": "joins",
+    "publish": "published tracks",
     "track": "expected tracks",
     "data": "data messages",
     "api": "API calls",

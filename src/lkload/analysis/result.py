@@ -75,6 +75,8 @@ class Analysis:
     participants: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     workers: Workers = field(default_factory=Workers)
     teardown: TeardownStats = field(default_factory=lambda: TeardownStats(None, None, True))
+    # tier -> transport (udp, tcp, turn/udp, turn/tcp, turn/tls) -> participants
+    transports: dict[int, dict[str, int]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:

@@ -66,12 +66,13 @@ def add_check_flags(p: argparse.ArgumentParser, with_url: bool) -> None:
         metavar="HOST[:PORT]",
         help="TLS endpoint to check, SNI = HOST, repeatable (default: the wss:// URL's host)",
     )
-    g.add_argument(
-        "--ca-file",
-        type=Path,
-        metavar="PEM",
-        help="a private CA (PEM) to trust instead of the system's (TLS and wss:// checks)",
-    )
+    if with_url:  # `run` has its own --ca-file (the load and the checks alike)
+        g.add_argument(
+            "--ca-file",
+            type=Path,
+            metavar="PEM",
+            help="a private CA (PEM) to trust instead of the system's (TLS and wss:// checks)",
+        )
     g.add_argument(
         "--redis",
         metavar="URL",

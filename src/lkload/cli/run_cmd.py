@@ -10,6 +10,15 @@ from pathlib import Path
 from lkload.errors import UsageError
 
 DEFAULT_SCENARIO = "smoke"
+ICE_IP_HELP = (
+    "local address for media, repeatable (default: $LKLOAD_ICE_IPS). With --url, aiortc "
+    "participants restrict their ICE host candidates to these (spread over them), e.g. to "
+    "pick a NIC or several source addresses; without it they gather the machine's own "
+    "addresses and use the STUN/TURN servers the deployment hands out, as any WebRTC client "
+    "does. Without --url, the embedded server offers these for media and aiortc "
+    "participants use them (default 127.0.0.1: nothing leaves the machine; the sdk engine "
+    "needs a non-loopback address, see scripts/netns)"
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,8 +46,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--url",
         default=os.environ.get("LIVEKIT_URL"),
-        help="LiveKit signalling URL of an existing deployment, ws(s)://HOST[:PORT] "
+        help="LiveKit signalling URL of an existing deployment, ws(s)://HOST[:PORT][/PATH] "
         "(env LIVEKIT_URL); omit to use the embedded server",
+    )
+    p.add_argument(
+        "--ca-file",
+        default=os.environ.get("LKLOAD_CA_FILE"),
+        metavar="PEM",
+        help="trust this CA (PEM) for the deployment's TLS, besides the system's CAs; for a "
+        "private CA or a proxy's internal one (env LKLOAD_CA_FILE)",
     )
     p.add_argument(
         "--api-key", default=os.environ.get("LIVEKIT_API_KEY"), help="env LIVEKIT_API_KEY"
@@ -79,8 +95,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         action="append",
         dest="ice_ips",
         metavar="ADDR",
-        help="address the embedded server offers for media, repeatable (default: $LKLOAD_ICE_IPS "
-        "or 127.0.0.1; the sdk engine needs a non-loopback address, see scripts/netns)",
+        help=ICE_IP_HELP,
     )
     p.add_argument("--web", action="store_true", help="also serve Locust's web UI on 127.0.0.1")
     p.add_argument("--web-port", type=int, default=8089, help="port of the web UI (default 8089)")
@@ -151,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     check_port(args.master_port, "--master-port")
     if args.expect_workers < 1:
         raise UsageError(f"--expect-workers {args.expect_workers}: must be at least 1")
-    ice_ips = ice_ips_from(args.ice_ips)
+    ice_ips = ice_ips_from(args.ice_ips, remote=bool(args.url))
     check_cfg = None
     if args.check:
         from lkload.cli.check_cmd import config_from
@@ -166,8 +181,12 @@ def run(args: argparse.Namespace) -> int:
     if args.url:
         from lkload.engine.target import deployment_from, preflight
 
-        deployment = deployment_from(args.url, args.api_key, args.api_secret)
+        deployment = deployment_from(
+            args.url, args.api_key, args.api_secret, ca_file_from(args.ca_file)
+        )
         preflight(deployment)  # before anything is written or started: fails in seconds
+    elif args.ca_file:
+        raise UsageError("--ca-file is for --url (the embedded server has no TLS)")
     elif args.prometheus or args.server_memory_mb:
         raise UsageError(
             "--prometheus and --server-memory-mb go with --url: the embedded server is "
@@ -243,11 +262,26 @@ def check_port(port: int, flag: str) -> None:
         raise UsageError(f"{flag} {port}: not a TCP port (1-65535)")
 
 
-def ice_ips_from(flags: list[str] | None) -> tuple[str, ...]:
-    """--ice-ip flags, else $LKLOAD_ICE_IPS, else loopback; checked."""
-    ips = tuple(flags or os.environ.get("LKLOAD_ICE_IPS", "127.0.0.1").split(","))
+def ice_ips_from(flags: list[str] | None, remote: bool) -> tuple[str, ...] | None:
+    """--ice-ip flags, else $LKLOAD_ICE_IPS, else: against a deployment (`remote`) None, the
+    machine's own addresses as any client; for the embedded server loopback. Checked."""
+    configured = flags or [a for a in os.environ.get("LKLOAD_ICE_IPS", "").split(",") if a]
+    if not configured:
+        return None if remote else ("127.0.0.1",)
+    ips = tuple(a.strip() for a in configured)
     _check_ips(ips)
     return ips
+
+
+def ca_file_from(path: str | None) -> str | None:
+    """--ca-file checked; the sdk engine's native side and aioice's TURN/TLS read it from
+    SSL_CERT_FILE, so this process trusts it process-wide too (participants/tls.py)."""
+    from lkload.participants.tls import check_ca_file, trust_process_wide
+
+    checked = check_ca_file(path)
+    if checked is not None:
+        trust_process_wide(checked)
+    return checked
 
 
 def _check_ips(ips: tuple[str, ...], flag: str = "--ice-ip") -> None:

@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from lkload.cli.run_cmd import ICE_IP_HELP
+
 DEFAULT_MASTER_PORT = 5557
 
 
@@ -49,8 +51,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         action="append",
         dest="ice_ips",
         metavar="ADDR",
-        help="local address the participants may use for media, repeatable (default: "
-        "$LKLOAD_ICE_IPS or 127.0.0.1)",
+        help=ICE_IP_HELP + "; a worker of an embedded-server master defaults to 127.0.0.1",
+    )
+    p.add_argument(
+        "--ca-file",
+        default=os.environ.get("LKLOAD_CA_FILE"),
+        metavar="PEM",
+        help="trust this CA (PEM) for the deployment's TLS, besides the system's CAs "
+        "(env LKLOAD_CA_FILE); each worker needs it when the master's --url needs it",
     )
     p.add_argument(
         "--cluster-key-file",
@@ -82,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.master_host:
         raise UsageError("--master-host is required (or set LKLOAD_MASTER_HOST)")
-    from lkload.cli.run_cmd import ice_ips_from
+    from lkload.cli.run_cmd import ca_file_from, ice_ips_from
     from lkload.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
@@ -100,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
         scenario,
         master_host=args.master_host,
         master_port=args.master_port,
-        ice_ips=ice_ips_from(args.ice_ips),
+        # None until the master says where: a deployment (--url) or the embedded server
+        ice_ips=ice_ips_from(args.ice_ips, remote=True),
+        ca_file=ca_file_from(args.ca_file),
         name=args.name,
         connect_timeout_s=args.connect_timeout,
         master_timeout_s=args.master_timeout,

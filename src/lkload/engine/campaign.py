@@ -37,6 +37,7 @@ from lkload.engine.user import ParticipantFactory, ParticipantUser
 from lkload.errors import UsageError
 from lkload.metrics import Recorder, ResourceSample, Sample, prometheus, redact, write_json_atomic
 from lkload.metrics.monitor import ResourceMonitor
+from lkload.metrics.redact import failure_detail
 from lkload.metrics.schema import SCHEMA_VERSION, FailureKind
 from lkload.scenario.model import Scenario
 from lkload.server import EmbeddedServer
@@ -71,7 +72,7 @@ class Campaign:
         scenario: Scenario,
         results_root: Path,
         deployment: Deployment | None = None,
-        ice_ips: tuple[str, ...] = ("127.0.0.1",),
+        ice_ips: tuple[str, ...] | None = ("127.0.0.1",),
         web_port: int | None = None,
         progress: bool = True,
         worker: str = "local",
@@ -87,6 +88,7 @@ class Campaign:
             self.dir = results_root / f"{self.id}-{suffix}"
         self.id = self.dir.name
         self.deployment = deployment
+        # None (a deployment only): participants gather the machine's own addresses
         self.ice_ips = ice_ips
         self.web_port = web_port
         self.show_progress = progress
@@ -252,8 +254,17 @@ class Campaign:
 
     def _start_target(self, recorder: Recorder) -> Deployment:
         if self.deployment is not None:
-            self._write_meta(target={"url": self.deployment.url, "embedded": False})
+            self._write_meta(
+                target={
+                    "url": self.deployment.url,
+                    "embedded": False,
+                    "ice_ips": None if self.ice_ips is None else list(self.ice_ips),
+                    "ca_file": self.deployment.ca_file,
+                }
+            )
             return self.deployment
+        if self.ice_ips is None:
+            self.ice_ips = ("127.0.0.1",)  # the embedded server's media address
         self.server = EmbeddedServer(
             log_path=self.dir / "server.log", ice_ips=self.ice_ips, bind=self.server_bind
         )
@@ -350,7 +361,7 @@ class Campaign:
         probe = RoomServiceProbe(
             deployment,
             scenario.api_interval_s,
-            lambda value, ok, error, room: recorder.record(
+            lambda value, ok, error, room, detail: recorder.record(
                 Sample(
                     time.time(),
                     state.tier,
@@ -363,6 +374,7 @@ class Campaign:
                     value,
                     ok,
                     error,
+                    detail=failure_detail(detail) if not ok else "",
                 )
             ),
             room_prefix=f"{self.id}-",

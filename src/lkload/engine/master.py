@@ -93,7 +93,7 @@ class MasterCampaign(Campaign):
         scenario: Scenario,
         results_root: Path,
         deployment: Deployment | None = None,
-        ice_ips: tuple[str, ...] = ("127.0.0.1",),
+        ice_ips: tuple[str, ...] | None = ("127.0.0.1",),
         web_port: int | None = None,
         progress: bool = True,
         *,
@@ -132,6 +132,7 @@ class MasterCampaign(Campaign):
         self._recorder: Recorder | None = None
         self._target: Target | None = None
         self._url = ""
+        self._embedded = True
         self._began = False  # tier 1 was started: late workers are refused
         self._gen_cpu: dict[str, float] = {}
         self.recorder_max_pending = RECORDER_MAX_PENDING
@@ -154,6 +155,7 @@ class MasterCampaign(Campaign):
         self._recorder = recorder
         self._target = deployment.target()
         self._url = deployment.url
+        self._embedded = deployment.embedded
         host = "*" if self.bind_host in ("0.0.0.0", "*") else self.bind_host
         link.use_secure_transport(
             self.link_keys, link.HandshakeWatch(on_failure=lambda: self._on_link_refused(recorder))
@@ -308,7 +310,13 @@ class MasterCampaign(Campaign):
         self._write_meta(hosts=hosts, workers=self._workers_meta())
         self._send(
             m.WELCOME,
-            {"worker": name, "campaign_id": self.id, "url": self._url, **self._phase()},
+            {
+                "worker": name,
+                "campaign_id": self.id,
+                "url": self._url,
+                "embedded": self._embedded,
+                **self._phase(),
+            },
             cid,
         )
         print(

@@ -7,7 +7,8 @@ rest. The link is neither encrypted nor authenticated: run it on a trusted netwo
 participant and hands it out with the participant's number.
 
     worker → master   HELLO   {version, scenario, scenario_hash, host, pid, name}
-    master → worker   WELCOME {worker, campaign_id, url, tier, phase, size}  or  REFUSE {reason}
+    master → worker   WELCOME {worker, campaign_id, url, embedded, tier, phase, size}
+                      or REFUSE {reason}
     worker → master   SEAT    {req}            a new participant needs its global number
     master → worker   SEAT    {req, n, token}  (identity and room follow from n: user.seat)
     master → worker   PHASE   {tier, phase, size}      the shape entered a new phase

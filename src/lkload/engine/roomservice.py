@@ -11,11 +11,12 @@ from livekit import api
 
 from lkload.engine.target import Deployment
 from lkload.metrics.schema import FailureKind
+from lkload.participants.tls import certificate_problem
 
 API_TIMEOUT_S = 5.0
 
-# (metric value or None, ok, error kind, room) -> None
-ApiEmit = Callable[[float | None, bool, FailureKind | None, str], None]
+# (metric value or None, ok, error kind, room, failure detail) -> None
+ApiEmit = Callable[[float | None, bool, FailureKind | None, str, str], None]
 
 
 class RoomServiceProbe:
@@ -32,9 +33,10 @@ class RoomServiceProbe:
         self._n = 0
 
     async def run(self) -> None:
-        lk = api.LiveKitAPI(
-            self.deployment.http_url, self.deployment.api_key, self.deployment.api_secret
-        )
+        d = self.deployment
+        # http_url keeps the deployment's path; the session trusts --ca-file
+        session = d.client_session(API_TIMEOUT_S * 2)
+        lk = api.LiveKitAPI(d.http_url, d.api_key, d.api_secret, session=session)
         try:
             while True:  # cancelled at campaign end
                 await asyncio.sleep(self.interval_s)
@@ -61,18 +63,42 @@ class RoomServiceProbe:
                     await self._timed(lk.room.delete_room(api.DeleteRoomRequest(room=probe)), probe)
         finally:
             await lk.aclose()
+            await session.close()  # aclose() leaves a session it was given open
 
     async def _timed(self, call, room: str):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
         try:
             result = await asyncio.wait_for(call, API_TIMEOUT_S)
         except TimeoutError:
-            self.emit(None, False, FailureKind.TIMEOUT, room)
+            self.emit(None, False, FailureKind.TIMEOUT, room, f"{_name(call)}: no answer")
             return None
         except asyncio.CancelledError:
             raise
-        except Exception:
-            self.emit(None, False, FailureKind.API, room)
+        except Exception as exc:
+            self.emit(
+                None,
+                False,
+                FailureKind.API,
+                room,
+                f"{_name(call)}: {api_error(exc, self.deployment.host)}",
+            )
             return None
-        self.emit((time.perf_counter() - start) * 1000, True, None, room)
+        self.emit((time.perf_counter() - start) * 1000, True, None, room, "")
         return result
+
+
+def _name(call: object) -> str:
+    """'ListRooms' from the coroutine of lk.room.list_rooms(...)."""
+    name = getattr(getattr(call, "cr_code", None), "co_name", "") or "call"
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def api_error(exc: BaseException, host: str) -> str:
+    """A RoomService failure as a short line: Twirp's HTTP status, code and message, or the
+    transport's reason (a certificate problem says so)."""
+    if isinstance(exc, api.TwirpError):
+        return f"HTTP {exc.status} {exc.code}: {exc.message or '(empty message)'}"
+    problem = certificate_problem(exc, host)
+    if problem is not None:
+        return problem
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -219,9 +219,9 @@ async def _join(engine: str, ctx: ParticipantContext) -> Participant | None:
     except JoinFailed:
         return None
     except asyncio.CancelledError:
-        ctx.fail("join_ms", FailureKind.INTERNAL)
+        ctx.fail("join_ms", FailureKind.INTERNAL, detail="join cancelled")
         raise
-    except Exception:
-        ctx.fail("join_ms", FailureKind.INTERNAL)
+    except Exception as exc:  # a surprise: its first line says what (redacted by emit)
+        ctx.fail("join_ms", FailureKind.INTERNAL, detail=f"{type(exc).__name__}: {exc}")
         return None
     return participant

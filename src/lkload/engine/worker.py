@@ -61,8 +61,9 @@ class Worker:
         scenario: Scenario,
         master_host: str,
         master_port: int,
-        ice_ips: tuple[str, ...] = ("127.0.0.1",),
+        ice_ips: tuple[str, ...] | None = ("127.0.0.1",),
         name: str | None = None,
+        ca_file: str | None = None,
         connect_timeout_s: float = 60.0,
         master_timeout_s: float = 5.0,
         *,
@@ -71,7 +72,8 @@ class Worker:
         self.scenario = scenario
         self.master_host = master_host
         self.master_port = master_port
-        self.ice_ips = ice_ips
+        self.ice_ips = ice_ips  # None: not configured, decided by the master's target
+        self.ca_file = ca_file
         self.name = name
         self.connect_timeout_s = connect_timeout_s
         self.master_timeout_s = master_timeout_s
@@ -100,7 +102,7 @@ class Worker:
             scenario=self.scenario,
             campaign_id="",
             worker="",
-            target=Target(url="", token_for=self._token_for, ice_addresses=self.ice_ips),
+            target=Target(url="", token_for=self._token_for),
             state=self.state,
             record=self._record,
             numbers=self._next_number,
@@ -112,8 +114,15 @@ class Worker:
             welcome = self._hello(runner)
             self.worker = factory.worker = welcome["worker"]
             factory.campaign_id = welcome["campaign_id"]
+            ice_ips = self.ice_ips
+            if ice_ips is None and welcome.get("embedded", True):
+                ice_ips = ("127.0.0.1",)  # the embedded server's default media address
             factory.target = Target(
-                url=welcome["url"], token_for=self._token_for, ice_addresses=self.ice_ips
+                url=welcome["url"],
+                token_for=self._token_for,
+                ice_addresses=ice_ips,
+                ca_file=self.ca_file,
+                ice_servers=not welcome.get("embedded", True),
             )
             self.state.enter(welcome["tier"], Phase(welcome["phase"]), welcome["size"])
             print(

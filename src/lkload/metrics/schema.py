@@ -56,6 +56,12 @@ ATTEMPT_METRICS: tuple[str, ...] = (
     "data_e2e_ms",
     SESSION_METRIC,
 )
+# One ok row (value 1) per joined participant: the transport its media ended on, ICE over
+# UDP or TCP to the server or relayed by TURN (report: transport mix per tier). A metric per
+# transport keeps the name readable in the CSV without another column.
+TRANSPORTS: tuple[str, ...] = ("udp", "tcp", "turn/udp", "turn/tcp", "turn/tls", "unknown")
+TRANSPORT_METRICS: dict[str, str] = {t: "transport_" + t.replace("/", "_") for t in TRANSPORTS}
+
 # Attempts that happen when a participant arrives: they belong to the tier in whose
 # ramp or settle they happened. All other metrics are read over the hold window only.
 ARRIVAL_METRICS: tuple[str, ...] = ("join_ms", "first_track_ms")

@@ -40,7 +40,15 @@ class Target:
 
     url: str
     token_for: Callable[[str, str], str]  # (identity, room) -> JWT
-    ice_addresses: tuple[str, ...] = ()  # local addresses ICE may use (aiortc engine)
+    # Local addresses ICE may use (aiortc engine): None = the machine's own addresses, as any
+    # WebRTC client gathers them (a real deployment); a tuple restricts to those (tests: the
+    # loopback or namespace address). An empty tuple is refused: say which.
+    ice_addresses: tuple[str, ...] | None = ()
+    ca_file: str | None = None  # PEM of a private CA to trust besides the system's
+    # Use the STUN/TURN servers of the server's JoinResponse (aiortc engine): yes against a
+    # deployment, as any client; not with the embedded server, whose clients are local (and
+    # which hands out Google's STUN when it has none: tests must not try to reach it).
+    ice_servers: bool = False
 
 
 # Tasks whose name starts with this must not be cancelled from outside (e.g. at shutdown):

@@ -22,10 +22,17 @@ import os
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from livekit import rtc
 
-from lkload.metrics.schema import PUBLISH_METRIC, SESSION_METRIC, TICK_METRIC, FailureKind
+from lkload.metrics.schema import (
+    PUBLISH_METRIC,
+    SESSION_METRIC,
+    TICK_METRIC,
+    TRANSPORT_METRICS,
+    FailureKind,
+)
 from lkload.participants import mediacheck
 from lkload.participants.base import (
     ENGINE_ATTRIBUTE,
@@ -37,6 +44,7 @@ from lkload.participants.base import (
 )
 from lkload.participants.datamsg import TOPIC, DataMessage, DataSequences, Missing
 from lkload.participants.expectations import TrackExpectations
+from lkload.participants.tls import certificate_text_problem, trust_process_wide
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +173,8 @@ class SdkParticipant(Participant):
     async def join(self) -> None:
         plan = self.ctx.plan
         token = self.ctx.target.token_for(plan.identity, plan.room)
+        if self.ctx.target.ca_file:
+            trust_process_wide(self.ctx.target.ca_file)  # the native side reads SSL_CERT_FILE
         self.room = rtc.Room()
         self._wire_events()
         start = time.perf_counter()
@@ -186,22 +196,26 @@ class SdkParticipant(Participant):
             connecting.add_done_callback(lambda t: _disconnect_late(t, room))
             self.room = None  # not ours to release any more
             await self._release()
-            self.ctx.fail("join_ms", FailureKind.TIMEOUT)
-            raise JoinFailed(FailureKind.TIMEOUT, f"no join within {plan.join_timeout_s} s")
+            detail = f"not joined within {plan.join_timeout_s:g} s"
+            self.ctx.fail("join_ms", FailureKind.TIMEOUT, detail=detail)
+            raise JoinFailed(FailureKind.TIMEOUT, detail)
         exc = connecting.exception()
         if isinstance(exc, rtc.ConnectError):
             kind = classify_connect_error(exc.message)
+            host = urlsplit(self.ctx.target.url).hostname
+            detail = certificate_text_problem(exc.message, host) or exc.message
             await self._release()
-            self.ctx.fail("join_ms", kind)
-            raise JoinFailed(kind, exc.message)
+            self.ctx.fail("join_ms", kind, detail=detail)
+            raise JoinFailed(kind, detail)
         if exc is not None:  # the SDK raises plain exceptions for FFI problems
             await self._release()
-            self.ctx.fail("join_ms", FailureKind.INTERNAL)
+            self.ctx.fail("join_ms", FailureKind.INTERNAL, detail=repr(exc))
             raise JoinFailed(FailureKind.INTERNAL, repr(exc))
         # Room.connect returns once signalling joined and the primary peer connection is
         # connected (the SDK's wait_pc_connection): join_ms as docs/metrics.md defines it.
         self._joined_at = time.perf_counter()
         self.ctx.ok("join_ms", (self._joined_at - start) * 1000)
+        self._spawn(self._report_transport())  # a stats round trip: not in join's path
         # Tracks already in the room when we arrived are expected from the moment we joined.
         for participant in self.room.remote_participants.values():
             for pub in participant.track_publications.values():
@@ -210,6 +224,19 @@ class SdkParticipant(Participant):
                 )
                 if isinstance(pub.track, rtc.RemoteAudioTrack | rtc.RemoteVideoTrack):
                     self._subscribe(pub.track, pub, participant)
+
+    async def _report_transport(self) -> None:
+        """One row: what libwebrtc's selected candidate pair runs on (subscriber PC, else
+        publisher)."""
+        transport = "unknown"
+        with contextlib.suppress(Exception):
+            stats = await asyncio.wait_for(self.room.get_rtc_stats(), 5.0)
+            transport = (
+                selected_transport(stats.subscriber_stats)
+                or selected_transport(stats.publisher_stats)
+                or "unknown"
+            )
+        self.ctx.ok(TRANSPORT_METRICS[transport], 1.0)
 
     def _wire_events(self) -> None:
         room = self.room
@@ -257,9 +284,9 @@ class SdkParticipant(Participant):
         room.on("participant_attributes_changed", self._on_attributes)
 
         @room.on("disconnected")
-        def _disconnected(_reason: object = None) -> None:
+        def _disconnected(reason: object = None) -> None:
             if self._joined_at and not self._leaving:
-                self._record_session(ok=False)
+                self._record_session(ok=False, detail=f"disconnected: {_reason_name(reason)}")
             self._ended.set()
 
     # -- run --------------------------------------------------------------------------
@@ -544,7 +571,9 @@ class SdkParticipant(Participant):
                 detail = f"{type(exc).__name__}: {exc}"
                 self.ctx.fail(TICK_METRIC, FailureKind.INTERNAL, detail=detail)
                 if failures >= MAX_TICK_FAILURES:  # gives up, as the aiortc engine does
-                    self._record_session(ok=False, kind=FailureKind.INTERNAL)
+                    self._record_session(
+                        ok=False, kind=FailureKind.INTERNAL, detail="stats polling kept failing"
+                    )
                     self._ended.set()
                     return
 
@@ -609,7 +638,9 @@ class SdkParticipant(Participant):
 
     # -- leave ------------------------------------------------------------------------
 
-    def _record_session(self, ok: bool, kind: FailureKind = FailureKind.DISCONNECT) -> None:
+    def _record_session(
+        self, ok: bool, kind: FailureKind = FailureKind.DISCONNECT, detail: str = ""
+    ) -> None:
         if self._session_recorded or not self._joined_at:
             return
         self._session_recorded = True
@@ -617,7 +648,7 @@ class SdkParticipant(Participant):
         if ok:
             self.ctx.ok(SESSION_METRIC, duration)
         else:
-            self.ctx.fail(SESSION_METRIC, kind)
+            self.ctx.fail(SESSION_METRIC, kind, detail=detail)
 
     async def leave(self) -> None:
         was_leaving, self._leaving = self._leaving, True
@@ -641,6 +672,46 @@ class SdkParticipant(Participant):
         if self.room is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.room.disconnect(), 5)
+
+
+_RELAY_PROTOCOL = {0: "udp", 1: "tcp", 2: "tls"}  # livekit.rtc IceServerTransportProtocol
+
+
+def selected_transport(stats: list[object]) -> str | None:
+    """'udp', 'tcp' or 'turn/udp|tcp|tls' from one PC's WebRTC stats: the transport's
+    selected candidate pair (else a nominated, succeeded one) and its local candidate."""
+    kinds = [(s.WhichOneof("stats"), s) for s in stats]  # type: ignore[attr-defined]
+    by_id = {getattr(s, k).rtc.id: s for k, s in kinds if k}
+    pair_ids = [
+        s.transport.transport.selected_candidate_pair_id for k, s in kinds if k == "transport"
+    ]
+    pair_ids += [
+        s.candidate_pair.rtc.id
+        for k, s in kinds
+        if k == "candidate_pair"
+        and s.candidate_pair.candidate_pair.nominated
+        and s.candidate_pair.candidate_pair.state == 4  # PAIR_SUCCEEDED
+    ]
+    for pair_id in pair_ids:
+        pair = by_id.get(pair_id)
+        if pair is None or pair.WhichOneof("stats") != "candidate_pair":
+            continue
+        local = by_id.get(pair.candidate_pair.candidate_pair.local_candidate_id)
+        if local is None or local.WhichOneof("stats") != "local_candidate":
+            continue
+        cand = local.local_candidate.candidate
+        if cand.candidate_type == 3:  # RELAY
+            return "turn/" + _RELAY_PROTOCOL.get(cand.relay_protocol, "udp")
+        return (cand.protocol or "udp").lower()
+    return None
+
+
+def _reason_name(reason: object) -> str:
+    """The SDK's DisconnectReason (a protobuf enum int) by name."""
+    try:
+        return rtc.DisconnectReason.Name(reason)  # type: ignore[attr-defined, arg-type]
+    except Exception:
+        return str(reason)
 
 
 def _disconnect_late(connecting: asyncio.Future[None], room: rtc.Room) -> None:

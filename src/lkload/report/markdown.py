@@ -108,6 +108,9 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
         if view.failure_rows
         else ["No failure recorded.", ""]
     )
+    if view.transport_rows:
+        md += ["### Transports: how participants connected", ""]
+        md += _table(view.transport_head, view.transport_rows)
     md += ["### First tier at which each target broke", ""]
     md += (
         _table(view.break_head, view.break_rows)

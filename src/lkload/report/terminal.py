@@ -316,7 +316,27 @@ def render_summary(console: Console, a: Analysis) -> None:
         if tr.stats.coverage is not None and tr.stats.coverage.tracks:
             console.print(Text(f"Tier {tr.tier}: {coverage_text(tr.stats)}"))
     console.print(Text(f"Teardown: {teardown_text(a)}"))
+    for line in failure_lines(a):
+        console.print(Text(line, style="red"))
     console.print(_knee_line(a))
+
+
+MAX_FAILURE_LINES = 3
+
+
+def failure_lines(a: Analysis) -> list[str]:
+    """The most frequent failure causes, one line each (the report has them all)."""
+    causes = sorted(
+        ((m.kind, d) for m in a.failure_modes for d in m.details), key=lambda kd: -kd[1].count
+    )
+    lines = [
+        f"Failures: {kind} ×{d.count:,} — {d.detail or 'no detail'} (first in "
+        f"{'recovery' if d.first_tier == -1 else f'tier {d.first_tier}'})"
+        for kind, d in causes[:MAX_FAILURE_LINES]
+    ]
+    if len(causes) > MAX_FAILURE_LINES:
+        lines.append(f"Failures: +{len(causes) - MAX_FAILURE_LINES} more causes (see the report)")
+    return lines
 
 
 def print_summary(result: ReportResult, file: TextIO | None = None) -> None:

@@ -11,7 +11,7 @@ from lkload.analysis.percentiles import METHOD
 from lkload.analysis.resources import HOST_BUSY_PCT, HOST_OTHERS_PCT, HOST_PREFIX, HostUsage
 from lkload.analysis.result import Analysis, ChecklistLine, TierResult
 from lkload.analysis.verdict_types import Status, fmt
-from lkload.metrics.schema import LATENCY_METRICS, MEDIA_STAT_METRICS
+from lkload.metrics.schema import LATENCY_METRICS, MEDIA_STAT_METRICS, TRANSPORTS
 from lkload.report.rates import (
     CONNECTED_HEAD,
     KIND_HEAD,
@@ -100,6 +100,8 @@ class View:
     deployment: list[dict[str, str]]  # lines decided by lkload check, for the sign-off
     failure_head: list[str]
     failure_rows: list[list[Cell]]
+    transport_head: list[str]
+    transport_rows: list[list[Cell]]  # empty when no participant reported its transport
     break_head: list[str]
     break_rows: list[list[Cell]]
     recovery: dict[str, str]
@@ -163,6 +165,19 @@ def _targets_text(a: Analysis, metric: str) -> str:
         f"{n.upper()} {getattr(p, n):g}" for n in ("p50", "p95", "p99") if getattr(p, n) is not None
     ]
     return ", ".join(parts) or "—"
+
+
+def _transport_table(a: Analysis) -> tuple[list[str], list[list[Cell]]]:
+    """Tier | participants | one column per transport seen: count and share."""
+    seen = [t for t in TRANSPORTS if any(t in mix for mix in a.transports.values())]
+    rows = []
+    for tier, mix in a.transports.items():
+        total = sum(mix.values())
+        rows.append(
+            [Cell(_tier_name(tier)), Cell(f"{total:,}")]
+            + [Cell(f"{mix[t]:,} ({mix[t] / total:.0%})" if mix.get(t) else "—") for t in seen]
+        )
+    return ["Tier", "Participants", *seen], rows
 
 
 def build_view(a: Analysis) -> View:
@@ -336,20 +351,25 @@ def build_view(a: Analysis) -> View:
                     ),
                 ]
             )
+    # One row per kind and cause (the failure rows' detail): "api · HTTP 500 internal: could
+    # not get rooms: dial tcp …: connection refused" is what a team acts on.
     failure_rows = [
         [
             Cell(m.kind, "fail"),
-            Cell(f"{m.count:,}"),
-            Cell(_tier_name(m.first_tier)),
-            Cell(f"+{m.first_offset_s:.1f} s" if m.first_offset_s is not None else "—"),
-            Cell(when(m.first_t)),
-            Cell(m.metric),
-            Cell(m.room),
-            Cell(m.participant),
-            Cell(m.worker),
+            Cell(d.detail or "—"),
+            Cell(f"{d.count:,}"),
+            Cell(_tier_name(d.first_tier)),
+            Cell(f"+{d.first_offset_s:.1f} s" if d.first_offset_s is not None else "—"),
+            Cell(when(d.first_t)),
+            Cell(d.metric),
+            Cell(d.room),
+            Cell(d.participant),
+            Cell(d.worker),
         ]
         for m in a.failure_modes
+        for d in m.details
     ]
+    transport_head, transport_rows = _transport_table(a)
     break_rows = [
         [
             Cell(b.label),
@@ -472,6 +492,7 @@ def build_view(a: Analysis) -> View:
         ],
         failure_head=[
             "Kind",
+            "Cause",
             "Count",
             "First tier",
             "First at",
@@ -482,6 +503,8 @@ def build_view(a: Analysis) -> View:
             "Worker",
         ],
         failure_rows=failure_rows,
+        transport_head=transport_head,
+        transport_rows=transport_rows,
         break_head=["Target", "First broke at", "Value", "Limit"],
         break_rows=break_rows,
         recovery={

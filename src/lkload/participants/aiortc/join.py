@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
+    RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -57,11 +58,11 @@ def _drop(candidate: str) -> None:
     return None
 
 
-def new_peer_connection() -> RTCPeerConnection:
-    """A PC with no STUN/TURN at all (aiortc would otherwise add Google's STUN server) and
-    max-bundle, so one ICE transport carries everything."""
+def new_peer_connection(ice_servers: list[RTCIceServer] | None = None) -> RTCPeerConnection:
+    """A PC with the given STUN/TURN servers (the server's, ice.servers_for), never aiortc's
+    default Google STUN, and max-bundle, so one ICE transport carries everything."""
     return RTCPeerConnection(
-        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        RTCConfiguration(iceServers=ice_servers or [], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
 
 

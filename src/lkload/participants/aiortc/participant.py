@@ -20,13 +20,19 @@ from enum import Enum
 from typing import Any
 
 import av
-from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtcpRrPacket
 from livekit.protocol import models as pm
 from livekit.protocol import rtc as pr
 
-from lkload.metrics.schema import PUBLISH_METRIC, SESSION_METRIC, TICK_METRIC, FailureKind
+from lkload.metrics.schema import (
+    PUBLISH_METRIC,
+    SESSION_METRIC,
+    TICK_METRIC,
+    TRANSPORT_METRICS,
+    FailureKind,
+)
 from lkload.participants import mediacheck
 from lkload.participants.aiortc import ice, interop, join
 from lkload.participants.aiortc.data import DataMessage, decode_packet, encode_packet
@@ -140,6 +146,9 @@ class AiortcParticipant(Participant):
         self._data_seq = 0
         self._data_opened = False
         self._join_error: _SessionEnded | None = None
+        self._ice_addresses: tuple[str, ...] | None = None
+        self._ice_servers: list[RTCIceServer] = []
+        self._primary_pc: RTCPeerConnection | None = None  # the PC whose transport we report
 
     # ---- Participant interface ---------------------------------------------------------
 
@@ -158,7 +167,9 @@ class AiortcParticipant(Participant):
         detail = ""
         addrs: tuple[str, ...] = ()
         try:
-            addrs = ice.addresses_for(self.ctx.target.ice_addresses, self.ctx.plan.identity)
+            addrs = self._ice_addresses = ice.addresses_for(
+                self.ctx.target.ice_addresses, self.ctx.plan.identity
+            )
             with ice.restricted_to(addrs):
                 await self._join_or_end(self._join, self.ctx.plan.join_timeout_s)
         except TimeoutError:
@@ -174,12 +185,15 @@ class AiortcParticipant(Participant):
             log.exception("aiortc join failed")
             kind, detail = FailureKind.INTERNAL, repr(exc)
         if kind is not None:
-            self.ctx.fail("join_ms", kind)
+            self.ctx.fail("join_ms", kind, detail=detail)
             self._session_done = True  # a failed join has no session row
             await self._release()
             self.state = State.LEFT
             raise JoinFailed(kind, detail)
         self.ctx.ok("join_ms", (self._joined_at - started) * 1000.0)
+        if self._primary_pc is not None:
+            transport = ice.selected_transport(self._primary_pc)
+            self.ctx.ok(TRANSPORT_METRICS.get(transport, TRANSPORT_METRICS["unknown"]), 1.0)
         self.state = State.JOINED
         for exp in self._expected.values():  # announced while joining: expected from now
             exp.announced = max(exp.announced, self._joined_at)
@@ -303,11 +317,13 @@ class AiortcParticipant(Participant):
         plan = self.ctx.plan
         token = self.ctx.target.token_for(plan.identity, plan.room)
         self._stage = "signal"
-        jr = await self.signal.connect(self.ctx.target.url, token)
+        jr = await self.signal.connect(self.ctx.target.url, token, ca_file=self.ctx.target.ca_file)
         self.local_sid = jr.participant.sid
         for info in jr.other_participants:
             self._on_participant(info)
-        self.sub_pc = join.new_peer_connection()
+        if self.ctx.target.ice_servers:
+            self._ice_servers = ice.servers_for(list(jr.ice_servers), self._ice_addresses)
+        self.sub_pc = join.new_peer_connection(self._ice_servers)
         self.sub_pc.on("track", self._on_track)
         self.sub_pc.on("datachannel", self._on_datachannel)
         self.signal.start(
@@ -319,8 +335,10 @@ class AiortcParticipant(Participant):
         if jr.subscriber_primary:
             self._stage = "ice"
             await self._connected(self.sub_pc)
+            self._primary_pc = self.sub_pc
         elif plan.publisher or plan.layout.data:
             await self._publish_connected()
+            self._primary_pc = self.pub_pc
         self._joined_at = time.monotonic()
         self._joined_wall = time.time()
 
@@ -371,7 +389,7 @@ class AiortcParticipant(Participant):
         self.ctx.ok(PUBLISH_METRIC, (time.monotonic() - sent) * 1000.0, track=ref)
 
     async def _publish(self) -> None:
-        self.pub_pc = pc = join.new_peer_connection()
+        self.pub_pc = pc = join.new_peer_connection(self._ice_servers)
         # Transceivers first, then the data channel: with max-bundle, aiortc (1.16) makes
         # the first transport created the shared one, and if that is the SCTP transport
         # while the BUNDLE group starts with mid 0, applying the answer stops it
@@ -526,6 +544,9 @@ class AiortcParticipant(Participant):
         log.info("%s: session ended: %s", self.ctx.plan.identity, detail)
         self._join_error = _SessionEnded(kind, detail)  # what a join or publish step failed of
         if self.state is State.JOINING:
+            if self._stage == "ice" and kind is FailureKind.DISCONNECT:
+                # the server gave up on ICE before we did: still an ICE failure
+                kind, detail = FailureKind.ICE, f"ICE not connected; {detail}"
             # join() is still running: fail it through its waits
             for fut in [self._pub_answer, *self._published.values()]:
                 if fut is not None and not fut.done():
@@ -535,7 +556,7 @@ class AiortcParticipant(Participant):
         self._ended.set()
         if self.state is State.JOINED and not self._session_done:
             self._session_done = True
-            self.ctx.fail(SESSION_METRIC, kind)
+            self.ctx.fail(SESSION_METRIC, kind, detail=detail)
             self.state = State.ENDED
 
     # ---- subscriptions and media -------------------------------------------------------

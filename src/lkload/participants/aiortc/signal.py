@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from enum import Enum
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from google.protobuf.message import DecodeError
@@ -22,6 +22,7 @@ from livekit.protocol import models as pm
 from livekit.protocol import rtc as pr
 
 from lkload.metrics.schema import FailureKind
+from lkload.participants.tls import certificate_problem, ssl_context
 
 __all__ = ["PROTOCOL_VERSION", "SignalClient", "SignalClosed", "SignalError"]
 
@@ -50,6 +51,17 @@ class SignalClosed(Enum):
 Handler = Callable[[pr.SignalResponse], Awaitable[None]]
 ClosedHandler = Callable[[SignalClosed, str], None]
 RttHandler = Callable[[float], None]
+
+
+VALIDATE_TIMEOUT_S = 3.0
+
+
+def validate_url(url: str) -> str:
+    """livekit-server's /rtc/validate beside /rtc: it answers a refused join's reason."""
+    base = url.rstrip("/")
+    if base.startswith("ws"):
+        base = "http" + base[2:]
+    return f"{base}/rtc/validate"
 
 
 def rtc_url(url: str, *, auto_subscribe: bool = True) -> str:
@@ -85,10 +97,11 @@ class SignalClient:
         return self._ws is not None and not self._ws.closed
 
     async def connect(
-        self, url: str, token: str, *, auto_subscribe: bool = True
+        self, url: str, token: str, *, auto_subscribe: bool = True, ca_file: str | None = None
     ) -> pr.JoinResponse:
         """Open the WebSocket and wait for the JoinResponse. The caller bounds the time."""
-        self._session = aiohttp.ClientSession()
+        tls = ssl_context(ca_file) if url.startswith(("wss", "https")) else False
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls))
         try:
             self._ws = await self._session.ws_connect(
                 rtc_url(url, auto_subscribe=auto_subscribe),
@@ -98,9 +111,13 @@ class SignalClient:
             )
         except aiohttp.WSServerHandshakeError as exc:
             kind = FailureKind.AUTH if exc.status in (401, 403) else FailureKind.SIGNAL
-            raise SignalError(kind, f"handshake refused: HTTP {exc.status} {exc.message}") from exc
+            why = await self._refusal(url, token)
+            raise SignalError(
+                kind, f"join refused: HTTP {exc.status}" + (f": {why}" if why else "")
+            ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise SignalError(FailureKind.SIGNAL, f"cannot connect: {exc!r}") from exc
+            problem = certificate_problem(exc, _host(url))
+            raise SignalError(FailureKind.SIGNAL, problem or f"cannot connect: {exc}") from exc
         first = await self._receive_one()
         which = first.WhichOneof("message")
         if which == "join":
@@ -109,6 +126,21 @@ class SignalClient:
             reason = pm.DisconnectReason.Name(first.leave.reason)
             raise SignalError(FailureKind.SIGNAL, f"join refused with leave ({reason})")
         raise SignalError(FailureKind.SIGNAL, f"first message is {which!r}, not join")
+
+    async def _refusal(self, url: str, token: str) -> str:
+        """Why the server refused the WebSocket: a WebSocket handshake carries no body, so
+        ask /rtc/validate with the same token, as LiveKit's own clients do."""
+        assert self._session is not None
+        try:
+            async with self._session.get(
+                validate_url(url),
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=aiohttp.ClientTimeout(total=VALIDATE_TIMEOUT_S),
+            ) as resp:
+                body = " ".join((await resp.text(errors="replace")).split())
+                return f"{body} (validate: HTTP {resp.status})" if body else ""
+        except Exception:  # the reason is a nicety; the refusal is recorded regardless
+            return ""
 
     async def _receive_one(self) -> pr.SignalResponse:
         assert self._ws is not None
@@ -239,6 +271,10 @@ class SignalClient:
             if task is not None and task is not current:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+def _host(url: str) -> str | None:
+    return urlsplit(url).hostname
 
 
 def _decode(data: bytes) -> pr.SignalResponse:
