@@ -5,6 +5,7 @@ check (the ICE pair media really used)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import struct
@@ -105,7 +106,9 @@ def checks(env: CheckEnv) -> list[Check]:
             )
             out.append(Check.skip("ports.tcp", line, why))
             continue
-        out.append(Check("ports.tcp", line, lambda p=real: tcp_open(host, p, t), f"{host}:{real}"))
+        out.append(
+            Check("ports.tcp", line, functools.partial(tcp_open, host, real, t), f"{host}:{real}")
+        )
     if env.turn:
         where = f"{env.turn[0]}:{env.turn[1]}"
         out.append(Check("ports.turn_udp", lines.PORT_3478, lambda: stun(env), where))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check",
         help="check a deployment against the checklist: health, auth, TLS, ports, Redis",
@@ -140,7 +140,7 @@ def check_ice_ips(flags: list[str] | None, remote: bool) -> tuple[str, ...]:
     from lkload.cli.run_cmd import ice_ips_from
 
     if flags or os.environ.get("LKLOAD_ICE_IPS") or not remote:
-        return ice_ips_from(flags)
+        return ice_ips_from(flags, remote) or ()
     return ()
 
 

@@ -11,6 +11,7 @@ import importlib
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from lkload import __version__
 from lkload.errors import UsageError
@@ -24,7 +25,7 @@ _COMMANDS = ("run", "check", "server", "report", "compare", "worker")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 — never a usage dump
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 — never a usage dump
         self.exit(
             EXIT_USAGE, f"lkload: error: {message} (see lkload {self.prog.split()[-1]} --help)\n"
         )

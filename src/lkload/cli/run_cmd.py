@@ -21,7 +21,7 @@ ICE_IP_HELP = (
 )
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="run a stepped load campaign and report per-tier verdicts",
@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
             link.announce_key_file(key_file)
         campaign: Campaign = MasterCampaign(
             scenario,
-            **common,  # type: ignore[arg-type]
+            **common,
             expect_workers=args.expect_workers,
             bind_host=args.master_bind,
             bind_port=args.master_port,
@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
             cluster_key=key,
         )
     else:
-        campaign = Campaign(scenario, **common)  # type: ignore[arg-type]
+        campaign = Campaign(scenario, **common)
     print(f"lkload: campaign {campaign.id} → {campaign.dir}", file=sys.stderr)
     if check_cfg is not None:
         from lkload.checks.session import run_check

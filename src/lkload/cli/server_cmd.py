@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "server",
         help="run the embedded livekit-server on 127.0.0.1 until Ctrl-C",

@@ -12,7 +12,7 @@ from lkload.cli.run_cmd import ICE_IP_HELP
 DEFAULT_MASTER_PORT = 5557
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "worker",
         help="run participants for a distributed campaign's master",

@@ -139,7 +139,7 @@ class HandshakeWatch:
 
 
 def _secure_classes(keys: LinkKeys, watch: HandshakeWatch) -> tuple[type, type]:
-    class SecureServer(zmqrpc.Server):  # type: ignore[misc]
+    class SecureServer(zmqrpc.Server):
         """Locust's Server with CURVE set before it binds."""
 
         def __init__(self, host: str, port: int) -> None:
@@ -157,7 +157,7 @@ def _secure_classes(keys: LinkKeys, watch: HandshakeWatch) -> tuple[type, type]:
                 raise zmqrpc.RPCError(f"Socket bind failure: {exc}") from exc
             self.port = port
 
-    class SecureClient(zmqrpc.Client):  # type: ignore[misc]
+    class SecureClient(zmqrpc.Client):
         """Locust's Client with CURVE set before it connects."""
 
         def __init__(self, host: str, port: int, identity: str) -> None:

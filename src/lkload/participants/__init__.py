@@ -21,7 +21,7 @@ ENGINES = {"sdk": "lkload.participants.sdk", "aiortc": "lkload.participants.aior
 
 def create_participant(engine: str, ctx: ParticipantContext) -> Participant:
     module = importlib.import_module(ENGINES[engine])
-    return module.create(ctx)  # type: ignore[no-any-return]
+    return module.create(ctx)
 
 
 __all__ = [

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,10 +90,10 @@ def _kind(track: rtc.Track) -> str:
     return "audio" if track.kind == rtc.TrackKind.KIND_AUDIO else "video"
 
 
-def _inbound(stats: list[object]) -> object | None:
+def _inbound(stats: Sequence[rtc.stats.RtcStats]) -> rtc.stats.RtcStats.InboundRtp | None:
     for s in stats:
-        if s.WhichOneof("stats") == "inbound_rtp":  # type: ignore[attr-defined]
-            return s.inbound_rtp  # type: ignore[attr-defined]
+        if s.WhichOneof("stats") == "inbound_rtp":
+            return s.inbound_rtp
     return None
 
 
@@ -165,6 +166,12 @@ class SdkParticipant(Participant):
         self.echoed_pings = 0  # pings answered by the server's echo before the SDK's response
 
     @property
+    def _room(self) -> rtc.Room:
+        """The room join() made (what runs after join uses it; join() narrows it itself)."""
+        assert self.room is not None, "used before join()"
+        return self.room
+
+    @property
     def connected(self) -> bool:
         return self._joined_at > 0 and not self._ended.is_set()
 
@@ -230,7 +237,7 @@ class SdkParticipant(Participant):
         publisher)."""
         transport = "unknown"
         with contextlib.suppress(Exception):
-            stats = await asyncio.wait_for(self.room.get_rtc_stats(), 5.0)
+            stats = await asyncio.wait_for(self._room.get_rtc_stats(), 5.0)
             transport = (
                 selected_transport(stats.subscriber_stats)
                 or selected_transport(stats.publisher_stats)
@@ -239,7 +246,7 @@ class SdkParticipant(Participant):
         self.ctx.ok(TRANSPORT_METRICS[transport], 1.0)
 
     def _wire_events(self) -> None:
-        room = self.room
+        room = self._room
 
         @room.on("track_published")
         def _published(pub: rtc.RemoteTrackPublication, p: rtc.RemoteParticipant) -> None:
@@ -310,16 +317,16 @@ class SdkParticipant(Participant):
 
     async def _announce(self) -> None:
         with contextlib.suppress(Exception):
-            await self.room.local_participant.set_attributes({ENGINE_ATTRIBUTE: self.engine})
+            await self._room.local_participant.set_attributes({ENGINE_ATTRIBUTE: self.engine})
 
-    def _spawn(self, coro: object) -> None:
-        self._tasks.append(asyncio.ensure_future(coro))  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.ensure_future(coro))
 
     async def _publish(self, track: rtc.LocalTrack, options: rtc.TrackPublishOptions) -> bool:
         """One publish_ms row: publish_track called -> the server accepted the track (the
         SDK returns after the server's TrackPublishedResponse). A refusal or error is a
         failure row and the session goes on without the track."""
-        local = self.room.local_participant
+        local = self._room.local_participant
         perm = local.permissions
         sources = list(perm.can_publish_sources)
         if not perm.can_publish or (sources and options.source not in sources):
@@ -419,7 +426,7 @@ class SdkParticipant(Participant):
             msg = DataMessage(self.ctx.plan.identity, seq + 1, time.time())
             try:
                 await asyncio.wait_for(
-                    self.room.local_participant.publish_data(
+                    self._room.local_participant.publish_data(
                         msg.encode(), reliable=True, topic=TOPIC
                     ),
                     DATA_SEND_TIMEOUT_S,
@@ -455,7 +462,7 @@ class SdkParticipant(Participant):
             echoed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._ping_echo = (value, echoed)
             request = asyncio.ensure_future(
-                self.room.local_participant.set_attributes({PING_ATTRIBUTE: value})
+                self._room.local_participant.set_attributes({PING_ATTRIBUTE: value})
             )
             request.add_done_callback(_retrieve)
             try:
@@ -476,7 +483,7 @@ class SdkParticipant(Participant):
         """The server's echo of our own attribute update (it tells every participant,
         including the one that changed): the other end of a ping's round trip."""
         echo = self._ping_echo
-        if echo is None or participant is not self.room.local_participant:
+        if echo is None or participant is not self._room.local_participant:
             return
         value, echoed = echo
         if changed.get(PING_ATTRIBUTE) == value and not echoed.done():
@@ -506,7 +513,7 @@ class SdkParticipant(Participant):
         while self._rx.get(sid) is rx:
             with contextlib.suppress(Exception):
                 inbound = _inbound(await rx.track.get_stats())
-                if inbound is not None and inbound.received.packets_received > 0:  # type: ignore[attr-defined]
+                if inbound is not None and inbound.received.packets_received > 0:
                     if self._rx.get(sid) is not rx:
                         return
                     self._expect.received(sid, rx.ref)
@@ -515,13 +522,13 @@ class SdkParticipant(Participant):
             late = time.perf_counter() > deadline
             await asyncio.sleep(self.ctx.plan.stats_interval_s if late else FIRST_PACKET_POLL_S)
 
-    def _start_rx(self, rx: _Rx, inbound: object, now: float) -> None:
-        i = inbound  # type: ignore[assignment]
+    def _start_rx(self, rx: _Rx, inbound: rtc.stats.RtcStats.InboundRtp, now: float) -> None:
+        i = inbound
         rx.started = True
         rx.first_at = rx.iv_t = rx.poll_t = now
-        rx.iv_bytes = int(i.inbound.bytes_received)  # type: ignore[attr-defined]
-        rx.iv_packets = rx.poll_packets = int(i.received.packets_received)  # type: ignore[attr-defined]
-        rx.iv_lost = int(i.received.packets_lost)  # type: ignore[attr-defined]
+        rx.iv_bytes = int(i.inbound.bytes_received)
+        rx.iv_packets = rx.poll_packets = int(i.received.packets_received)
+        rx.iv_lost = int(i.received.packets_lost)
 
     def _drop(self, sid: str) -> None:
         """The track's publisher left or unpublished it: no more rows for it (a stall
@@ -590,10 +597,12 @@ class SdkParticipant(Participant):
             self._poll(rx, inbound, time.time(), report=report)
         self._write_lost(self._seqs.lost(time.time()))
 
-    def _poll(self, rx: _Rx, inbound: object, now: float, report: bool) -> None:
-        i = inbound  # type: ignore[assignment]
-        packets = int(i.received.packets_received)  # type: ignore[attr-defined]
-        last = float(i.inbound.last_packet_received_timestamp) / 1000.0  # type: ignore[attr-defined]
+    def _poll(
+        self, rx: _Rx, inbound: rtc.stats.RtcStats.InboundRtp, now: float, report: bool
+    ) -> None:
+        i = inbound
+        packets = int(i.received.packets_received)
+        last = float(i.inbound.last_packet_received_timestamp) / 1000.0
         if rx.muted:
             pass  # silent on purpose
         elif packets == rx.poll_packets:
@@ -616,14 +625,14 @@ class SdkParticipant(Participant):
         if report:
             self._report(rx, i, now)
 
-    def _report(self, rx: _Rx, inbound: object, now: float) -> None:
-        i = inbound  # type: ignore[assignment]
+    def _report(self, rx: _Rx, inbound: rtc.stats.RtcStats.InboundRtp, now: float) -> None:
+        i = inbound
         dt = now - rx.iv_t
         if dt < self.ctx.plan.stats_interval_s / 2:
             return  # started just before: joins the next interval (as the aiortc engine)
-        rx_bytes = int(i.inbound.bytes_received)  # type: ignore[attr-defined]
-        received = int(i.received.packets_received)  # type: ignore[attr-defined]
-        lost = int(i.received.packets_lost)  # type: ignore[attr-defined]
+        rx_bytes = int(i.inbound.bytes_received)
+        received = int(i.received.packets_received)
+        lost = int(i.received.packets_lost)
         d_recv, d_lost = received - rx.iv_packets, max(0, lost - rx.iv_lost)
         kbps = (rx_bytes - rx.iv_bytes) * 8 / 1000 / dt
         judged = mediacheck.judged(rx.participant.attributes, now - rx.first_at)
@@ -633,7 +642,7 @@ class SdkParticipant(Participant):
         if d_recv + d_lost > 0:
             self.ctx.ok("loss_pct", 100.0 * d_lost / (d_recv + d_lost), track=rx.ref)
         if d_recv > 0:
-            self.ctx.ok("jitter_ms", float(i.received.jitter) * 1000, track=rx.ref)  # type: ignore[attr-defined]
+            self.ctx.ok("jitter_ms", float(i.received.jitter) * 1000, track=rx.ref)
         rx.iv_t, rx.iv_bytes, rx.iv_packets, rx.iv_lost = now, rx_bytes, received, lost
 
     # -- leave ------------------------------------------------------------------------
@@ -677,10 +686,10 @@ class SdkParticipant(Participant):
 _RELAY_PROTOCOL = {0: "udp", 1: "tcp", 2: "tls"}  # livekit.rtc IceServerTransportProtocol
 
 
-def selected_transport(stats: list[object]) -> str | None:
+def selected_transport(stats: Sequence[rtc.stats.RtcStats]) -> str | None:
     """'udp', 'tcp' or 'turn/udp|tcp|tls' from one PC's WebRTC stats: the transport's
     selected candidate pair (else a nominated, succeeded one) and its local candidate."""
-    kinds = [(s.WhichOneof("stats"), s) for s in stats]  # type: ignore[attr-defined]
+    kinds = [(s.WhichOneof("stats"), s) for s in stats]
     by_id = {getattr(s, k).rtc.id: s for k, s in kinds if k}
     pair_ids = [
         s.transport.transport.selected_candidate_pair_id for k, s in kinds if k == "transport"
@@ -709,7 +718,7 @@ def selected_transport(stats: list[object]) -> str | None:
 def _reason_name(reason: object) -> str:
     """The SDK's DisconnectReason (a protobuf enum int) by name."""
     try:
-        return rtc.DisconnectReason.Name(reason)  # type: ignore[attr-defined, arg-type]
+        return rtc.DisconnectReason.Name(reason)  # type: ignore[arg-type]  # any value: Name raises below
     except Exception:
         return str(reason)
 
