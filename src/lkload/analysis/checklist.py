@@ -43,6 +43,15 @@ def _role_line(tiers: list[TierResult], role: str, group: str, text: str) -> Che
     return ChecklistLine(LOAD, group, text, worst.verdict.status, evidence)
 
 
+def _latency_check(suffix: str) -> Callable[[Check], bool]:
+    """Selects the latency checks whose id ends with `suffix` (e.g. ":p99")."""
+    return lambda c: c.id.startswith("latency:") and c.id.endswith(suffix)
+
+
+def _check_id(id: str) -> Callable[[Check], bool]:
+    return lambda c: c.id == id
+
+
 def _worst_check(
     tiers: list[TierResult],
     select: Callable[[Check], bool],
@@ -67,19 +76,22 @@ def _worst_check(
 
     def ratio(item: tuple[TierResult, Check]) -> float:
         c = item[1]
-        return c.value / c.limit if c.limit else 0.0
+        return c.value / c.limit if c.limit and c.value is not None else 0.0
 
     tr, worst = max(judged, key=ratio)
     failed = [j for j in judged if j[1].status is Status.FAIL]
     status = Status.FAIL if failed else Status.PASS
-    limit = fmt(worst.limit, worst.unit)
+    limit_text = fmt(worst.limit, worst.unit)
     value = fmt(worst.value, worst.unit)
     if failed:
         evidence = (
-            f"{worst.label} {value} at {_who(tr)} > {limit}; {len(failed)} of {len(judged)} failed"
+            f"{worst.label} {value} at {_who(tr)} > {limit_text}; "
+            f"{len(failed)} of {len(judged)} failed"
         )
     else:
-        evidence = f"worst {worst.label} {value} at {_who(tr)} ≤ {limit} ({len(judged)} judged)"
+        evidence = (
+            f"worst {worst.label} {value} at {_who(tr)} ≤ {limit_text} ({len(judged)} judged)"
+        )
     untrusted = sorted({t.tier for t, _ in judged if t.verdict.untrustworthy})
     if untrusted and status is Status.PASS:
         status = Status.WARN
@@ -141,7 +153,7 @@ def checklist_lines(
         lines.append(
             _worst_check(
                 normal,
-                lambda c, n=name: c.id.startswith("latency:") and c.id.endswith(f":{n}"),
+                _latency_check(f":{name}"),
                 LOAD,
                 g,
                 f"Response time percentiles documented: {text}",
@@ -264,7 +276,7 @@ def checklist_lines(
         lines.append(
             _worst_check(
                 normal,
-                lambda c, m=metric: c.id == f"latency:{m}:p95",
+                _check_id(f"latency:{metric}:p95"),
                 BASELINE,
                 b,
                 text,

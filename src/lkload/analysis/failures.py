@@ -124,8 +124,8 @@ def _details(
     out.sort(key=lambda d: (-d.count, d.first_t))
     if len(out) > MAX_DETAILS_PER_KIND:
         rest = out[MAX_DETAILS_PER_KIND - 1 :]
-        first = min(rest, key=lambda d: d.first_t)
-        first.detail = f"{OTHER_DETAILS} ({len(rest)})"
-        first.count = sum(d.count for d in rest)
-        out = [*out[: MAX_DETAILS_PER_KIND - 1], first]
+        oldest = min(rest, key=lambda d: d.first_t)
+        oldest.detail = f"{OTHER_DETAILS} ({len(rest)})"
+        oldest.count = sum(d.count for d in rest)
+        out = [*out[: MAX_DETAILS_PER_KIND - 1], oldest]
     return out

@@ -38,9 +38,10 @@ try:  # optional: about 5x faster on large results directories
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 except ImportError:  # pragma: no cover - exercised only without pyarrow
-    pa = None
-    pc = None
-    pacsv = None
+    # mypy types these names as the modules; None marks them absent (checked before use)
+    pa = None  # type: ignore[assignment]
+    pc = None  # type: ignore[assignment]
+    pacsv = None  # type: ignore[assignment]
 
 _STRING_SAMPLE_COLUMNS = (
     "phase",
@@ -181,7 +182,7 @@ class _SampleColumns:
     def __init__(self, capacity: int) -> None:
         self.n = 0
         self.capacity = max(1, capacity)
-        self.numeric = {
+        self.numeric: dict[str, np.ndarray] = {
             "t": np.empty(self.capacity, np.float64),
             "tier": np.empty(self.capacity, np.int16),
             "value": np.empty(self.capacity, np.float64),
@@ -278,10 +279,10 @@ def _pieces(path: Path, limit: int) -> Iterator[tuple[list[str], memoryview]]:
 
 def _parse_piece(header: list[str], piece: memoryview, on_invalid: Any) -> Any:
     dict_t = pa.dictionary(pa.int32(), pa.string())
-    types = {c: dict_t for c in _STRING_SAMPLE_COLUMNS}
+    types: dict[str, pa.DataType] = {c: dict_t for c in _STRING_SAMPLE_COLUMNS}
     types.update({"t": pa.float64(), "tier": pa.int16(), "value": pa.float64(), "ok": pa.bool_()})
     table = pacsv.read_csv(
-        pa.py_buffer(piece),
+        pa.py_buffer(piece),  # type: ignore[arg-type]  # pyarrow-stubs: a Buffer is a file too
         read_options=pacsv.ReadOptions(column_names=header, block_size=_BLOCK_BYTES),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(
@@ -295,7 +296,9 @@ def _parse_piece(header: list[str], piece: memoryview, on_invalid: Any) -> Any:
     for name in _OPTIONAL_SAMPLE_COLUMNS:
         if name not in header:  # a version 1 file: the column is empty
             empty = pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(table.num_rows, np.int32)), pa.array([""])
+                # pyarrow-stubs types array() of an int32 ndarray as a BooleanArray
+                pa.array(np.zeros(table.num_rows, np.int32)),  # type: ignore[arg-type]
+                pa.array([""]),
             )
             table = table.append_column(name, empty)
     return table.unify_dictionaries()  # one dictionary per column for the whole piece

@@ -9,11 +9,12 @@ group, never averaged across workers or intervals.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 
 QUANTILES = (50.0, 95.0, 99.0)
-METHOD = "linear"
+METHOD: Final = "linear"
 
 
 @dataclass

@@ -176,8 +176,10 @@ def host_map(campaign: dict[str, Any]) -> HostMap:
     meta = campaign.get("workers")
     meta = meta if isinstance(meta, dict) else {}
     for worker in list(hosts) + [w for w in meta if w not in hosts]:
-        info = hosts.get(worker) if isinstance(hosts.get(worker), dict) else {}
-        extra = meta.get(worker) if isinstance(meta.get(worker), dict) else {}
+        info = hosts.get(worker)
+        info = info if isinstance(info, dict) else {}
+        extra = meta.get(worker)
+        extra = extra if isinstance(extra, dict) else {}
         name = info.get("hostname") or extra.get("hostname")
         hostname = name if isinstance(name, str) and name else str(worker)
         out.hostname[str(worker)] = hostname

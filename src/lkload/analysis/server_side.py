@@ -30,7 +30,12 @@ import pandas as pd
 
 from lkload.metrics.prometheus import SERVER_METRICS_COLUMNS
 
-_COUNTERS = ("node_packets_dropped", "node_packets_out", "packets_in", "packets_out")
+_COUNTERS: tuple[str, ...] = (
+    "node_packets_dropped",
+    "node_packets_out",
+    "packets_in",
+    "packets_out",
+)
 _COUNTERS += ("lost_in", "lost_out")
 
 

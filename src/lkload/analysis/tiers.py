@@ -155,7 +155,9 @@ def _distributions(a: SampleArrays, mask: np.ndarray, n_metrics: int) -> dict[in
     return out
 
 
-def kind_rates(a: SampleArrays, rows: np.ndarray, groups: np.ndarray, n_groups: int):
+def kind_rates(
+    a: SampleArrays, rows: np.ndarray, groups: np.ndarray, n_groups: int
+) -> dict[int, dict[str, KindRate]]:
     """Per group (a small non-negative int per row in `rows`, e.g. a tier) and kind of
     attempt: KindRate. `rows` are indices or a mask into the arrays."""
     metric = a.metric[rows]

@@ -158,8 +158,10 @@ def analyze_workers(
     tier_resources: dict[int, TierResources],
     recovery_size: int | None,
 ) -> Workers:
-    meta = campaign.get("workers") if isinstance(campaign.get("workers"), dict) else {}
-    hosts = campaign.get("hosts") if isinstance(campaign.get("hosts"), dict) else {}
+    meta = campaign.get("workers")
+    meta = meta if isinstance(meta, dict) else {}
+    hosts = campaign.get("hosts")
+    hosts = hosts if isinstance(hosts, dict) else {}
     events = [e for e in timeline if isinstance(e, dict)]
     kinds = {"worker_joined", "worker_lost", "worker_refused", "worker_drain_timeout"}
     distributed = bool(meta) or any(e.get("event") in kinds for e in events)
@@ -251,8 +253,10 @@ def analyze_workers(
             per[key] = per.get(key, 0) + 1
 
     for name in names:
-        info = meta.get(name) if isinstance(meta.get(name), dict) else {}
-        host = hosts.get(name) if isinstance(hosts.get(name), dict) else {}
+        info = meta.get(name)
+        info = info if isinstance(info, dict) else {}
+        host = hosts.get(name)
+        host = host if isinstance(host, dict) else {}
         row = WorkerRow(
             worker=name,
             hostname=str(info.get("hostname") or host.get("hostname") or "—"),

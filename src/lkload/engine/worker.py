@@ -82,8 +82,8 @@ class Worker:
         self.state = CampaignState()
         self.outbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=OUTBOX_MAX)
         self.runner: WorkerRunner | None = None
-        self._welcome = gevent.event.AsyncResult()
-        self._seats: dict[int, gevent.event.AsyncResult] = {}
+        self._welcome: gevent.event.AsyncResult[dict[str, Any]] = gevent.event.AsyncResult()
+        self._seats: dict[int, gevent.event.AsyncResult[tuple[int, str]]] = {}
         self._requests = itertools.count()
         self._tokens: dict[str, str] = {}
         self._seq = 0
@@ -153,7 +153,9 @@ class Worker:
     def _connect(self, env: Environment) -> WorkerRunner:
         link.use_secure_transport(self.link_keys, link.HandshakeWatch(self._link_refused.set))
         connecting = gevent.spawn(env.create_worker_runner, self.master_host, self.master_port)
-        gevent.wait([connecting, self._link_refused], timeout=self.connect_timeout_s, count=1)
+        waitables: list[gevent.Greenlet[..., WorkerRunner] | gevent.event.Event]
+        waitables = [connecting, self._link_refused]
+        gevent.wait(waitables, timeout=self.connect_timeout_s, count=1)
         if not connecting.ready():
             connecting.kill(block=False)
             if self._link_refused.is_set():
@@ -198,7 +200,9 @@ class Worker:
             },
         )
         try:
-            return self._welcome.get(timeout=WELCOME_TIMEOUT_S)
+            welcome = self._welcome.get(timeout=WELCOME_TIMEOUT_S)
+            assert welcome is not None  # set only with the master's WELCOME payload
+            return welcome
         except gevent.Timeout:
             raise UsageError(
                 f"the master at {self.master_host}:{self.master_port} did not answer "
@@ -335,10 +339,13 @@ class Worker:
         runner = self.runner
         assert runner is not None
         req = next(self._requests)
-        result = self._seats[req] = gevent.event.AsyncResult()
+        result: gevent.event.AsyncResult[tuple[int, str]] = gevent.event.AsyncResult()
+        self._seats[req] = result
         try:
             runner.send_message(m.SEAT, {"req": req})
-            n, token = result.get(timeout=SEAT_TIMEOUT_S)
+            answer = result.get(timeout=SEAT_TIMEOUT_S)  # set only with a (n, token)
+            assert answer is not None
+            n, token = answer
         finally:
             self._seats.pop(req, None)
         identity, _room, _pub = seat(self.scenario, self._campaign_id(), n)
@@ -346,7 +353,9 @@ class Worker:
         return int(n)
 
     def _campaign_id(self) -> str:
-        return self._welcome.get(block=False)["campaign_id"]
+        welcome = self._welcome.get(block=False)
+        assert welcome is not None  # set only with the master's WELCOME payload
+        return welcome["campaign_id"]
 
     def _token_for(self, identity: str, room: str) -> str:
         return self._tokens[identity]

@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import av
 import numpy as np
@@ -98,7 +98,8 @@ def generate(spec: SampleSpec, path: Path) -> None:
 
 def _audio(out: av.container.OutputContainer, encoder: str, spec: SampleSpec) -> None:
     rate = 48_000
-    stream = out.add_stream(encoder, rate=rate)
+    # the stream's class follows the codec named at run time: an audio encoder here
+    stream = cast(av.AudioStream, out.add_stream(encoder, rate=rate))
     stream.codec_context.bit_rate = spec.bitrate_kbps * 1000
     stream.layout = "stereo"
     stream.options = {"frame_duration": "20", "application": "voip", "vbr": "off"}
@@ -122,7 +123,7 @@ def _audio(out: av.container.OutputContainer, encoder: str, spec: SampleSpec) ->
 
 
 def _video(out: av.container.OutputContainer, encoder: str, spec: SampleSpec) -> None:
-    stream = out.add_stream(encoder, rate=spec.fps)
+    stream = cast(av.VideoStream, out.add_stream(encoder, rate=spec.fps))  # a video encoder
     stream.width = spec.width
     stream.height = spec.height
     stream.pix_fmt = "yuv420p"

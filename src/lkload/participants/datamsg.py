@@ -73,8 +73,8 @@ class DataSequences:
                 for s in range(max(high + 1, seq - MAX_GAP_ROWS), seq):
                     missing[s] = now
             return True
-        missing = self._missing.get(sender)
-        return missing is not None and missing.pop(seq, None) is not None
+        gaps = self._missing.get(sender)
+        return gaps is not None and gaps.pop(seq, None) is not None
 
     def lost(self, now: float) -> list[Missing]:
         """Messages missing for longer than the window (each returned once)."""

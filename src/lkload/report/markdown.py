@@ -46,8 +46,8 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
     for n in view.notes:
         md += [f"> **Data note.** {_esc(n)}", ""]
     md += _table(["Fact", "Value"], view.facts)
-    n = iter(range(1, 100))
-    md += [f"## {next(n)}. Tiers", ""] + _table(view.tier_head, view.tier_rows)
+    section = iter(range(1, 100))
+    md += [f"## {next(section)}. Tiers", ""] + _table(view.tier_head, view.tier_rows)
     md += ["### Error rates by kind of attempt", ""]
     md += ["Each kind is judged against the tier's budget; the pooled rate decides nothing.", ""]
     md += (
@@ -79,15 +79,15 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
         md += ["### Hosts (CPU as percent of the whole machine)", ""]
         md += _table(view.host_head, view.host_rows)
     if view.workers:
-        md += [f"## {next(n)}. Workers", ""]
+        md += [f"## {next(section)}. Workers", ""]
         md += _table(view.workers["head"], view.workers["rows"])
         md += [f"- {_esc(ln)}" for ln in view.workers["lines"]] or [
             "No worker was lost or refused."
         ]
         md += [""]
-    md += [f"## {next(n)}. Plots", ""]
+    md += [f"## {next(section)}. Plots", ""]
     md += [f"![{p.title}]({p.name}.png)" + "\n" for p in plots] or ["No data to plot.", ""]
-    md += [f"## {next(n)}. Checklist verdicts", ""]
+    md += [f"## {next(section)}. Checklist verdicts", ""]
     md += _table(
         ["Section", "Checklist line", "Verdict", "Decided by", "Checked on", "Took"],
         [
@@ -102,7 +102,7 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
             for c in view.checklist
         ],
     )
-    md += [f"## {next(n)}. Failure modes", ""]
+    md += [f"## {next(section)}. Failure modes", ""]
     md += (
         _table(view.failure_head, view.failure_rows)
         if view.failure_rows
@@ -133,7 +133,7 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
         md += _table(view.leak["head"], view.leak["holds"])
     if view.leak["release"]:
         md += [f"Equal participant count: {_esc(view.leak['release'])}.", ""]
-    md += [f"## {next(n)}. Environment", ""] + _table(["Item", "Value"], view.environment)
+    md += [f"## {next(section)}. Environment", ""] + _table(["Item", "Value"], view.environment)
     if view.hosts:
         md += _table(["Role / worker", "Hostname", "Cores", "Memory MB", "Platform"], view.hosts)
     if view.scenario_rows:

@@ -137,7 +137,8 @@ def environment(a: Analysis) -> dict[str, Any]:
 
 
 def build_summary(a: Analysis) -> dict[str, Any]:
-    knee_size = a.tier(a.knee).stats.size if a.knee is not None and a.tier(a.knee) else None
+    knee = a.tier(a.knee) if a.knee is not None else None
+    knee_size = knee.stats.size if knee else None
     return _plain(
         {
             "schema": SCHEMA,
