@@ -38,7 +38,11 @@ TRANSPORTS = ("udp", "tcp", "turn/udp", "turn/tcp", "turn/tls")
 # aioice uses one TURN server (the first usable URI): TLS, then TCP, then UDP. A relay over
 # TCP/TLS also works where UDP is filtered; where UDP works the host pairs (higher priority)
 # win anyway, so the relay is only a fallback.
-_TURN_PREFERENCE = {("turns", "tcp"): 0, ("turn", "tcp"): 1, ("turn", "udp"): 2}
+_TURN_PREFERENCE: dict[tuple[str, str | None], int] = {
+    ("turns", "tcp"): 0,
+    ("turn", "tcp"): 1,
+    ("turn", "udp"): 2,
+}
 
 # None: no restriction in this context (aioice's own gathering); a tuple: exactly these.
 _ADDRESSES: ContextVar[tuple[str, ...] | None] = ContextVar("lkload_ice_addresses", default=None)
@@ -164,7 +168,7 @@ def selected_transport(pc: RTCPeerConnection) -> str:
         getattr(getattr(dtls, "transport", None), "iceGatherer", None), "_connection", None
     )
     pair = getattr(connection, "_nominated", {}).get(1)
-    if pair is None:
+    if pair is None or connection is None:  # no connection: no pair either
         return "unknown"
     if pair.local_candidate.type == "relay":
         if connection.turn_ssl:

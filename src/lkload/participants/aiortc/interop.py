@@ -76,7 +76,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RtcpPacket, RtcpSrPacket, RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
@@ -157,7 +157,7 @@ def tap_receiver(
             on_rtp(packet, time.time())
             await original_rtp(packet, arrival_time_ms)
 
-        async def handle_rtcp(packet: RtcpPacket) -> None:
+        async def handle_rtcp(packet: AnyRtcpPacket) -> None:
             if isinstance(packet, RtcpSrPacket):
                 on_sr(packet, time.time())
             await original_rtcp(packet)
@@ -167,7 +167,7 @@ def tap_receiver(
         async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
             on_rtp(packet, time.time())
 
-        async def handle_rtcp(packet: RtcpPacket) -> None:
+        async def handle_rtcp(packet: AnyRtcpPacket) -> None:
             if isinstance(packet, RtcpSrPacket):
                 on_sr(packet, time.time())
 
@@ -208,7 +208,7 @@ def install_fast_rtp(dtls: RTCDtlsTransport) -> bool:
     queue = getattr(conn, "_queue", None)
     pending = getattr(queue, "_queue", None)  # the Queue's deque
     protocols = getattr(conn, "_protocols", None)
-    if pending is None or protocols is None or "data_received" in vars(conn):
+    if conn is None or pending is None or protocols is None or "data_received" in vars(conn):
         return False
     queue_datagram = conn.data_received  # aioice: put it in the queue for the DTLS task
     router = dtls._rtp_router
@@ -244,8 +244,9 @@ def install_fast_rtp(dtls: RTCDtlsTransport) -> bool:
                         arrival = now()
                         n = len(data)
                         # what RTCDtlsTransport._recv_next counts for its transport stats
-                        dtls._RTCDtlsTransport__rx_bytes += n
-                        dtls._RTCDtlsTransport__rx_packets += 1
+                        # (private, name-mangled: mypy does not see them)
+                        dtls._RTCDtlsTransport__rx_bytes += n  # type: ignore[attr-defined]
+                        dtls._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
                         if not rx or rx[0].session is not dtls._rx_srtp:
                             rx[:] = [_Srtp(dtls._rx_srtp)]
                         srtp = rx[0]
@@ -312,7 +313,7 @@ def install_fast_rtp(dtls: RTCDtlsTransport) -> bool:
     hook_protocols()
     conn.data_received = data_received
     dtls.on("statechange", on_statechange)
-    dtls._lkload_fast_rtp = True  # type: ignore[attr-defined]
+    dtls._lkload_fast_rtp = True  # type: ignore[attr-defined]  # our marker
     return True
 
 
@@ -323,7 +324,11 @@ def install_fast_send(dtls: RTCDtlsTransport) -> bool:
     ice_transport = dtls.transport
     conn = getattr(ice_transport, "_connection", None)
     nominated = getattr(conn, "_nominated", None)
-    if not isinstance(nominated, dict) or getattr(ice_transport, "_send", None) != conn.send:
+    if (
+        conn is None
+        or not isinstance(nominated, dict)
+        or getattr(ice_transport, "_send", None) != conn.send
+    ):
         return getattr(ice_transport, "_lkload_fast_send", False)
 
     async def send(data: bytes) -> None:
@@ -334,7 +339,7 @@ def install_fast_send(dtls: RTCDtlsTransport) -> bool:
         pair.protocol.transport.sendto(data, pair.remote_addr)
 
     ice_transport._send = send
-    ice_transport._lkload_fast_send = True
+    ice_transport._lkload_fast_send = True  # type: ignore[attr-defined]  # our marker
     return True
 
 
@@ -484,7 +489,7 @@ def install_preencoded_sender(sender: RTCRtpSender, frames: FrameSource) -> bool
 
     sender._run_rtp = run_rtp  # type: ignore[method-assign]
     sender._retransmit = retransmit  # type: ignore[method-assign]
-    sender._lkload_history = history  # type: ignore[attr-defined]  (what NACKs can get)
+    sender._lkload_history = history  # type: ignore[attr-defined]  # what NACKs can get
     return True
 
 

@@ -165,7 +165,7 @@ class AiortcParticipant(Participant):
         started = time.monotonic()
         kind: FailureKind | None = None
         detail = ""
-        addrs: tuple[str, ...] = ()
+        addrs: tuple[str, ...] | None = ()
         try:
             addrs = self._ice_addresses = ice.addresses_for(
                 self.ctx.target.ice_addresses, self.ctx.plan.identity

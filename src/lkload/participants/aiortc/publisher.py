@@ -65,16 +65,18 @@ class PreEncodedTrack(MediaStreamTrack):
         super().__init__()
         self.kind = spec.kind
         self.spec = spec
-        self._loop = PacketLoop(load_sample(spec))
+        # not `_loop`: pyee's EventEmitter (the track's base) schedules coroutine handlers
+        # on self._loop, which must stay an event loop
+        self._packets = PacketLoop(load_sample(spec))
         self._t0: float | None = None
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
         if self._t0 is None:
             self._t0 = loop.time()
-        packet, due = self._loop.next()
+        packet, due = self._packets.next()
         wait = self._t0 + due - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
