@@ -4,6 +4,7 @@ a person: lkload cannot know the server's address)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import urllib.parse
@@ -49,7 +50,4 @@ def checks(env: CheckEnv) -> list[Check]:
     if not names:
         return [Check.skip("dns.resolve", lines.DNS, "only IP addresses configured, no names")]
     t = env.cfg.timeout_s
-    return [
-        Check("dns.resolve", lines.DNS, lambda n=n: resolve(n, t), n)  # type: ignore[misc]
-        for n in names
-    ]
+    return [Check("dns.resolve", lines.DNS, functools.partial(resolve, n, t), n) for n in names]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lkload.server import EmbeddedServer
+from lkload.server.embedded import ServerPorts
 from lkload.server.ports import free_tcp_port, free_udp_range
 
 
@@ -16,7 +17,7 @@ class CheckedServer(EmbeddedServer):
         self.turn_udp_port = free_udp_range(1)[0]
         self.webhook_port = free_tcp_port("127.0.0.1")
 
-    def _pick_ports(self):  # type: ignore[no-untyped-def]
+    def _pick_ports(self) -> ServerPorts:
         ports = super()._pick_ports()
         # a retry after a port was taken picks the extra ports anew as well
         if hasattr(self, "turn_udp_port"):

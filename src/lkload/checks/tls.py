@@ -10,6 +10,7 @@ import ipaddress
 import re
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from lkload.checks import hello, lines
 from lkload.checks.config import TlsEndpoint
 from lkload.checks.env import CheckEnv
-from lkload.checks.record import Verdict
+from lkload.checks.record import Line, Verdict
 from lkload.checks.runner import Check, Failed, Outcome
 from lkload.checks.tlsctx import client_context, probe_context
 
@@ -358,7 +359,13 @@ def checks(env: CheckEnv) -> list[Check]:
     for ep in env.cfg.tls:
         w = ep.where
 
-        def mk(id: str, line, fn, ep=ep, w=w) -> Check:  # type: ignore[no-untyped-def]
+        def mk(
+            id: str,
+            line: Line,
+            fn: Callable[[CheckEnv, TlsEndpoint], Awaitable[Outcome]],
+            ep: TlsEndpoint = ep,
+            w: str = w,
+        ) -> Check:
             # several handshakes, each bounded by the socket timeout
             return Check(id, line, lambda: fn(env, ep), w, env.cfg.timeout_s * 6 + 1)
 

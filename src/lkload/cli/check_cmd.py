@@ -6,6 +6,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without loading the checks
+    from lkload.checks.config import CheckConfig
+    from lkload.checks.session import CheckRun
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -111,7 +116,7 @@ def add_check_flags(p: argparse.ArgumentParser, with_url: bool) -> None:
     )
 
 
-def config_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def config_from(args: argparse.Namespace) -> CheckConfig:
     from lkload.checks.config import build_config
     from lkload.errors import UsageError
 
@@ -144,7 +149,7 @@ def check_ice_ips(flags: list[str] | None, remote: bool) -> tuple[str, ...]:
     return ()
 
 
-def summary_line(run) -> str:  # type: ignore[no-untyped-def]
+def summary_line(run: CheckRun) -> str:
     from lkload.checks.record import Verdict
 
     counts = ", ".join(f"{run.count(v)} {v.value}" for v in Verdict)

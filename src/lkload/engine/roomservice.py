@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from livekit import api
 
 from lkload.engine.target import Deployment
 from lkload.metrics.schema import FailureKind
 from lkload.participants.tls import certificate_problem
+
+_T = TypeVar("_T")
 
 API_TIMEOUT_S = 5.0
 
@@ -65,7 +68,7 @@ class RoomServiceProbe:
             await lk.aclose()
             await session.close()  # aclose() leaves a session it was given open
 
-    async def _timed(self, call, room: str):  # type: ignore[no-untyped-def]
+    async def _timed(self, call: Awaitable[_T], room: str) -> _T | None:
         start = time.perf_counter()
         try:
             result = await asyncio.wait_for(call, API_TIMEOUT_S)
