@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from lkload.analysis.tiers import SampleArrays
 
@@ -104,13 +105,13 @@ def _where(a: SampleArrays, row: int, campaign_start: float | None) -> FailureDe
 
 
 def _details(
-    a: SampleArrays, rows: np.ndarray, details: object, campaign_start: float | None
+    a: SampleArrays, rows: np.ndarray, details: pd.Series | None, campaign_start: float | None
 ) -> list[FailureDetail]:
     """The causes of one kind's failure rows, most frequent first (ties: earliest)."""
     if details is None:
         texts = [""] * rows.size
     else:
-        texts = [cause(str(d)) for d in details.to_numpy()[rows]]  # type: ignore[attr-defined]
+        texts = [cause(str(d)) for d in details.to_numpy()[rows]]
     groups: dict[str, list[int]] = {}
     for row, text in zip(rows.tolist(), texts, strict=True):
         groups.setdefault(text, []).append(row)
