@@ -217,9 +217,7 @@ class Relay:
         head = b""
         try:
             if self.imp.refuse_joins > 0:
-                head = await asyncio.wait_for(
-                    creader.readuntil(b"\r\n\r\n"), HTTP_HEAD_TIMEOUT_S
-                )
+                head = await asyncio.wait_for(creader.readuntil(b"\r\n\r\n"), HTTP_HEAD_TIMEOUT_S)
                 if is_rtc_upgrade(head):
                     c.upgrades += 1
                     if self._refuse_rng.random() < self.imp.refuse_joins:
