@@ -1,7 +1,7 @@
 """Generator and server in two network namespaces that only the impairment relay joins.
 
-    [ns gen] 198.19.20.2 ──veth── 198.19.20.1 [here: impair.py relay] 198.19.10.1 ──veth── 198.19.10.2 [ns srv]
-     lkload run --url ws://198.19.20.1:7880       TCP 7880, UDP 7882 ->       livekit-server
+    [ns gen] 198.19.20.2 ── 198.19.20.1 [here: impair.py] 198.19.10.1 ── 198.19.10.2 [ns srv]
+    lkload run --url ws://198.19.20.1:7880   TCP 7880, UDP 7882 ->   livekit-server
 
 "Here" is the namespace the test runs in (scripts/netns made it). Each of the two new
 namespaces has only its own /24: the generator has no route to the server's address and the

@@ -16,7 +16,6 @@ import math
 import random
 import statistics
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from helpers import read_samples
