@@ -12,15 +12,22 @@ kind), not how rows are laid out, so per-frame media samples or new columns do n
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
 import statistics
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from helpers import read_samples
 from impair import Impairment, Path1
-from netbed import Netbed, Run, needs_root_netns
+from netbed import Netbed, Run, needs_root_netns, wait_for_event
+
+from lkload.analysis import Status
+from lkload.analysis.campaign import analyze
 
 pytestmark = [needs_root_netns, pytest.mark.netns, pytest.mark.server, pytest.mark.timeout(600)]
 
@@ -200,3 +207,72 @@ def test_jitter_shows_in_jitter_ms(baseline: Run, jittery: Run) -> None:
     shift = median(jittery, "media_e2e_ms") - median(baseline, "media_e2e_ms")
     print(f"media_e2e_ms: +{shift:.1f} ms (truth +{JITTER_MS / 2:g})")
     assert abs(shift - JITTER_MS / 2) <= 5.0, shift
+
+
+# ---- item 12: a generator starved of CPU ------------------------------------------------
+
+STARVED_QUOTA = 0.02  # of one core, from the tier's ramp on: well below its ~5-10 % need
+
+
+@contextlib.contextmanager
+def cpu_cgroup(tmp: Path, quota: float) -> Iterator[Path]:
+    """A cgroup v1 `cpu` group limited to `quota` of one core. `ip netns exec` remounts
+    /sys without the cgroup mounts, so the hierarchy is mounted here (in the namespace's
+    own mount namespace) and unmounted after."""
+    mnt = tmp / "cgroup-cpu"
+    mnt.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "cgroup", "-o", "cpu", "lkload-cpu", str(mnt)], capture_output=True
+    )
+    if mounted.returncode != 0 or not (mnt / "cpu.cfs_quota_us").exists():
+        pytest.skip("needs the cgroup v1 cpu controller (mount -t cgroup -o cpu)")
+    group = mnt / f"lkload-starved-{os.getpid()}"
+    try:
+        group.mkdir()
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text(str(int(100000 * quota)))
+        yield group
+    finally:
+        for proc in (group / "cgroup.procs").read_text().split() if group.exists() else []:
+            with contextlib.suppress(OSError):  # back to the root group, then remove ours
+                (mnt / "cgroup.procs").write_text(proc)
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_cpu_starved_generator_makes_its_tier_untrustworthy(bed: Netbed, tmp_path: Path) -> None:
+    """The generator's process is put in a cgroup limited to 2 % of a core from its tier's
+    ramp until the tier ends: the kernel stops it for ~98 ms of every 100 ms while it has
+    work, so its timestamps are late and its pacing gaps, yet its own CPU reading stays at
+    ~2 %, far below the 80 % saturation ceiling (a wrong PASS before the loop-lag check).
+    The tier must be flagged untrustworthy for its generator's sake (lkload measured
+    itself), not judged PASS or FAIL on those numbers."""
+    with cpu_cgroup(tmp_path, STARVED_QUOTA) as group:
+
+        def starve(gen: subprocess.Popen[str], results_root: Path) -> None:
+            wait_for_event(
+                results_root, lambda e: e.get("event") == "phase" and e.get("tier") == 1, 90
+            )
+            (group / "cgroup.procs").write_text(str(gen.pid))  # all its threads
+            # released once the tier has ended: a starved teardown only takes time
+            wait_for_event(results_root, lambda e: e.get("event") == "tier_end", 120)
+            (group.parent / "cgroup.procs").write_text(str(gen.pid))
+
+        run = bed.run("starved", SCENARIO, Impairment(), during=starve)
+        throttled = (group / "cpu.stat").read_text()
+    print("cgroup cpu.stat:", " ".join(throttled.split()))
+    assert "campaign completed" in run.proc.stderr, run.proc.stderr[-3000:]
+    assert int(dict(line.split() for line in throttled.splitlines())["nr_throttled"]) > 10
+    analysis = analyze(run.results)
+    (tier,) = analysis.tiers
+    gen = next(iter(tier.resources.generators.values()))
+    print(
+        f"generator CPU P90 {gen.cpu_p90:.1f} % of a core, loop lag P90 {gen.loop_lag_p90} ms; "
+        f"verdict {tier.verdict.status}: {tier.verdict.untrustworthy_reason}"
+    )
+    assert gen.cpu_p90 < analysis.targets.generator_cpu_pct  # the CPU reading alone misses it
+    # ... and untrustworthy for the generator's sake, whatever else the host was doing
+    assert tier.verdict.untrustworthy, tier.verdict
+    assert "generator starved of CPU" in tier.verdict.untrustworthy_causes, tier.verdict
+    assert tier.verdict.status is not Status.PASS

@@ -185,7 +185,7 @@ class Campaign:
             generator_ceiling_pct=scenario.targets.generator_cpu_pct,
             on_saturated=lambda cpu: self._on_saturated(cpu, recorder),
         )
-        monitor.watch(f"generator:{self.worker}", os.getpid())
+        monitor.watch(f"generator:{self.worker}", os.getpid(), bridge.lag.take_ms)
         monitor.watch_host(f"host:{self.worker}")
         if self.server is not None and self.server.pid is not None:
             monitor.watch("server", self.server.pid)

@@ -123,7 +123,7 @@ class Worker:
                 generator_ceiling_pct=self.scenario.targets.generator_cpu_pct,
                 on_saturated=self._on_saturated,
             )
-            monitor.watch(f"generator:{self.worker}", os.getpid())
+            monitor.watch(f"generator:{self.worker}", os.getpid(), bridge.lag.take_ms)
             monitor.watch_host(f"host:{self.worker}")
             monitor.start()
             shipper = gevent.spawn(self._ship_forever)

@@ -20,10 +20,13 @@ SATURATION_SECONDS = 3
 
 
 class _Watched:
-    def __init__(self, source: str, pid: int) -> None:
+    def __init__(
+        self, source: str, pid: int, loop_lag: Callable[[], float | None] | None = None
+    ) -> None:
         self.source = source
         self.proc = psutil.Process(pid)
         self.proc.cpu_percent(None)  # prime: the first reading is always 0
+        self.loop_lag = loop_lag
 
     def read(self, now: float, total_mem: int) -> ResourceSample | None:
         try:
@@ -42,6 +45,7 @@ class _Watched:
             mem_pct=100.0 * rss / total_mem,
             threads=threads,
             fds=fds,
+            loop_lag_ms=self.loop_lag() if self.loop_lag is not None else None,
         )
 
 
@@ -85,9 +89,13 @@ class ResourceMonitor:
         self._over = 0
         self.latest: dict[str, ResourceSample] = {}
 
-    def watch(self, source: str, pid: int) -> None:
+    def watch(
+        self, source: str, pid: int, loop_lag: Callable[[], float | None] | None = None
+    ) -> None:
+        """Sample process `pid` as `source`; `loop_lag` (a generator's) gives the lateness
+        of its event loop since the previous reading, in ms."""
         with self._lock:
-            self._watched.append(_Watched(source, pid))
+            self._watched.append(_Watched(source, pid, loop_lag))
 
     def watch_host(self, source: str) -> None:
         """Also sample the whole machine as `source` (host:<worker>)."""

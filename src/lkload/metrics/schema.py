@@ -74,6 +74,7 @@ RESOURCE_COLUMNS: tuple[str, ...] = (
     "mem_pct",
     "threads",
     "fds",
+    "loop_lag_ms",
 )
 
 
@@ -124,6 +125,9 @@ class ResourceSample:
     mem_pct: float  # RSS as percent of the machine's memory
     threads: int = 0
     fds: int = 0
+    # generators: the largest lateness of the asyncio loop's timers in this interval
+    # (engine/bridge.py LoopLag); None for other sources
+    loop_lag_ms: float | None = None
 
     def row(self) -> tuple[object, ...]:
         return (
@@ -134,4 +138,5 @@ class ResourceSample:
             f"{self.mem_pct:.2f}",
             self.threads,
             self.fds,
+            "" if self.loop_lag_ms is None else f"{self.loop_lag_ms:.1f}",
         )
