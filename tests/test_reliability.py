@@ -13,6 +13,7 @@ kind), not how rows are laid out, so per-frame media samples or new columns do n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import random
@@ -27,7 +28,9 @@ from impair import Impairment, Path1
 from netbed import Netbed, Run, needs_root_netns, wait_for_event
 
 from lkload.analysis import Status
-from lkload.analysis.campaign import analyze
+from lkload.analysis.campaign import Analysis, analyze, analyze_results
+from lkload.analysis.load import load_results
+from lkload.metrics.schema import ATTEMPT_METRICS
 
 pytestmark = [needs_root_netns, pytest.mark.netns, pytest.mark.server, pytest.mark.timeout(600)]
 
@@ -102,6 +105,19 @@ def completed(run: Run) -> None:
     assert run.relay["up"]["overflow"] == run.relay["down"]["overflow"] == 0
 
 
+def analyze_as_remote(results_dir: Path) -> Analysis:
+    """Analysis without the host-contention check: in this bed the server and the relay
+    run on the generator's machine, where lkload (told `--url`, a remote deployment)
+    counts them as other processes; on this shared 2-core machine that alone can make a
+    tier untrustworthy. Dropping the `host:` rows judges the tier as a remote server's."""
+    results = load_results(results_dir)
+    src = results.resources["source"].astype(str)
+    results = dataclasses.replace(
+        results, resources=results.resources[~src.str.startswith("host:")]
+    )
+    return analyze_results(results)
+
+
 def rfc3550_jitter(spacing_ms: float, jitter_ms: float, n: int = 50_000) -> float:
     """The expected RFC 3550 interarrival jitter (6.4.1: J += (|D| - J) / 16, in arrival
     order) of packets sent every `spacing_ms` whose delays get an independent extra
@@ -139,15 +155,15 @@ def test_delay_raises_each_latency_by_the_path_it_crosses(baseline: Run, delayed
         base, slow = median(baseline, metric), median(delayed, metric)
         print(f"{metric}: baseline {base:.1f} ms, +{D_MS:g} ms each way {slow:.1f} ms")
         assert abs((slow - base) - rtt) <= 15.0, (metric, base, slow)
-    # join_ms: the critical path is >= 5 sequential round trips (WebSocket upgrade ->
-    # JoinResponse; publisher offer -> answer; ICE check -> response; DTLS handshake, two
-    # flights); the relay's TCP accept is immediate (no delayed TCP handshake) and the
-    # subscriber PC connects in parallel. Median of 5 joins on each side, so the band is
-    # wide: 3 to 8 round trips (a lost-packet retransmission, 1 s in DTLS and ICE, would
-    # show as more than 12 at this RTT).
+    # join_ms: 5 round trips on the critical path, the subscriber PC: WebSocket upgrade ->
+    # JoinResponse (which carries the server's offer) (1); our answer reaches the server,
+    # whose check nominates the pair our check just taught it (1); DTLS with aiortc as the
+    # client and pion's HelloVerifyRequest: ClientHello, ClientHello+cookie, Finished (3).
+    # (The publisher PC needs 4 in parallel; the relay's TCP accept adds none.) Median of 5
+    # joins per run, so +-1 round trip: 4 to 6.
     base, slow = median(baseline, "join_ms", False, 5), median(delayed, "join_ms", False, 5)
     print(f"join_ms: baseline {base:.0f} ms, delayed {slow:.0f} ms ({(slow - base) / rtt:.1f} RTT)")
-    assert 3 * rtt <= slow - base <= 8 * rtt, (base, slow)
+    assert 4 * rtt <= slow - base <= 6 * rtt, (base, slow)
 
 
 # ---- item 12: loss ----------------------------------------------------------------------
@@ -276,3 +292,56 @@ def test_cpu_starved_generator_makes_its_tier_untrustworthy(bed: Netbed, tmp_pat
     assert tier.verdict.untrustworthy, tier.verdict
     assert "generator starved of CPU" in tier.verdict.untrustworthy_causes, tier.verdict
     assert tier.verdict.status is not Status.PASS
+
+
+# ---- item 13: a server that refuses a share of joins ------------------------------------
+
+# Eight participants sending a data message every 50 ms each (~600 receptions a second
+# from the six that join): the two refused joins drown in data attempts if pooled.
+REFUSING = """
+name: refusing
+engine: aiortc
+spawn_rate: 6
+settle_s: 2
+hold_s: 10
+join_timeout_s: 20
+stats_interval_s: 1
+api_interval_s: 2
+tiers: [{size: 8, role: baseline}]
+rooms: {participants_per_room: 8, publishers_per_room: 1, data_interval_s: 0.05}
+"""
+REFUSE_SHARE = 0.25
+
+
+def test_refused_joins_fail_the_tier_however_much_data_flows(bed: Netbed) -> None:
+    """The relay answers a share of the signalling WebSocket upgrades (GET /rtc) with
+    HTTP 401, as a server refusing joins does. Truth: each refused upgrade is one join
+    attempt that failed with `auth` (a 401/403 handshake) — exactly as many as the relay
+    refused — and the tier FAILs: its join error rate is far over the 0.1 % budget, even
+    though the pooled rate over all attempts (thousands of data messages) is under it."""
+    run = bed.run("refusing", REFUSING, Impairment(refuse_joins=REFUSE_SHARE, seed=1))
+    assert "campaign completed" in run.proc.stderr, run.proc.stderr[-3000:]
+    refused = run.relay["refused"]
+    # seed 1 refuses the 3rd and 4th upgrade; Locust starts a new participant in place of
+    # one whose join failed, so there are more than 8 upgrades
+    assert run.relay["upgrades"] >= 8 and refused >= 2, run.relay
+    rows = read_samples(run.results)
+    joins = [r for r in rows if r["metric"] == "join_ms"]
+    failed = [r for r in joins if r["ok"] != "true"]
+    assert len(joins) == run.relay["upgrades"]  # one attempt per upgrade, no more, no less
+    assert len(failed) == refused, failed
+    assert {r["error"] for r in failed} <= {"auth", "signal"}, failed
+    # the premise: pooled over every attempt of the tier, the failures hide under the budget
+    attempts = [r for r in rows if r["tier"] == "1" and r["metric"] in ATTEMPT_METRICS]
+    pooled = sum(r["ok"] != "true" for r in attempts) / len(attempts)
+    analysis = analyze_as_remote(run.results)
+    (tier,) = analysis.tiers
+    print(
+        f"refused {refused} of {run.relay['upgrades']} joins; {len(attempts)} attempts, "
+        f"pooled error rate {pooled:.3%}; verdict {tier.verdict.status}: {tier.verdict.reason}"
+    )
+    assert pooled < analysis.targets.error_rate.normal, pooled
+    assert tier.verdict.status is Status.FAIL, tier.verdict.reason
+    # ... and for the refused joins, not for their latency: the joins that got through
+    # were fast (the tier must not fail on join_ms alone, which would prove nothing here)
+    assert median(run, "join_ms", hold_only=False, at_least=6) < 500.0
