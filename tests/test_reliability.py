@@ -80,6 +80,11 @@ def lossy(bed: Netbed) -> Run:
 
 
 @pytest.fixture(scope="module")
+def lossy_up(bed: Netbed) -> Run:
+    return bed.run("loss-up", SCENARIO, Impairment(up=Path1(loss=LOSS), seed=6))
+
+
+@pytest.fixture(scope="module")
 def jittery(bed: Netbed) -> Run:
     return bed.run("jitter", SCENARIO, Impairment(down=Path1(jitter_ms=JITTER_MS), seed=9))
 
@@ -194,6 +199,28 @@ def test_random_loss_shows_as_loss_pct(lossy: Run) -> None:
     )
     assert abs(measured - LOSS) <= 4 * se, (measured, se)
     assert abs(measured - realised) <= 4 * math.hypot(se, se_realised), (measured, realised)
+
+
+def test_loss_before_the_server_shows_at_every_subscriber(lossy_up: Run) -> None:
+    """5 % of the generator->server datagrams dropped (downlink intact): the publishers'
+    audio reaches the server with gaps, and livekit-server forwards it without renumbering,
+    so every subscriber of a track sees that track's uplink losses. The independent trials
+    are the uplink RTP packets (each drop is seen by 3-4 subscribers), so the standard
+    error is sqrt(p (1 - p) / n_uplink): tolerance 4 of them around the injected 5 % and
+    around the share the relay really dropped."""
+    completed(lossy_up)
+    rows = ok_values(lossy_up, "loss_pct")
+    assert len(rows) >= 50, len(rows)
+    measured = statistics.fmean(rows) / 100.0
+    up = lossy_up.relay["up"]
+    realised = up["rtp_dropped"] / up["rtp"]
+    se = math.sqrt(LOSS * (1 - LOSS) / up["rtp"])
+    print(
+        f"loss_pct (uplink loss): injected {LOSS:.1%}, relay dropped {realised:.2%} of "
+        f"{up['rtp']} RTP, measured mean {measured:.2%} over {len(rows)} intervals (se {se:.2%})"
+    )
+    assert abs(measured - LOSS) <= 4 * se, (measured, se)
+    assert abs(measured - realised) <= 4 * se, (measured, realised)
 
 
 # ---- item 12: jitter --------------------------------------------------------------------
