@@ -55,6 +55,7 @@ AUDIO_PPS = 50  # Opus 20 ms frames, one packet each
 D_MS = 40.0  # one-way delay added in each direction
 LOSS = 0.05  # share of server->generator datagrams dropped
 JITTER_MS = 40.0  # server->generator extra delay uniform in [0, JITTER_MS)
+PION_CHECK_INTERVAL_MS = 200.0  # pion/ice v4 defaultCheckInterval (livekit-server 1.13.5)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,26 @@ def rfc3550_jitter(spacing_ms: float, jitter_ms: float, n: int = 50_000) -> floa
     return total / n
 
 
+def gated_sample_delay(spacing_ms: float, jitter_ms: float, gate_ms: float = 100.0) -> float:
+    """The median extra delay of the packets a sampler picks when it takes the first
+    packet of a new frame arriving at least `gate_ms` after its previous pick (one frame per
+    packet, delays uniform in [0, jitter_ms), arrival order), as the median of 1 s interval
+    medians. Under reordering the first arrival after the gate is more often a late packet,
+    so this exceeds jitter_ms / 2."""
+    rng = random.Random(3)
+    n = 100_000
+    arrivals = sorted((i * spacing_ms + rng.random() * jitter_ms, i * spacing_ms) for i in range(n))
+    picks: dict[int, list[float]] = {}
+    next_pick, last_sent = 0.0, None
+    for arrival, sent in arrivals:
+        if sent != last_sent:
+            last_sent = sent
+            if arrival >= next_pick:
+                next_pick = arrival + gate_ms
+                picks.setdefault(int(arrival // 1000), []).append(arrival - sent)
+    return statistics.median(statistics.median(v) for v in picks.values())
+
+
 # ---- item 12: delay ---------------------------------------------------------------------
 
 
@@ -164,11 +185,13 @@ def test_delay_raises_each_latency_by_the_path_it_crosses(baseline: Run, delayed
     # JoinResponse (which carries the server's offer) (1); our answer reaches the server,
     # whose check nominates the pair our check just taught it (1); DTLS with aiortc as the
     # client and pion's HelloVerifyRequest: ClientHello, ClientHello+cookie, Finished (3).
-    # (The publisher PC needs 4 in parallel; the relay's TCP accept adds none.) Median of 5
-    # joins per run, so +-1 round trip: 4 to 6.
+    # (The publisher PC needs 4 in parallel; the relay's TCP accept adds none.) The
+    # server's ICE agent (pion) checks its pairs every 200 ms, so its nomination waits up
+    # to 200 ms for the next tick in either run: 5 round trips +- 200 ms. (The 5 joins of
+    # a run start together and agree within a few ms; their median is taken.)
     base, slow = median(baseline, "join_ms", False, 5), median(delayed, "join_ms", False, 5)
     print(f"join_ms: baseline {base:.0f} ms, delayed {slow:.0f} ms ({(slow - base) / rtt:.1f} RTT)")
-    assert 4 * rtt <= slow - base <= 6 * rtt, (base, slow)
+    assert abs((slow - base) - 5 * rtt) <= PION_CHECK_INTERVAL_MS, (base, slow)
 
 
 # ---- item 12: loss ----------------------------------------------------------------------
@@ -235,8 +258,7 @@ def test_jitter_shows_in_jitter_ms(baseline: Run, jittery: Run) -> None:
     lkload computes it: arrival order). The machine's own noise (baseline median j0) adds
     at most j0 (E|a + b| <= E|a| + E|b|) and never takes away (E|a + b| >= E|a| for a
     symmetric, independent b). Tolerance 10 % either side for the estimator's spread
-    (an EWMA over ~16 packets, read once a second: the median over >= 50 readings).
-    media_e2e_ms moves by the mean extra delay, 20 ms (+-5 ms, as for delay)."""
+    (an EWMA over ~16 packets, read once a second: the median over >= 50 readings)."""
     completed(baseline)
     completed(jittery)
     truth = rfc3550_jitter(1000.0 / AUDIO_PPS, JITTER_MS)
@@ -247,9 +269,14 @@ def test_jitter_shows_in_jitter_ms(baseline: Run, jittery: Run) -> None:
         f"measured {measured:.2f}"
     )
     assert 0.9 * truth <= measured <= 1.1 * (truth + j0), (truth, j0, measured)
+    # media_e2e_ms moves by the median extra delay, 20 ms, when every frame is sampled. A
+    # sampler taking the first packet after a 100 ms gate (lkload's before per-frame
+    # samples) favours late packets under reordering: 22.7 ms (simulated). +-3 ms around
+    # either (interval medians of ~10 frames; the two runs' own noise).
+    gated = gated_sample_delay(1000.0 / AUDIO_PPS, JITTER_MS)
     shift = median(jittery, "media_e2e_ms") - median(baseline, "media_e2e_ms")
-    print(f"media_e2e_ms: +{shift:.1f} ms (truth +{JITTER_MS / 2:g})")
-    assert abs(shift - JITTER_MS / 2) <= 5.0, shift
+    print(f"media_e2e_ms: +{shift:.1f} ms (truth +{JITTER_MS / 2:g}, gated sampler +{gated:.1f})")
+    assert JITTER_MS / 2 - 3.0 <= shift <= gated + 3.0, (shift, gated)
 
 
 # ---- item 12: a generator starved of CPU ------------------------------------------------
