@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from lkload.analysis.resources import LOOP_LAG_LIMIT_MS, tier_resources
-from lkload.metrics.schema import RESOURCE_COLUMNS
+from lkload.metrics.monitor import ResourceMonitor
+from lkload.metrics.schema import RESOURCE_COLUMNS, ResourceSample
 
 GEN_LIMIT = 80.0
 
@@ -74,3 +75,17 @@ def test_busy_and_starved_are_told_apart() -> None:
 def test_results_without_loop_lag_are_judged_on_cpu_only() -> None:
     res, gen = _judge(np.full(60, 5.0), None)
     assert gen.loop_lag_p90 is None and not gen.saturated and res.untrusted_causes == []
+
+
+def test_monitor_tells_of_a_starved_generator_after_three_late_seconds() -> None:
+    """The live signal (timeline `generator_saturated`, progress line) too: three seconds
+    in a row with the loop late, whatever the CPU reads; a healthy second resets it."""
+    told: list[ResourceSample] = []
+    mon = ResourceMonitor(emit=lambda r: None, generator_ceiling_pct=80.0, on_saturated=told.append)
+    late = ResourceSample(0.0, "generator:local", 3.0, 100.0, 1.0, loop_lag_ms=400.0)
+    fine = ResourceSample(0.0, "generator:local", 3.0, 100.0, 1.0, loop_lag_ms=1.0)
+    for s in (late, late, fine, late, late):
+        mon._check_saturation(s)
+    assert told == []
+    mon._check_saturation(late)
+    assert told == [late]

@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lkload.metrics.monitor import LOOP_LAG_LIMIT_MS
+
 GENERATOR_PREFIX = "generator:"
 GENERATOR_QUANTILE = 90.0
-LOOP_LAG_LIMIT_MS = 50.0
 HOST_PREFIX = "host:"
 HOST_QUANTILE = 90.0
 HOST_BUSY_PCT = 90.0  # whole host P90 above this share of all its cores: near saturation

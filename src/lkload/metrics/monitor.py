@@ -1,7 +1,9 @@
 """Resource monitors: CPU and memory of the server, the generator and the host, each second.
 
 CPU is percent of one core (150 = one and a half cores), as psutil reports it per process.
-A generator above its ceiling measures itself, not the server: `on_saturated` is told.
+A generator above its CPU ceiling, or whose event loop runs later than LOOP_LAG_LIMIT_MS
+(starved of CPU: its CPU reading is then low), measures itself, not the server:
+`on_saturated` is told.
 """
 
 from __future__ import annotations
@@ -17,6 +19,16 @@ from lkload.metrics.schema import ResourceSample
 # Seconds in a row above the ceiling before the generator counts as saturated: one busy
 # second (a burst of joins) is not saturation.
 SATURATION_SECONDS = 3
+# A generator whose asyncio loop fires its timers later than this measures its own wait:
+# a quarter of the checklist's 200 ms P95 target (a healthy loop: ~1 ms). The analysis
+# judges a tier's hold on the P90 of the per-second readings against it.
+LOOP_LAG_LIMIT_MS = 50.0
+
+
+def generator_over(sample: ResourceSample, cpu_ceiling_pct: float) -> bool:
+    """A generator reading that says it cannot keep up: busy or starved."""
+    lag = sample.loop_lag_ms
+    return sample.cpu_pct > cpu_ceiling_pct or (lag is not None and lag > LOOP_LAG_LIMIT_MS)
 
 
 class _Watched:
@@ -76,7 +88,7 @@ class ResourceMonitor:
         emit: Callable[[ResourceSample], None],
         interval_s: float = 1.0,
         generator_ceiling_pct: float = 80.0,
-        on_saturated: Callable[[float], None] | None = None,
+        on_saturated: Callable[[ResourceSample], None] | None = None,
     ) -> None:
         self.emit = emit
         self.interval_s = interval_s
@@ -123,9 +135,9 @@ class ResourceMonitor:
                 self.latest[w.source] = sample
                 self.emit(sample)
                 if w.source.startswith("generator"):
-                    self._check_saturation(sample.cpu_pct)
+                    self._check_saturation(sample)
 
-    def _check_saturation(self, cpu_pct: float) -> None:
-        self._over = self._over + 1 if cpu_pct > self.ceiling else 0
+    def _check_saturation(self, sample: ResourceSample) -> None:
+        self._over = self._over + 1 if generator_over(sample, self.ceiling) else 0
         if self._over == SATURATION_SECONDS and self.on_saturated is not None:
-            self.on_saturated(cpu_pct)
+            self.on_saturated(sample)
