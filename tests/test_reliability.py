@@ -54,7 +54,7 @@ rooms: {participants_per_room: 5, publishers_per_room: 2, data_interval_s: 0.2}
 AUDIO_PPS = 50  # Opus 20 ms frames, one packet each
 
 D_MS = 40.0  # one-way delay added in each direction
-LOSS = 0.05  # share of server->generator datagrams dropped
+LOSS = 0.05  # share of datagrams dropped, in one direction per run
 JITTER_MS = 40.0  # server->generator extra delay uniform in [0, JITTER_MS)
 PION_CHECK_INTERVAL_MS = 200.0  # pion/ice v4 defaultCheckInterval (livekit-server 1.13.5)
 
