@@ -24,7 +24,7 @@ from livekit.protocol import models as pm
 from livekit.protocol import rtc as pr
 
 from lkload.metrics.schema import SESSION_METRIC, FailureKind
-from lkload.participants.aiortc import ice, interop, join
+from lkload.participants.aiortc import ice, interop, join, sctp_order
 from lkload.participants.aiortc.data import DataMessage, GapTracker, decode_packet, encode_packet
 from lkload.participants.aiortc.publisher import (
     PreEncodedTrack,
@@ -127,6 +127,7 @@ class AiortcParticipant(Participant):
         self.state = State.JOINING
         interop.install_host_address_filter()
         interop.install_fast_clock()
+        sctp_order.install()  # else a data channel can stall for good (sctp_order.py)
         started = time.monotonic()
         kind: FailureKind | None = None
         detail = ""
