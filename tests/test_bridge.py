@@ -108,3 +108,13 @@ def test_stop_cancels_running_tasks():
     b.stop()
     assert cancelled.is_set()
     assert not b.running
+
+
+def test_loop_lag_reports_a_loop_that_runs_late(bridge):
+    """A loop that cannot run its timers (here: blocked 300 ms by a synchronous call, as a
+    starved process is by the kernel) reports how late its probe fired."""
+    time.sleep(0.3)  # the probe has run a few times
+    bridge.lag.take_ms()
+    bridge.loop.call_soon_threadsafe(time.sleep, 0.3)
+    time.sleep(0.6)
+    assert bridge.lag.take_ms() >= 150.0

@@ -31,7 +31,7 @@ from helpers import (
 )
 
 from lkload.engine import messages
-from lkload.metrics.schema import ATTEMPT_METRICS, FailureKind, Phase, Sample
+from lkload.metrics.schema import ATTEMPT_METRICS, FailureKind, Phase, ResourceSample, Sample
 from lkload.scenario import parse_scenario
 from lkload.server.ports import free_tcp_port
 
@@ -348,6 +348,15 @@ def test_samples_cross_the_wire_unchanged() -> None:
         back = messages.sample_from_wire(messages.sample_to_wire(sample), "w7")
         assert back.row()[:3] == sample.row()[:3] and back.row()[4:] == sample.row()[4:]
         assert back.worker == "w7"
+
+
+def test_resources_cross_the_wire_with_the_loop_lag() -> None:
+    gen = ResourceSample(3.0, "generator:x", 42.5, 150.0, 1.5, 9, 40, loop_lag_ms=87.5)
+    host = ResourceSample(3.0, "host:x", 120.0, 4000.0, 17.0)
+    for r in (gen, host):
+        back = messages.resource_from_wire(messages.resource_to_wire(r), "w7")
+        assert back.source == r.source.split(":")[0] + ":w7"
+        assert back.row()[2:] == r.row()[2:]
 
 
 def test_scenario_hash_names_the_scenario_as_run() -> None:

@@ -419,7 +419,7 @@ def read_resources(path: Path, skipped: dict[str, int]) -> pd.DataFrame:
     for col in RESOURCE_COLUMNS:
         if col not in df:
             df[col] = np.nan
-    for col in ("t", "cpu_pct", "rss_mb", "mem_pct"):
+    for col in ("t", "cpu_pct", "rss_mb", "mem_pct", "loop_lag_ms"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df.dropna(subset=["t"]).sort_values("t", kind="stable").reset_index(drop=True)
 

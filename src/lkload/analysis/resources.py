@@ -7,6 +7,15 @@ exceeds `targets.generator_cpu_pct` (percent of one core: its event loop is one 
 P90 rather than the maximum, so a single spike (a GC pause, a log flush) does not
 condemn a tier, while a generator busy more than a tenth of the hold does.
 
+A generator starved of CPU rather than busy (a cgroup quota, a container limit, a host
+full of other work) reads LOW CPU while its event loop waits to be scheduled, and every
+timestamp it takes is late by that wait. So each generator row also carries
+`loop_lag_ms`, the largest lateness of the loop's 100 ms probe timer in that second
+(engine/bridge.py), and the tier is untrustworthy when its P90 over the hold exceeds
+`LOOP_LAG_LIMIT_MS`: then in more than a tenth of the seconds some measurement could be
+off by more than that, a quarter of the checklist's 200 ms P95 target. An idle or healthy
+loop reads ~1 ms. Results without the column (older runs) are judged on CPU only.
+
 A host (`host:<worker>` rows: the whole machine, every process on it) is judged for
 contention: each second, the CPU left after the server (when it runs on that machine) and
 lkload's own generators on it (`generator:<worker>` rows of the workers with the same
@@ -26,6 +35,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from lkload.metrics.monitor import LOOP_LAG_LIMIT_MS
 
 GENERATOR_PREFIX = "generator:"
 GENERATOR_QUANTILE = 90.0
@@ -55,8 +66,30 @@ class GeneratorUsage:
     cpu_p90: float  # percent of one core
     cpu_max: float
     rss_mb_max: float | None
-    saturated: bool
+    saturated: bool  # busy (CPU over the limit) or starved (event loop late)
     limit: float = 0.0  # the ceiling it was judged against, percent of one core
+    loop_lag_p90: float | None = None  # ms; None: not recorded (older results)
+    lag_limit: float = LOOP_LAG_LIMIT_MS
+
+    @property
+    def busy(self) -> bool:
+        return self.cpu_p90 > self.limit
+
+    @property
+    def starved(self) -> bool:
+        return self.loop_lag_p90 is not None and self.loop_lag_p90 > self.lag_limit
+
+    @property
+    def reason(self) -> str:
+        parts = []
+        if self.busy:
+            parts.append(f"at P90 {self.cpu_p90:.0f} % of a core > {self.limit:g} %")
+        if self.starved:
+            parts.append(
+                f"event loop late by P90 {self.loop_lag_p90:.0f} ms > {self.lag_limit:g} ms "
+                f"(starved of CPU at {self.cpu_p90:.0f} % of a core)"
+            )
+        return f"generator {self.worker} " + " and ".join(parts)
 
 
 @dataclass
@@ -115,8 +148,10 @@ class TierResources:
     def untrusted_causes(self) -> list[str]:
         """Why the tier's numbers cannot be trusted, in a few words each."""
         out = []
-        if self.saturated:
+        if any(g.busy for g in self.saturated):
             out.append("generator saturated")
+        if any(g.starved for g in self.saturated):
+            out.append("generator starved of CPU")
         if self.contended:
             out.append("host busy with other processes")
         return out
@@ -124,13 +159,7 @@ class TierResources:
     @property
     def untrusted_reason(self) -> str:
         """The whole story, one clause per saturated generator or busy host."""
-        return "; ".join(
-            [
-                f"generator {g.worker} at P90 {g.cpu_p90:.0f} % of a core > {g.limit:g} %"
-                for g in self.saturated
-            ]
-            + [h.reason for h in self.contended]
-        )
+        return "; ".join([g.reason for g in self.saturated] + [h.reason for h in self.contended])
 
 
 def _cores(info: Any) -> int | None:
@@ -300,15 +329,23 @@ def tier_resources(
         rss = _finite(gen["rss_mb"].to_numpy(dtype=float))
         p90 = float(np.percentile(cpu, GENERATOR_QUANTILE))
         worker = name[len(GENERATOR_PREFIX) :]
-        out.generators[worker] = GeneratorUsage(
+        lag = (
+            _finite(gen["loop_lag_ms"].to_numpy(dtype=float))
+            if "loop_lag_ms" in gen
+            else np.empty(0)
+        )
+        usage = GeneratorUsage(
             worker=worker,
             samples=int(cpu.size),
             cpu_p90=p90,
             cpu_max=float(cpu.max()),
             rss_mb_max=float(rss.max()) if rss.size else None,
-            saturated=p90 > generator_limit,
+            saturated=False,
             limit=generator_limit,
+            loop_lag_p90=float(np.percentile(lag, GENERATOR_QUANTILE)) if lag.size else None,
         )
+        usage.saturated = usage.busy or usage.starved
+        out.generators[worker] = usage
     if hosts is not None:
         out.hosts = host_usage(rows, source, hosts)
     return out

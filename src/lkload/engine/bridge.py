@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -31,11 +32,51 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
+# How often the loop's lateness is probed: ten readings per monitor second.
+LAG_PROBE_S = 0.1
+
+
+class LoopLag:
+    """How late the loop runs a timer: scheduled instant -> instant it fired.
+
+    Every timestamp a participant takes (arrival of a packet, a data message, a pong) is
+    late by as much as the loop, so a loop that runs late measures itself, not the server.
+    Its CPU reading does not show it when the process is starved rather than busy (a
+    cgroup CPU quota, a host full of other work): the loop then waits for the CPU, not on
+    it. Written on the loop's thread, read by the monitor's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._max_s: float | None = None
+        self._due = 0.0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._due = time.monotonic() + LAG_PROBE_S
+        loop.call_later(LAG_PROBE_S, self._fire, loop)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = time.monotonic()
+        late = max(0.0, now - self._due)  # uvloop's ms timers may fire a little early
+        with self._lock:
+            self._max_s = late if self._max_s is None else max(self._max_s, late)
+        self._due = now + LAG_PROBE_S
+        loop.call_later(LAG_PROBE_S, self._fire, loop)
+
+    def take_ms(self) -> float | None:
+        """The largest lateness since the previous call, in ms (None: no probe fired, the
+        loop did not run a timer at all in that time, which is reported by the next
+        reading as one long lateness)."""
+        with self._lock:
+            worst, self._max_s = self._max_s, None
+        return None if worst is None else worst * 1000.0
+
+
 class AsyncioBridge:
     def __init__(self) -> None:
         self.loop = _new_loop()
         self._thread = threading.Thread(target=self._run, name="lkload-asyncio", daemon=True)
         self._started = threading.Event()
+        self.lag = LoopLag()
 
     def start(self) -> AsyncioBridge:
         self._thread.start()
@@ -45,6 +86,7 @@ class AsyncioBridge:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(self._started.set)
+        self.lag.start(self.loop)
         self.loop.run_forever()
 
     @property

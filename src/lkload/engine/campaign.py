@@ -36,7 +36,7 @@ from lkload.engine.target import Deployment, preflight
 from lkload.engine.user import ParticipantFactory, ParticipantUser
 from lkload.errors import UsageError
 from lkload.metrics import Recorder, ResourceSample, Sample, prometheus, redact, write_json_atomic
-from lkload.metrics.monitor import ResourceMonitor
+from lkload.metrics.monitor import ResourceMonitor, generator_over
 from lkload.metrics.redact import failure_detail
 from lkload.metrics.schema import SCHEMA_VERSION, FailureKind
 from lkload.scenario.model import Scenario
@@ -302,9 +302,9 @@ class Campaign:
         monitor = ResourceMonitor(
             emit=lambda r: self._on_resource(r, recorder),
             generator_ceiling_pct=scenario.targets.generator_cpu_pct,
-            on_saturated=lambda cpu: self._on_saturated(cpu, recorder),
+            on_saturated=lambda sample: self._on_saturated(sample, recorder),
         )
-        monitor.watch(f"generator:{self.worker}", os.getpid())
+        monitor.watch(f"generator:{self.worker}", os.getpid(), bridge.lag.take_ms)
         monitor.watch_host(f"host:{self.worker}")
         monitor.start()
         # The server's CPU and memory come from its own Prometheus endpoint, embedded or not.
@@ -480,13 +480,17 @@ class Campaign:
             self.state.server_rss_mb = sample.rss_mb
         elif sample.source.startswith("generator:"):
             self.state.generator_cpu_pct = sample.cpu_pct
-            if sample.cpu_pct <= self.scenario.targets.generator_cpu_pct:
+            if not generator_over(sample, self.scenario.targets.generator_cpu_pct):
                 self.state.saturated = False  # set again by the next streak (_on_saturated)
 
-    def _on_saturated(self, cpu_pct: float, recorder: Recorder) -> None:
+    def _on_saturated(self, sample: ResourceSample, recorder: Recorder) -> None:
         self.state.saturated = True
         recorder.event(
-            "generator_saturated", worker=self.worker, cpu_pct=cpu_pct, tier=self.state.tier
+            "generator_saturated",
+            worker=self.worker,
+            cpu_pct=sample.cpu_pct,
+            loop_lag_ms=sample.loop_lag_ms,
+            tier=self.state.tier,
         )
 
     def _write_locust_csv(self, env: Environment) -> None:

@@ -93,11 +93,12 @@ def sample_from_wire(w: WireSample, worker: str) -> Sample:
 
 def resource_to_wire(r: ResourceSample) -> list[Any]:
     # The source's kind (generator or host) travels; the master names the worker.
-    return [r.t, r.cpu_pct, r.rss_mb, r.mem_pct, r.threads, r.fds, r.source.split(":", 1)[0]]
+    kind = r.source.split(":", 1)[0]
+    return [r.t, r.cpu_pct, r.rss_mb, r.mem_pct, r.threads, r.fds, kind, r.loop_lag_ms]
 
 
 def resource_from_wire(w: list[Any], worker: str) -> ResourceSample:
-    t, cpu, rss, mem, threads, fds, kind = w
+    t, cpu, rss, mem, threads, fds, kind, lag = w
     if kind not in ("generator", "host"):
         raise ValueError(f"unknown resource source {kind!r}")
     return ResourceSample(
@@ -108,6 +109,7 @@ def resource_from_wire(w: list[Any], worker: str) -> ResourceSample:
         mem_pct=None if mem is None else float(mem),
         threads=int(threads),
         fds=int(fds),
+        loop_lag_ms=None if lag is None else float(lag),
     )
 
 

@@ -36,7 +36,7 @@ from lkload.engine.state import CampaignState
 from lkload.engine.user import ParticipantFactory, ParticipantUser, seat
 from lkload.errors import UsageError
 from lkload.metrics.monitor import ResourceMonitor
-from lkload.metrics.schema import Phase, Sample
+from lkload.metrics.schema import Phase, ResourceSample, Sample
 from lkload.participants import Target
 from lkload.scenario.model import Scenario
 
@@ -137,7 +137,7 @@ class Worker:
                 generator_ceiling_pct=self.scenario.targets.generator_cpu_pct,
                 on_saturated=self._on_saturated,
             )
-            monitor.watch(f"generator:{self.worker}", os.getpid())
+            monitor.watch(f"generator:{self.worker}", os.getpid(), bridge.lag.take_ms)
             monitor.watch_host(f"host:{self.worker}")
             monitor.start()
             shipper = gevent.spawn(self._ship_forever)
@@ -272,10 +272,14 @@ class Worker:
             except queue.Full:
                 gevent.sleep(0.01)
 
-    def _on_saturated(self, cpu_pct: float) -> None:
-        self._put(
-            ("e", {"event": "generator_saturated", "cpu_pct": cpu_pct, "tier": self.state.tier})
-        )
+    def _on_saturated(self, sample: ResourceSample) -> None:
+        event = {
+            "event": "generator_saturated",
+            "cpu_pct": sample.cpu_pct,
+            "loop_lag_ms": sample.loop_lag_ms,
+            "tier": self.state.tier,
+        }
+        self._put(("e", event))
 
     def _ship_forever(self) -> None:
         while True:

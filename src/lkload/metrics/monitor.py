@@ -1,7 +1,9 @@
 """Resource monitors: CPU and memory of the server, the generator and the host, each second.
 
 CPU is percent of one core (150 = one and a half cores), as psutil reports it per process.
-A generator above its ceiling measures itself, not the server: `on_saturated` is told.
+A generator above its CPU ceiling, or whose event loop runs later than LOOP_LAG_LIMIT_MS
+(starved of CPU: its CPU reading is then low), measures itself, not the server:
+`on_saturated` is told.
 """
 
 from __future__ import annotations
@@ -17,13 +19,26 @@ from lkload.metrics.schema import ResourceSample
 # Seconds in a row above the ceiling before the generator counts as saturated: one busy
 # second (a burst of joins) is not saturation.
 SATURATION_SECONDS = 3
+# A generator whose asyncio loop fires its timers later than this measures its own wait:
+# a quarter of the checklist's 200 ms P95 target (a healthy loop: ~1 ms). The analysis
+# judges a tier's hold on the P90 of the per-second readings against it.
+LOOP_LAG_LIMIT_MS = 50.0
+
+
+def generator_over(sample: ResourceSample, cpu_ceiling_pct: float) -> bool:
+    """A generator reading that says it cannot keep up: busy or starved."""
+    lag = sample.loop_lag_ms
+    return sample.cpu_pct > cpu_ceiling_pct or (lag is not None and lag > LOOP_LAG_LIMIT_MS)
 
 
 class _Watched:
-    def __init__(self, source: str, pid: int) -> None:
+    def __init__(
+        self, source: str, pid: int, loop_lag: Callable[[], float | None] | None = None
+    ) -> None:
         self.source = source
         self.proc = psutil.Process(pid)
         self.proc.cpu_percent(None)  # prime: the first reading is always 0
+        self.loop_lag = loop_lag
 
     def read(self, now: float, total_mem: int) -> ResourceSample | None:
         try:
@@ -42,6 +57,7 @@ class _Watched:
             mem_pct=100.0 * rss / total_mem,
             threads=threads,
             fds=fds,
+            loop_lag_ms=self.loop_lag() if self.loop_lag is not None else None,
         )
 
 
@@ -72,7 +88,7 @@ class ResourceMonitor:
         emit: Callable[[ResourceSample], None],
         interval_s: float = 1.0,
         generator_ceiling_pct: float = 80.0,
-        on_saturated: Callable[[float], None] | None = None,
+        on_saturated: Callable[[ResourceSample], None] | None = None,
     ) -> None:
         self.emit = emit
         self.interval_s = interval_s
@@ -85,9 +101,13 @@ class ResourceMonitor:
         self._over = 0
         self.latest: dict[str, ResourceSample] = {}
 
-    def watch(self, source: str, pid: int) -> None:
+    def watch(
+        self, source: str, pid: int, loop_lag: Callable[[], float | None] | None = None
+    ) -> None:
+        """Sample process `pid` as `source`; `loop_lag` (a generator's) gives the lateness
+        of its event loop since the previous reading, in ms."""
         with self._lock:
-            self._watched.append(_Watched(source, pid))
+            self._watched.append(_Watched(source, pid, loop_lag))
 
     def watch_host(self, source: str) -> None:
         """Also sample the whole machine as `source` (host:<worker>)."""
@@ -115,9 +135,9 @@ class ResourceMonitor:
                 self.latest[w.source] = sample
                 self.emit(sample)
                 if w.source.startswith("generator"):
-                    self._check_saturation(sample.cpu_pct)
+                    self._check_saturation(sample)
 
-    def _check_saturation(self, cpu_pct: float) -> None:
-        self._over = self._over + 1 if cpu_pct > self.ceiling else 0
+    def _check_saturation(self, sample: ResourceSample) -> None:
+        self._over = self._over + 1 if generator_over(sample, self.ceiling) else 0
         if self._over == SATURATION_SECONDS and self.on_saturated is not None:
-            self.on_saturated(cpu_pct)
+            self.on_saturated(sample)

@@ -97,6 +97,7 @@ RESOURCE_COLUMNS: tuple[str, ...] = (
     "mem_pct",
     "threads",
     "fds",
+    "loop_lag_ms",
 )
 
 
@@ -153,6 +154,9 @@ class ResourceSample:
     mem_pct: float | None  # RSS as percent of the machine's memory; None: total unknown
     threads: int = 0
     fds: int = 0
+    # generators: the largest lateness of the asyncio loop's timers in this interval
+    # (engine/bridge.py LoopLag); None for other sources
+    loop_lag_ms: float | None = None
 
     def row(self) -> tuple[object, ...]:
         return (
@@ -163,4 +167,5 @@ class ResourceSample:
             "" if self.mem_pct is None else f"{self.mem_pct:.2f}",
             self.threads,
             self.fds,
+            "" if self.loop_lag_ms is None else f"{self.loop_lag_ms:.1f}",
         )

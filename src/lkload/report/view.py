@@ -579,6 +579,10 @@ def _server_row(t: TierResult) -> list[Cell]:
 
 UNTRUSTED_WHY = {
     "generator saturated": "the generator measured itself, not the server.",
+    "generator starved of CPU": (
+        "the generator's event loop waited for CPU, so its timestamps measured that wait, "
+        "not the server."
+    ),
     "host busy with other processes": (
         "other processes starved server and generator alike: the numbers describe a busy "
         "machine, not the server."

@@ -34,7 +34,7 @@ from lkload.metrics.schema import (
     FailureKind,
 )
 from lkload.participants import mediacheck
-from lkload.participants.aiortc import ice, interop, join
+from lkload.participants.aiortc import ice, interop, join, sctp_order
 from lkload.participants.aiortc.data import DataMessage, decode_packet, encode_packet
 from lkload.participants.aiortc.publisher import (
     PreEncodedTrack,
@@ -162,6 +162,7 @@ class AiortcParticipant(Participant):
         self.state = State.JOINING
         interop.install_host_address_filter()
         interop.install_fast_clock()
+        sctp_order.install()  # else a data channel can stall for good (sctp_order.py)
         started = time.monotonic()
         kind: FailureKind | None = None
         detail = ""
