@@ -184,3 +184,21 @@ def test_a_server_lost_mid_hold_fails_the_tier_naming_the_cause(
     assert "server lost 7.5 s into the hold" in t2.verdict.reason
     alive = next(ch for ch in t2.verdict.checks if ch.id == "server_alive")
     assert alive.status is Status.FAIL
+
+
+def test_a_server_lost_while_the_generator_saturated_still_fails(tmp_path: Path) -> None:
+    """An untrustworthy tier is WARN whatever its numbers say, except a lost server: the
+    generator cannot have made the server's process exit."""
+    from synthetic import add_healthy
+
+    c = Campaign(tiers=((10, "target"),), recovery_s=None)
+    add_healthy(c, np.random.default_rng(9))
+    c.add_resources("server", 10.0, 100.0, 1.0)
+    c.add_resources("generator:master", 97.0, 100.0, 1.0)  # saturated throughout
+    lost_t = c.plan(1).hold_start + 4.0
+    c.extra_events.append({"t": lost_t, "event": "server_lost", "tier": 1, "phase": "hold"})
+    t1 = analyze(c.write(tmp_path / "r")).tier(1)
+    assert t1.verdict.untrustworthy
+    assert t1.verdict.status is Status.FAIL, t1.verdict.reason
+    assert "server lost 4.0 s into the hold" in t1.verdict.reason
+    assert "also UNTRUSTWORTHY" in t1.verdict.reason

@@ -4,6 +4,7 @@ each line searched for the secret itself."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -113,8 +114,11 @@ def test_url_campaign_holds_no_secret(tmp_path: Path) -> None:
             mem_mb,
         )
         proc = lkload(*args, env=env, timeout=150)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "campaign completed" in proc.stderr
+    assert "campaign completed" in proc.stderr, proc.stderr[-3000:]
+    # the verdict (PASS, or INCONCLUSIVE on a busy host) is not this test's subject: its
+    # exit code must match it
+    summary = json.loads(next((tmp_path / "reports").glob("*/summary.json")).read_text())
+    assert proc.returncode == (0 if summary["passed"] else 1), summary["overall_reasons"]
     written = _everything_written(tmp_path / "results", tmp_path / "reports")
     _assert_clean(creds.api_secret, proc.stdout + proc.stderr + written)
 

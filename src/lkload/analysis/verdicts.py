@@ -322,10 +322,15 @@ def tier_verdict(
 
 
 def _finish(v: TierVerdict, causes: list[str], untrusted: str) -> TierVerdict:
+    """An untrustworthy tier (the generator or its host measured itself) is WARN whatever
+    its numbers say — except a lost server: that is no artefact of the generator."""
     if causes:
         v.untrustworthy, v.untrustworthy_reason = True, untrusted
         v.untrustworthy_causes = list(causes)
-        if v.status in (Status.PASS, Status.FAIL):
+        server_lost = any(c.id == "server_alive" and c.status is Status.FAIL for c in v.checks)
+        if v.status is Status.FAIL and server_lost:
+            v.reason = f"{v.reason} (also UNTRUSTWORTHY: {untrusted})"
+        elif v.status in (Status.PASS, Status.FAIL):
             v.reason = (
                 f"UNTRUSTWORTHY ({untrusted}); measured values would give {v.status}: {v.reason}"
             )
