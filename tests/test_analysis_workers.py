@@ -136,3 +136,45 @@ def test_single_process_run_has_no_workers_section(tmp_path: Path) -> None:
     a = analyze(c.write(tmp_path / "r"))
     assert not a.workers.distributed and not a.workers.losses
     assert a.workers.rows[0].cpu_p90 == {1: pytest.approx(30.0)}
+
+
+@pytest.mark.parametrize("publisher_on", ["w2", "w1"])
+def test_stalls_of_a_lost_workers_publishers_are_not_charged_to_the_server(
+    tmp_path: Path, publisher_on: str
+) -> None:
+    """w2 is lost mid-hold: its publisher's track goes silent for w1's subscribers until the
+    server gives up on it. Those stalls are the generator's loss (not judged); the same
+    stalls of a publisher on the surviving worker fail the tier."""
+    c = Campaign(tiers=((4, "baseline"), (6, "target"), (8, "target")), hold_s=60.0)
+    h2 = c.plan(2)
+    lost = {
+        "t": h2.hold_start + 12,
+        "worker": "w2",
+        "tier": 2,
+        "phase": "hold",
+        "samples": 1234,
+        "connected": 3,
+        "joining": 0,
+        "last_batch_t": h2.hold_start + 8.5,
+    }
+    c = distributed(lost, saturate=False)
+    publisher = f"pub-{publisher_on}"
+    rng = np.random.default_rng(5)
+    # the publisher's own rows (who ran it): one join on its worker, before the loss
+    c.add(2, "ramp", "join_ms", [120.0], participant=publisher, worker=publisher_on, rng=rng)
+    c.add(2, "hold", "data_e2e_ms", [5.0], participant=publisher, worker=publisher_on,
+          t=np.array([h2.hold_start + 8.0]))  # fmt: skip
+    # a subscriber on w1 sees its track stall from the kill on
+    c.add(2, "hold", "media_stall_s", None, failures=3, error="media", worker="w1",
+          participant="sub-w1", publisher=publisher, track="TR_x",
+          t=h2.hold_start + np.array([9.0, 13.0, 16.0]))  # fmt: skip
+    c.add_resources("server", 10.0, 100.0, 1.0)
+    a = analyze(c.write(tmp_path / "r"))
+    t2 = a.tier(2)
+    if publisher_on == "w2":
+        assert t2.stats.kinds.get("media") is None or t2.stats.kinds["media"].failures == 0
+        assert t2.verdict.status is not Status.FAIL, t2.verdict.reason
+        assert any("lost worker(s) w2" in n for n in a.notes), a.notes
+    else:
+        assert t2.stats.kinds["media"].failures == 3
+        assert t2.verdict.status is Status.FAIL, t2.verdict.reason

@@ -36,6 +36,7 @@ from lkload.analysis.verdicts import (
 from lkload.analysis.windows import TEARDOWN_TIER, Windows, tier_windows
 from lkload.analysis.workers import analyze_workers
 from lkload.checks.record import CHECKS_FILE
+from lkload.metrics.schema import STALL_METRIC
 
 
 def _cut_short(results: Results, windows: Windows) -> str:
@@ -80,14 +81,64 @@ def analyze(results_dir: Path | str, checks_dirs: list[Path] | tuple[Path, ...] 
     return analyze_results(results, [*own, *checks_dirs])
 
 
+# Rows about one received track: their `publisher` column names whose track it was.
+PER_TRACK_METRICS = (
+    "first_track_ms",
+    "rx_kbps",
+    "loss_pct",
+    "jitter_ms",
+    "media_e2e_ms",
+    STALL_METRIC,
+)
+
+
+def _drop_lost_publishers(results: Results) -> str:
+    """A worker lost mid-campaign (killed, cut off) takes its publishers with it without a
+    goodbye: until the server gives up on them, their subscribers on other workers see
+    stalls and silent intervals. The generator lost those tracks, not the server: rows about
+    them from the worker's last sample on are left out of the judgement (and said so)."""
+    s = results.samples
+    lost = [
+        (e["worker"], min(float(e["t"]), float(e.get("last_batch_t") or e["t"])))
+        for e in results.timeline
+        if e.get("event") == "worker_lost" and isinstance(e.get("worker"), str)
+    ]
+    if not lost or not len(s):
+        return ""
+    t = s["t"].to_numpy()
+    per_track = s["metric"].isin(PER_TRACK_METRICS).to_numpy()
+    drop = np.zeros(len(s), dtype=bool)
+    names = []
+    for name, lost_t in lost:
+        mine = (s["worker"] == name).to_numpy()
+        if not mine.any():
+            continue
+        publishers = set(s["participant"][mine].astype(str).unique()) - {""}
+        # from its last batch (or sample), a little before: the stalls start at the loss
+        gone_from = min(lost_t, float(t[mine].max())) - 1.0
+        rows = per_track & (t >= gone_from) & s["publisher"].isin(publishers).to_numpy()
+        if rows.any():
+            drop |= rows
+            names.append(name)
+    if not drop.any():
+        return ""
+    results.samples = s[~drop].reset_index(drop=True)
+    return (
+        f"{int(drop.sum())} rows about tracks of publishers on lost worker(s) "
+        f"{', '.join(names)} after the loss are not judged (the generator lost those "
+        "publishers, not the server)"
+    )
+
+
 def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> Analysis:
     targets = results.targets
+    lost_note = _drop_lost_publishers(results)
     windows = tier_windows(results)
     arrays = SampleArrays(results.samples, windows)
     stats_interval = results.scenario.stats_interval_s if results.scenario else 2.0
     tier_stats = compute_tiers(arrays, windows.tiers, stats_interval)
     cores, host = server_cores(results.campaign)
-    notes = list(results.notes)
+    notes = list(results.notes) + ([lost_note] if lost_note else [])
     if cores is None and (results.resources["source"].astype(str) == "server").any():
         notes.append(
             "the server host's core count is unknown: server CPU is shown as percent of one core"

@@ -93,7 +93,11 @@ def _worst_check(
             f"worst {worst.label} {value} at {_who(tr)} ≤ {limit_text} ({len(judged)} judged)"
         )
     untrusted = sorted({t.tier for t, _ in judged if t.verdict.untrustworthy})
-    if untrusted and status is Status.PASS:
+    if failed and all(t.verdict.untrustworthy for t, _ in failed):
+        # failed only where the generator measured itself: as the tiers say, not judged
+        status = Status.WARN
+        evidence = f"measured values would give FAIL: {evidence}"
+    if untrusted and status is not Status.FAIL:
         status = Status.WARN
         causes = dict.fromkeys(
             c for t, _ in judged if t.verdict.untrustworthy for c in t.verdict.untrustworthy_causes
