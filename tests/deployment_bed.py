@@ -133,6 +133,7 @@ class Bed:
         env.update(
             LIVEKIT_API_KEY=self.api_key,
             LIVEKIT_API_SECRET=self.api_secret,
+            LKLOAD_CLUSTER_KEY="deployment-bed-cluster-key-0123456789",  # distributed runs
             PYTHONPATH=os.pathsep.join(
                 p for p in (str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")) if p
             ),

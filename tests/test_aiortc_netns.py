@@ -170,7 +170,8 @@ def test_media_e2e_is_per_frame_and_only_from_capture_clock_publishers(
     gaps = [b - a for a, b in zip(pub2, pub2[1:], strict=False)]
     # on a 100 ms grid: never two frames of one tick (20 ms apart), median 100 ms
     assert min(gaps) > 0.03 and 0.095 < sorted(gaps)[len(gaps) // 2] < 0.105, gaps
-    assert all(-3.0 < r["value"] < 50.0 for r in e2e)
+    # loopback: a few ms; the bound leaves room for a machine busy with other work
+    assert all(-3.0 < r["value"] < 500.0 for r in e2e), [r["value"] for r in e2e]
 
 
 def test_join_and_first_track_mean_the_same_in_both_engines() -> None:
@@ -200,7 +201,9 @@ def test_join_and_first_track_mean_the_same_in_both_engines() -> None:
     # the same instant (the first audio packet) seen by both, to within their resolutions
     assert abs(audio["sub-sdk"] - audio["sub-aiortc"]) < 400, audio
     # publishing is not part of joining: the publisher's publish_ms rows come after its join
-    pub_rows = [r for r in rows if r["identity"] == "pub"]
+    pub_rows = [
+        r for r in rows if r["identity"] == "pub" and not r["metric"].startswith("transport_")
+    ]
     assert [r["metric"] for r in pub_rows[:3]] == ["join_ms", "publish_ms", "publish_ms"]
 
 

@@ -543,11 +543,11 @@ class AiortcParticipant(Participant):
             return
         self.disconnect_reason = detail
         log.info("%s: session ended: %s", self.ctx.plan.identity, detail)
+        if self.state is State.JOINING and self._stage == "ice" and kind is FailureKind.DISCONNECT:
+            # the server gave up on ICE before we did: still an ICE failure
+            kind, detail = FailureKind.ICE, f"ICE not connected; {detail}"
         self._join_error = _SessionEnded(kind, detail)  # what a join or publish step failed of
         if self.state is State.JOINING:
-            if self._stage == "ice" and kind is FailureKind.DISCONNECT:
-                # the server gave up on ICE before we did: still an ICE failure
-                kind, detail = FailureKind.ICE, f"ICE not connected; {detail}"
             # join() is still running: fail it through its waits
             for fut in [self._pub_answer, *self._published.values()]:
                 if fut is not None and not fut.done():
