@@ -39,6 +39,7 @@ from lkload.metrics import Recorder, ResourceSample, Sample, prometheus, redact,
 from lkload.metrics.monitor import ResourceMonitor
 from lkload.metrics.redact import failure_detail
 from lkload.metrics.schema import SCHEMA_VERSION, FailureKind
+from lkload.participants.browser.chromium import live_roots as chromium_roots
 from lkload.scenario.model import Scenario
 from lkload.server import EmbeddedServer
 
@@ -304,7 +305,8 @@ class Campaign:
             generator_ceiling_pct=scenario.targets.generator_cpu_pct,
             on_saturated=lambda cpu: self._on_saturated(cpu, recorder),
         )
-        monitor.watch(f"generator:{self.worker}", os.getpid())
+        # the browser probes' Chromium processes are the generator's load too
+        monitor.watch(f"generator:{self.worker}", os.getpid(), also=chromium_roots)
         monitor.watch_host(f"host:{self.worker}")
         monitor.start()
         # The server's CPU and memory come from its own Prometheus endpoint, embedded or not.

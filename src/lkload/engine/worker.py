@@ -38,6 +38,7 @@ from lkload.errors import UsageError
 from lkload.metrics.monitor import ResourceMonitor
 from lkload.metrics.schema import Phase, Sample
 from lkload.participants import Target
+from lkload.participants.browser.chromium import live_roots as chromium_roots
 from lkload.scenario.model import Scenario
 
 OUTBOX_MAX = 20_000  # samples + readings + events waiting to be shipped
@@ -137,7 +138,8 @@ class Worker:
                 generator_ceiling_pct=self.scenario.targets.generator_cpu_pct,
                 on_saturated=self._on_saturated,
             )
-            monitor.watch(f"generator:{self.worker}", os.getpid())
+            # the browser probes' Chromium processes are the generator's load too
+            monitor.watch(f"generator:{self.worker}", os.getpid(), also=chromium_roots)
             monitor.watch_host(f"host:{self.worker}")
             monitor.start()
             shipper = gevent.spawn(self._ship_forever)

@@ -19,11 +19,53 @@ from lkload.metrics.schema import ResourceSample
 SATURATION_SECONDS = 3
 
 
+def _tree_cpu_rss(root: int) -> tuple[float, int] | None:
+    """CPU seconds (user + system, its reaped children's included) and RSS bytes of a
+    process and all its descendants; None when the root is gone."""
+    try:
+        procs = [psutil.Process(root)]
+        procs += procs[0].children(recursive=True)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    cpu, rss = 0.0, 0
+    for p in procs:
+        try:
+            with p.oneshot():
+                t = p.cpu_times()
+                cpu += t.user + t.system + t.children_user + t.children_system
+                rss += p.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue  # exited meanwhile: its time went to its parent's children times
+    return cpu, rss
+
+
 class _Watched:
-    def __init__(self, source: str, pid: int) -> None:
+    """A process, plus (`also`) the process trees it started that count as its own: the
+    browser engine's Chromium processes run apart from the generator yet are its load."""
+
+    def __init__(self, source: str, pid: int, also: Callable[[], list[int]] | None = None) -> None:
         self.source = source
         self.proc = psutil.Process(pid)
         self.proc.cpu_percent(None)  # prime: the first reading is always 0
+        self.also = also
+        self._trees: dict[int, float] = {}  # root pid -> its tree's CPU s at the last read
+        self._last = time.monotonic()
+
+    def _also(self) -> tuple[float, int]:
+        """Percent of one core and RSS bytes of the extra trees since the last read. A tree
+        that ended since counts up to its last read (at most one interval of it is lost)."""
+        now = time.monotonic()
+        dt, self._last = now - self._last, now
+        cpu_s, rss, seen = 0.0, 0, {}
+        for root in self.also() if self.also else []:
+            tree = _tree_cpu_rss(root)
+            if tree is None:
+                continue
+            seen[root] = tree[0]
+            cpu_s += tree[0] - self._trees.get(root, tree[0])  # a new tree starts at 0
+            rss += tree[1]
+        self._trees = seen
+        return (100.0 * cpu_s / dt if dt > 0 else 0.0), rss
 
     def read(self, now: float, total_mem: int) -> ResourceSample | None:
         try:
@@ -34,6 +76,9 @@ class _Watched:
                 fds = self.proc.num_fds() if hasattr(self.proc, "num_fds") else 0
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return None
+        if self.also is not None:
+            more_cpu, more_rss = self._also()
+            cpu, rss = cpu + more_cpu, rss + more_rss
         return ResourceSample(
             t=now,
             source=self.source,
@@ -85,9 +130,11 @@ class ResourceMonitor:
         self._over = 0
         self.latest: dict[str, ResourceSample] = {}
 
-    def watch(self, source: str, pid: int) -> None:
+    def watch(self, source: str, pid: int, also: Callable[[], list[int]] | None = None) -> None:
+        """Sample `pid` as `source`; `also` lists more process trees whose CPU and RSS count
+        as this source's (the generator's Chromium probes)."""
         with self._lock:
-            self._watched.append(_Watched(source, pid))
+            self._watched.append(_Watched(source, pid, also))
 
     def watch_host(self, source: str) -> None:
         """Also sample the whole machine as `source` (host:<worker>)."""
