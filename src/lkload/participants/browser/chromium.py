@@ -19,6 +19,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+import psutil
+
 CHROMIUM = os.environ.get("LKLOAD_CHROMIUM", "/usr/bin/chromium")
 
 _live: set[int] = set()
@@ -106,10 +108,14 @@ class Chromium:
     async def kill(self, grace_s: float = 3.0) -> None:
         """Wait up to grace_s for the browser to exit (after Browser.close), then kill the
         whole process group; reap it and remove its profile. Safe to call twice."""
+        tree = _descendants(self.proc.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             await asyncio.to_thread(self.proc.wait, grace_s)
+        tree += [p for p in _descendants(self.proc.pid) if p not in tree]
         self.kill_now()
         await asyncio.to_thread(self.proc.wait)
+        # the children die with the group (init reaps them): wait until they are gone
+        await asyncio.to_thread(psutil.wait_procs, tree, 5.0)
         await asyncio.to_thread(shutil.rmtree, self.profile, True)
 
     def kill_now(self) -> None:
@@ -118,6 +124,13 @@ class Chromium:
             os.killpg(self.proc.pid, signal.SIGKILL)
         with _live_lock:
             _live.discard(self.proc.pid)
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 def _above_4(fd: int) -> int:
