@@ -107,3 +107,32 @@ def test_stall_and_rx_share_keys_reach_the_participants() -> None:
     )
     plan = factory.plan()
     assert (plan.stall_threshold_s, plan.min_rx_share) == (3.5, 0.25)
+
+
+def test_browser_probes_take_the_first_subscriber_seats_of_each_room() -> None:
+    from lkload.engine.state import CampaignState
+    from lkload.engine.user import ParticipantFactory
+    from lkload.participants import Target
+
+    rooms = {"participants_per_room": 4, "publishers_per_room": 1, "browser_probes": 2}
+    s = parse_scenario({**BASE, "engine": "aiortc", "rooms": rooms})
+    factory = ParticipantFactory(
+        s, "c", "local", Target("ws://127.0.0.1:9", lambda i, r: ""), CampaignState(), print
+    )
+    plans = [factory.plan() for _ in range(8)]  # two rooms of four
+    engines = [(p.room[-5:], p.publisher, factory.context(p).engine) for p in plans]
+    assert engines == [
+        ("r0000", True, "aiortc"),
+        ("r0000", False, "browser"),
+        ("r0000", False, "browser"),
+        ("r0000", False, "aiortc"),
+        ("r0001", True, "aiortc"),
+        ("r0001", False, "browser"),
+        ("r0001", False, "browser"),
+        ("r0001", False, "aiortc"),
+    ]
+    assert parse_scenario(BASE).rooms.browser_probes == 0  # none unless asked
+    too_many = {"participants_per_room": 3, "publishers_per_room": 2, "browser_probes": 2}
+    assert "browser_probes (2) exceeds the subscriber seats of a room" in _err(
+        {**BASE, "rooms": too_many}
+    )
