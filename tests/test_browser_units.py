@@ -87,3 +87,23 @@ def test_generator_cpu_includes_the_trees_it_names() -> None:
     rss_with = max(s.rss_mb for s in samples if s.source == "generator:with")
     rss_without = max(s.rss_mb for s in samples if s.source == "generator:without")
     assert rss_with > rss_without  # the child's memory is counted too
+
+
+def test_missing_chromium_is_one_line_and_exit_2(tmp_path) -> None:
+    from helpers import lkload, run_args, write_scenario
+
+    scenario = write_scenario(
+        tmp_path / "s.yaml",
+        "name: p\ntiers: [{size: 2, role: baseline}]\n"
+        "rooms: {participants_per_room: 2, browser_probes: 1}\n",
+    )
+    env = {**os.environ, "LKLOAD_CHROMIUM": str(tmp_path / "no-chromium")}
+    proc = lkload(*run_args(scenario, tmp_path), env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    # the campaign's name line, then the one error line
+    lines = [
+        ln for ln in proc.stderr.strip().splitlines() if not ln.startswith("lkload: campaign ")
+    ]
+    assert len(lines) == 1 and "browser_probes needs Chromium" in lines[0], lines
+    assert "LKLOAD_CHROMIUM" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists()  # refused before any load

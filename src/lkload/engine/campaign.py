@@ -40,6 +40,7 @@ from lkload.metrics.monitor import ResourceMonitor
 from lkload.metrics.redact import failure_detail
 from lkload.metrics.schema import SCHEMA_VERSION, FailureKind
 from lkload.participants.browser.chromium import live_roots as chromium_roots
+from lkload.participants.browser.chromium import missing as browser_missing
 from lkload.scenario.model import Scenario
 from lkload.server import EmbeddedServer
 
@@ -149,6 +150,8 @@ class Campaign:
     # -- the run ----------------------------------------------------------------------
 
     def run(self) -> CampaignResult:
+        if self.scenario.rooms.browser_probes and (problem := browser_missing()) is not None:
+            raise UsageError(problem)  # before any load: not N failed joins
         recorder = self._open_results()
         try:
             self._write_meta(

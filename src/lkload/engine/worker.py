@@ -39,6 +39,7 @@ from lkload.metrics.monitor import ResourceMonitor
 from lkload.metrics.schema import Phase, Sample
 from lkload.participants import Target
 from lkload.participants.browser.chromium import live_roots as chromium_roots
+from lkload.participants.browser.chromium import missing as browser_missing
 from lkload.scenario.model import Scenario
 
 OUTBOX_MAX = 20_000  # samples + readings + events waiting to be shipped
@@ -98,6 +99,8 @@ class Worker:
     # -- the run ----------------------------------------------------------------------
 
     def run(self) -> int:
+        if self.scenario.rooms.browser_probes and (problem := browser_missing()) is not None:
+            raise UsageError(problem)  # before any load: not N failed joins
         bridge = AsyncioBridge().start()
         factory = ParticipantFactory(
             scenario=self.scenario,

@@ -9,6 +9,7 @@ running, for the resource monitor (their CPU is the generator's).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import fcntl
 import os
@@ -119,11 +120,14 @@ class Chromium:
         await asyncio.to_thread(shutil.rmtree, self.profile, True)
 
     def kill_now(self) -> None:
-        """SIGKILL the process group (no waiting: usable from any context)."""
+        """SIGKILL the process group and reap the browser process in the background (no
+        waiting: usable from any context, e.g. a cancelled leave)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with _live_lock:
             _live.discard(self.proc.pid)
+        if self.proc.returncode is None:
+            threading.Thread(target=self.proc.wait, name="lkload-reap", daemon=True).start()
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
@@ -145,3 +149,28 @@ def _quote(arg: str) -> str:
 
 def web_dir() -> Path:
     return Path(__file__).with_name("web")
+
+
+def missing() -> str | None:
+    """What the browser engine lacks on this machine, as one line saying how to fix it."""
+    if not os.access(CHROMIUM, os.X_OK):
+        return (
+            f"rooms.browser_probes needs Chromium at {CHROMIUM}: run scripts/setup (Debian's "
+            "chromium package) or set LKLOAD_CHROMIUM to a Chromium binary"
+        )
+    bundle = web_dir() / "node_modules/livekit-client/dist/livekit-client.umd.js"
+    if not bundle.is_file():
+        return (
+            f"rooms.browser_probes needs livekit-client ({bundle} is missing): run "
+            f"scripts/setup, or `npm ci` in {web_dir()}"
+        )
+    return None
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A generator that exits without every probe's leave() (a crash, Ctrl-C) still takes
+    its Chromium process groups along."""
+    for pid in live_roots():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
