@@ -42,6 +42,10 @@ def test_campaign_with_a_browser_probe_per_room(tmp_path: Path) -> None:
     results = only_child(tmp_path / "results")
     meta = json.loads((results / "campaign.json").read_text())
     assert meta["status"] == "completed", (meta, proc.stderr[-2000:])
+    lock = json.loads((chromium.web_dir() / "package-lock.json").read_text())
+    pinned = lock["packages"]["node_modules/livekit-client"]["version"]
+    assert meta["versions"]["livekit_client"] == pinned  # what ran is what the lock says
+    assert meta["versions"]["chromium"].startswith("Chromium ")
     rows = read_samples(results)
     engines = {r["participant"]: r["engine"] for r in rows if r["metric"] == "join_ms"}
     # seat 0 publishes (aiortc), seat 1 is the probe, seat 2 an aiortc subscriber

@@ -163,7 +163,7 @@ class Campaign:
                 scenario=self.scenario.model_dump(mode="json"),
                 targets=self.scenario.targets.model_dump(mode="json"),
                 target={"url": None, "embedded": self.deployment is None},
-                versions=versions(None),
+                versions=versions(None, browser=self.scenario.rooms.browser_probes > 0),
                 hosts={self.worker: host_info()},
                 command=[redact(a) for a in sys.argv],
             )
@@ -284,7 +284,7 @@ class Campaign:
                 "ice_ips": list(self.ice_ips),
                 "server_host": self.worker,  # key into `hosts`: the server shares our host
             },
-            versions=versions(self.server.version),
+            versions=versions(self.server.version, browser=self.scenario.rooms.browser_probes > 0),
         )
         return Deployment(self.server.url, creds.api_key, creds.api_secret, embedded=True)
 

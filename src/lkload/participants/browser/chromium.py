@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -165,6 +166,22 @@ def missing() -> str | None:
             f"scripts/setup, or `npm ci` in {web_dir()}"
         )
     return None
+
+
+def versions() -> dict[str, str]:
+    """livekit-client as installed from the lock file, and Chromium's version, for
+    campaign.json (each "not installed" when absent)."""
+    out = {"livekit_client": "not installed", "chromium": "not installed"}
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        meta = json.loads((web_dir() / "node_modules/livekit-client/package.json").read_text())
+        out["livekit_client"] = str(meta["version"])
+    if os.access(CHROMIUM, os.X_OK):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            text = subprocess.run(
+                [CHROMIUM, "--version"], capture_output=True, text=True, timeout=10
+            ).stdout
+            out["chromium"] = text.strip().splitlines()[-1] if text.strip() else "unknown"
+    return out
 
 
 @atexit.register
