@@ -186,3 +186,54 @@ def test_chromium_dying_mid_session_ends_it_and_is_cleaned_up(lk_server) -> None
     sessions = rows.of("session_s")
     assert [(r.ok, r.error) for r in sessions] == [(False, FailureKind.INTERNAL)], sessions
     assert group_alive(pgid[0]) == [] and zombies() == [] and chromium.live_roots() == []
+
+
+def test_paused_publisher_is_a_stall_and_a_freeze_at_the_probe(lk_server) -> None:  # noqa: F811
+    """Injected truth: the aiortc publisher stops sending for 4 s. The probe writes one
+    stall per track of about that length, and the video's freeze time covers it."""
+    from aiortc_fixtures import pause_media
+
+    rows = Rows()
+    paused: dict[str, float] = {}
+
+    async def go() -> None:
+        layout = RoomLayout(audio=True, video=True, data=False)
+        pub = create_participant(
+            "aiortc", make_ctx(lk_server, rows, "pub", "r-stall", publisher=True, layout=layout)
+        )
+        await pub.join()
+        runs = [asyncio.ensure_future(pub.run())]
+        probe = create_participant(
+            "browser",
+            make_ctx(
+                lk_server,
+                rows,
+                "probe",
+                "r-stall",
+                publisher=False,
+                layout=layout,
+                engine="browser",
+            ),
+        )
+        await probe.join()
+        runs.append(asyncio.ensure_future(probe.run()))
+        await wait_until(lambda: len(rows.of("video_fps", "probe")) >= 2, 30)
+        assert pause_media(pub) == 2
+        paused["at"] = time.time()
+        await asyncio.sleep(4.0)
+        pause_media(pub, paused=False)
+        paused["until"] = time.time()
+        await asyncio.sleep(4.0)
+        for p in (probe, pub):
+            await p.leave()
+        await asyncio.wait(runs, timeout=10)
+
+    asyncio.run(go())
+    stalls = rows.of("media_stall_s", "probe")
+    assert len(stalls) == 2 and {r.track.publisher for r in stalls} == {"pub"}, stalls
+    assert len({r.track.track for r in stalls}) == 2
+    for r in stalls:
+        assert 2.5 < r.value < 6.5, stalls  # 4 s, estimated from polls
+        assert abs(r.at - paused["at"]) < 1.5, (r.at, paused)  # starts at the last packet
+    assert sum(rows.values("video_freeze_s", "probe")) > 2.0, rows.values("video_freeze_s", "probe")
+    assert sum(rows.values("video_freezes", "probe")) >= 1

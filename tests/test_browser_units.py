@@ -107,3 +107,34 @@ def test_missing_chromium_is_one_line_and_exit_2(tmp_path) -> None:
     assert len(lines) == 1 and "browser_probes needs Chromium" in lines[0], lines
     assert "LKLOAD_CHROMIUM" in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "results").exists()  # refused before any load
+
+
+def test_a_browser_that_does_not_start_is_one_internal_join_failure(monkeypatch) -> None:
+    """A "Chromium" that exits at once (here /bin/false): one join_ms internal row with the
+    reason, JoinFailed, and nothing left running."""
+    from lkload.participants import JoinFailed, ParticipantContext, ParticipantPlan, Target
+    from lkload.participants.browser import chromium
+    from lkload.participants.browser.participant import BrowserParticipant
+    from lkload.scenario.model import RoomLayout
+
+    monkeypatch.setattr(chromium, "CHROMIUM", "/bin/false")
+    rows: list = []
+    ctx = ParticipantContext(
+        ParticipantPlan("p", "r", False, RoomLayout()),
+        Target("ws://127.0.0.1:9", lambda i, r: "t"),
+        lambda m, v, ok, e, **kw: rows.append((m, ok, e, kw.get("detail", ""))),
+        "browser",
+    )
+
+    async def go() -> None:
+        try:
+            await BrowserParticipant(ctx).join()
+        except JoinFailed as exc:
+            assert exc.kind is FailureKind.INTERNAL
+        else:
+            raise AssertionError("joined without a browser")
+
+    asyncio.run(go())
+    assert len(rows) == 1 and rows[0][:3] == ("join_ms", False, FailureKind.INTERNAL), rows
+    assert "browser did not start" in rows[0][3]
+    assert chromium.live_roots() == []
