@@ -68,6 +68,7 @@ def new_campaign_id(scenario: Scenario) -> str:
 class Campaign:
     recorder_max_pending = 50_000  # samples queued for the disk before producers wait
     server_bind = "127.0.0.1"  # the embedded server's HTTP address (a master may widen it)
+    runs_participants = True  # a master's workers run them (and check their own machine)
 
     def __init__(
         self,
@@ -150,7 +151,8 @@ class Campaign:
     # -- the run ----------------------------------------------------------------------
 
     def run(self) -> CampaignResult:
-        if self.scenario.rooms.browser_probes and (problem := browser_missing()) is not None:
+        probes = self.runs_participants and self.scenario.rooms.browser_probes
+        if probes and (problem := browser_missing()) is not None:
             raise UsageError(problem)  # before any load: not N failed joins
         recorder = self._open_results()
         try:
