@@ -138,3 +138,56 @@ def test_a_browser_that_does_not_start_is_one_internal_join_failure(monkeypatch)
     assert len(rows) == 1 and rows[0][:3] == ("join_ms", False, FailureKind.INTERNAL), rows
     assert "browser did not start" in rows[0][3]
     assert chromium.live_roots() == []
+
+
+def test_a_surprise_during_join_leaves_no_chromium() -> None:
+    """The token minter raises after Chromium started: the exception reaches the caller
+    (which writes the internal row) and the browser is killed all the same."""
+    from lkload.participants import ParticipantContext, ParticipantPlan, Target
+    from lkload.participants.browser import chromium
+    from lkload.participants.browser.participant import BrowserParticipant
+    from lkload.scenario.model import RoomLayout
+
+    started: list[int] = []
+    real = chromium.Chromium.__init__
+
+    def spy(self: chromium.Chromium) -> None:
+        real(self)
+        started.append(self.pid)
+
+    def broken(identity: str, room: str) -> str:
+        raise RuntimeError("minting failed")
+
+    ctx = ParticipantContext(
+        ParticipantPlan("p", "r", False, RoomLayout()),
+        Target("ws://127.0.0.1:9", broken),
+        lambda *a, **kw: None,
+        "browser",
+    )
+
+    async def go() -> None:
+        try:
+            await BrowserParticipant(ctx).join()
+        except RuntimeError as exc:
+            assert "minting failed" in str(exc)
+        else:
+            raise AssertionError("no error")
+
+    chromium.Chromium.__init__ = spy  # type: ignore[method-assign]
+    try:
+        asyncio.run(go())
+    finally:
+        chromium.Chromium.__init__ = real  # type: ignore[method-assign]
+    assert len(started) == 1 and chromium.live_roots() == []
+    deadline = time.monotonic() + 10
+    while _exists(started[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _exists(started[0])  # killed and reaped: no zombie either
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -128,7 +128,11 @@ class Chromium:
         with _live_lock:
             _live.discard(self.proc.pid)
         if self.proc.returncode is None:
-            threading.Thread(target=self.proc.wait, name="lkload-reap", daemon=True).start()
+            threading.Thread(target=self._reap, name="lkload-reap", daemon=True).start()
+
+    def _reap(self) -> None:
+        self.proc.wait()
+        shutil.rmtree(self.profile, ignore_errors=True)
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

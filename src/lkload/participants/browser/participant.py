@@ -166,6 +166,25 @@ class BrowserParticipant(Participant):
     # -- join -------------------------------------------------------------------------
 
     async def join(self) -> None:
+        try:
+            await self._join()
+        except JoinFailed:
+            raise
+        except BaseException:
+            # a surprise or a cancellation: the caller writes the row; Chromium goes now
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Kill Chromium at once, without awaiting anything (usable while cancelled)."""
+        chromium, cdp = self.chromium, self.cdp
+        self.chromium = self.cdp = None
+        if cdp is not None:
+            cdp.close()
+        if chromium is not None:
+            chromium.kill_now()
+
+    async def _join(self) -> None:
         plan = self.ctx.plan
         try:
             await self._start_browser()
