@@ -117,7 +117,7 @@ class Chromium:
         self.kill_now()
         await asyncio.to_thread(self.proc.wait)
         # the children die with the group (init reaps them): wait until they are gone
-        await asyncio.to_thread(psutil.wait_procs, tree, 5.0)
+        await asyncio.to_thread(psutil.wait_procs, tree, 2.0)
         await asyncio.to_thread(shutil.rmtree, self.profile, True)
 
     def kill_now(self) -> None:

@@ -481,7 +481,7 @@ class BrowserParticipant(Participant):
         for task in self._tasks:
             task.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=5)
+            await asyncio.wait(self._tasks, timeout=2)
         self._tasks.clear()
         chromium, cdp = self.chromium, self.cdp
         self.chromium = self.cdp = None
@@ -498,11 +498,11 @@ class BrowserParticipant(Participant):
                         timeout=3,
                     )
                 with contextlib.suppress(Exception):
-                    await cdp.send("Browser.close", timeout=2)
+                    await cdp.send("Browser.close", timeout=1)
         finally:
             if chromium is not None:
                 try:
-                    await chromium.kill(grace_s=2.0)
+                    await chromium.kill(grace_s=1.5)
                 except BaseException:
                     chromium.kill_now()  # cancelled meanwhile: still leave nothing running
                     raise
