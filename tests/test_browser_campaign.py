@@ -53,6 +53,9 @@ def test_campaign_with_a_browser_probe_per_room(tmp_path: Path) -> None:
     probe = [r for r in rows if r["participant"] == "p00001"]
     ok = {r["metric"] for r in probe if r["ok"] == "true"}
     assert {"join_ms", "first_track_ms", "publish_ms", "session_s", "video_fps"} <= ok, ok
+    holds = [r for r in rows if r["phase"] == "hold"]
+    hold_start = min(float(r["t"]) for r in holds)
+    hold_end = max(float(r["t"]) for r in holds)
     hold_fps = [
         float(r["value"]) for r in probe if r["metric"] == "video_fps" and r["phase"] == "hold"
     ]
@@ -70,8 +73,21 @@ def test_campaign_with_a_browser_probe_per_room(tmp_path: Path) -> None:
     # its verdict depends on how busy this shared machine is (INCONCLUSIVE when the host is
     # busy): the exit code is not this test's subject, the rows are
     assert [r for r in probe if r["metric"] in ("join_ms", "session_s") and r["ok"] != "true"] == []
+    # the probe's Chromium counts as generator load: its memory (~0.5 GB PSS) is in the
+    # generator's rows while it runs, and gone from them once it left
+    gen = [r for r in _resources(results) if r["source"].startswith("generator:")]
+    hold = [r for r in gen if hold_start <= float(r["t"]) <= hold_end]
+    during = sorted(float(r["rss_mb"]) for r in hold)[len(hold) // 2]
+    assert during - float(gen[-1]["rss_mb"]) > 150, (during, gen[-1])
     # the campaign's process is gone; so is every Chromium it started (profile lkload-probe-*)
     assert _probe_processes() == []
+
+
+def _resources(results: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(results / "resources.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def _probe_processes() -> list[int]:
