@@ -132,6 +132,9 @@ def test_browser_probes_take_the_first_subscriber_seats_of_each_room() -> None:
         ("r0001", False, "aiortc"),
     ]
     assert parse_scenario(BASE).rooms.browser_probes == 0  # none unless asked
+    # only the first room of two has probes
+    s = parse_scenario({**BASE, "rooms": {**rooms, "browser_probe_rooms": 1}})
+    assert [s.engine_at(n) for n in range(8)] == ["sdk", "browser", "browser"] + ["sdk"] * 5
     too_many = {"participants_per_room": 3, "publishers_per_room": 2, "browser_probes": 2}
     assert "browser_probes (2) exceeds the subscriber seats of a room" in _err(
         {**BASE, "rooms": too_many}

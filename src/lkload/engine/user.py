@@ -89,7 +89,7 @@ class ParticipantFactory:
             stall_threshold_s=self.scenario.stall_threshold_s,
             min_rx_share=self.scenario.min_rx_share,
             decode=self.scenario.rooms.decode_media,
-            engine=self.scenario.engine_at(n % self.scenario.rooms.participants_per_room),
+            engine=self.scenario.engine_at(n),
         )
 
     def context(self, plan: ParticipantPlan) -> ParticipantContext:

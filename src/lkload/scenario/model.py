@@ -63,6 +63,10 @@ class RoomLayout(Strict):
     # browser_probes subscriber seats (right after its publishers). Each probe also publishes
     # Chromium's fake camera/microphone as the layout says, and records what a viewer sees.
     browser_probes: Annotated[int, Field(ge=0, le=1000)] = 0
+    # Only the first this many rooms get probes (0 = every room). Rooms fill in order and
+    # stay, so the same few viewers watch from the first tier to the last while the load
+    # grows (a probe costs ~25 % of a core: docs/metrics.md).
+    browser_probe_rooms: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")
     def _publishers_fit(self) -> RoomLayout:
@@ -190,13 +194,16 @@ class Scenario(Strict):
         group = self.rooms.publisher_engine if publisher else self.rooms.subscriber_engine
         return group or self.engine
 
-    def engine_at(self, seat: int) -> str:
-        """The engine of the participant in seat `seat` (0-based) of its room: publishers
-        first, then the browser probes, then the other subscribers."""
+    def engine_at(self, n: int) -> str:
+        """The engine of participant number `n`: in each room the publishers first, then the
+        browser probes (in the first `browser_probe_rooms` rooms, or all), then the other
+        subscribers."""
         rooms = self.rooms
+        room, seat = divmod(n, rooms.participants_per_room)
         if seat < rooms.publishers_per_room:
             return self.engine_of(True)
-        if seat < rooms.publishers_per_room + rooms.browser_probes:
+        probed = rooms.browser_probe_rooms == 0 or room < rooms.browser_probe_rooms
+        if probed and seat < rooms.publishers_per_room + rooms.browser_probes:
             return "browser"
         return self.engine_of(False)
 
