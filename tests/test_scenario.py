@@ -27,6 +27,8 @@ def _err(raw, source="s.yaml") -> str:
 def test_bundled_scenarios_load() -> None:
     smoke = load_scenario("smoke")
     assert [t.size for t in smoke.tiers] == [10, 25, 50]
+    # the default report shows media_e2e_ms: its publishers map RTP to capture time (aiortc)
+    assert smoke.engine_of(publisher=True) == "aiortc"
     checklist = load_scenario(str(ROOT / "scenarios" / "checklist.yaml"))
     assert [t.size for t in checklist.tiers] == [10, 25, 50, 100, 200]
     assert [t.role for t in checklist.tiers] == list(TierRole)
