@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -265,3 +266,37 @@ def test_paused_publisher_is_a_stall_and_a_freeze_at_the_probe(lk_server) -> Non
         assert abs(r.at - paused["at"]) < 1.5, (r.at, paused)  # starts at the last packet
     assert sum(rows.values("video_freeze_s", "probe")) > 2.0, rows.values("video_freeze_s", "probe")
     assert sum(rows.values("video_freezes", "probe")) >= 1
+
+
+def test_a_crashed_page_ends_the_session(lk_server) -> None:  # noqa: F811
+    """The probe page's renderer crashes (Chromium's own crash URL) while Chromium lives on:
+    the session ends as one internal failure at once, not after the stats polls give up."""
+    rows = Rows()
+
+    async def go() -> None:
+        p = create_participant(
+            "browser",
+            make_ctx(
+                lk_server,
+                rows,
+                "tab",
+                "r-tab",
+                publisher=False,
+                engine="browser",
+                layout=RoomLayout(audio=True, data=False),
+            ),
+        )
+        await p.join()
+        run = asyncio.ensure_future(p.run())
+        await asyncio.sleep(1)
+        with contextlib.suppress(Exception):
+            await p._send("Page.navigate", {"url": "chrome://crash"}, timeout=5)  # type: ignore[attr-defined]
+        await asyncio.wait_for(run, 8)
+        await p.leave()
+
+    asyncio.run(go())
+    sessions = rows.of("session_s")
+    assert [(r.ok, r.error) for r in sessions] == [(False, FailureKind.INTERNAL)], sessions
+    assert "crash" in sessions[0].detail
+    assert rows.of("tick") == []  # ended by the crash event, not by failing polls
+    assert chromium.live_roots() == [] and zombies() == []

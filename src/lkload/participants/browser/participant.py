@@ -116,6 +116,7 @@ class BrowserParticipant(Participant):
             "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
         )
         self._session = attached["sessionId"]
+        await self._send("Inspector.enable")  # tells when the page's renderer crashes
         await self._send("Runtime.enable")
         await self._send("Page.enable")
         await self._send("Runtime.addBinding", {"name": BINDING})
@@ -154,7 +155,7 @@ class BrowserParticipant(Participant):
             if params.get("name") == BINDING:
                 with contextlib.suppress(ValueError):
                     self._on_page_event(json.loads(params.get("payload", "{}")))
-        elif msg.get("method") in ("Inspector.detached", "Target.targetCrashed"):
+        elif msg.get("method") in ("Inspector.targetCrashed", "Target.targetCrashed"):
             self._gone("the probe page crashed")
 
     def _gone(self, why: str) -> None:
