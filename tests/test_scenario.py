@@ -27,6 +27,8 @@ def _err(raw, source="s.yaml") -> str:
 def test_bundled_scenarios_load() -> None:
     smoke = load_scenario("smoke")
     assert [t.size for t in smoke.tiers] == [10, 25, 50]
+    # the default report shows media_e2e_ms: its publishers map RTP to capture time (aiortc)
+    assert smoke.engine_of(publisher=True) == "aiortc"
     checklist = load_scenario(str(ROOT / "scenarios" / "checklist.yaml"))
     assert [t.size for t in checklist.tiers] == [10, 25, 50, 100, 200]
     assert [t.role for t in checklist.tiers] == list(TierRole)
@@ -107,3 +109,35 @@ def test_stall_and_rx_share_keys_reach_the_participants() -> None:
     )
     plan = factory.plan()
     assert (plan.stall_threshold_s, plan.min_rx_share) == (3.5, 0.25)
+
+
+def test_browser_probes_take_the_first_subscriber_seats_of_each_room() -> None:
+    from lkload.engine.state import CampaignState
+    from lkload.engine.user import ParticipantFactory
+    from lkload.participants import Target
+
+    rooms = {"participants_per_room": 4, "publishers_per_room": 1, "browser_probes": 2}
+    s = parse_scenario({**BASE, "engine": "aiortc", "rooms": rooms})
+    factory = ParticipantFactory(
+        s, "c", "local", Target("ws://127.0.0.1:9", lambda i, r: ""), CampaignState(), print
+    )
+    plans = [factory.plan() for _ in range(8)]  # two rooms of four
+    engines = [(p.room[-5:], p.publisher, factory.context(p).engine) for p in plans]
+    assert engines == [
+        ("r0000", True, "aiortc"),
+        ("r0000", False, "browser"),
+        ("r0000", False, "browser"),
+        ("r0000", False, "aiortc"),
+        ("r0001", True, "aiortc"),
+        ("r0001", False, "browser"),
+        ("r0001", False, "browser"),
+        ("r0001", False, "aiortc"),
+    ]
+    assert parse_scenario(BASE).rooms.browser_probes == 0  # none unless asked
+    # only the first room of two has probes
+    s = parse_scenario({**BASE, "rooms": {**rooms, "browser_probe_rooms": 1}})
+    assert [s.engine_at(n) for n in range(8)] == ["sdk", "browser", "browser"] + ["sdk"] * 5
+    too_many = {"participants_per_room": 3, "publishers_per_room": 2, "browser_probes": 2}
+    assert "browser_probes (2) exceeds the subscriber seats of a room" in _err(
+        {**BASE, "rooms": too_many}
+    )

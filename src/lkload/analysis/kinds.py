@@ -16,7 +16,8 @@ kind is its own numerator and denominator:
 
 `other` catches what no kind names (an `internal` failure of the generator, a failure row of
 an observation metric): with no ok rows beside it, any such failure is a 100 % rate.
-Observation metrics (`loss_pct`, `jitter_ms`, `media_e2e_ms`) are judged by their own
+Observation metrics (`loss_pct`, `jitter_ms`, `media_e2e_ms`, the transport rows and the
+browser probes' viewer metrics) are judged by their own
 targets, not as attempts.
 """
 
@@ -31,6 +32,7 @@ from lkload.metrics.schema import (
     SESSION_METRIC,
     STALL_METRIC,
     TRANSPORT_METRICS,
+    VIEWER_METRICS,
 )
 
 MEDIA_STALL_METRIC = STALL_METRIC
@@ -64,6 +66,7 @@ OBSERVATION_METRICS: tuple[str, ...] = (
     "jitter_ms",
     "media_e2e_ms",
     *TRANSPORT_METRICS.values(),  # one per joined participant: what its media ran over
+    *VIEWER_METRICS,  # a browser probe's view of each received track, per interval
 )
 # What one attempt of each kind is, for the report ("50 of 50 joins failed").
 KIND_NOUNS: dict[str, str] = {

@@ -39,6 +39,8 @@ from lkload.metrics import Recorder, ResourceSample, Sample, prometheus, redact,
 from lkload.metrics.monitor import ResourceMonitor, generator_over
 from lkload.metrics.redact import failure_detail
 from lkload.metrics.schema import SCHEMA_VERSION, FailureKind
+from lkload.participants.browser.chromium import live_roots as chromium_roots
+from lkload.participants.browser.chromium import missing as browser_missing
 from lkload.scenario.model import Scenario
 from lkload.server import EmbeddedServer
 
@@ -66,6 +68,7 @@ def new_campaign_id(scenario: Scenario) -> str:
 class Campaign:
     recorder_max_pending = 50_000  # samples queued for the disk before producers wait
     server_bind = "127.0.0.1"  # the embedded server's HTTP address (a master may widen it)
+    runs_participants = True  # a master's workers run them (and check their own machine)
 
     def __init__(
         self,
@@ -148,6 +151,9 @@ class Campaign:
     # -- the run ----------------------------------------------------------------------
 
     def run(self) -> CampaignResult:
+        probes = self.runs_participants and self.scenario.rooms.browser_probes
+        if probes and (problem := browser_missing()) is not None:
+            raise UsageError(problem)  # before any load: not N failed joins
         recorder = self._open_results()
         try:
             self._write_meta(
@@ -159,7 +165,7 @@ class Campaign:
                 scenario=self.scenario.model_dump(mode="json"),
                 targets=self.scenario.targets.model_dump(mode="json"),
                 target={"url": None, "embedded": self.deployment is None},
-                versions=versions(None),
+                versions=versions(None, browser=self.scenario.rooms.browser_probes > 0),
                 hosts={self.worker: host_info()},
                 command=[redact(a) for a in sys.argv],
             )
@@ -280,7 +286,7 @@ class Campaign:
                 "ice_ips": list(self.ice_ips),
                 "server_host": self.worker,  # key into `hosts`: the server shares our host
             },
-            versions=versions(self.server.version),
+            versions=versions(self.server.version, browser=self.scenario.rooms.browser_probes > 0),
         )
         return Deployment(self.server.url, creds.api_key, creds.api_secret, embedded=True)
 
@@ -304,7 +310,10 @@ class Campaign:
             generator_ceiling_pct=scenario.targets.generator_cpu_pct,
             on_saturated=lambda sample: self._on_saturated(sample, recorder),
         )
-        monitor.watch(f"generator:{self.worker}", os.getpid(), bridge.lag.take_ms)
+        # the browser probes' Chromium processes are the generator's load too
+        monitor.watch(
+            f"generator:{self.worker}", os.getpid(), bridge.lag.take_ms, also=chromium_roots
+        )
         monitor.watch_host(f"host:{self.worker}")
         monitor.start()
         # The server's CPU and memory come from its own Prometheus endpoint, embedded or not.

@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 import psutil
 
 from lkload import __version__
+from lkload.participants.browser.chromium import versions as browser_versions
 
 
 def _v(pkg: str) -> str:
@@ -19,7 +20,8 @@ def _v(pkg: str) -> str:
         return "not installed"
 
 
-def versions(server_version: str | None) -> dict[str, str]:
+def versions(server_version: str | None, browser: bool = False) -> dict[str, str]:
+    """`browser`: the campaign has browser probes (their SDK and Chromium versions too)."""
     return {
         "lkload": __version__,
         "livekit_server": server_version or "unknown (external deployment)",
@@ -29,6 +31,7 @@ def versions(server_version: str | None) -> dict[str, str]:
         "aiortc": _v("aiortc"),
         "locust": _v("locust"),
         "python": sys.version.split()[0],
+        **(browser_versions() if browser else {}),
     }
 
 

@@ -88,6 +88,8 @@ class _MasterRunner(MasterRunner):
 
 
 class MasterCampaign(Campaign):
+    runs_participants = False
+
     def __init__(
         self,
         scenario: Scenario,

@@ -76,7 +76,8 @@ class ParticipantFactory:
             return next(self._counter)
 
     def plan(self) -> ParticipantPlan:
-        identity, room, publisher = seat(self.scenario, self.campaign_id, self.next_number())
+        n = self.next_number()
+        identity, room, publisher = seat(self.scenario, self.campaign_id, n)
         return ParticipantPlan(
             identity=identity,
             room=room,
@@ -88,10 +89,11 @@ class ParticipantFactory:
             stall_threshold_s=self.scenario.stall_threshold_s,
             min_rx_share=self.scenario.min_rx_share,
             decode=self.scenario.rooms.decode_media,
+            engine=self.scenario.engine_at(n),
         )
 
     def context(self, plan: ParticipantPlan) -> ParticipantContext:
-        engine = self.scenario.engine_of(plan.publisher)
+        engine = plan.engine or self.scenario.engine_of(plan.publisher)
         state = self.state
 
         def emit(

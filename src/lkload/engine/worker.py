@@ -38,6 +38,8 @@ from lkload.errors import UsageError
 from lkload.metrics.monitor import ResourceMonitor
 from lkload.metrics.schema import Phase, ResourceSample, Sample
 from lkload.participants import Target
+from lkload.participants.browser.chromium import live_roots as chromium_roots
+from lkload.participants.browser.chromium import missing as browser_missing
 from lkload.scenario.model import Scenario
 
 OUTBOX_MAX = 20_000  # samples + readings + events waiting to be shipped
@@ -97,6 +99,8 @@ class Worker:
     # -- the run ----------------------------------------------------------------------
 
     def run(self) -> int:
+        if self.scenario.rooms.browser_probes and (problem := browser_missing()) is not None:
+            raise UsageError(problem)  # before any load: not N failed joins
         bridge = AsyncioBridge().start()
         factory = ParticipantFactory(
             scenario=self.scenario,
@@ -137,7 +141,10 @@ class Worker:
                 generator_ceiling_pct=self.scenario.targets.generator_cpu_pct,
                 on_saturated=self._on_saturated,
             )
-            monitor.watch(f"generator:{self.worker}", os.getpid(), bridge.lag.take_ms)
+            # the browser probes' Chromium processes are the generator's load too
+            monitor.watch(
+                f"generator:{self.worker}", os.getpid(), bridge.lag.take_ms, also=chromium_roots
+            )
             monitor.watch_host(f"host:{self.worker}")
             monitor.start()
             shipper = gevent.spawn(self._ship_forever)

@@ -39,6 +39,16 @@ MEDIA_STAT_METRICS: tuple[str, ...] = ("rx_kbps", "loss_pct", "jitter_ms")
 # One row per participant that joined, written when its session ends: ok when it stayed
 # connected until it was asked to leave, a `disconnect` failure otherwise.
 SESSION_METRIC = "session_s"
+# What a viewer sees, from a browser probe's getStats() (browser engine): one row per
+# received track and stats interval; observations, never attempts (docs/metrics.md).
+VIEWER_METRICS: tuple[str, ...] = (
+    "video_frames_decoded",  # video frames decoded in the interval
+    "video_fps",  # of them, per second
+    "video_freezes",  # freezes that started in the interval (Chromium's freeze rule)
+    "video_freeze_s",  # time frozen in the interval, s
+    "audio_concealed_pct",  # % of the audio samples played out that were concealed
+    "jitter_buffer_ms",  # mean time a sample / frame waited in the jitter buffer
+)
 # One failure row per stall of a received track (value: its duration in s, t: its start).
 STALL_METRIC = "media_stall_s"
 # One row per track a participant publishes: publish requested -> the server accepted it.

@@ -16,7 +16,11 @@ from lkload.participants.base import (
 
 # engine name -> module that defines `create(ctx) -> Participant`; imported on first use so
 # that a campaign of one engine never loads the other's native libraries.
-ENGINES = {"sdk": "lkload.participants.sdk", "aiortc": "lkload.participants.aiortc"}
+ENGINES = {
+    "sdk": "lkload.participants.sdk",
+    "aiortc": "lkload.participants.aiortc",
+    "browser": "lkload.participants.browser",
+}
 
 
 def create_participant(engine: str, ctx: ParticipantContext) -> Participant:

@@ -32,6 +32,7 @@ class ParticipantPlan:
     stall_threshold_s: float = 2.0  # silence longer than this on a received track: a stall
     min_rx_share: float = 0.5  # rx_kbps below this share of the nominal bitrate: a failure
     decode: bool = False  # subscribers decode received media (costly; off for load)
+    engine: str = ""  # the engine this seat runs ("" = the context's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ SHIELDED_TASK_PREFIX = "lkload-shielded:"
 
 # Participant attribute in which an engine names itself to the other participants.
 ENGINE_ATTRIBUTE = "lkload.engine"
-LKLOAD_ENGINES = ("aiortc", "sdk")
+LKLOAD_ENGINES = ("aiortc", "sdk")  # they send the scenario's bitrates (browser probes: not)
 # Participant attribute of a publisher whose RTCP sender reports map RTP time to the wall-clock
 # capture time of each frame (value CAPTURE_CLOCK): only its tracks are measured for
 # media_e2e_ms. lkload's aiortc engine sets it; libwebrtc's mapping runs ahead of its packets.

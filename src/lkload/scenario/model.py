@@ -59,6 +59,14 @@ class RoomLayout(Strict):
     # Engine per participant group; unset = the scenario's `engine`.
     publisher_engine: EngineName | None = None
     subscriber_engine: EngineName | None = None
+    # Real headless Chromium probes (livekit-client) per room: the room's first
+    # browser_probes subscriber seats (right after its publishers). Each probe also publishes
+    # Chromium's fake camera/microphone as the layout says, and records what a viewer sees.
+    browser_probes: Annotated[int, Field(ge=0, le=1000)] = 0
+    # Only the first this many rooms get probes (0 = every room). Rooms fill in order and
+    # stay, so the same few viewers watch from the first tier to the last while the load
+    # grows (a probe costs ~25 % of a core: docs/metrics.md).
+    browser_probe_rooms: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")
     def _publishers_fit(self) -> RoomLayout:
@@ -66,6 +74,12 @@ class RoomLayout(Strict):
             raise ValueError(
                 f"publishers_per_room ({self.publishers_per_room}) exceeds "
                 f"participants_per_room ({self.participants_per_room})"
+            )
+        seats = self.participants_per_room - self.publishers_per_room
+        if self.browser_probes > seats:
+            raise ValueError(
+                f"browser_probes ({self.browser_probes}) exceeds the subscriber seats of a room "
+                f"(participants_per_room - publishers_per_room = {seats})"
             )
         if self.publishers_per_room > 0 and not (self.audio or self.video):
             raise ValueError("publishers need a track: set audio or video to true")
@@ -179,6 +193,19 @@ class Scenario(Strict):
         """The engine of a participant group: publishers or subscribers of each room."""
         group = self.rooms.publisher_engine if publisher else self.rooms.subscriber_engine
         return group or self.engine
+
+    def engine_at(self, n: int) -> str:
+        """The engine of participant number `n`: in each room the publishers first, then the
+        browser probes (in the first `browser_probe_rooms` rooms, or all), then the other
+        subscribers."""
+        rooms = self.rooms
+        room, seat = divmod(n, rooms.participants_per_room)
+        if seat < rooms.publishers_per_room:
+            return self.engine_of(True)
+        probed = rooms.browser_probe_rooms == 0 or room < rooms.browser_probe_rooms
+        if probed and seat < rooms.publishers_per_room + rooms.browser_probes:
+            return "browser"
+        return self.engine_of(False)
 
     def settle_of(self, tier: Tier) -> float:
         return self.settle_s if tier.settle_s is None else tier.settle_s
