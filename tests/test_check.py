@@ -376,6 +376,73 @@ def test_ingress_where_none_runs_fails_with_the_servers_reason(srv: EmbeddedServ
         assert r.verdict is Verdict.SKIP and "ingress not configured" in r.seen, r
 
 
+def _egress_env(srv: EmbeddedServer, timeout_s: float):  # type: ignore[no-untyped-def]
+    from lkload.checks.config import build_config
+    from lkload.checks.env import CheckEnv
+
+    creds = srv.credentials
+    cfg = build_config(
+        url=srv.url,
+        api_key=creds.api_key,
+        api_secret=creds.api_secret,
+        egress=True,
+        timeout_s=timeout_s,
+    )
+    return CheckEnv(cfg, url=srv.url, api_key=creds.api_key, api_secret=creds.api_secret)
+
+
+def _run_egress(env):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from livekit import api
+
+    from lkload.checks import egress
+    from lkload.checks.livekit import api_client, http_session
+    from lkload.checks.runner import run_one
+
+    async def go():  # type: ignore[no-untyped-def]
+        (r,) = [await run_one(c, 5.0) for c in egress.checks(env)]
+        async with http_session(env) as s:  # the check's room is gone again
+            rooms = await api_client(env, s).room.list_rooms(api.ListRoomsRequest())
+        return r, [room.name for room in rooms.rooms]
+
+    return asyncio.run(go())
+
+
+def test_egress_where_none_runs_fails_with_the_servers_answer(srv: EmbeddedServer) -> None:
+    """--egress against a livekit-server without livekit-egress: StartRoomCompositeEgress is
+    not taken by any worker, and the FAIL carries the real server's answer (it waits 20 s)."""
+    env = _egress_env(srv, timeout_s=30)
+    r, rooms = _run_egress(env)
+    assert r.verdict is Verdict.FAIL, r
+    assert r.line == "Recording functionality working" and r.group == "Egress Service"
+    assert "StartRoomCompositeEgress: unavailable" in r.seen, r
+    assert "no response from servers" in r.seen, r
+    assert env.room("egress") not in rooms
+
+
+def test_egress_bounded_by_the_check_timeout_and_skipped_when_not_configured(
+    srv: EmbeddedServer,
+) -> None:
+    from lkload.checks.config import build_config
+    from lkload.checks.env import CheckEnv
+
+    env = _egress_env(srv, timeout_s=1)
+    r, rooms = _run_egress(env)
+    # our own bound answers (not the check's overall limit), long before the server's 20 s
+    assert r.verdict is Verdict.FAIL, r
+    assert "no egress worker answered within 1 s" in r.seen, r
+    assert r.duration_s < 15, r
+    assert env.room("egress") not in rooms
+    creds = srv.credentials
+    plain = CheckEnv(
+        build_config(), url=srv.url, api_key=creds.api_key, api_secret=creds.api_secret
+    )
+    r, _ = _run_egress(plain)
+    assert r.verdict is Verdict.SKIP and "egress not configured" in r.seen, r
+    assert "--egress" in r.seen
+
+
 def _media_env(srv: EmbeddedServer, secret: str | None = None):  # type: ignore[no-untyped-def]
     import os
 

@@ -67,6 +67,7 @@ class DeploymentModel(_Strict):
     # HOST:PORT the webhook receiver listens on; the deployment must post its webhooks there
     webhook_listen: str | None = None
     ingress: bool = False  # the deployment runs livekit-ingress: create WHIP/RTMP ingresses
+    egress: bool = False  # the deployment runs livekit-egress: start (and stop) an egress
     # the RTC UDP port range the deployment's livekit-server uses (its rtc.port_range_*)
     rtc_udp_range: tuple[
         Annotated[int, Field(gt=0, lt=65536)], Annotated[int, Field(gt=0, lt=65536)]
@@ -133,6 +134,7 @@ class CheckConfig:
     ports_host: str | None = None
     webhook_listen: tuple[str, int] | None = None
     ingress: bool = False
+    egress: bool = False
     rtc_udp_range: tuple[int, int] = (50000, 60000)
     timeout_s: float = DEFAULT_TIMEOUT_S
     api_latency_ms: float = 200.0
@@ -207,6 +209,7 @@ def build_config(
     tcp_ports: list[int] | None = None,
     timeout_s: float | None = None,
     ingress: bool = False,
+    egress: bool = False,
 ) -> CheckConfig:
     """Flags over the file; every problem one UsageError line."""
     model = load_deployment(deployment) if deployment else DeploymentModel()
@@ -292,6 +295,7 @@ def build_config(
         ports_host=model.ports_host,
         webhook_listen=hook,
         ingress=ingress or model.ingress,
+        egress=egress or model.egress,
         rtc_udp_range=model.rtc_udp_range,
         timeout_s=timeout_s or model.timeout_s,
         api_latency_ms=model.api_latency_ms,
@@ -326,5 +330,7 @@ def redacted_settings(cfg: CheckConfig) -> dict[str, Any]:
         "prometheus_server": cfg.prometheus_server,
         "turn": f"{cfg.turn[0]}:{cfg.turn[1]}" if cfg.turn else None,
         "tcp_ports": list(cfg.tcp_ports),
+        "ingress": cfg.ingress,
+        "egress": cfg.egress,
         "timeout_s": cfg.timeout_s,
     }

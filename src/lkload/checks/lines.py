@@ -59,6 +59,7 @@ ALPN = Line(_CADDY, "HTTP/HTTPS Handling", "ALPN negotiation working")
 WHIP = Line("Ingress/Egress Services", "WHIP Ingress", "WHIP endpoint accessible")
 RTMP = Line("Ingress/Egress Services", "RTMP Ingress", "RTMP streams accepted")
 WEBHOOK = Line("Ingress/Egress Services", "Egress Service", "Webhook notifications sent")
+RECORDING = Line("Ingress/Egress Services", "Egress Service", "Recording functionality working")
 
 _SEC = "Security Validation"
 _API = "API Security"

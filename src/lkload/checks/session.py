@@ -97,7 +97,17 @@ def _environment(
 
 
 def plan(env: CheckEnv) -> list[Check]:
-    from lkload.checks import auth, dns, ingress, livekit, monitoring, ports, redis_server, tls
+    from lkload.checks import (
+        auth,
+        dns,
+        egress,
+        ingress,
+        livekit,
+        monitoring,
+        ports,
+        redis_server,
+        tls,
+    )
 
     return [
         *dns.checks(env),
@@ -108,6 +118,7 @@ def plan(env: CheckEnv) -> list[Check]:
         *redis_server.checks(env),
         *monitoring.checks(env),
         *ingress.checks(env),
+        *egress.checks(env),
     ]
 
 

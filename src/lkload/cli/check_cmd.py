@@ -109,6 +109,12 @@ def add_check_flags(p: argparse.ArgumentParser, with_url: bool) -> None:
         help="the deployment runs livekit-ingress: create (and delete) a WHIP and an RTMP ingress",
     )
     g.add_argument(
+        "--egress",
+        action="store_true",
+        help="the deployment runs livekit-egress: start (and stop at once) an audio-only room "
+        "recording",
+    )
+    g.add_argument(
         "--check-timeout",
         type=float,
         metavar="S",
@@ -136,6 +142,7 @@ def config_from(args: argparse.Namespace) -> CheckConfig:
         tcp_ports=args.tcp_ports,
         timeout_s=args.check_timeout,
         ingress=args.ingress,
+        egress=args.egress,
     )
 
 
