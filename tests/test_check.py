@@ -260,6 +260,7 @@ def test_unreachable_and_hung_servers_fail_within_the_timeout(tmp_path: Path) ->
         ([], "- a\n- b\n", "expected a mapping"),
         (["--check-timeout", "0"], None, "--check-timeout 0"),
         (["--port", "9999"], None, "--port/tcp_ports 9999: not one of the checklist's"),
+        ([], "egress: maybe\n", "egress: Input should be a valid boolean"),
     ],
 )
 def test_bad_check_input_is_one_line_exit_2(args, yaml_text, expected, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -407,6 +408,21 @@ def _run_egress(env):  # type: ignore[no-untyped-def]
         return r, [room.name for room in rooms.rooms]
 
     return asyncio.run(go())
+
+
+def test_egress_flag_and_deployment_key_reach_the_config(tmp_path: Path) -> None:
+    from lkload.checks.config import build_config, redacted_settings
+    from lkload.cli.check_cmd import config_from
+    from lkload.cli.main import build_parser
+
+    dep = tmp_path / "d.yaml"
+    dep.write_text("egress: true\n")
+    assert build_config(deployment=dep).egress is True
+    assert build_config().egress is False
+    for argv in (["check", "--egress"], ["run", "--check", "--egress"]):
+        args = build_parser().parse_args(argv)
+        assert config_from(args).egress is True, argv
+    assert redacted_settings(build_config(egress=True))["egress"] is True
 
 
 def test_egress_where_none_runs_fails_with_the_servers_answer(srv: EmbeddedServer) -> None:
