@@ -217,7 +217,8 @@ class Campaign:
     def _server_metrics_url(self) -> str | None:
         """The embedded server's own Prometheus port, else the deployment's --prometheus."""
         if self.server is not None:
-            return f"http://127.0.0.1:{self.server.ports.prometheus}/metrics"
+            # livekit-server listens for Prometheus on its bind address, as for HTTP
+            return f"http://{self.server.bind}:{self.server.ports.prometheus}/metrics"
         return self.prometheus_url
 
     def _prometheus_preflight(self) -> prometheus.ServerScrape | None:
