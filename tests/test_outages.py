@@ -98,3 +98,14 @@ def test_a_lost_server_fails_its_tier_even_when_the_host_was_too_busy_to_trust()
     # a FAIL on measurements alone becomes WARN on a busy host, as before
     slow = _finish(TierVerdict(Status.FAIL, "join_ms P95 2000 ms > 1000 ms", []), *busy)
     assert slow.status is Status.WARN
+
+
+def test_server_counters_across_a_restart_add_up() -> None:
+    """The restarted server's counters start from zero: the window's increase is what the
+    first server counted until its loss plus what the second counted since."""
+    from lkload.analysis.server_side import _delta
+
+    scrapes = pd.DataFrame({"packets_out": [1000.0, 1500.0, 2000.0, 30.0, 530.0]})
+    assert _delta(scrapes, "packets_out") == (2000 - 1000) + 530
+    assert _delta(pd.DataFrame({"packets_out": [5.0, 9.0]}), "packets_out") == 4
+    assert _delta(pd.DataFrame({"packets_out": [5.0]}), "packets_out") is None
