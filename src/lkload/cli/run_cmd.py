@@ -212,6 +212,12 @@ def run(args: argparse.Namespace) -> int:
         server_memory_mb=args.server_memory_mb,
     )
     if args.master:
+        if scenario.server.restart_after_loss:
+            # workers do not learn of the loss: their sessions would not all be replaced
+            raise UsageError(
+                "server.restart_after_loss: true is for single-process campaigns; a "
+                "distributed run (--master) ends at a server loss: drop the key or --master"
+            )
         from lkload.engine import link
         from lkload.engine.master import MasterCampaign
 

@@ -144,7 +144,7 @@ class ServerMetrics(Strict):
     # The embedded server lost mid-campaign (it exited or was killed): false ends the
     # campaign; true starts it again on the same ports with the same keys, replaces the
     # participants it dropped, and measures the time until joins succeed again. The tier of
-    # the loss still FAILs. Embedded server only (lkload cannot restart a --url deployment).
+    # the loss still FAILs. Embedded server, single process only (not --url, not --master).
     restart_after_loss: bool = False
 
 
