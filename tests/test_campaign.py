@@ -35,6 +35,9 @@ def test_two_tier_campaign_accounts_for_every_participant(tmp_path: Path) -> Non
         *run_args(scenario, tmp_path),
     )
     assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    # A normal end prints no traceback (the livekit SDK's KeyError from its
+    # local_track_published dispatch once did: participants/sdk.py GuardedRoom).
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
     results = only_child(tmp_path / "results")
     meta = json.loads((results / "campaign.json").read_text())
     assert meta["status"] == "completed"
@@ -117,6 +120,7 @@ def test_sigint_mid_tier_leaves_readable_results_and_no_server(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 1, err[-2000:]
+    assert "Traceback" not in err, err[-3000:]  # Ctrl-C is a normal stop
     meta = json.loads((results / "campaign.json").read_text())
     assert meta["status"] == "interrupted"
     rows = read_samples(results)

@@ -174,3 +174,73 @@ def test_embedded_server_sigkilled_mid_hold_ends_the_campaign_and_fails_the_tier
     tier1 = next(t for t in summary["tiers"] if t["tier"] == 1)
     assert tier1["verdict"] == "FAIL" and "server lost" in tier1["reason"], tier1["reason"]
     assert "server lost" in (tmp_path / "reports" / results.name / "report.md").read_text()
+
+
+RESTARTING = TWO_TIERS.replace("hold_s: 6", "hold_s: 20") + "server: {restart_after_loss: true}\n"
+
+
+@needs_netns
+@pytest.mark.timeout(300)
+def test_embedded_server_restarted_after_a_loss_measures_the_way_back(tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path / "s.yaml", RESTARTING)
+    proc = subprocess.Popen(
+        [*LKLOAD, *run_args(scenario, tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
+        time.sleep(3)
+        pid = next(e["pid"] for e in read_timeline(results) if e["event"] == "server_started")
+        killed_at = time.time()
+        os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in out + err, err[-3000:]
+    events = read_timeline(results)
+    lost = next(e for e in events if e["event"] == "server_lost")
+    assert (lost["tier"], lost["phase"], lost["returncode"]) == (1, "hold", -9), lost
+    restarted = next(e for e in events if e["event"] == "server_restarted")
+    assert restarted["pid"] != pid and restarted["t"] >= lost["t"], restarted
+    assert not any(e["event"] == "abort" for e in events), events
+    # The campaign went on: both tiers ran to their end.
+    assert [e["tier"] for e in events if e["event"] == "tier_end"] == [1, 2]
+    meta = json.loads((results / "campaign.json").read_text())
+    assert meta["status"] == "completed"
+    rows = read_samples(results)
+    # The three sessions up at the loss ended as disconnect failures naming it ...
+    dropped = [r for r in rows if r["metric"] == "session_s" and r["ok"] == "false"]
+    assert len(dropped) >= 3 and {r["error"] for r in dropped} == {"disconnect"}, dropped
+    assert all("server lost" in r["detail"] for r in dropped[:3]), dropped
+    # ... and new participants joined the restarted server in tier 1, after the loss.
+    rejoined = sorted(
+        float(r["t"])
+        for r in rows
+        if r["metric"] == "join_ms" and r["ok"] == "true" and float(r["t"]) > lost["t"]
+    )
+    assert rejoined and rejoined[0] < json_tier_end(events, 1), (rejoined, lost)
+    expected = rejoined[0] - lost["t"]
+    # The report: tier 1 FAILED with the cause named; tier 2 (after the restart) is not
+    # failed for a loss it did not see; the way back is measured.
+    summary = json.loads((tmp_path / "reports" / results.name / "summary.json").read_text())
+    tier1 = next(t for t in summary["tiers"] if t["tier"] == 1)
+    tier2 = next(t for t in summary["tiers"] if t["tier"] == 2)
+    assert tier1["verdict"] == "FAIL" and "server lost" in tier1["reason"], tier1["reason"]
+    assert "server lost" not in tier2["reason"], tier2["reason"]
+    outage = summary["server_outages"][0]
+    assert outage["tier"] == 1 and outage["restarted"], outage
+    assert abs(outage["joins_back_s"] - expected) < 0.01, (outage, expected)
+    assert outage["joins_back_s"] >= outage["restart_s"] > 0, outage
+    assert lost["t"] - killed_at < 5
+    md = (tmp_path / "reports" / results.name / "report.md").read_text()
+    assert "Server recovery" in md and f"{outage['joins_back_s']:.1f} s" in md, md
+    print(f"restart {outage['restart_s']:.2f} s, joins back {outage['joins_back_s']:.2f} s")
+    assert server_gone(results)
+
+
+def json_tier_end(events: list[dict], tier: int) -> float:
+    return next(float(e["t"]) for e in events if e["event"] == "tier_end" and e["tier"] == tier)

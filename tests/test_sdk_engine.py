@@ -254,3 +254,32 @@ def test_a_failing_stats_poll_is_an_internal_row_and_stats_go_on(server, monkeyp
     assert calls[0] >= 6  # polls went on after the failure
     assert len([r for r in rows if r[0] == "rx_kbps"]) >= 3
     assert [(r[2], r[3]) for r in rows if r[0] == "session_s"] == [(True, None)] * 2
+
+
+def test_a_local_track_event_before_its_publication_is_stored_is_no_traceback(server) -> None:
+    """The SDK's own dispatch raises KeyError for a local_track_published whose publication
+    publish_track has not stored yet (its event task logs it as a traceback on stderr);
+    the sdk engine's room drops that event instead."""
+    from livekit import rtc
+    from livekit.rtc._proto import room_pb2
+
+    from lkload.participants.sdk import GuardedRoom
+
+    key, secret = server.credentials.api_key, server.credentials.api_secret
+    event = room_pb2.RoomEvent(
+        local_track_published=room_pb2.LocalTrackPublished(track_sid="TR_notstoredyet")
+    )
+
+    async def dispatch() -> None:
+        for n, room in enumerate((rtc.Room(), GuardedRoom())):
+            await room.connect(server.url, mint_token(key, secret, f"p{n}", "guarded"))
+            try:
+                if isinstance(room, GuardedRoom):
+                    room._on_room_event(event)  # dropped, nothing raised
+                else:
+                    with pytest.raises(KeyError):  # the race, as livekit 1.2.1 handles it
+                        room._on_room_event(event)
+            finally:
+                await room.disconnect()
+
+    asyncio.run(dispatch())

@@ -12,6 +12,7 @@ from lkload.analysis.deployment import deployment_lines, load_checks
 from lkload.analysis.failures import failure_modes
 from lkload.analysis.leak import LeakCheck, leak_check
 from lkload.analysis.load import Results, load_results
+from lkload.analysis.outages import loss_in_tier, server_outages
 from lkload.analysis.recovery import recovery_time
 from lkload.analysis.resources import (
     HOST_PREFIX,
@@ -157,6 +158,8 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         else None,
     )
     modes = failure_modes(arrays, windows.start)
+    outages = server_outages(results.timeline, arrays, windows.start)
+    tier_window = {w.tier: w for w in windows.tiers}
     teardown = teardown_stats(arrays, windows)
 
     staged = []
@@ -177,9 +180,9 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
     )
     tiers = []
     for ts, res, checks in staged:
-        verdict = tier_verdict(
-            ts, res, checks, targets, recovery, windows.server_died_t, anything_broke
-        )
+        window = tier_window.get(ts.tier)
+        lost_t = loss_in_tier(window, outages) if window is not None else windows.server_died_t
+        verdict = tier_verdict(ts, res, checks, targets, recovery, lost_t, anything_broke)
         verdict = reduce_load(verdict, workers.reduced.get(ts.tier, ""))
         tiers.append(
             TierResult(ts, res, checks, verdict, server_side(scrapes, ts.hold_start, ts.hold_end))
@@ -205,6 +208,7 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         recovery=recovery,
         leak=leak,
         failure_modes=modes,
+        server_outages=outages,
         transports=transport_mix(arrays),
         breaks=breaks,
         knee=knee_tier,

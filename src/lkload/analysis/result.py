@@ -9,6 +9,7 @@ import pandas as pd
 
 from lkload.analysis.failures import FailureMode
 from lkload.analysis.leak import LeakCheck
+from lkload.analysis.outages import ServerOutage
 from lkload.analysis.recovery import Recovery
 from lkload.analysis.resources import TierResources
 from lkload.analysis.server_side import ServerSide
@@ -75,6 +76,8 @@ class Analysis:
     participants: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     workers: Workers = field(default_factory=Workers)
     teardown: TeardownStats = field(default_factory=lambda: TeardownStats(None, None, True))
+    # losses of the embedded server, and the way back when it was restarted
+    server_outages: list[ServerOutage] = field(default_factory=list)
     # tier -> transport (udp, tcp, turn/udp, turn/tcp, turn/tls) -> participants
     transports: dict[int, dict[str, int]] = field(default_factory=dict)
 

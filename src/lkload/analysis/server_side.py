@@ -101,11 +101,16 @@ def read_server_metrics(directory: Path) -> pd.DataFrame:
 
 
 def _delta(good: pd.DataFrame, col: str) -> float | None:
+    """A counter's increase over the window. A counter that went down was reset (the server
+    restarted, server.restart_after_loss): from there it counts from zero again, so its
+    value after the reset is the increase since (Prometheus' increase() does the same)."""
     values = good[col].to_numpy(dtype=float)
     values = values[np.isfinite(values)]
-    if values.size < 2 or values[-1] < values[0]:
+    if values.size < 2:
         return None
-    return float(values[-1] - values[0])
+    steps = np.diff(values)
+    reset = steps < 0
+    return float(steps[~reset].sum() + values[1:][reset].sum())
 
 
 def _max(good: pd.DataFrame, col: str) -> float | None:

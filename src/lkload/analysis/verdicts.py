@@ -293,7 +293,8 @@ def tier_verdict(
                 f"nothing broke up to {ts.size} participants: the limit lies beyond",
             )
         return _finish(TierVerdict(status, reason, judged), causes, untrusted)
-    failed = [c for c in judged if c.status is Status.FAIL]
+    # a lost server first: it is the cause of most other failures in its tier
+    failed = sorted((c for c in judged if c.status is Status.FAIL), key=lambda c: c is not alive)
     unmeasured = [
         c
         for c in judged
@@ -318,18 +319,17 @@ def tier_verdict(
         )
     else:
         verdict = TierVerdict(Status.PASS, "every target met", judged)
-    return _finish(verdict, causes, untrusted)
+    return _finish(verdict, causes, untrusted, lost=alive.status is Status.FAIL)
 
 
-def _finish(v: TierVerdict, causes: list[str], untrusted: str) -> TierVerdict:
-    """An untrustworthy tier (the generator or its host measured itself) is WARN whatever
-    its numbers say — except a lost server: that is no artefact of the generator."""
+def _finish(v: TierVerdict, causes: list[str], untrusted: str, lost: bool = False) -> TierVerdict:
+    """A busy generator makes measured values untrustworthy (PASS or FAIL become WARN);
+    a lost server is not a measurement: its FAIL stands."""
     if causes:
         v.untrustworthy, v.untrustworthy_reason = True, untrusted
         v.untrustworthy_causes = list(causes)
-        server_lost = any(c.id == "server_alive" and c.status is Status.FAIL for c in v.checks)
-        if v.status is Status.FAIL and server_lost:
-            v.reason = f"{v.reason} (also UNTRUSTWORTHY: {untrusted})"
+        if v.status is Status.FAIL and lost:
+            v.reason = f"{v.reason} (UNTRUSTWORTHY measurements besides: {untrusted})"
         elif v.status in (Status.PASS, Status.FAIL):
             v.reason = (
                 f"UNTRUSTWORTHY ({untrusted}); measured values would give {v.status}: {v.reason}"

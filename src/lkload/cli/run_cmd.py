@@ -184,6 +184,11 @@ def run(args: argparse.Namespace) -> int:
         deployment = deployment_from(
             args.url, args.api_key, args.api_secret, ca_file_from(args.ca_file)
         )
+        if scenario.server.restart_after_loss:
+            raise UsageError(
+                "server.restart_after_loss: true needs the embedded server (lkload cannot "
+                "restart a --url deployment): drop --url or the key"
+            )
         preflight(deployment)  # before anything is written or started: fails in seconds
     elif args.ca_file:
         raise UsageError("--ca-file is for --url (the embedded server has no TLS)")
@@ -207,6 +212,12 @@ def run(args: argparse.Namespace) -> int:
         server_memory_mb=args.server_memory_mb,
     )
     if args.master:
+        if scenario.server.restart_after_loss:
+            # workers do not learn of the loss: their sessions would not all be replaced
+            raise UsageError(
+                "server.restart_after_loss: true is for single-process campaigns; a "
+                "distributed run (--master) ends at a server loss: drop the key or --master"
+            )
         from lkload.engine import link
         from lkload.engine.master import MasterCampaign
 

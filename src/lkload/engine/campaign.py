@@ -50,6 +50,8 @@ RELAY_INTERVAL_S = 0.25
 # a write fails (disk full), so campaign.json can still say how the campaign ended.
 RESERVE_NAME = ".reserve"
 RESERVE_BYTES = 256 * 1024
+# A server that keeps dying is not restarted forever (server.restart_after_loss).
+MAX_RESTARTS = 3
 
 
 @dataclass
@@ -221,7 +223,8 @@ class Campaign:
     def _server_metrics_url(self) -> str | None:
         """The embedded server's own Prometheus port, else the deployment's --prometheus."""
         if self.server is not None:
-            return f"http://127.0.0.1:{self.server.ports.prometheus}/metrics"
+            # livekit-server listens for Prometheus on its bind address, as for HTTP
+            return f"http://{self.server.bind}:{self.server.ports.prometheus}/metrics"
         return self.prometheus_url
 
     def _prometheus_preflight(self) -> prometheus.ServerScrape | None:
@@ -413,21 +416,7 @@ class Campaign:
                     progress.update()
                     self._watch(runner, recorder)
                     if self.server is not None and not self.server.alive():
-                        code = self.server.process.poll() if self.server.process else None
-                        recorder.event(
-                            "server_lost",
-                            tier=state.tier,
-                            phase=state.phase.value,
-                            returncode=code,
-                            connected=state.connected,
-                        )
-                        recorder.event(
-                            "abort",
-                            reason="server_lost",
-                            message=f"livekit-server exited with {code}",
-                        )
-                        self._abort = "server_lost"
-                        state.server_lost = f"server lost: livekit-server exited with {code}"
+                        self._server_lost(self.server, recorder)
                     if recorder.error is not None and self._abort is None:
                         self._abort = "results_write_failed"
                     if self._abort is not None:
@@ -461,6 +450,49 @@ class Campaign:
             self._write_locust_csv(env)
             runner.quit()
         return status
+
+    def _server_lost(self, server: EmbeddedServer, recorder: Recorder) -> None:
+        """The embedded server exited: a `server_lost` event, then either a restart (the
+        scenario's server.restart_after_loss; same ports and keys) or the end of the
+        campaign. Sessions joined before the loss end as disconnect failures (user.py)."""
+        state = self.state
+        code = server.process.poll() if server.process else None
+        lost_at = time.time()
+        recorder.event(
+            "server_lost",
+            tier=state.tier,
+            phase=state.phase.value,
+            returncode=code,
+            connected=state.connected,
+        )
+        state.server_lost = f"server lost: livekit-server exited with {code}"
+        state.add(server_losses=1)
+        why = f"livekit-server exited with {code}"
+        if self.scenario.server.restart_after_loss and state.server_restarts < MAX_RESTARTS:
+            try:
+                # gevent.sleep between health polls: the shape and relay greenlets go on
+                server.restart(sleep=gevent.sleep)
+            except UsageError as exc:
+                why += f"; restart failed: {exc}"
+            else:
+                state.add(server_restarts=1)
+                down_s = time.time() - lost_at
+                recorder.event(
+                    "server_restarted",
+                    tier=state.tier,
+                    phase=state.phase.value,
+                    pid=server.pid,
+                    down_s=round(down_s, 3),
+                )
+                print(
+                    f"\nlkload: {why}; restarted in {down_s:.1f} s (server.restart_after_loss)",
+                    file=sys.stderr,
+                )
+                return
+        elif self.scenario.server.restart_after_loss:
+            why += f"; not restarted again (already {MAX_RESTARTS} restarts)"
+        recorder.event("abort", reason="server_lost", message=why)
+        self._abort = "server_lost"
 
     # -- what a distributed master does differently (engine/master.py overrides these) ---
 

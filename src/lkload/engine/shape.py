@@ -4,10 +4,16 @@ reported, never judged).
 
 A ramp ends when every participant of the tier has finished its join attempt (joined or
 failed), or after the scenario's ramp timeout: joins can be slower than the spawn rate.
+
+After the embedded server was restarted (server.restart_after_loss), the participants it
+dropped stop themselves; for `REPLACE_WINDOW_S` of the current tier the shape starts new
+ones in their place whenever fewer than the tier's size are connected or joining (a ramp
+does that by itself: Locust tops up to the dispatched count at each step).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from locust import LoadTestShape
@@ -15,6 +21,10 @@ from locust import LoadTestShape
 from lkload.engine.state import CampaignState
 from lkload.metrics.schema import Phase
 from lkload.scenario.model import Scenario
+
+# After a server restart: how long dropped participants are replaced. Engines notice a lost
+# server within seconds, the livekit SDK after its own reconnect attempts.
+REPLACE_WINDOW_S = 60.0
 
 
 def teardown(state: CampaignState, on_event: Callable[..., None]) -> None:
@@ -39,6 +49,10 @@ class TierShape(LoadTestShape):
         self.on_event = on_event  # recorder.event
         self._index = -1  # index into scenario.tiers; len(tiers) = recovery
         self._done = False
+        self._restarts_seen = 0
+        self._replace_until = 0.0  # monotonic; replacing dropped participants until then
+        self._replace_tier = 0
+        self._topup = False  # flipped to make Locust dispatch again (see _replace)
 
     def _size(self) -> int:
         if self._index >= len(self.scenario.tiers):
@@ -72,7 +86,7 @@ class TierShape(LoadTestShape):
         self._done = True
         teardown(self.state, self.on_event)
 
-    def tick(self) -> tuple[int, float] | None:
+    def tick(self) -> tuple[int, float] | tuple[int, float, None] | None:
         if self._done or self.state.stopping:
             return None
         if self._index < 0:
@@ -98,7 +112,27 @@ class TierShape(LoadTestShape):
             self._finish()
         if self._done:
             return None
-        return self._size(), self.scenario.spawn_rate
+        return self._replace(st)
+
+    def _replace(self, st: CampaignState) -> tuple[int, float] | tuple[int, float, None]:
+        """The tick's value. Locust starts or stops users only when the value changes, so
+        to replace participants that stopped themselves, the value flips between its two
+        equivalent forms (user_classes None means: unchanged)."""
+        if st.server_restarts > self._restarts_seen:
+            self._restarts_seen = st.server_restarts
+            self._replace_until = time.monotonic() + REPLACE_WINDOW_S
+            self._replace_tier = st.tier
+        size = self._size()
+        if (
+            st.phase is not Phase.RAMP
+            and st.tier == self._replace_tier
+            and time.monotonic() < self._replace_until
+            and st.connected + st.joining < size
+        ):
+            self._topup = not self._topup
+        if self._topup:
+            return size, self.scenario.spawn_rate, None
+        return size, self.scenario.spawn_rate
 
     _arrivals_before = 0
 

@@ -29,7 +29,9 @@ class CampaignState:
     server_rss_mb: float = 0.0
     saturated: bool = False
     stopping: bool = False
-    server_lost: str = ""  # why the server under test is gone ("" while it is up)
+    server_lost: str = ""  # why the server under test was last lost ("" never lost)
+    server_losses: int = 0  # sessions joined before the latest loss were dropped by it
+    server_restarts: int = 0  # the embedded server started again after a loss
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def enter(self, tier: int, phase: Phase, size: int) -> None:

@@ -17,7 +17,7 @@ from locust import User, constant, task
 from locust.exception import StopUser
 
 from lkload.engine.bridge import AsyncioBridge
-from lkload.engine.state import CampaignState
+from lkload.engine.state import JOIN_METRIC, CampaignState
 from lkload.metrics.redact import failure_detail
 from lkload.metrics.schema import SESSION_METRIC, FailureKind, Sample
 from lkload.participants import (
@@ -33,6 +33,7 @@ from lkload.participants import (
 from lkload.scenario.model import Scenario
 
 LEAVE_TIMEOUT_S = 10.0
+LOSS_POLL_S = 0.5  # how often a session checks for a server loss (server.restart_after_loss)
 
 
 def seat(scenario: Scenario, campaign_id: str, n: int) -> tuple[str, str, bool]:
@@ -95,6 +96,9 @@ class ParticipantFactory:
     def context(self, plan: ParticipantPlan) -> ParticipantContext:
         engine = plan.engine or self.scenario.engine_of(plan.publisher)
         state = self.state
+        # How many server losses there had been when this session joined: a loss after
+        # that dropped it, whether or not its engine noticed (or reconnected on its own).
+        joined_after = [state.server_losses]
 
         def emit(
             metric: str,
@@ -106,9 +110,11 @@ class ParticipantFactory:
             detail: str = "",
             at: float | None = None,
         ) -> None:
-            if metric == SESSION_METRIC and ok and state.server_lost:
-                # The server under test is gone: a session still up is dropped, whether or
-                # not its engine noticed before the campaign stopped it.
+            if metric == JOIN_METRIC and ok:
+                joined_after[0] = state.server_losses
+            if metric == SESSION_METRIC and ok and state.server_losses > joined_after[0]:
+                # The server under test was lost during this session: it was dropped,
+                # whether or not its engine noticed before the campaign stopped it.
                 ok, error, detail = False, FailureKind.DISCONNECT, state.server_lost
             self.record(
                 Sample(
@@ -191,9 +197,21 @@ class ParticipantUser(User):
         participant = self.participant
         if participant is None:
             raise StopUser()
-        with contextlib.suppress(Exception):
-            self.bridge.wait(self._run)
-        # The session ended without being asked to: it wrote its disconnect row already.
+        state = self.factory.state
+        losses = state.server_losses
+        if self.factory.scenario.server.restart_after_loss:
+            # A session that outlived a server loss ends here and a new participant takes
+            # its place (shape.py), even when its engine reconnected on its own (the livekit
+            # SDK does): the restarted server knew nothing of it, and the way back is
+            # measured by new joins. Its session row is a disconnect failure (emit).
+            while not self._run.done() and state.server_losses == losses:
+                with contextlib.suppress(Exception):
+                    self.bridge.wait(self._run, timeout=LOSS_POLL_S, cancel=False)
+        else:
+            with contextlib.suppress(Exception):
+                self.bridge.wait(self._run)
+        # The session ended without being asked to (it wrote its disconnect row already),
+        # or outlived a server loss (leave writes its row, a disconnect failure).
         self.participant = None
         self.factory.state.add(connected=-1)
         self._leave(participant)  # releases what it still holds

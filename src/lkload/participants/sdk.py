@@ -182,7 +182,7 @@ class SdkParticipant(Participant):
         token = self.ctx.target.token_for(plan.identity, plan.room)
         if self.ctx.target.ca_file:
             trust_process_wide(self.ctx.target.ca_file)  # the native side reads SSL_CERT_FILE
-        self.room = rtc.Room()
+        self.room = GuardedRoom()
         self._wire_events()
         start = time.perf_counter()
         # Never cancel Room.connect(): once the native side has connected it waits for the
@@ -721,6 +721,28 @@ def _reason_name(reason: object) -> str:
         return rtc.DisconnectReason.Name(reason)  # type: ignore[arg-type]  # any value: Name raises below
     except Exception:
         return str(reason)
+
+
+class GuardedRoom(rtc.Room):
+    """rtc.Room without a KeyError traceback on stderr for a local track published.
+
+    livekit 1.2.1's Room dispatches `local_track_published` by looking the publication up
+    in `local_participant.track_publications[sid]`, but publish_track stores it there only
+    when its own coroutine resumes after the FFI callback: when the room's event task runs
+    first (a busy loop, participants stopping) the lookup raises KeyError, which the SDK's
+    event task logs with logging.exception — a traceback on stderr at a normal stop. lkload
+    does not listen to this event and the publication is stored by publish_track anyway,
+    so an event for a publication not stored (yet, or any more) is dropped here."""
+
+    def _on_room_event(self, event: Any) -> None:
+        if (
+            event.WhichOneof("message") == "local_track_published"
+            and event.local_track_published.track_sid
+            not in self.local_participant.track_publications
+        ):
+            log.debug("local_track_published for an untracked publication: dropped")
+            return
+        super()._on_room_event(event)
 
 
 def _disconnect_late(connecting: asyncio.Future[None], room: rtc.Room) -> None:

@@ -108,6 +108,9 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
         if view.failure_rows
         else ["No failure recorded.", ""]
     )
+    if view.outages:
+        md += ["### Server recovery", ""]
+        md += [f"- {_esc(line)}" for line in view.outages] + [""]
     if view.transport_rows:
         md += ["### Transports: how participants connected", ""]
         md += _table(view.transport_head, view.transport_rows)

@@ -156,6 +156,7 @@ def build_summary(a: Analysis) -> dict[str, Any]:
             "tiers": [tier_summary(t) for t in a.tiers],
             "checklist": [dataclasses.asdict(ln) for ln in a.checklist],
             "failure_modes": a.failure_modes,
+            "server_outages": [dict(_plain(o), description=o.describe()) for o in a.server_outages],
             "breaks": [dict(_plain(b), evidence=b.evidence) for b in a.breaks],
             "recovery": a.recovery,
             "leak": a.leak,

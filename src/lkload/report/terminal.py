@@ -316,6 +316,8 @@ def render_summary(console: Console, a: Analysis) -> None:
         if tr.stats.coverage is not None and tr.stats.coverage.tracks:
             console.print(Text(f"Tier {tr.tier}: {coverage_text(tr.stats)}"))
     console.print(Text(f"Teardown: {teardown_text(a)}"))
+    for outage in a.server_outages:
+        console.print(Text(f"Server recovery: {outage.describe()}", style="yellow"))
     for line in failure_lines(a):
         console.print(Text(line, style="red"))
     console.print(_knee_line(a))

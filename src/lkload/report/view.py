@@ -100,6 +100,7 @@ class View:
     deployment: list[dict[str, str]]  # lines decided by lkload check, for the sign-off
     failure_head: list[str]
     failure_rows: list[list[Cell]]
+    outages: list[str]  # server recovery: one line per loss of the embedded server
     transport_head: list[str]
     transport_rows: list[list[Cell]]  # empty when no participant reported its transport
     break_head: list[str]
@@ -503,6 +504,7 @@ def build_view(a: Analysis) -> View:
             "Worker",
         ],
         failure_rows=failure_rows,
+        outages=[o.describe() for o in a.server_outages],
         transport_head=transport_head,
         transport_rows=transport_rows,
         break_head=["Target", "First broke at", "Value", "Limit"],

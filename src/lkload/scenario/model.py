@@ -146,7 +146,8 @@ class Targets(Strict):
 
 
 class ServerMetrics(Strict):
-    """Where the server under test tells its own CPU, memory and packet counts."""
+    """The server under test: where it tells its own CPU, memory and packet counts, and
+    what lkload does when the embedded one dies."""
 
     # livekit-server's Prometheus endpoint (its prometheus_port), scraped each second when
     # the campaign runs against --url; `lkload run --prometheus` overrides it. The embedded
@@ -154,6 +155,11 @@ class ServerMetrics(Strict):
     prometheus: str | None = None
     # Memory of the server's host, for memory %: the scrape gives the server's RSS only.
     memory_mb: Annotated[float, Field(gt=0)] | None = None
+    # The embedded server lost mid-campaign (it exited or was killed): false ends the
+    # campaign; true starts it again on the same ports with the same keys, replaces the
+    # participants it dropped, and measures the time until joins succeed again. The tier of
+    # the loss still FAILs. Embedded server, single process only (not --url, not --master).
+    restart_after_loss: bool = False
 
 
 class Scenario(Strict):

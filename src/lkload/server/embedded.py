@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,7 +143,7 @@ class EmbeddedServer:
                 self.ports = self._pick_ports()
         raise AssertionError("unreachable")
 
-    def _start_once(self) -> EmbeddedServer:
+    def _start_once(self, sleep: Callable[[float], None] = time.sleep) -> EmbeddedServer:
         sweep_stale_secret_dirs()
         self._secret_dir = tempfile.TemporaryDirectory(prefix=SECRET_DIR_PREFIX)
         secret_dir = Path(self._secret_dir.name)
@@ -173,13 +174,13 @@ class EmbeddedServer:
         log.close()
         atexit.register(self.stop)
         try:
-            self._wait_healthy()
+            self._wait_healthy(sleep)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_healthy(self) -> None:
+    def _wait_healthy(self, sleep: Callable[[float], None] = time.sleep) -> None:
         deadline = time.monotonic() + self.health_timeout_s
         last = "no answer"
         while time.monotonic() < deadline:
@@ -199,7 +200,7 @@ class EmbeddedServer:
                         return
             except (urllib.error.URLError, OSError) as exc:
                 last = str(exc)
-            time.sleep(0.1)
+            sleep(0.1)
         raise UsageError(
             f"livekit-server did not become healthy within {self.health_timeout_s:.0f} s ({last})"
         )
@@ -218,6 +219,18 @@ class EmbeddedServer:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def restart(self, sleep: Callable[[float], None] = time.sleep) -> EmbeddedServer:
+        """Start again after the process died: same ports, same credentials (tokens already
+        handed out stay valid), a fresh key directory. `sleep` waits between health polls
+        (a gevent caller passes gevent.sleep so its hub keeps running). A port taken in the
+        meantime is a UsageError: the ports are part of what participants were told."""
+        self.stop()  # reaps the dead process, removes its key directory
+        try:
+            return self._start_once(sleep)
+        except _PortTaken as exc:
+            self.stop()
+            raise UsageError(f"livekit-server could not bind its ports again: {exc}") from None
 
     def stop(self, timeout_s: float = 3.0) -> None:
         """SIGTERM (graceful), a second SIGTERM (livekit-server's forced shutdown), then
