@@ -48,7 +48,13 @@ async def _run_room(srv, rows, room, n_subs=1, seconds=4.0, layout=None):  # typ
 
 
 def test_aiortc_to_aiortc_media_data_and_metrics(lk_server, monkeypatch):  # noqa: F811
-    from aiortc.rtp import RtcpPacket, RtcpRrPacket
+    from aiortc.rtp import (
+        RTCP_PSFB_APP,
+        RtcpPacket,
+        RtcpPsfbPacket,
+        RtcpRrPacket,
+        unpack_remb_fci,
+    )
 
     from lkload.participants.aiortc import interop
 
@@ -63,10 +69,18 @@ def test_aiortc_to_aiortc_media_data_and_metrics(lk_server, monkeypatch):  # noq
     monkeypatch.setattr(interop, "send_rtcp", capture)
     rows = Rows()
     pub, subs = asyncio.run(_run_room(lk_server, rows, "a2a", n_subs=2, seconds=5.0))
-    # every subscriber sent RTCP receiver reports (about one a second) for both its tracks
+    # every subscriber sent RTCP receiver reports (about one a second) for both its tracks,
+    # with a REMB for its video track (goog-remb negotiated) in the same compound packet
     ssrcs = {a.ssrc for sub in subs for a in sub.counters.tracks.values()}
-    rrs = [p for ok, d in reports if ok for p in RtcpPacket.parse(d)]
-    assert all(isinstance(p, RtcpRrPacket) for p in rrs) and len(rrs) >= 2 * 3, len(rrs)
+    video = {a.ssrc for sub in subs for a in sub.counters.tracks.values() if a.kind == "video"}
+    sent = [p for ok, d in reports if ok for p in RtcpPacket.parse(d)]
+    rrs = [p for p in sent if isinstance(p, RtcpRrPacket) and p.reports]
+    assert len(rrs) >= 2 * 3, len(rrs)
+    rembs = [p for p in sent if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_APP]
+    assert len(rembs) >= 2 * 3, len(rembs)
+    remb = [unpack_remb_fci(p.fci) for p in rembs]
+    assert {s for _, ss in remb for s in ss} == video
+    assert {bps for bps, _ in remb} == {RoomLayout().subscriber_bandwidth_kbps * 1000}
     blocks = [b for p in rrs for b in p.reports]
     assert {b.ssrc for b in blocks} == ssrcs
     assert all(b.packets_lost == 0 for b in blocks)
@@ -724,3 +738,127 @@ def test_data_that_cannot_be_sent_is_a_failure_at_the_sender(lk_server):  # noqa
     failed = rows.of("data_e2e_ms", "dsnd", ok=False)
     assert len(failed) >= 4 and all("send failed: data channel" in r.detail for r in failed)
     assert not rows.of("data_e2e_ms", "drcv", ok=False)  # no gap: nothing was numbered
+
+
+def _video_receiver(sub):  # type: ignore[no-untyped-def]
+    for transceiver in sub.sub_pc.getTransceivers():
+        track = transceiver.receiver.track
+        if track is not None and track.kind == "video":
+            return transceiver.receiver, sub.counters.tracks[track.id]
+    raise AssertionError("no video track received")
+
+
+def test_server_retransmits_on_a_subscribers_nack(lk_server, monkeypatch):  # noqa: F811
+    """A video packet dropped on the receive side (never counted) is NACKed at once
+    (generic NACK with its sequence number: negotiated in the server's offer), and the
+    server's retransmission (RTX) arrives and fills the gap; nothing else is missing."""
+    from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket, RtcpRtpfbPacket
+
+    from lkload.participants.aiortc import interop
+
+    layout = RoomLayout(audio=False, video=True, data=False)
+    sent: list[bytes] = []
+    send_rtcp = interop.send_rtcp
+
+    def capture(dtls, data):  # type: ignore[no-untyped-def]
+        sent.append(data)
+        return send_rtcp(dtls, data)
+
+    monkeypatch.setattr(interop, "send_rtcp", capture)
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "nk-pub", "nk", publisher=True, layout=layout)
+        )
+        sub = AiortcParticipant(
+            make_ctx(lk_server, rows, "nk-sub", "nk", publisher=False, layout=layout)
+        )
+        await pub.join()
+        await sub.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, sub)]
+        assert await wait_until(lambda: sub.counters.tracks, 5.0)
+        receiver, account = _video_receiver(sub)
+        assert await wait_until(lambda: account.packets > 30, 5.0)
+        assert (account.nack, account.pli, account.remb) == (True, True, True)
+        count = receiver._lkload_fast_rtp  # the fast path's handler for this receiver
+        dropped: list[int] = []
+
+        def drop_one(ssrc, seq, ts, size, arrival):  # type: ignore[no-untyped-def]
+            if not dropped:
+                dropped.append(seq)
+                return  # lost on the way: never counted
+            count(ssrc, seq, ts, size, arrival)
+
+        receiver._lkload_fast_rtp = drop_one
+        assert await wait_until(lambda: account.recovered >= 1, 5.0), account
+        await asyncio.sleep(0.5)
+        for p in (sub, pub):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return account, dropped
+
+    account, dropped = asyncio.run(scenario())
+    nacks = [
+        p
+        for d in sent
+        for p in RtcpPacket.parse(d)
+        if isinstance(p, RtcpRtpfbPacket) and p.fmt == RTCP_RTPFB_NACK
+    ]
+    assert nacks and all(p.media_ssrc == account.ssrc for p in nacks)
+    assert dropped[0] in nacks[0].lost
+    assert {s for p in nacks for s in p.lost} == {dropped[0]}  # nothing else was missing
+    assert account.rtx_received >= 1 and account.recovered == 1
+    assert account.unrecovered == 0 and not account.missing
+
+
+def test_publisher_answers_a_forwarded_pli_with_its_next_keyframe(lk_server):  # noqa: F811
+    """A subscriber's PLI (one at subscribe, then one asked for mid-stream) is forwarded by
+    the server to the publisher, whose pre-encoded loop jumps to its next keyframe: the
+    frame it sends after the request is a keyframe, before the loop would have reached it."""
+    layout = RoomLayout(audio=False, video=True, data=False)
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "pli-pub", "pli", publisher=True, layout=layout)
+        )
+        sub = AiortcParticipant(
+            make_ctx(lk_server, rows, "pli-sub", "pli", publisher=False, layout=layout)
+        )
+        await pub.join()
+        await sub.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, sub)]
+        assert await wait_until(lambda: sub.counters.tracks, 5.0)
+        _, account = _video_receiver(sub)
+        assert await wait_until(lambda: account.plis_sent >= 1, 5.0)  # on subscribe
+        (transceiver,) = pub.pub_pc.getTransceivers()
+        frames = transceiver.sender._lkload_frames
+        n = len(frames.sample.payloads)
+        log: list[tuple[bool, int]] = []  # (a keyframe was asked for, index sent)
+        original = frames.next
+
+        def next_frame():  # type: ignore[no-untyped-def]
+            wanted = frames._keyframe_wanted
+            out = original()
+            log.append((wanted, (frames._i - 1) % n))
+            return out
+
+        frames.next = next_frame
+        await asyncio.sleep(1.5)  # past the server's PLI throttle for the first one
+        before, plis = frames.keyframe_requests, account.plis_sent
+        account.keyframe_wanted = True
+        sub._feedback_soon()
+        assert await wait_until(lambda: frames.keyframe_requests > before, 5.0)
+        await asyncio.sleep(0.3)
+        for p in (sub, pub):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return frames, log, account.plis_sent - plis
+
+    frames, log, plis = asyncio.run(scenario())
+    assert plis == 1
+    answered = [i for wanted, i in log if wanted]
+    assert answered, log
+    assert all(frames.sample.keyframes[i] for i in answered)
+    assert frames.keyframes_sent >= 1  # at least one was a jump, not the loop's own keyframe

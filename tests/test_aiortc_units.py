@@ -251,3 +251,95 @@ def test_restricted_context_is_inherited_by_tasks() -> None:
         return await inner, ice.host_addresses()
 
     assert asyncio.run(main()) == (("127.0.0.1",), None)
+
+
+def _sample(keyframes: tuple[bool, ...], n: int = 0):  # type: ignore[no-untyped-def]
+    from lkload.participants.aiortc.packetize import PacketizedSample
+
+    n = n or len(keyframes)
+    return PacketizedSample(
+        codec="h264",
+        payloads=tuple((bytes([i]),) for i in range(n)),
+        timestamps=tuple(i * 6000 for i in range(n)),
+        due_s=tuple(i / 15 for i in range(n)),
+        lap_ticks=n * 6000,
+        lap_s=n / 15,
+        keyframes=keyframes,
+    )
+
+
+def test_frame_source_jumps_to_the_next_keyframe_and_keeps_the_timeline() -> None:
+    from lkload.participants.aiortc.packetize import FrameSource
+
+    # keyframes at 0 and 5 in a lap of 8 frames
+    frames = FrameSource(_sample((True, False, False, False, False, True, False, False)))
+    sent = [frames.next() for _ in range(2)]  # frames 0, 1
+    frames.request_keyframe()
+    sent += [frames.next() for _ in range(4)]  # 5 (jumped), 6, 7, then 0 of lap 1
+    assert [p[0][0] for p, _, _ in sent] == [0, 1, 5, 6, 7, 0]
+    # RTP time and due time go on one frame at a time, as if nothing was skipped
+    assert [ts for _, ts, _ in sent] == [i * 6000 for i in range(6)]
+    assert [round(d * 15, 6) for _, _, d in sent] == list(range(6))
+    assert (frames.keyframe_requests, frames.keyframes_sent) == (1, 1)
+    # past the end of a lap: the next keyframe is frame 0 of the next lap
+    frames.request_keyframe()  # next would be frame 1
+    ((p,), ts, due) = frames.next()
+    assert p[0] == 5 and ts == 6 * 6000  # from 1 the next keyframe is 5 of the same lap
+    frames.next(), frames.next()  # 6, 7
+    frames.request_keyframe()  # at frame 0 of lap 2: a keyframe already, no jump
+    ((p,), ts, _) = frames.next()
+    assert p[0] == 0 and ts == 9 * 6000 and frames.keyframes_sent == 2
+    # audio (no keyframes): a request is counted and changes nothing
+    audio = FrameSource(_sample((), n=4))
+    audio.request_keyframe()
+    assert [audio.next()[1] for _ in range(2)] == [0, 6000] and audio.keyframes_sent == 0
+
+
+def test_track_account_nacks_gaps_retries_and_gives_up_with_a_pli() -> None:
+    from lkload.participants.aiortc import subscriber as sb
+
+    calls: list[int] = []
+    acc = TrackAccount("TR_v", "video", 90_000, nack=True, pli=True)
+    acc.on_feedback = lambda: calls.append(1)
+    t = 1000.0
+    acc.on_rtp_fields(1, 65534, 0, 100, t)  # first packet: a keyframe is wanted
+    assert acc.keyframe_wanted and calls == [1]
+    assert acc.feedback_due(t) == ([], True)
+    acc.on_rtp_fields(1, 65535, 0, 100, t)
+    acc.on_rtp_fields(1, 2, 0, 100, t)  # 0 and 1 missing, across the wrap
+    assert sorted(acc.missing) == [65536, 65537] and len(calls) == 2
+    assert acc.feedback_due(t) == ([0, 1], False)
+    assert acc.feedback_due(t + 0.05) == ([], False)  # not before the retry interval
+    acc.on_rtp_fields(1, 0, 0, 100, t + 0.06)  # late (reordered): fills its gap
+    acc.on_rtx(99, 1, t + 0.07)  # retransmission of 1
+    assert not acc.missing and (acc.recovered, acc.rtx_received) == (1, 1)
+    acc.on_rtx(99, 1, t + 0.08)  # a duplicate retransmission repairs nothing
+    assert (acc.recovered, acc.rtx_received) == (1, 2)
+    # a packet never repaired: NACKed NACK_MAX_TRIES times, then given up -> PLI
+    acc.on_rtp_fields(1, 4, 0, 100, t + 1)  # 3 missing
+    nacked = 0
+    now = t + 1
+    for _ in range(sb.NACK_MAX_TRIES + 1):
+        nacks, pli = acc.feedback_due(now)
+        nacked += len(nacks)
+        now += sb.NACK_RETRY_S
+    assert nacked == sb.NACK_MAX_TRIES and pli and acc.unrecovered == 1 and not acc.missing
+    # a gap too large to NACK: cleared at once, keyframe wanted
+    acc.on_rtp_fields(1, 4 + sb.NACK_MAX_MISSING + 2, 0, 100, now)
+    assert not acc.missing and acc.keyframe_wanted
+    assert acc.unrecovered == 1 + sb.NACK_MAX_MISSING + 1
+    # PLIs are throttled: at most one per PLI_MIN_INTERVAL_S, the request waits
+    later = now + sb.PLI_MIN_INTERVAL_S
+    assert acc.feedback_due(later)[1] is True
+    acc.keyframe_wanted = True
+    assert acc.feedback_due(later + 0.1)[1] is False and acc.keyframe_wanted
+    assert acc.feedback_due(later + sb.PLI_MIN_INTERVAL_S)[1] is True
+
+
+def test_track_account_without_nack_negotiated_sends_nothing() -> None:
+    acc = TrackAccount("TR_a", "audio", 48_000)  # audio: no nack, no pli in the answer
+    acc.on_feedback = lambda: pytest.fail("no feedback without negotiation")
+    acc.on_rtp_fields(1, 10, 0, 100, 1.0)
+    acc.on_rtp_fields(1, 13, 960, 100, 1.02)
+    assert not acc.missing and not acc.keyframe_wanted
+    assert acc.feedback_due(2.0) == ([], False)

@@ -54,6 +54,9 @@ class RoomLayout(Strict):
     video_fps: Annotated[int, Field(gt=0, le=60)] = 15
     audio_bitrate_kbps: Annotated[int, Field(ge=6, le=510)] = 32
     video_bitrate_kbps: Annotated[int, Field(ge=50, le=20_000)] = 300
+    # The receive bandwidth aiortc subscribers report to the server (REMB, once a second),
+    # as a client on a link this fast whose estimator has converged.
+    subscriber_bandwidth_kbps: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
     # Subscribers decode what they receive (aiortc engine; costs CPU, proves media decodes).
     decode_media: bool = False
     # Engine per participant group; unset = the scenario's `engine`.

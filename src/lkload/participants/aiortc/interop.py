@@ -14,7 +14,10 @@ internal it relies on changes.
    tap replaces, on one receiver instance, `receive` (register with the DTLS transport's
    router, start no thread), `stop`, `_handle_rtp_packet` and `_handle_rtcp_packet`
    (hand packets to lkload's accounting). With `decode=True` the original handlers still
-   run after lkload's, so frames are decoded as usual.
+   run after lkload's, so frames are decoded as usual. Retransmissions (RTX payload types,
+   known from the receive parameters) go to lkload's `on_rtx` with their original sequence
+   number, never to `on_rtp`: aiortc's router learns the RTX SSRC by payload type and
+   routes RTX to the media receiver.
 3. Fast RTP receive path (aioice + aiortc), only without decoding: aiortc hands every
    datagram from aioice's protocol to `Connection.data_received`, which queues it for the
    DTLS transport's task (one task wake-up per packet), which unprotects it, parses it into
@@ -26,8 +29,8 @@ internal it relies on changes.
    and nothing is queued ahead of it, and whose (cleartext) SSRC and payload type route, by
    aiortc's own router tables, to a tapped receiver is unprotected right there and its
    header fields (ssrc, seq, timestamp, payload size) handed to the receiver's accounting.
-   Anything else (DTLS, RTCP with the sender reports, unknown SSRCs, packets of untapped or
-   decoding receivers) takes aiortc's own path unchanged.
+   Anything else (DTLS, RTCP with the sender reports, unknown SSRCs, RTX payload types,
+   packets of untapped or decoding receivers) takes aiortc's own path unchanged.
 4. Send path (aioice): `RTCIceTransport._send` is an instance attribute bound to aioice's
    `Connection.send`, which awaits `sendto(data, 1)`, which awaits the nominated pair's
    `StunProtocol.send_data`, which calls `transport.sendto`: three coroutines per packet.
@@ -52,7 +55,8 @@ internal it relies on changes.
    4. It keeps the sender's RTCP working: it updates the counters `_run_rtcp` puts in its
    sender reports, sets the started/exited events `stop()` waits for, stops the track at the
    end, and answers NACKs from a history of the last 128 packets (RTX when negotiated), as
-   aiortc does.
+   aiortc does. A PLI/FIR (aiortc calls the instance's `_send_keyframe`) makes the loop jump
+   to its next keyframe (`FrameSource.request_keyframe`).
 7. Receive-side SRTP (pylibsrtp): `_Srtp.unprotect_fields` unprotects into a buffer made
    once and reads the header fields from it, instead of pylibsrtp's `unprotect`, which
    allocates a length cell and returns a copy per packet. Same libsrtp call, same session.
@@ -72,10 +76,11 @@ import aioice.ice
 import aiortc.clock
 import pylibsrtp
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtp import RtcpPacket, RtcpSrPacket, RtpPacket
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
@@ -89,6 +94,7 @@ __all__ = [
     "AIORTC_VERIFIED",
     "FastRtpHandler",
     "RtpHandler",
+    "RtxHandler",
     "SrHandler",
     "install_fast_clock",
     "install_fast_rtp",
@@ -132,6 +138,8 @@ SrHandler = Callable[[RtcpSrPacket, float], None]
 
 # (ssrc, sequence number, timestamp, payload bytes + 12, arrival unix seconds) -> None
 FastRtpHandler = Callable[[int, int, int, int, float], None]
+# (RTX ssrc, original sequence number, arrival unix seconds) -> None
+RtxHandler = Callable[[int, int, float], None]
 
 
 def tap_receiver(
@@ -141,31 +149,60 @@ def tap_receiver(
     *,
     decode: bool = False,
     on_rtp_fields: FastRtpHandler | None = None,
+    on_rtx: RtxHandler | None = None,
+    on_params: Callable[[RTCRtpReceiveParameters], None] | None = None,
 ) -> None:
     """Route one receiver's RTP/RTCP to lkload's accounting (see module docstring, 2).
     `on_rtp_fields` (ignored with `decode=True`) is what the fast receive path
-    (`install_fast_rtp`) calls for this receiver's packets instead of `on_rtp`."""
+    (`install_fast_rtp`) calls for this receiver's packets instead of `on_rtp`.
+    Retransmissions (RTX payload types: RFC 4588) go to `on_rtx` with their original
+    sequence number, never to `on_rtp`; `on_params` gets the negotiated receive parameters
+    (codecs with their RTCP feedback) when the receiver starts."""
     if getattr(receiver, "_lkload_tapped", False):
         return
     original_rtp = receiver._handle_rtp_packet
     original_rtcp = receiver._handle_rtcp_packet
+    original_receive = receiver.receive
     rx: Any = receiver  # instance attributes shadow the class's methods
+    rx._lkload_rtx_pts = rtx_pts = set()  # filled by receive(): the RTX payload types
+
+    def take_params(parameters: RTCRtpReceiveParameters) -> None:
+        rtx_pts.update(c.payloadType for c in parameters.codecs if is_rtx(c))
+        if on_params is not None:
+            on_params(parameters)
+
+    def rtx_packet(packet: RtpPacket) -> bool:
+        """A retransmission: handed to on_rtx (original sequence number first in it)."""
+        if packet.payload_type not in rtx_pts:
+            return False
+        if on_rtx is not None and len(packet.payload) >= 2:
+            osn = (packet.payload[0] << 8) | packet.payload[1]
+            on_rtx(packet.ssrc, osn, time.time())
+        return True
 
     if decode:
 
         async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
-            on_rtp(packet, time.time())
+            if not rtx_packet(packet):
+                on_rtp(packet, time.time())
             await original_rtp(packet, arrival_time_ms)
+
+        async def receive_decoding(parameters: RTCRtpReceiveParameters) -> None:
+            take_params(parameters)
+            await original_receive(parameters)
 
         async def handle_rtcp(packet: RtcpPacket) -> None:
             if isinstance(packet, RtcpSrPacket):
                 on_sr(packet, time.time())
             await original_rtcp(packet)
 
+        rx.receive = receive_decoding
+
     else:
 
         async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
-            on_rtp(packet, time.time())
+            if not rtx_packet(packet):
+                on_rtp(packet, time.time())
 
         async def handle_rtcp(packet: RtcpPacket) -> None:
             if isinstance(packet, RtcpSrPacket):
@@ -173,8 +210,9 @@ def tap_receiver(
 
         registered: list[bool] = []
 
-        async def receive(parameters: Any) -> None:
+        async def receive(parameters: RTCRtpReceiveParameters) -> None:
             if not registered:
+                take_params(parameters)
                 receiver.transport._register_rtp_receiver(receiver, parameters)
                 registered.append(True)
 
@@ -239,8 +277,14 @@ def install_fast_rtp(dtls: RTCDtlsTransport) -> bool:
                     m_pt, ssrc = ssrc_pt(data)
                     receiver = ssrc_table.get(ssrc)
                     handler = getattr(receiver, "_lkload_fast_rtp", None)
-                    # RtpRouter.route_rtp: a known SSRC whose receiver has the payload type
-                    if handler is not None and receiver in pt_table.get(m_pt & 0x7F, ()):
+                    pt = m_pt & 0x7F
+                    # RtpRouter.route_rtp: a known SSRC whose receiver has the payload type;
+                    # retransmissions (RTX, rare) take aiortc's path to the tap's on_rtx
+                    if (
+                        handler is not None
+                        and receiver in pt_table.get(pt, ())
+                        and pt not in receiver._lkload_rtx_pts
+                    ):
                         arrival = now()
                         n = len(data)
                         # what RTCDtlsTransport._recv_next counts for its transport stats
@@ -484,6 +528,9 @@ def install_preencoded_sender(sender: RTCRtpSender, frames: FrameSource) -> bool
 
     sender._run_rtp = run_rtp  # type: ignore[method-assign]
     sender._retransmit = retransmit  # type: ignore[method-assign]
+    # a PLI/FIR (aiortc's _handle_rtcp_packet calls _send_keyframe): the loop's next keyframe
+    sender._send_keyframe = frames.request_keyframe  # type: ignore[method-assign]
+    sender._lkload_frames = frames  # type: ignore[attr-defined]
     sender._lkload_history = history  # type: ignore[attr-defined]  (what NACKs can get)
     return True
 

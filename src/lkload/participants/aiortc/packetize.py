@@ -42,6 +42,7 @@ class PacketizedSample:
     due_s: tuple[float, ...]
     lap_ticks: int
     lap_s: float
+    keyframes: tuple[bool, ...] = ()  # per frame (video); empty: none known (audio)
 
 
 @functools.lru_cache(maxsize=32)
@@ -78,12 +79,19 @@ def packetize_sample(sample: EncodedSample) -> PacketizedSample:
         due_s=tuple(float(p * sample.time_base) for p in sample.pts),
         lap_ticks=int(lap),
         lap_s=float(sample.duration * sample.time_base),
+        keyframes=tuple(sample.keyframes) if sample.kind == "video" else (),
     )
 
 
 class FrameSource:
     """Endless frames of one publisher's track: `next()` returns (payloads, RTP timestamp
-    offset, seconds after the start when the frame is due)."""
+    offset, seconds after the start when the frame is due).
+
+    `request_keyframe()` (a PLI or FIR from the server) makes the next frame the loop's next
+    keyframe, as an encoder asked for one would send: the frames before it are skipped and
+    the timeline goes on where it was (the keyframe takes the skipped frame's timestamp and
+    due time; later frames are shifted by the same amount), so RTP time keeps following
+    wall-clock time."""
 
     def __init__(self, sample: PacketizedSample, picture_id: int | None = None) -> None:
         self.sample = sample
@@ -91,13 +99,50 @@ class FrameSource:
         self._picture_id = random.getrandbits(15) if picture_id is None else picture_id
         self._i = 0
         self._lap = 0
+        self._shift_ticks = 0  # subtracted from the sample's timeline after keyframe jumps
+        self._shift_s = 0.0
+        self._keyframe_wanted = False
+        self.keyframe_requests = 0  # PLIs/FIRs received
+        self.keyframes_sent = 0  # keyframes sent early because of one (jumps)
+
+    def request_keyframe(self) -> None:
+        """The next frame is to be a keyframe (ignored for tracks without keyframes)."""
+        self.keyframe_requests += 1
+        if self.sample.keyframes:
+            self._keyframe_wanted = True
+
+    def _jump_to_keyframe(self) -> None:
+        s = self.sample
+        self._keyframe_wanted = False
+        if s.keyframes[self._i]:
+            return  # it is one already
+        i, lap = self._i, self._lap
+        n = len(s.payloads)
+        k, k_lap = i, lap
+        for _ in range(n):
+            k += 1
+            if k == n:
+                k, k_lap = 0, k_lap + 1
+            if s.keyframes[k]:
+                break
+        else:
+            return  # no keyframe at all: nothing to jump to
+        # the keyframe is sent where frame i would have been: shift the timeline back
+        self._shift_ticks += (k_lap * s.lap_ticks + s.timestamps[k]) - (
+            lap * s.lap_ticks + s.timestamps[i]
+        )
+        self._shift_s += (k_lap * s.lap_s + s.due_s[k]) - (lap * s.lap_s + s.due_s[i])
+        self._i, self._lap = k, k_lap
+        self.keyframes_sent += 1
 
     def next(self) -> tuple[list[bytes], int, float]:
+        if self._keyframe_wanted:
+            self._jump_to_keyframe()
         s = self.sample
         i = self._i
         chunks = s.payloads[i]
-        timestamp = self._lap * s.lap_ticks + s.timestamps[i]
-        due = self._lap * s.lap_s + s.due_s[i]
+        timestamp = self._lap * s.lap_ticks + s.timestamps[i] - self._shift_ticks
+        due = self._lap * s.lap_s + s.due_s[i] - self._shift_s
         self._i = i + 1
         if self._i == len(s.payloads):
             self._i = 0

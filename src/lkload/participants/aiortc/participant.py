@@ -22,7 +22,16 @@ from typing import Any
 import av
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtp import RtcpRrPacket
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    pack_remb_fci,
+)
 from livekit.protocol import models as pm
 from livekit.protocol import rtc as pr
 
@@ -43,7 +52,7 @@ from lkload.participants.aiortc.publisher import (
     samples_for,
 )
 from lkload.participants.aiortc.signal import SignalClient, SignalClosed, SignalError
-from lkload.participants.aiortc.subscriber import TrackAccount
+from lkload.participants.aiortc.subscriber import NACK_RETRY_S, TrackAccount
 from lkload.participants.base import (
     CAPTURE_CLOCK,
     CLOCK_ATTRIBUTE,
@@ -149,6 +158,7 @@ class AiortcParticipant(Participant):
         self._ice_addresses: tuple[str, ...] | None = None
         self._ice_servers: list[RTCIceServer] = []
         self._primary_pc: RTCPeerConnection | None = None  # the PC whose transport we report
+        self._feedback_timer: asyncio.TimerHandle | None = None  # NACK/PLI sends pending
 
     # ---- Participant interface ---------------------------------------------------------
 
@@ -649,6 +659,8 @@ class AiortcParticipant(Participant):
                     account.on_sr,
                     decode=self.decode,
                     on_rtp_fields=account.on_rtp_fields,
+                    on_rtx=account.on_rtx,
+                    on_params=functools.partial(self._negotiated, account),
                 )
                 if self.decode:
                     # aiortc queues every decoded frame on the track: take them, or they pile up
@@ -661,6 +673,64 @@ class AiortcParticipant(Participant):
                     interop.install_fast_rtp(receiver.transport)
                     interop.install_fast_send(receiver.transport)
                 return
+
+    def _negotiated(self, account: TrackAccount, parameters: RTCRtpReceiveParameters) -> None:
+        """The receiver feedback the answer negotiated for this track (its first codec's
+        rtcp-fb lines). In decode mode aiortc's own receiver sends NACK, PLI and REMB."""
+        if self.decode:
+            return
+        codecs = [c for c in parameters.codecs if not c.mimeType.lower().endswith("/rtx")]
+        if not codecs:
+            return
+        fb = {(f.type, f.parameter or "") for f in codecs[0].rtcpFeedback}
+        account.nack = ("nack", "") in fb
+        account.pli = ("nack", "pli") in fb
+        account.remb = ("goog-remb", "") in fb
+        account.on_feedback = self._feedback_soon
+
+    def _feedback_soon(self) -> None:
+        """NACKs for a new gap and PLIs go out at once (next loop iteration: one datagram for
+        everything found in this batch of packets), as libwebrtc sends them."""
+        if self._feedback_timer is None and not self._ended.is_set():
+            loop = asyncio.get_running_loop()
+            self._feedback_timer = loop.call_later(0, self._send_feedback)
+
+    def _send_feedback(self) -> None:
+        """One compound RTCP packet (an empty receiver report, then the generic NACKs and
+        PLIs due); again in NACK_RETRY_S while packets are still missing or a keyframe
+        request waits for its throttle."""
+        self._feedback_timer = None
+        if self.sub_pc is None or self._ended.is_set():
+            return
+        now = time.time()
+        packets: list[bytes] = []
+        pending = False
+        for account in self.counters.tracks.values():
+            if account.ssrc is None or not (account.missing or account.keyframe_wanted):
+                continue
+            nacks, pli = account.feedback_due(now)
+            if nacks:
+                nack = RtcpRtpfbPacket(
+                    fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=account.ssrc
+                )
+                nack.lost = nacks
+                packets.append(bytes(nack))
+            if pli:
+                packets.append(
+                    bytes(
+                        RtcpPsfbPacket(
+                            fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc, media_ssrc=account.ssrc
+                        )
+                    )
+                )
+            pending = pending or bool(account.missing) or account.keyframe_wanted
+        transceivers = self.sub_pc.getTransceivers()
+        if packets and transceivers:
+            compound = bytes(RtcpRrPacket(ssrc=self._rtcp_ssrc)) + b"".join(packets)
+            interop.send_rtcp(transceivers[0].receiver.transport, compound)
+        if pending:
+            loop = asyncio.get_running_loop()
+            self._feedback_timer = loop.call_later(NACK_RETRY_S, self._send_feedback)
 
     def _first_packet(self, sid: str) -> None:
         exp = self._expected.pop(sid, None)
@@ -713,10 +783,23 @@ class AiortcParticipant(Participant):
         if not transceivers:
             return
         now = time.time()
-        blocks = [b for a in self.counters.tracks.values() if (b := a.report_block(now))]
+        accounts = self.counters.tracks.values()
+        blocks = [b for a in accounts if (b := a.report_block(now))]
         if blocks:
-            report = RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=blocks[:31])  # 5-bit count
-            interop.send_rtcp(transceivers[0].receiver.transport, bytes(report))
+            report = bytes(RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=blocks[:31]))  # 5 bits
+            # receiver-side bandwidth estimate (REMB, when negotiated: livekit-server offers
+            # goog-remb and no transport-cc to subscribers), in the same compound packet
+            remb_ssrcs = [a.ssrc for a in accounts if a.remb and a.ssrc is not None]
+            if remb_ssrcs:
+                bps = self.ctx.plan.layout.subscriber_bandwidth_kbps * 1000
+                remb = RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP,
+                    ssrc=self._rtcp_ssrc,
+                    media_ssrc=0,
+                    fci=pack_remb_fci(bps, remb_ssrcs[:255]),
+                )
+                report += bytes(remb)
+            interop.send_rtcp(transceivers[0].receiver.transport, report)
 
     def _report_stats(self) -> None:
         """Per received track: rx_kbps (judged against the nominal bitrate), loss_pct,
@@ -780,6 +863,9 @@ class AiortcParticipant(Participant):
 
     async def _release(self) -> None:
         """Close both PCs, the socket and every task; idempotent, bounded in time."""
+        if self._feedback_timer is not None:
+            self._feedback_timer.cancel()
+            self._feedback_timer = None
         for track in self.tracks:
             track.stop()
         for pc in (self.pub_pc, self.sub_pc):
