@@ -862,3 +862,46 @@ def test_publisher_answers_a_forwarded_pli_with_its_next_keyframe(lk_server):  #
     assert answered, log
     assert all(frames.sample.keyframes[i] for i in answered)
     assert frames.keyframes_sent >= 1  # at least one was a jump, not the loop's own keyframe
+
+
+def test_paused_video_is_not_forwarded_and_not_expected(lk_server):  # noqa: F811
+    """Adaptive stream: a subscriber whose video is paused (a hidden tab: rooms.
+    video_paused_share) tells the server so (UpdateTrackSettings disabled) and the server
+    forwards none of it, while its audio flows; the track is not expected (no first_track_ms
+    timeout) and writes no failure. A subscriber showing video at a size gets it."""
+    base = {"audio": True, "video": True, "data": False}
+    paused = RoomLayout(**base, video_paused_share=1.0)
+    shown = RoomLayout(**base, video_view_width=320, video_view_height=180)
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "as-pub", "as", publisher=True, layout=RoomLayout(**base))
+        )
+        hidden = AiortcParticipant(
+            make_ctx(lk_server, rows, "as-hidden", "as", publisher=False, layout=paused)
+        )
+        viewer = AiortcParticipant(
+            make_ctx(lk_server, rows, "as-viewer", "as", publisher=False, layout=shown)
+        )
+        await pub.join()
+        await hidden.join()
+        await viewer.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, hidden, viewer)]
+        await asyncio.sleep(4.0)
+        for p in (viewer, hidden, pub):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return rows, hidden, viewer
+
+    rows, hidden, viewer = asyncio.run(scenario())
+
+    def packets(p, kind):  # type: ignore[no-untyped-def]
+        return sum(a.packets for a in p.counters.tracks.values() if a.kind == kind)
+
+    assert packets(hidden, "audio") > 3 * 50 * 0.8
+    assert packets(hidden, "video") <= 5, packets(hidden, "video")  # a keyframe's worth at most
+    assert packets(viewer, "video") > 3 * 30
+    assert len(rows.of("first_track_ms", "as-hidden", ok=True)) == 1  # audio only
+    assert len(rows.of("first_track_ms", "as-viewer", ok=True)) == 2
+    assert not [r for r in rows.rows if not r.ok], [r for r in rows.rows if not r.ok]

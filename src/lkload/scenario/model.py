@@ -57,6 +57,14 @@ class RoomLayout(Strict):
     # The receive bandwidth aiortc subscribers report to the server (REMB, once a second),
     # as a client on a link this fast whose estimator has converged.
     subscriber_bandwidth_kbps: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
+    # Adaptive stream, as LiveKit's SDKs do (aiortc subscribers): the size at which each
+    # subscriber shows remote video (UpdateTrackSettings width/height: the server forwards the
+    # simulcast layer that fits), and the share of subscribers whose video is paused, as a
+    # hidden tab's (UpdateTrackSettings disabled: the server forwards none of it). Which
+    # subscribers pause is a stable hash of their identity.
+    video_view_width: Annotated[int, Field(gt=0, le=3840)] | None = None
+    video_view_height: Annotated[int, Field(gt=0, le=2160)] | None = None
+    video_paused_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     # Subscribers decode what they receive (aiortc engine; costs CPU, proves media decodes).
     decode_media: bool = False
     # Engine per participant group; unset = the scenario's `engine`.
@@ -72,6 +80,8 @@ class RoomLayout(Strict):
             )
         if self.publishers_per_room > 0 and not (self.audio or self.video):
             raise ValueError("publishers need a track: set audio or video to true")
+        if (self.video_view_width is None) != (self.video_view_height is None):
+            raise ValueError("set both video_view_width and video_view_height, or neither")
         return self
 
 
@@ -176,6 +186,16 @@ class Scenario(Strict):
                 raise ValueError(
                     f"tiers must grow: tier {i + 1} has size {sizes[i]} after {sizes[i - 1]}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _adaptive_stream_needs_aiortc(self) -> Scenario:
+        r = self.rooms
+        if (r.video_paused_share or r.video_view_width) and self.engine_of(False) != "aiortc":
+            raise ValueError(
+                "rooms.video_paused_share and rooms.video_view_width/height are sent by aiortc "
+                "subscribers only: set rooms.subscriber_engine: aiortc or drop them"
+            )
         return self
 
     def engine_of(self, publisher: bool) -> str:

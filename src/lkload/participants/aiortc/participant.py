@@ -14,6 +14,7 @@ import functools
 import logging
 import random
 import time
+import zlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
@@ -100,6 +101,7 @@ class RemoteTrack:
     publisher: str  # participant sid
     muted: bool = False  # the publisher muted it: silence is no stall, its rate not judged
     muted_in_interval: bool = False
+    paused: bool = False  # we paused it (a hidden tab): not expected, not judged, no stalls
 
 
 @dataclass(slots=True)
@@ -159,6 +161,10 @@ class AiortcParticipant(Participant):
         self._ice_servers: list[RTCIceServer] = []
         self._primary_pc: RTCPeerConnection | None = None  # the PC whose transport we report
         self._feedback_timer: asyncio.TimerHandle | None = None  # NACK/PLI sends pending
+        layout = ctx.plan.layout
+        self._adaptive_stream = bool(layout.video_view_width or layout.video_paused_share)
+        self._video_paused = _stable_share(ctx.plan.identity) < layout.video_paused_share
+        self._settings_pending: list[str] = []  # video track sids to send settings for
 
     # ---- Participant interface ---------------------------------------------------------
 
@@ -207,6 +213,7 @@ class AiortcParticipant(Participant):
         self.state = State.JOINED
         for exp in self._expected.values():  # announced while joining: expected from now
             exp.announced = max(exp.announced, self._joined_at)
+        await self._send_track_settings()
         plan = self.ctx.plan
         if self.pub_pc is None and (plan.publisher or plan.layout.data):
             try:
@@ -506,6 +513,7 @@ class AiortcParticipant(Participant):
             elif which == "update":
                 for info in resp.update.participants:
                     self._on_participant(info)
+                await self._send_track_settings()
             elif which == "leave":
                 action = pr.LeaveRequest.Action.Name(resp.leave.action)
                 reason = pm.DisconnectReason.Name(resp.leave.reason)
@@ -587,8 +595,13 @@ class AiortcParticipant(Participant):
             if remote is None:
                 remote = RemoteTrack(TrackRef(info.identity, ti.sid), info.sid)
                 self._remote[ti.sid] = remote
+                if ti.type == pm.TrackType.VIDEO and self._adaptive_stream:
+                    remote.paused = self._video_paused
+                    self._settings_pending.append(ti.sid)
             if ti.muted != remote.muted:
                 self._set_muted(ti.sid, remote, ti.muted)
+            if remote.paused:
+                continue  # nothing will come: no first_track_ms to expect
             if ti.sid not in self._expected and ti.sid not in self._done_tracks:
                 self._expected[ti.sid] = ExpectedTrack(ti.sid, info.sid, max(now, self._joined_at))
         # withdrawn: the publisher left or unpublished before we received the track
@@ -601,6 +614,26 @@ class AiortcParticipant(Participant):
                 self._drop_track(sid, time.time())
         if gone:
             self._peer_attrs.pop(info.sid, None)
+
+    async def _send_track_settings(self) -> None:
+        """Adaptive stream (scenario rooms.video_view_*, video_paused_share): one
+        UpdateTrackSettings for the video tracks seen since the last call, as LiveKit's
+        SDKs send when a track is attached to an element of that size, or paused when the
+        element is hidden. Only once joined (the server needs the subscription)."""
+        if not self._settings_pending or self.state is not State.JOINED:
+            return
+        sids, self._settings_pending = self._settings_pending, []
+        layout = self.ctx.plan.layout
+        if self._video_paused:
+            settings = pr.UpdateTrackSettings(track_sids=sids, disabled=True)
+        else:
+            settings = pr.UpdateTrackSettings(
+                track_sids=sids,
+                disabled=False,
+                width=layout.video_view_width or 0,
+                height=layout.video_view_height or 0,
+            )
+        await self.signal.send(pr.SignalRequest(track_setting=settings))
 
     def _set_muted(self, sid: str, remote: RemoteTrack, muted: bool) -> None:
         """A muted track is silent on purpose: a stall going on ends at the mute (written
@@ -621,7 +654,7 @@ class AiortcParticipant(Participant):
         if account is None or remote is None:
             return
         account.on_first = None
-        self._write_stalls(account, remote.ref, None if remote.muted else now)
+        self._write_stalls(account, remote.ref, None if remote.muted or remote.paused else now)
 
     def _write_stalls(self, account: TrackAccount, ref: TrackRef, now: float | None) -> None:
         """Stalls that ended, and with `now` the one going on (its duration so far)."""
@@ -818,7 +851,11 @@ class AiortcParticipant(Participant):
             attrs = self._attrs_of(sid)
             first = account.first_packet_at or now
             remote = self._remote[sid]
-            judged = mediacheck.judged(attrs, now - first) and not remote.muted_in_interval
+            judged = (
+                mediacheck.judged(attrs, now - first)
+                and not remote.muted_in_interval
+                and not remote.paused
+            )
             remote.muted_in_interval = remote.muted
             mediacheck.rx_row(self.ctx, st.rx_kbps, account.kind, ref, judged)
             if st.loss_pct is not None:
@@ -856,7 +893,9 @@ class AiortcParticipant(Participant):
         for sid, account in self.counters.tracks.items():
             remote = self._remote.get(sid)
             if remote is not None:
-                self._write_stalls(account, remote.ref, None if remote.muted else now)
+                self._write_stalls(
+                    account, remote.ref, None if remote.muted or remote.paused else now
+                )
         self._write_lost(self._seqs.drain())
 
     # ---- release ------------------------------------------------------------------------
@@ -880,6 +919,11 @@ class AiortcParticipant(Participant):
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
+
+
+def _stable_share(identity: str) -> float:
+    """A participant's place in [0, 1), stable across runs and processes (scenario shares)."""
+    return zlib.crc32(identity.encode()) / 2**32
 
 
 async def _count_decoded(track: MediaStreamTrack, account: TrackAccount) -> None:
