@@ -905,3 +905,104 @@ def test_paused_video_is_not_forwarded_and_not_expected(lk_server):  # noqa: F81
     assert len(rows.of("first_track_ms", "as-hidden", ok=True)) == 1  # audio only
     assert len(rows.of("first_track_ms", "as-viewer", ok=True)) == 2
     assert not [r for r in rows.rows if not r.ok], [r for r in rows.rows if not r.ok]
+
+
+def test_simulcast_layers_reach_subscribers_by_view_size(lk_server):  # noqa: F811
+    """An aiortc publisher sends three rid layers (q, h, f); the server forwards each
+    subscriber the layer that fits the size it shows video at (UpdateTrackSettings), seen
+    in the keyframes it receives and written as the rx_kbps rows' detail."""
+    media = {"audio": False, "video": True, "data": False, "simulcast": True}
+    full = {"video_width": 640, "video_height": 360, "video_bitrate_kbps": 600}
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(
+                lk_server, rows, "sc-pub", "sc", publisher=True, layout=RoomLayout(**media, **full)
+            )
+        )
+        subs = [
+            AiortcParticipant(
+                make_ctx(
+                    lk_server, rows, f"sc-{w}", "sc", publisher=False,
+                    layout=RoomLayout(**media, **full, video_view_width=w, video_view_height=h),
+                )
+            )
+            for w, h in ((160, 90), (320, 180), (640, 360))
+        ]  # fmt: skip
+        await pub.join()
+        for s in subs:
+            await s.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, *subs)]
+        await asyncio.sleep(5.0)
+        for p in (*subs, pub):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return rows, pub, subs
+
+    rows, pub, subs = asyncio.run(scenario())
+    sizes = {}
+    for sub in subs:
+        (account,) = sub.counters.tracks.values()
+        sizes[sub.ctx.plan.identity] = account.frame_size
+        details = {r.detail for r in rows.of("rx_kbps", sub.ctx.plan.identity, ok=True)}
+        w, h = account.frame_size
+        assert f"layer {w}x{h}" in details, details
+    assert sizes == {"sc-160": (160, 90), "sc-320": (320, 180), "sc-640": (640, 360)}
+    kbps = {i: max(rows.values("rx_kbps", i)) for i in sizes}
+    assert kbps["sc-160"] < kbps["sc-320"] < kbps["sc-640"], kbps
+    assert not [r for r in rows.rows if not r.ok], [r for r in rows.rows if not r.ok]
+
+
+def test_speakers_in_talk_spurts_drive_the_servers_active_speakers(lk_server):  # noqa: F811
+    """Audio carries its RFC 6464 level on every packet: a publisher speaking all the time is
+    among the server's active speakers (speakers_changed to the others), a silent one
+    (speaking_share 0: Opus DTX, one packet per 400 ms) never is, and its DTX packets keep
+    the track alive (no stall, no failure)."""
+    from livekit.protocol import rtc as pr
+
+    talks = RoomLayout(audio=True, video=False, data=False)  # speaking_share 1: always
+    silent = RoomLayout(audio=True, video=False, data=False, speaking_share=0.0)
+    listens = RoomLayout(audio=True, video=False, data=False, speaking_share=0.5)
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        rows = Rows()
+        a = AiortcParticipant(make_ctx(lk_server, rows, "sp-a", "sp", publisher=True, layout=talks))
+        b = AiortcParticipant(
+            make_ctx(lk_server, rows, "sp-b", "sp", publisher=True, layout=silent)
+        )
+        sub = AiortcParticipant(
+            make_ctx(lk_server, rows, "sp-sub", "sp", publisher=False, layout=listens)
+        )
+        speakers: list[tuple[str, float, bool]] = []
+        original = sub._on_signal
+
+        async def on_signal(resp: pr.SignalResponse) -> None:
+            if resp.WhichOneof("message") == "speakers_changed":
+                speakers.extend((s.sid, s.level, s.active) for s in resp.speakers_changed.speakers)
+            await original(resp)
+
+        sub._on_signal = on_signal  # type: ignore[method-assign]
+        await a.join()
+        await b.join()
+        await sub.join()
+        tasks = [asyncio.create_task(p.run()) for p in (a, b, sub)]
+        await asyncio.sleep(5.0)
+        sids = {p.ctx.plan.identity: p.local_sid for p in (a, b)}
+        frames = {
+            p.ctx.plan.identity: p.pub_pc.getTransceivers()[0].sender._lkload_frames for p in (a, b)
+        }
+        for p in (sub, b, a):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return rows, sub, speakers, sids, frames
+
+    rows, sub, speakers, sids, frames = asyncio.run(scenario())
+    active = {sid for sid, level, on in speakers if on and level > 0}
+    assert sids["sp-a"] in active, speakers
+    assert sids["sp-b"] not in active, speakers
+    assert frames["sp-b"].dtx_frames >= 5 * 2 and frames["sp-b"].speaking_frames == 0
+    by_publisher = {r.track.publisher: r.track.track for r in rows.of("first_track_ms", "sp-sub")}
+    packets = {who: sub.counters.tracks[sid].packets for who, sid in by_publisher.items()}
+    assert packets["sp-a"] > 4 * 50 * 0.8 and 5 <= packets["sp-b"] <= 5 * 3 + 2, packets
+    assert not [r for r in rows.rows if not r.ok], [r for r in rows.rows if not r.ok]

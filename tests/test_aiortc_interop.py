@@ -406,6 +406,29 @@ def test_feedback_internals_pli_and_rtx_rely_on() -> None:
     assert not is_rtx(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96))
 
 
+def test_simulcast_internals_the_layers_rely_on() -> None:
+    """Extra simulcast layers: their RTCP feedback is routed by media SSRC to a sender
+    registered for it, and the rid is written through a copy of the sender's private
+    extension-id table (aiortc never negotiates rtp-stream-id)."""
+    from aiortc.rtcdtlstransport import RtpRouter
+    from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtcpPsfbPacket, RtpPacket
+
+    ext_map = HeaderExtensionsMap()
+    assert isinstance(ext_map._HeaderExtensionsMap__ids, HeaderExtensions)  # type: ignore[attr-defined]
+    with_rid = interop._with_rid(ext_map, 10)
+    probe = RtpPacket(payload_type=96, ssrc=1)
+    probe.extensions.rtp_stream_id = "h"
+    data = probe.serialize(with_rid)
+    assert RtpPacket.parse(data, with_rid).extensions.rtp_stream_id == "h"
+    assert ext_map._HeaderExtensionsMap__ids.rtp_stream_id is None  # type: ignore[attr-defined]
+    router = RtpRouter()
+    sender = object()
+    router.register_sender(sender, 77)  # type: ignore[arg-type]
+    assert router.route_rtcp(RtcpPsfbPacket(fmt=1, ssrc=5, media_ssrc=77)) == {sender}
+    src = inspect.getsource(RTCDtlsTransport._handle_rtcp_data)
+    assert "self._rtp_router.route_rtcp(packet)" in src and "_handle_rtcp_packet(packet)" in src
+
+
 def test_in_place_srtp_matches_pylibsrtp() -> None:
     """The sender loop protects in a buffer of its own with the session's libsrtp context;
     the result is what pylibsrtp's protect gives for the same key and packet."""

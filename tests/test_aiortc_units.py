@@ -343,3 +343,109 @@ def test_track_account_without_nack_negotiated_sends_nothing() -> None:
     acc.on_rtp_fields(1, 13, 960, 100, 1.02)
     assert not acc.missing and not acc.keyframe_wanted
     assert acc.feedback_due(2.0) == ([], False)
+
+
+def test_simulcast_offer_adds_rids_and_drops_ssrcs_of_one_section() -> None:
+    from lkload.participants.aiortc.join import RID_EXT_ID, RID_URI, simulcast_offer
+
+    sdp = (
+        "v=0\r\na=group:BUNDLE 0 1\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=ssrc:1 cname:x\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 97\r\na=mid:1\r\na=msid:s t\r\n"
+        "a=ssrc-group:FID 2 3\r\na=ssrc:2 cname:x\r\na=ssrc:3 cname:x\r\na=rtpmap:97 VP8/90000\r\n"
+    )
+    out = simulcast_offer(sdp, "1", ("q", "h", "f"))
+    audio, video = out.split("m=video")
+    assert audio == sdp.split("m=video")[0]  # other sections untouched
+    lines = ("m=video" + video).split("\r\n")
+    assert not [x for x in lines if x.startswith("a=ssrc")]
+    assert f"a=extmap:{RID_EXT_ID} {RID_URI}" in lines
+    assert lines[-5:-1] == [
+        "a=rid:q send",
+        "a=rid:h send",
+        "a=rid:f send",
+        "a=simulcast:send q;h;f",
+    ]
+    assert out.endswith("\r\n") and "a=rtpmap:97 VP8/90000" in lines
+
+
+def test_vp8_keyframe_size_reads_the_layer_from_real_payloads() -> None:
+    from lkload.media import SampleSpec
+    from lkload.participants.aiortc.packetize import FrameSource, packetize
+    from lkload.participants.aiortc.subscriber import vp8_keyframe_size
+
+    spec = SampleSpec("vp8", 100, width=160, height=90, duration_s=1.0)
+    frames = FrameSource(packetize(spec))
+    sizes = []
+    for _ in range(len(frames.sample.payloads)):
+        payloads, _, _ = frames.next()
+        first = payloads[0]
+        sizes.append(vp8_keyframe_size(first, 0, len(first)))
+        if len(payloads) > 1:  # a continuation packet never starts a frame
+            assert vp8_keyframe_size(payloads[1], 0, len(payloads[1])) is None
+    keyed = [s for s, k in zip(sizes, frames.sample.keyframes, strict=True) if k]
+    assert keyed and all(s == (160, 90) for s in keyed)
+    assert all(s is None for s, k in zip(sizes, frames.sample.keyframes, strict=True) if not k)
+    assert vp8_keyframe_size(memoryview(b"\x90\x80\x80\x01" + bytes(12)), 0, 16) is None
+
+
+def test_simulcast_layers_sizes_and_bitrates() -> None:
+    from lkload.media import SampleSpec
+    from lkload.participants.aiortc.publisher import simulcast_layers
+
+    q, h, f = simulcast_layers(SampleSpec("vp8", 1700, width=1280, height=720))
+    assert [(s.width, s.height) for s in (q, h, f)] == [(320, 180), (640, 360), (1280, 720)]
+    assert [s.bitrate_kbps for s in (q, h, f)] == [170, 442, 1700]
+
+
+def test_talk_spurts_speak_a_share_of_the_time_and_send_dtx_in_silence() -> None:
+    from lkload.media import SampleSpec
+    from lkload.participants.aiortc.packetize import (
+        DTX_INTERVAL_S,
+        SILENCE_LEVEL,
+        FrameSource,
+        Talk,
+        packetize,
+    )
+
+    sample = packetize(SampleSpec("opus", 32))
+    silent = FrameSource(sample, talk=Talk(0.0, 1.0))
+    sent = [silent.next() for _ in range(10)]
+    # one TOC-only packet per 400 ms, RTP time following the skipped frames
+    assert all(len(p) == 1 and len(p[0]) == 1 for p, _, _ in sent)
+    assert [round(d, 3) for _, _, d in sent] == [round(i * DTX_INTERVAL_S, 3) for i in range(10)]
+    assert [ts for _, ts, _ in sent] == [i * 19200 for i in range(10)]
+    assert silent.level == SILENCE_LEVEL and silent.speaking_frames == 0
+    talker = FrameSource(sample, talk=Talk(1.0))
+    payloads, _, _ = talker.next()
+    assert len(payloads[0]) > 20 and talker.level & 0x80  # speech: V bit set
+    # half the spurts: the share of time spoken over 200 spurts of 1 s is about a half
+    half = FrameSource(sample, talk=Talk(0.5, 1.0))
+    spoken = sum(half.speaking(s + 0.5) for s in range(200)) / 200
+    assert 0.35 < spoken < 0.65, spoken
+    assert half.speaking(3.2) == half.speaking(3.9)  # stable within a spurt
+
+
+def test_audio_level_offset_in_the_header_template() -> None:
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    from lkload.participants.aiortc import interop
+
+    ext_map = HeaderExtensionsMap()
+    assert interop._level_offset(ext_map, 111, 5, "0") == -1  # not negotiated
+    ext_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+                RTCRtpHeaderExtensionParameters(
+                    id=2, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+                ),
+            ]
+        )
+    )
+    at = interop._level_offset(ext_map, 111, 5, "0")
+    header, _ = interop._header_template(ext_map, 111, 5, "0", audio_level=(True, 127))
+    data = bytearray(header + b"x")
+    data[at] = 0x80 | 42
+    assert RtpPacket.parse(bytes(data), ext_map).extensions.audio_level == (True, 42)

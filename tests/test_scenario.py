@@ -79,6 +79,21 @@ def test_targets_default_to_design_and_override_per_metric() -> None:
         ({**BASE, "rooms": {"video_paused_share": 1.5}}, "rooms.video_paused_share:"),
         ({**BASE, "rooms": {"subscriber_bandwidth_kbps": 10}}, "rooms.subscriber_bandwidth_kbps:"),
         ({**BASE, "rooms": {"video_paused": 0.3}}, "rooms.video_paused:"),
+        (
+            {**BASE, "rooms": {"speaking_share": 0.2}},
+            "rooms.speaking_share is played by aiortc publishers only",
+        ),
+        (
+            {
+                **BASE,
+                "engine": "aiortc",
+                "stall_threshold_s": 0.3,
+                "rooms": {"speaking_share": 0.2},
+            },
+            "stall_threshold_s must exceed 0.4 s",
+        ),
+        ({**BASE, "rooms": {"talk_spurt_s": 0.1}}, "rooms.talk_spurt_s:"),
+        ({**BASE, "rooms": {"simulcast": "yes please"}}, "rooms.simulcast:"),
     ],
 )
 def test_one_line_errors(raw, expected) -> None:

@@ -32,6 +32,7 @@ from lkload.report.rates import (
     connected_check,
     coverage_text,
     judged_here,
+    layers_text,
     teardown_text,
     worst_kind,
 )
@@ -315,6 +316,8 @@ def render_summary(console: Console, a: Analysis) -> None:
     for tr in a.tiers:
         if tr.stats.coverage is not None and tr.stats.coverage.tracks:
             console.print(Text(f"Tier {tr.tier}: {coverage_text(tr.stats)}"))
+        if tr.stats.layers:
+            console.print(Text(f"Tier {tr.tier}: {layers_text(tr.stats)}"))
     console.print(Text(f"Teardown: {teardown_text(a)}"))
     for line in failure_lines(a):
         console.print(Text(line, style="red"))

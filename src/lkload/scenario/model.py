@@ -54,6 +54,17 @@ class RoomLayout(Strict):
     video_fps: Annotated[int, Field(gt=0, le=60)] = 15
     audio_bitrate_kbps: Annotated[int, Field(ge=6, le=510)] = 32
     video_bitrate_kbps: Annotated[int, Field(ge=50, le=20_000)] = 300
+    # Speakers: the share of audio publishers speaking at any moment (aiortc publishers: time
+    # is cut into talk spurts of talk_spurt_s, in each a publisher speaks with this
+    # probability; silence is Opus DTX, one packet per 400 ms). Every packet carries its
+    # audio level (RFC 6464), so the server's active-speaker work happens as in a meeting.
+    # 1 = everyone talks all the time.
+    speaking_share: Annotated[float, Field(ge=0, le=1)] = 1.0
+    talk_spurt_s: Annotated[float, Field(ge=0.5, le=60)] = 3.0
+    # Video publishers send three simulcast layers (rids q, h, f: a quarter, half and the
+    # full video_width x video_height, at 0.1, 0.26 and 1 x video_bitrate_kbps), as
+    # LiveKit's SDKs do by default; the server forwards each subscriber the layer that fits.
+    simulcast: bool = False
     # The receive bandwidth aiortc subscribers report to the server (REMB, once a second),
     # as a client on a link this fast whose estimator has converged.
     subscriber_bandwidth_kbps: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
@@ -195,6 +206,20 @@ class Scenario(Strict):
             raise ValueError(
                 "rooms.video_paused_share and rooms.video_view_width/height are sent by aiortc "
                 "subscribers only: set rooms.subscriber_engine: aiortc or drop them"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _talk_spurts_need_aiortc(self) -> Scenario:
+        if self.rooms.speaking_share < 1 and self.engine_of(True) != "aiortc":
+            raise ValueError(
+                "rooms.speaking_share is played by aiortc publishers only: set "
+                "rooms.publisher_engine: aiortc or drop it"
+            )
+        if self.rooms.speaking_share < 1 and self.stall_threshold_s <= 0.4:
+            raise ValueError(
+                "stall_threshold_s must exceed 0.4 s (the DTX interval of silent speakers) "
+                "when rooms.speaking_share < 1"
             )
         return self
 

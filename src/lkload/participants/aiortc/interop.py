@@ -65,11 +65,13 @@ internal it relies on changes.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
@@ -81,7 +83,17 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtp import RtcpPacket, RtcpSrPacket, RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    HeaderExtensionsMap,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
@@ -151,13 +163,16 @@ def tap_receiver(
     on_rtp_fields: FastRtpHandler | None = None,
     on_rtx: RtxHandler | None = None,
     on_params: Callable[[RTCRtpReceiveParameters], None] | None = None,
+    on_vp8: Callable[[Any, int, int], None] | None = None,
 ) -> None:
     """Route one receiver's RTP/RTCP to lkload's accounting (see module docstring, 2).
     `on_rtp_fields` (ignored with `decode=True`) is what the fast receive path
     (`install_fast_rtp`) calls for this receiver's packets instead of `on_rtp`.
     Retransmissions (RTX payload types: RFC 4588) go to `on_rtx` with their original
     sequence number, never to `on_rtp`; `on_params` gets the negotiated receive parameters
-    (codecs with their RTCP feedback) when the receiver starts."""
+    (codecs with their RTCP feedback) when the receiver starts. Without decoding, `on_vp8`
+    gets (data, start, end) of each VP8 payload that starts a frame (the received layer's
+    size is in its keyframes)."""
     if getattr(receiver, "_lkload_tapped", False):
         return
     original_rtp = receiver._handle_rtp_packet
@@ -165,9 +180,13 @@ def tap_receiver(
     original_receive = receiver.receive
     rx: Any = receiver  # instance attributes shadow the class's methods
     rx._lkload_rtx_pts = rtx_pts = set()  # filled by receive(): the RTX payload types
+    rx._lkload_vp8 = None  # set by receive() for a VP8 receiver without decoding
 
     def take_params(parameters: RTCRtpReceiveParameters) -> None:
         rtx_pts.update(c.payloadType for c in parameters.codecs if is_rtx(c))
+        media = [c for c in parameters.codecs if not is_rtx(c)]
+        if not decode and media and media[0].mimeType.lower() == "video/vp8":
+            rx._lkload_vp8 = on_vp8
         if on_params is not None:
             on_params(parameters)
 
@@ -203,6 +222,9 @@ def tap_receiver(
         async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
             if not rtx_packet(packet):
                 on_rtp(packet, time.time())
+                vp8 = rx._lkload_vp8
+                if vp8 is not None and packet.payload and packet.payload[0] & 0x10:
+                    vp8(packet.payload, 0, len(packet.payload))
 
         async def handle_rtcp(packet: RtcpPacket) -> None:
             if isinstance(packet, RtcpSrPacket):
@@ -319,6 +341,10 @@ def install_fast_rtp(dtls: RTCDtlsTransport) -> bool:
                             n -= pad
                         try:
                             handler(ssrc, seq, ts, n - pos + 12, arrival)
+                            # a VP8 frame's first packet (S bit): its keyframes tell the size
+                            vp8 = receiver._lkload_vp8
+                            if vp8 is not None and n > pos and srtp.view[pos] & 0x10:
+                                vp8(srtp.view, pos, n)
                         except Exception:  # never let it reach the datagram transport
                             logger.exception("fast RTP handler failed")
                         return
@@ -431,6 +457,7 @@ class _Srtp:
         self.cdata = _srtp_ffi.new("char[]", self.SIZE)
         self.buf = _srtp_ffi.buffer(self.cdata)
         self.lenp = _srtp_ffi.new("int *")
+        self.view = memoryview(self.buf)  # indexing gives ints (the buffer gives bytes)
 
 
 _HEADER_FIELDS = struct.Struct("!BHI")  # m/pt, seq, timestamp (at offset 1)
@@ -439,20 +466,38 @@ _ABS_PROBE = 0xABCDEF
 
 
 def _header_template(
-    ext_map: Any, payload_type: int, ssrc: int, mid: str | None
+    ext_map: Any,
+    payload_type: int,
+    ssrc: int,
+    mid: str | None,
+    rid: str | None = None,
+    audio_level: tuple[bool, int] | None = None,
 ) -> tuple[bytes, int]:
     """The RTP header aiortc's sender would write for this stream (its negotiated header
-    extensions: mid, abs-send-time), from aiortc's own serializer, and the offset of the
-    abs-send-time value in it (-1: not negotiated)."""
+    extensions: mid, abs-send-time; and a simulcast layer's rid), from aiortc's own
+    serializer, and the offset of the abs-send-time value in it (-1: not negotiated)."""
     probe = RtpPacket(payload_type=payload_type, ssrc=ssrc)
     probe.extensions.abs_send_time = _ABS_PROBE
     probe.extensions.mid = mid
+    probe.extensions.rtp_stream_id = rid
+    probe.extensions.audio_level = audio_level
     header = probe.serialize(ext_map)
     marker = _ABS_PROBE.to_bytes(3, "big")
     offset = header.find(marker, 12)
     if offset != -1 and header.find(marker, offset + 1) != -1:
         raise ValueError("ambiguous abs-send-time offset in the RTP header template")
     return header, offset
+
+
+def _level_offset(ext_map: Any, payload_type: int, ssrc: int, mid: str | None) -> int:
+    """Where aiortc's serializer writes the ssrc-audio-level byte (RFC 6464) in this
+    stream's header, or -1 if the extension is not negotiated."""
+    quiet, _ = _header_template(ext_map, payload_type, ssrc, mid, audio_level=(False, 0))
+    loud, _ = _header_template(ext_map, payload_type, ssrc, mid, audio_level=(True, 127))
+    diff = [i for i, (a, b) in enumerate(zip(quiet, loud, strict=False)) if a != b]
+    if len(quiet) != len(loud) or len(diff) > 1:
+        raise ValueError("ambiguous audio-level offset in the RTP header template")
+    return diff[0] if diff else -1
 
 
 def _abs_send_time() -> int:
@@ -475,21 +520,86 @@ _SENDER_STATE = (
 _HISTORY = 128  # packets kept for NACKs, as aiortc's RTP_HISTORY_SIZE
 
 
-def install_preencoded_sender(sender: RTCRtpSender, frames: FrameSource) -> bool:
+def _with_rid(ext_map: HeaderExtensionsMap, rid_id: int) -> HeaderExtensionsMap:
+    """A copy of a sender's negotiated extension map that also writes rtp-stream-id (aiortc
+    never negotiates it: its private id table is copied and extended)."""
+    ids = copy.copy(ext_map._HeaderExtensionsMap__ids)  # type: ignore[attr-defined]
+    ids.rtp_stream_id = rid_id
+    out = HeaderExtensionsMap()
+    out._HeaderExtensionsMap__ids = ids  # type: ignore[attr-defined]
+    return out
+
+
+@dataclass(slots=True)
+class _Layer:
+    """One simulcast layer of a sender: its rid, frames, SSRC and NACK history."""
+
+    rid: str
+    frames: FrameSource
+    ssrc: int
+    history: dict[int, tuple[int, int, int, bytes]]
+    ext_map: Any = None
+
+
+def install_preencoded_sender(
+    sender: RTCRtpSender,
+    frames: FrameSource,
+    *,
+    layers: list[tuple[str, FrameSource]] | None = None,
+    rid_ext_id: int = 10,
+) -> bool:
     """Send `frames` from this sender with lkload's loop instead of aiortc's (module
     docstring, 6). Call before the sender starts (before the answer is applied). Returns
-    False (nothing installed) if the sender does not have the expected shape."""
+    False (nothing installed) if the sender does not have the expected shape.
+
+    `layers` (rid, frames) makes it a rid-based simulcast sender (module docstring, 8): the
+    first layer is sent on the sender's own SSRC (`frames` must be its frames), the others
+    on SSRCs of their own, every packet with mid and rid (`rid_ext_id`, the id offered for
+    rtp-stream-id), sender reports for the other layers sent by the loop itself, and the
+    server's NACKs and PLIs dispatched to the layer they name."""
     state = vars(sender)
     names = {n: f"_RTCRtpSender__{n}" for n in _SENDER_STATE}
     if "_run_rtp" in state or any(name not in state for name in names.values()):
         return False
     history: dict[int, tuple[int, int, int, bytes]] = {}  # seq % size -> seq, m/pt, ts, payload
     rtx: dict[str, Any] = {}
+    extra: list[_Layer] = []
+    if layers:
+        if layers[0][1] is not frames:
+            raise ValueError("the first simulcast layer must be the sender's own frames")
+        extra = [_Layer(rid, f, _new_ssrc(sender), {}) for rid, f in layers[1:]]
+    by_ssrc = {layer.ssrc: layer for layer in extra}
 
     async def run_rtp(codec: RTCRtpCodecParameters) -> None:
         state[names["rtp_started"]].set()
         try:
-            await _send_frames(sender, state, names, codec, frames, history)
+            if not layers:
+                await _send_frames(sender, state, names, codec, frames, history)
+            else:
+                ext_map = _with_rid(state[names["rtp_header_extensions_map"]], rid_ext_id)
+                router = sender.transport._rtp_router
+                for layer in extra:
+                    layer.ext_map = ext_map
+                    router.register_sender(sender, layer.ssrc)  # its NACKs/PLIs reach us
+                loops = [
+                    _send_frames(
+                        sender, state, names, codec, frames, history, rid=layers[0][0],
+                        ext_map=ext_map,
+                    )
+                ] + [
+                    _send_frames(
+                        sender, state, names, codec, layer.frames, layer.history,
+                        rid=layer.rid, ext_map=ext_map, ssrc=layer.ssrc,
+                    )
+                    for layer in extra
+                ]  # fmt: skip
+                tasks = [asyncio.ensure_future(loop_) for loop_ in loops]
+                try:
+                    await asyncio.gather(*tasks)
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):
             pass
         except Exception:  # as aiortc: log it, and still end as a stopped sender
@@ -526,13 +636,53 @@ def install_preencoded_sender(sender: RTCRtpSender, frames: FrameSource) -> bool
         )
         await dtls._send_rtp(data)
 
+    original_rtcp = sender._handle_rtcp_packet
+
+    async def handle_rtcp(packet: RtcpPacket) -> None:
+        # feedback naming one of the extra layers' SSRCs; the rest (the first layer's, and
+        # receiver reports) goes to aiortc's handler, which calls _retransmit/_send_keyframe
+        layer = by_ssrc.get(getattr(packet, "media_ssrc", -1))
+        if layer is None:
+            await original_rtcp(packet)
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            for seq in packet.lost:
+                await _retransmit_layer(sender, state, names, layer, seq)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI:
+            layer.frames.request_keyframe()
+
     sender._run_rtp = run_rtp  # type: ignore[method-assign]
     sender._retransmit = retransmit  # type: ignore[method-assign]
+    if extra:
+        sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+        sender._lkload_layers = [_Layer(layers[0][0], frames, sender._ssrc, history), *extra]  # type: ignore[attr-defined,index]
     # a PLI/FIR (aiortc's _handle_rtcp_packet calls _send_keyframe): the loop's next keyframe
     sender._send_keyframe = frames.request_keyframe  # type: ignore[method-assign]
     sender._lkload_frames = frames  # type: ignore[attr-defined]
     sender._lkload_history = history  # type: ignore[attr-defined]  (what NACKs can get)
     return True
+
+
+def _new_ssrc(sender: RTCRtpSender) -> int:
+    while True:
+        ssrc = random.getrandbits(32)
+        if ssrc not in (sender._ssrc, sender._rtx_ssrc):
+            return ssrc
+
+
+async def _retransmit_layer(
+    sender: RTCRtpSender, state: dict[str, Any], names: dict[str, str], layer: _Layer, seq: int
+) -> None:
+    """A NACKed packet of an extra simulcast layer, sent again as it was (the publisher's
+    answer negotiates no RTX)."""
+    entry = layer.history.get(seq % _HISTORY)
+    dtls = sender.transport
+    if entry is None or entry[0] != seq or dtls._state is not DtlsState.CONNECTED:
+        return
+    _, m_pt, timestamp, payload = entry
+    packet = _packet(
+        state, names, m_pt, seq, timestamp, payload, layer.ssrc, layer.ext_map, layer.rid
+    )
+    await dtls._send_rtp(packet)
 
 
 def _packet(
@@ -543,10 +693,12 @@ def _packet(
     timestamp: int,
     payload: bytes,
     ssrc: int,
+    ext_map: Any = None,
+    rid: str | None = None,
 ) -> bytes:
     """One cleartext RTP packet (retransmissions only: rare, so no template cache)."""
-    ext_map = state[names["rtp_header_extensions_map"]]
-    header, abs_at = _header_template(ext_map, m_pt & 0x7F, ssrc, state[names["mid"]])
+    ext_map = ext_map or state[names["rtp_header_extensions_map"]]
+    header, abs_at = _header_template(ext_map, m_pt & 0x7F, ssrc, state[names["mid"]], rid)
     packet = bytearray(header + payload)
     _HEADER_FIELDS.pack_into(packet, 1, m_pt, seq, timestamp)
     if abs_at != -1:
@@ -562,19 +714,36 @@ async def _send_frames(
     codec: RTCRtpCodecParameters,
     frames: FrameSource,
     history: dict[int, tuple[int, int, int, bytes]],
+    *,
+    rid: str | None = None,
+    ext_map: Any = None,
+    ssrc: int | None = None,
 ) -> None:
     """The loop of `install_preencoded_sender`: one wake-up per frame, its packets sent
-    back to back (as aiortc does), the SR counters updated once per frame."""
+    back to back (as aiortc does), the SR counters updated once per frame. With `ssrc` (an
+    extra simulcast layer) it sends that stream's sender reports itself, once a second."""
     loop = asyncio.get_running_loop()
     dtls = sender.transport
     connected = DtlsState.CONNECTED
     nominated = dtls.transport._connection._nominated
+    own_sr = ssrc is not None
+    ssrc = sender._ssrc if ssrc is None else ssrc
+    ext_map = ext_map or state[names["rtp_header_extensions_map"]]
+    # audio: the RFC 6464 level of each frame (the frame source's talk spurts), written in
+    # place like the sequence number; the server's active-speaker detection reads it
+    level_at = -1
+    if codec.mimeType.lower().startswith("audio/"):
+        level_at = _level_offset(ext_map, codec.payloadType or 0, ssrc, state[names["mid"]])
     template, abs_at = _header_template(
-        state[names["rtp_header_extensions_map"]],
+        ext_map,
         codec.payloadType or 0,
-        sender._ssrc,
+        ssrc,
         state[names["mid"]],
+        rid,
+        audio_level=(True, 127) if level_at != -1 else None,
     )
+    sr_packets = sr_octets = 0
+    next_sr = loop.time() + 0.5
     hlen = len(template)
     pt = codec.payloadType or 0
     srtp: _Srtp | None = None
@@ -616,12 +785,15 @@ async def _send_frames(
         ctx, cdata, buf, lenp = srtp.ctx, srtp.cdata, srtp.buf, srtp.lenp
         timestamp = (origin + offset) & 0xFFFFFFFF
         last = len(payloads) - 1
+        level = bytes((frames.level,))
         sent = 0
         for i, payload in enumerate(payloads):
             m_pt = pt | 0x80 if i == last else pt
             n = hlen + len(payload)
             buf[0:hlen] = template
             fields(buf, 1, m_pt, seq, timestamp)
+            if level_at != -1:
+                buf[level_at : level_at + 1] = level
             if abs_at != -1:
                 now = (ntp_now() >> 14) & 0xFFFFFF
                 abs_fields(buf, abs_at, now >> 16, now & 0xFFFF)
@@ -637,10 +809,23 @@ async def _send_frames(
         # what aiortc's loop leaves for _run_rtcp's sender reports, once per frame; the NTP
         # time is the frame's capture time (when it was due), not when the send returned:
         # media_e2e_ms then spans capture to arrival, the generator's own lateness included
-        state[names["ntp_timestamp"]] = unix_to_ntp(wall0 + due)
-        state[names["rtp_timestamp"]] = timestamp
-        state[octets_key] += sent
-        state[packets_key] += len(payloads)
+        if not own_sr:
+            state[names["ntp_timestamp"]] = unix_to_ntp(wall0 + due)
+            state[names["rtp_timestamp"]] = timestamp
+            state[octets_key] += sent
+            state[packets_key] += len(payloads)
+            continue
+        sr_octets += sent
+        sr_packets += len(payloads)
+        if loop.time() >= next_sr:  # aiortc's _run_rtcp: every 0.5-1.5 s; ours every 1 s
+            next_sr = loop.time() + 1.0
+            info = RtcpSenderInfo(
+                ntp_timestamp=unix_to_ntp(wall0 + due),
+                rtp_timestamp=timestamp,
+                packet_count=sr_packets & 0xFFFFFFFF,
+                octet_count=sr_octets & 0xFFFFFFFF,
+            )
+            send_rtcp(dtls, bytes(RtcpSrPacket(ssrc=ssrc, sender_info=info)))
 
 
 def _wake(future: asyncio.Future[None]) -> None:

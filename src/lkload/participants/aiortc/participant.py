@@ -46,7 +46,9 @@ from lkload.metrics.schema import (
 from lkload.participants import mediacheck
 from lkload.participants.aiortc import ice, interop, join
 from lkload.participants.aiortc.data import DataMessage, decode_packet, encode_packet
+from lkload.participants.aiortc.packetize import Talk
 from lkload.participants.aiortc.publisher import (
+    SIMULCAST_RIDS,
     PreEncodedTrack,
     add_track_request,
     add_transceivers,
@@ -412,7 +414,13 @@ class AiortcParticipant(Participant):
         # while the BUNDLE group starts with mid 0, applying the answer stops it
         # (docs/aiortc-interop.md, "max-bundle order").
         if self.ctx.plan.publisher:
-            self.tracks = add_transceivers(pc, samples_for(self.ctx.plan.layout))
+            layout = self.ctx.plan.layout
+            talk = None
+            if layout.speaking_share < 1:
+                talk = Talk(layout.speaking_share, layout.talk_spurt_s)
+            self.tracks = add_transceivers(
+                pc, samples_for(layout), simulcast=layout.simulcast, talk=talk
+            )
         if self.ctx.plan.layout.data:
             self._reliable = pc.createDataChannel("_reliable", ordered=True)
         loop = asyncio.get_running_loop()
@@ -434,7 +442,10 @@ class AiortcParticipant(Participant):
             )
             await self.signal.send(add_track_request(track))
         self._pub_answer = loop.create_future()
-        await self.signal.send(await join.publisher_offer(pc, 1, self.hooks.publisher_local))
+        simulcast = [(t.transceiver, SIMULCAST_RIDS) for t in self.tracks if t.layers]
+        await self.signal.send(
+            await join.publisher_offer(pc, 1, self.hooks.publisher_local, simulcast)
+        )
         await self._pub_answer
         # every track's answer (a refusal of one does not stop waiting for the others)
         results = await asyncio.gather(*self._published.values(), return_exceptions=True)
@@ -693,6 +704,7 @@ class AiortcParticipant(Participant):
                     decode=self.decode,
                     on_rtp_fields=account.on_rtp_fields,
                     on_rtx=account.on_rtx,
+                    on_vp8=account.on_vp8_payload,
                     on_params=functools.partial(self._negotiated, account),
                 )
                 if self.decode:
@@ -857,7 +869,7 @@ class AiortcParticipant(Participant):
                 and not remote.paused
             )
             remote.muted_in_interval = remote.muted
-            mediacheck.rx_row(self.ctx, st.rx_kbps, account.kind, ref, judged)
+            mediacheck.rx_row(self.ctx, st.rx_kbps, account.kind, ref, judged, st.layer)
             if st.loss_pct is not None:
                 self.ctx.ok("loss_pct", st.loss_pct, track=ref)
             if st.jitter_ms is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiortc.rtp import RtcpReceiverInfo, RtcpSrPacket, RtpPacket
 
@@ -35,12 +36,40 @@ MAX_STALLS = 100  # stalls kept between two stats intervals
 E2E_SAMPLE_EVERY_S = 0.1
 
 
+def vp8_keyframe_size(data: Any, pos: int, end: int) -> tuple[int, int] | None:
+    """(width, height) if the RTP payload data[pos:end] starts a VP8 keyframe (RFC 7741:
+    payload descriptor with S=1 and partition 0, then the keyframe header), else None."""
+    if end - pos < 4:
+        return None
+    b0 = data[pos]
+    if not b0 & 0x10 or b0 & 0x0F:  # not the start of partition 0
+        return None
+    i = pos + 1
+    if b0 & 0x80:  # X: extension byte
+        x = data[i]
+        i += 1
+        if x & 0x80:  # I: picture ID, 7 or 15 bits
+            i += 2 if data[i] & 0x80 else 1
+        if x & 0x40:  # L: TL0PICIDX
+            i += 1
+        if x & 0x30:  # T or K: TID/Y/KEYIDX
+            i += 1
+    if end - i < 10 or data[i] & 0x01:  # P bit set: an interframe
+        return None
+    if data[i + 3 : i + 6] != b"\x9d\x01\x2a":  # the keyframe start code
+        return None
+    width = (data[i + 6] | data[i + 7] << 8) & 0x3FFF
+    height = (data[i + 8] | data[i + 9] << 8) & 0x3FFF
+    return width, height
+
+
 @dataclass(frozen=True, slots=True)
 class IntervalStats:
     rx_kbps: float
     loss_pct: float | None  # None: nothing expected in the interval
     jitter_ms: float | None  # None: nothing received in the interval
     media_e2e_ms: list[tuple[float, float]]  # (arrival unix s, ms) per sampled frame
+    layer: str = ""  # video: "WxH" of the last keyframe received by the interval's end
 
 
 @dataclass(slots=True)
@@ -110,6 +139,12 @@ class TrackAccount:
     def bytes(self) -> int:
         """Payload bytes + 12 per packet received since the start."""
         return self._done_bytes + self._iv_bytes
+
+    def on_vp8_payload(self, data: Any, pos: int, end: int) -> None:
+        """A VP8 payload that starts a frame: a keyframe tells the size being received."""
+        size = vp8_keyframe_size(data, pos, end)
+        if size is not None:
+            self.frame_size = size
 
     def on_rtp(self, packet: RtpPacket, arrival: float) -> None:
         """One parsed RTP packet (aiortc's stock receive path)."""
@@ -296,6 +331,7 @@ class TrackAccount:
             loss_pct=loss,
             jitter_ms=self._jitter / self.clockrate * 1000.0 if received else None,
             media_e2e_ms=self._iv_e2e,
+            layer=f"{self.frame_size[0]}x{self.frame_size[1]}" if self.frame_size else "",
         )
         self._iv_since = now
         self._done_bytes += self._iv_bytes
