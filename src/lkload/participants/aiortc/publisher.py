@@ -147,7 +147,11 @@ def add_transceivers(
                 (rid, FrameSource(packetize(ls)))
                 for rid, ls in zip(SIMULCAST_RIDS, layers, strict=True)
             ]
-            interop.install_preencoded_sender(transceiver.sender, sources[0][1], layers=sources)
+            if not interop.install_preencoded_sender(
+                transceiver.sender, sources[0][1], layers=sources
+            ):
+                # aiortc's own loop sends one stream without rids: offer no simulcast then
+                track.layers = []
         else:
             frames = FrameSource(packetize(spec), talk=talk if track.dtx else None)
             interop.install_preencoded_sender(transceiver.sender, frames)
