@@ -449,3 +449,44 @@ def test_audio_level_offset_in_the_header_template() -> None:
     data = bytearray(header + b"x")
     data[at] = 0x80 | 42
     assert RtpPacket.parse(bytes(data), ext_map).extensions.audio_level == (True, 42)
+
+
+def test_samples_are_prepared_off_the_event_loop(tmp_path, monkeypatch) -> None:
+    """A publisher's first join in a process generates its samples (seconds of encoding,
+    more with simulcast) on a worker thread: the event loop carrying everyone's media keeps
+    running meanwhile."""
+    import time
+
+    from lkload.participants.aiortc import publisher
+
+    monkeypatch.setenv("LKLOAD_MEDIA_CACHE", str(tmp_path))
+    layout = RoomLayout(
+        audio=False, video=True, simulcast=True, video_width=320, video_height=180,
+        video_bitrate_kbps=517,  # a spec no other test uses: really generated here
+    )  # fmt: skip
+
+    async def run() -> tuple[float, float]:
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        task = asyncio.create_task(ticker())
+        t0 = time.monotonic()
+        await publisher.prepare_samples(layout)
+        took = time.monotonic() - t0
+        task.cancel()
+        return took, max(gaps)
+
+    took, worst_gap = asyncio.run(run())
+    assert len(list(tmp_path.glob("vp8-*.ivf"))) == 3  # the three layers
+    assert worst_gap < took / 4, (worst_gap, took)
+    # prepared once: a second call does not go to a thread
+    t0 = time.monotonic()
+    asyncio.run(publisher.prepare_samples(layout))
+    assert time.monotonic() - t0 < took / 4

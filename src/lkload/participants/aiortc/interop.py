@@ -60,6 +60,14 @@ internal it relies on changes.
 7. Receive-side SRTP (pylibsrtp): `_Srtp.unprotect_fields` unprotects into a buffer made
    once and reads the header fields from it, instead of pylibsrtp's `unprotect`, which
    allocates a length cell and returns a copy per packet. Same libsrtp call, same session.
+8. rid simulcast (aiortc sends none): with `layers`, the pre-encoded sender sends one
+   stream per layer (mid + rtp-stream-id in every packet, through a copy of the sender's
+   private header-extension id table), registers the extra SSRCs with the router, sends
+   their sender reports, and takes their NACKs/PLIs by replacing the sender instance's
+   `_handle_rtcp_packet` (anything else goes to aiortc's). The offer is munged in join.py.
+9. Audio level (RFC 6464): negotiated by the server for audio, never set by aiortc's
+   sender; the pre-encoded loop writes each frame's level in place (offset found from
+   aiortc's serializer), talk spurts and DTX silences coming from the frame source.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ from lkload.participants.aiortc.publisher import (
     PreEncodedTrack,
     add_track_request,
     add_transceivers,
+    prepare_samples,
     samples_for,
 )
 from lkload.participants.aiortc.signal import SignalClient, SignalClosed, SignalError
@@ -185,6 +186,10 @@ class AiortcParticipant(Participant):
         detail = ""
         addrs: tuple[str, ...] = ()
         try:
+            if self.ctx.plan.publisher:
+                # the generator's own preparation (first use per process) is not join time
+                await prepare_samples(self.ctx.plan.layout)
+                started = time.monotonic()
             addrs = self._ice_addresses = ice.addresses_for(
                 self.ctx.target.ice_addresses, self.ctx.plan.identity
             )

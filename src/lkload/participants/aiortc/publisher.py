@@ -10,6 +10,7 @@ from a `PacketLoop`, paced on the event loop) if that loop cannot be installed.
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "PreEncodedTrack",
     "add_track_request",
     "add_transceivers",
+    "prepare_samples",
     "samples_for",
     "simulcast_layers",
 ]
@@ -89,6 +91,28 @@ def simulcast_layers(video: SampleSpec) -> list[SampleSpec]:
             )
         )
     return layers
+
+
+_prepare_lock = threading.Lock()
+_prepared: set[SampleSpec] = set()
+
+
+def _prepare(specs: list[SampleSpec]) -> None:
+    with _prepare_lock:  # one generation at a time: concurrent callers wait, then hit caches
+        for spec in specs:
+            packetize(spec)
+            _prepared.add(spec)
+
+
+async def prepare_samples(layout: RoomLayout) -> None:
+    """Generate (first use), load and packetize every sample a publisher of this layout
+    sends, on a worker thread: encoding a sample takes seconds (more for simulcast's large
+    layers) and must never stall the event loop that carries every participant's media."""
+    specs = samples_for(layout)
+    if layout.simulcast:
+        specs += [s for v in specs if v.kind == "video" for s in simulcast_layers(v)]
+    if not all(spec in _prepared for spec in specs):
+        await asyncio.to_thread(_prepare, specs)
 
 
 class PreEncodedTrack(MediaStreamTrack):
