@@ -415,11 +415,16 @@ def test_simulcast_internals_the_layers_rely_on() -> None:
 
     ext_map = HeaderExtensionsMap()
     assert isinstance(ext_map._HeaderExtensionsMap__ids, HeaderExtensions)  # type: ignore[attr-defined]
-    with_rid = interop._with_rid(ext_map, 10)
+    with_rid = interop._with_ids(ext_map, 10, None)
     probe = RtpPacket(payload_type=96, ssrc=1)
     probe.extensions.rtp_stream_id = "h"
     data = probe.serialize(with_rid)
     assert RtpPacket.parse(data, with_rid).extensions.rtp_stream_id == "h"
+    with_twcc = interop._with_ids(ext_map, None, 11)  # transport-wide-cc, the same way
+    probe.extensions.transport_sequence_number = 0x1234
+    assert RtpPacket.parse(probe.serialize(with_twcc), with_twcc).extensions == type(
+        probe.extensions
+    )(transport_sequence_number=0x1234)
     assert ext_map._HeaderExtensionsMap__ids.rtp_stream_id is None  # type: ignore[attr-defined]
     router = RtpRouter()
     sender = object()

@@ -490,3 +490,22 @@ def test_samples_are_prepared_off_the_event_loop(tmp_path, monkeypatch) -> None:
     t0 = time.monotonic()
     asyncio.run(publisher.prepare_samples(layout))
     assert time.monotonic() - t0 < took / 4
+
+
+def test_twcc_offer_and_the_answers_ids() -> None:
+    from lkload.participants.aiortc.join import TWCC_EXT_ID, TWCC_URI, twcc_ids, twcc_offer
+
+    sdp = (
+        "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 opus/48000/2\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 97 98\r\na=mid:1\r\na=rtpmap:97 VP8/90000\r\n"
+        "a=rtpmap:98 rtx/90000\r\n"
+    )
+    out = twcc_offer(sdp)
+    app, audio, video = out.split("m=")[1:]
+    assert "transport" not in app  # data channels: nothing
+    for section, pts in ((audio, ["96"]), (video, ["97", "98"])):
+        assert f"a=extmap:{TWCC_EXT_ID} {TWCC_URI}\r\na=mid:" in section
+        assert [f"a=rtcp-fb:{pt} transport-cc" in section for pt in pts] == [True] * len(pts)
+    answer = f"m=audio 9 X 96\r\na=mid:0\r\nm=video 9 X 97\r\na=extmap:7 {TWCC_URI}\r\na=mid:1\r\n"
+    assert twcc_ids(answer) == {"1": 7}

@@ -68,6 +68,9 @@ internal it relies on changes.
 9. Audio level (RFC 6464): negotiated by the server for audio, never set by aiortc's
    sender; the pre-encoded loop writes each frame's level in place (offset found from
    aiortc's serializer), talk spurts and DTX silences coming from the frame source.
+10. Transport-wide sequence numbers: aiortc never offers transport-wide-cc; join.py offers
+   it as Chrome does and, where the answer keeps it, the pre-encoded loop writes the peer
+   connection's next transport-wide sequence number in every packet (`TransportSeq`).
 """
 
 from __future__ import annotations
@@ -480,6 +483,7 @@ def _header_template(
     mid: str | None,
     rid: str | None = None,
     audio_level: tuple[bool, int] | None = None,
+    transport_seq: int | None = None,
 ) -> tuple[bytes, int]:
     """The RTP header aiortc's sender would write for this stream (its negotiated header
     extensions: mid, abs-send-time; and a simulcast layer's rid), from aiortc's own
@@ -489,6 +493,7 @@ def _header_template(
     probe.extensions.mid = mid
     probe.extensions.rtp_stream_id = rid
     probe.extensions.audio_level = audio_level
+    probe.extensions.transport_sequence_number = transport_seq
     header = probe.serialize(ext_map)
     marker = _ABS_PROBE.to_bytes(3, "big")
     offset = header.find(marker, 12)
@@ -528,11 +533,24 @@ _SENDER_STATE = (
 _HISTORY = 128  # packets kept for NACKs, as aiortc's RTP_HISTORY_SIZE
 
 
-def _with_rid(ext_map: HeaderExtensionsMap, rid_id: int) -> HeaderExtensionsMap:
-    """A copy of a sender's negotiated extension map that also writes rtp-stream-id (aiortc
-    never negotiates it: its private id table is copied and extended)."""
+@dataclass(slots=True)
+class TransportSeq:
+    """Transport-wide sequence numbers of one peer connection (all its streams share them)
+    and the answer's transport-wide-cc extension id per mid (set before the answer is
+    applied, i.e. before the senders start)."""
+
+    ids: dict[str, int]
+    seq: int = 0
+
+
+def _with_ids(ext_map: HeaderExtensionsMap, rid_id: int | None, twcc_id: int | None) -> Any:
+    """A copy of a sender's negotiated extension map that also writes rtp-stream-id and/or
+    transport-wide-cc (aiortc negotiates neither: its private id table is copied)."""
     ids = copy.copy(ext_map._HeaderExtensionsMap__ids)  # type: ignore[attr-defined]
-    ids.rtp_stream_id = rid_id
+    if rid_id is not None:
+        ids.rtp_stream_id = rid_id
+    if twcc_id is not None:
+        ids.transport_sequence_number = twcc_id
     out = HeaderExtensionsMap()
     out._HeaderExtensionsMap__ids = ids  # type: ignore[attr-defined]
     return out
@@ -555,6 +573,7 @@ def install_preencoded_sender(
     *,
     layers: list[tuple[str, FrameSource]] | None = None,
     rid_ext_id: int = 10,
+    twcc: TransportSeq | None = None,
 ) -> bool:
     """Send `frames` from this sender with lkload's loop instead of aiortc's (module
     docstring, 6). Call before the sender starts (before the answer is applied). Returns
@@ -564,7 +583,10 @@ def install_preencoded_sender(
     first layer is sent on the sender's own SSRC (`frames` must be its frames), the others
     on SSRCs of their own, every packet with mid and rid (`rid_ext_id`, the id offered for
     rtp-stream-id), sender reports for the other layers sent by the loop itself, and the
-    server's NACKs and PLIs dispatched to the layer they name."""
+    server's NACKs and PLIs dispatched to the layer they name.
+
+    `twcc`: when the answer kept transport-wide-cc for this sender's mid, every packet
+    carries the peer connection's next transport-wide sequence number, as Chrome's."""
     state = vars(sender)
     names = {n: f"_RTCRtpSender__{n}" for n in _SENDER_STATE}
     if "_run_rtp" in state or any(name not in state for name in names.values()):
@@ -581,10 +603,16 @@ def install_preencoded_sender(
     async def run_rtp(codec: RTCRtpCodecParameters) -> None:
         state[names["rtp_started"]].set()
         try:
+            twcc_id = twcc.ids.get(state[names["mid"]]) if twcc is not None else None
+            base_map = state[names["rtp_header_extensions_map"]]
             if not layers:
-                await _send_frames(sender, state, names, codec, frames, history)
+                await _send_frames(
+                    sender, state, names, codec, frames, history,
+                    ext_map=_with_ids(base_map, None, twcc_id) if twcc_id else None,
+                    twcc=twcc if twcc_id else None,
+                )  # fmt: skip
             else:
-                ext_map = _with_rid(state[names["rtp_header_extensions_map"]], rid_ext_id)
+                ext_map = _with_ids(base_map, rid_ext_id, twcc_id)
                 router = sender.transport._rtp_router
                 for layer in extra:
                     layer.ext_map = ext_map
@@ -592,12 +620,13 @@ def install_preencoded_sender(
                 loops = [
                     _send_frames(
                         sender, state, names, codec, frames, history, rid=layers[0][0],
-                        ext_map=ext_map,
+                        ext_map=ext_map, twcc=twcc if twcc_id else None,
                     )
                 ] + [
                     _send_frames(
                         sender, state, names, codec, layer.frames, layer.history,
                         rid=layer.rid, ext_map=ext_map, ssrc=layer.ssrc,
+                        twcc=twcc if twcc_id else None,
                     )
                     for layer in extra
                 ]  # fmt: skip
@@ -726,6 +755,7 @@ async def _send_frames(
     rid: str | None = None,
     ext_map: Any = None,
     ssrc: int | None = None,
+    twcc: TransportSeq | None = None,
 ) -> None:
     """The loop of `install_preencoded_sender`: one wake-up per frame, its packets sent
     back to back (as aiortc does), the SR counters updated once per frame. With `ssrc` (an
@@ -749,7 +779,18 @@ async def _send_frames(
         state[names["mid"]],
         rid,
         audio_level=(True, 127) if level_at != -1 else None,
+        transport_seq=0xFFFF if twcc is not None else None,
     )
+    tw_at = -1
+    if twcc is not None:  # where the transport-wide sequence number goes (found as level's)
+        zero, _ = _header_template(
+            ext_map, codec.payloadType or 0, ssrc, state[names["mid"]], rid,
+            audio_level=(True, 127) if level_at != -1 else None, transport_seq=0,
+        )  # fmt: skip
+        diff = [i for i, (a, b) in enumerate(zip(template, zero, strict=True)) if a != b]
+        if len(diff) != 2 or diff[1] != diff[0] + 1:
+            raise ValueError("ambiguous transport-wide sequence number offset")
+        tw_at = diff[0]
     sr_packets = sr_octets = 0
     next_sr = loop.time() + 0.5
     hlen = len(template)
@@ -802,6 +843,10 @@ async def _send_frames(
             fields(buf, 1, m_pt, seq, timestamp)
             if level_at != -1:
                 buf[level_at : level_at + 1] = level
+            if tw_at != -1:
+                tw_seq = twcc.seq  # type: ignore[union-attr]
+                twcc.seq = (tw_seq + 1) & 0xFFFF  # type: ignore[union-attr]
+                buf[tw_at : tw_at + 2] = tw_seq.to_bytes(2, "big")
             if abs_at != -1:
                 now = (ntp_now() >> 14) & 0xFFFFFF
                 abs_fields(buf, abs_at, now >> 16, now & 0xFFFF)

@@ -99,6 +99,38 @@ async def answer_offer(
     return pr.SignalRequest(answer=pr.SessionDescription(type="answer", sdp=sdp, id=offer.id))
 
 
+TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+TWCC_EXT_ID = 11
+
+
+def twcc_offer(sdp: str) -> str:
+    """The offer as Chrome's: every audio/video section offers the transport-wide-cc header
+    extension and `transport-cc` feedback (aiortc offers neither); the server keeps them
+    where it wants TWCC (video, for livekit-server 1.13.5) and then sends TWCC feedback."""
+    out = []
+    for section in re.split(r"(?=^m=)", sdp, flags=re.MULTILINE):
+        if section.startswith(("m=audio", "m=video")):
+            eol = "\r\n" if "\r\n" in section else "\n"
+            section = section.replace("a=mid:", f"a=extmap:{TWCC_EXT_ID} {TWCC_URI}{eol}a=mid:", 1)
+            for pt in re.findall(r"^a=rtpmap:(\d+) ", section, re.MULTILINE):
+                section = section.replace(
+                    f"a=rtpmap:{pt} ", f"a=rtcp-fb:{pt} transport-cc{eol}a=rtpmap:{pt} ", 1
+                )
+        out.append(section)
+    return "".join(out)
+
+
+def twcc_ids(sdp: str) -> dict[str, int]:
+    """mid -> transport-wide-cc extension id, for the sections of an answer that kept it."""
+    ids: dict[str, int] = {}
+    for section in re.split(r"(?=^m=)", sdp, flags=re.MULTILINE):
+        mid = re.search(r"^a=mid:(\S+)", section, re.MULTILINE)
+        ext = re.search(rf"^a=extmap:(\d+)(?:/\w+)? {re.escape(TWCC_URI)}", section, re.MULTILINE)
+        if mid and ext:
+            ids[mid.group(1)] = int(ext.group(1))
+    return ids
+
+
 RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 RID_EXT_ID = 10  # free in aiortc's offers (it numbers its extensions 1-3)
 
@@ -143,6 +175,7 @@ async def publisher_offer(
     sdp = strip_candidates(local.sdp, local_hook)
     for transceiver, rids in simulcast or []:
         sdp = simulcast_offer(sdp, transceiver.mid, rids)
+    sdp = twcc_offer(sdp)
     return pr.SignalRequest(offer=pr.SessionDescription(type="offer", sdp=sdp, id=offer_id))
 
 

@@ -164,6 +164,7 @@ class AiortcParticipant(Participant):
         self._ice_servers: list[RTCIceServer] = []
         self._primary_pc: RTCPeerConnection | None = None  # the PC whose transport we report
         self._feedback_timer: asyncio.TimerHandle | None = None  # NACK/PLI sends pending
+        self._twcc = interop.TransportSeq({})  # the publisher PC's transport-wide sequence
         layout = ctx.plan.layout
         self._adaptive_stream = bool(layout.video_view_width or layout.video_paused_share)
         self._video_paused = _stable_share(ctx.plan.identity) < layout.video_paused_share
@@ -424,7 +425,7 @@ class AiortcParticipant(Participant):
             if layout.speaking_share < 1:
                 talk = Talk(layout.speaking_share, layout.talk_spurt_s)
             self.tracks = add_transceivers(
-                pc, samples_for(layout), simulcast=layout.simulcast, talk=talk
+                pc, samples_for(layout), simulcast=layout.simulcast, talk=talk, twcc=self._twcc
             )
         if self.ctx.plan.layout.data:
             self._reliable = pc.createDataChannel("_reliable", ordered=True)
@@ -512,6 +513,9 @@ class AiortcParticipant(Participant):
                 )
             elif which == "answer":
                 if self.pub_pc is not None:
+                    # which of our streams carry transport-wide sequence numbers (before the
+                    # answer starts the senders)
+                    self._twcc.ids.update(join.twcc_ids(resp.answer.sdp))
                     await join.apply_answer(self.pub_pc, resp.answer, self.hooks.publisher_remote)
                     if self._pub_answer is not None and not self._pub_answer.done():
                         self._pub_answer.set_result(None)

@@ -148,6 +148,7 @@ def add_transceivers(
     specs: list[SampleSpec],
     simulcast: bool = False,
     talk: Talk | None = None,
+    twcc: interop.TransportSeq | None = None,
 ) -> list[PreEncodedTrack]:
     """One sendonly transceiver per track, offering only the sample's codec; with
     `simulcast`, video sends three rid layers (interop.py, simulcast); `talk`: audio in
@@ -172,13 +173,13 @@ def add_transceivers(
                 for rid, ls in zip(SIMULCAST_RIDS, layers, strict=True)
             ]
             if not interop.install_preencoded_sender(
-                transceiver.sender, sources[0][1], layers=sources
+                transceiver.sender, sources[0][1], layers=sources, twcc=twcc
             ):
                 # aiortc's own loop sends one stream without rids: offer no simulcast then
                 track.layers = []
         else:
             frames = FrameSource(packetize(spec), talk=talk if track.dtx else None)
-            interop.install_preencoded_sender(transceiver.sender, frames)
+            interop.install_preencoded_sender(transceiver.sender, frames, twcc=twcc)
         track.transceiver = transceiver
         tracks.append(track)
     return tracks
