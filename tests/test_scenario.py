@@ -27,6 +27,9 @@ def _err(raw, source="s.yaml") -> str:
 def test_bundled_scenarios_load() -> None:
     smoke = load_scenario("smoke")
     assert [t.size for t in smoke.tiers] == [10, 25, 50]
+    meeting = load_scenario("meeting")
+    assert meeting.rooms.simulcast and meeting.rooms.speaking_share < 1
+    assert meeting.engine_of(True) == meeting.engine_of(False) == "aiortc"
     # the default campaign's publishers map RTP to capture time: its report has media_e2e_ms
     assert smoke.engine_of(publisher=True) == "aiortc" and smoke.rooms.publishers_per_room > 0
     checklist = load_scenario(str(ROOT / "scenarios" / "checklist.yaml"))
