@@ -745,9 +745,15 @@ class AiortcParticipant(Participant):
     def _feedback_soon(self) -> None:
         """NACKs for a new gap and PLIs go out at once (next loop iteration: one datagram for
         everything found in this batch of packets), as libwebrtc sends them."""
-        if self._feedback_timer is None and not self._ended.is_set():
-            loop = asyncio.get_running_loop()
-            self._feedback_timer = loop.call_later(0, self._send_feedback)
+        if self._ended.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        timer = self._feedback_timer
+        if timer is not None:
+            if timer.when() <= loop.time():
+                return  # already due
+            timer.cancel()  # a retry later: the new gap goes out now, retries with it
+        self._feedback_timer = loop.call_later(0, self._send_feedback)
 
     def _send_feedback(self) -> None:
         """One compound RTCP packet (an empty receiver report, then the generic NACKs and
