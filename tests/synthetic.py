@@ -110,8 +110,10 @@ class Campaign:
         publisher: str = "",
         track: str = "",
         detail: str = "",
+        ok_detail: str = "",
     ) -> None:
-        """Ok rows with `values` and `failures` failure rows, spread over the phase window."""
+        """Ok rows with `values` and `failures` failure rows, spread over the phase window
+        (`detail` is the failures', `ok_detail` the ok rows')."""
         rng = rng or np.random.default_rng(0)
         vals = np.asarray([] if values is None else values, dtype=float)
         n = vals.size + failures
@@ -135,7 +137,7 @@ class Campaign:
             np.where(ok, "", error),
             publisher,
             track,
-            np.where(ok, "", detail),
+            np.where(ok, ok_detail, detail),
         )
 
     def _append(

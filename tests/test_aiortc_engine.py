@@ -48,7 +48,13 @@ async def _run_room(srv, rows, room, n_subs=1, seconds=4.0, layout=None):  # typ
 
 
 def test_aiortc_to_aiortc_media_data_and_metrics(lk_server, monkeypatch):  # noqa: F811
-    from aiortc.rtp import RtcpPacket, RtcpRrPacket
+    from aiortc.rtp import (
+        RTCP_PSFB_APP,
+        RtcpPacket,
+        RtcpPsfbPacket,
+        RtcpRrPacket,
+        unpack_remb_fci,
+    )
 
     from lkload.participants.aiortc import interop
 
@@ -63,10 +69,18 @@ def test_aiortc_to_aiortc_media_data_and_metrics(lk_server, monkeypatch):  # noq
     monkeypatch.setattr(interop, "send_rtcp", capture)
     rows = Rows()
     pub, subs = asyncio.run(_run_room(lk_server, rows, "a2a", n_subs=2, seconds=5.0))
-    # every subscriber sent RTCP receiver reports (about one a second) for both its tracks
+    # every subscriber sent RTCP receiver reports (about one a second) for both its tracks,
+    # with a REMB for its video track (goog-remb negotiated) in the same compound packet
     ssrcs = {a.ssrc for sub in subs for a in sub.counters.tracks.values()}
-    rrs = [p for ok, d in reports if ok for p in RtcpPacket.parse(d)]
-    assert all(isinstance(p, RtcpRrPacket) for p in rrs) and len(rrs) >= 2 * 3, len(rrs)
+    video = {a.ssrc for sub in subs for a in sub.counters.tracks.values() if a.kind == "video"}
+    sent = [p for ok, d in reports if ok for p in RtcpPacket.parse(d)]
+    rrs = [p for p in sent if isinstance(p, RtcpRrPacket) and p.reports]
+    assert len(rrs) >= 2 * 3, len(rrs)
+    rembs = [p for p in sent if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_APP]
+    assert len(rembs) >= 2 * 3, len(rembs)
+    remb = [unpack_remb_fci(p.fci) for p in rembs]
+    assert {s for _, ss in remb for s in ss} == video
+    assert {bps for bps, _ in remb} == {RoomLayout().subscriber_bandwidth_kbps * 1000}
     blocks = [b for p in rrs for b in p.reports]
     assert {b.ssrc for b in blocks} == ssrcs
     assert all(b.packets_lost == 0 for b in blocks)
@@ -208,7 +222,7 @@ def test_stock_sender_loop_still_works_as_the_fallback(lk_server, monkeypatch): 
     loop sends the PreEncodedTrack's packets and subscribers still get media."""
     from lkload.participants.aiortc import interop
 
-    monkeypatch.setattr(interop, "install_preencoded_sender", lambda sender, frames: False)
+    monkeypatch.setattr(interop, "install_preencoded_sender", lambda sender, frames, **kw: False)
     rows = Rows()
     pub, (sub,) = asyncio.run(_run_room(lk_server, rows, "stock", n_subs=1, seconds=3.0))
     assert pub.pub_pc is None  # released
@@ -724,3 +738,326 @@ def test_data_that_cannot_be_sent_is_a_failure_at_the_sender(lk_server):  # noqa
     failed = rows.of("data_e2e_ms", "dsnd", ok=False)
     assert len(failed) >= 4 and all("send failed: data channel" in r.detail for r in failed)
     assert not rows.of("data_e2e_ms", "drcv", ok=False)  # no gap: nothing was numbered
+
+
+def _video_receiver(sub):  # type: ignore[no-untyped-def]
+    for transceiver in sub.sub_pc.getTransceivers():
+        track = transceiver.receiver.track
+        if track is not None and track.kind == "video":
+            return transceiver.receiver, sub.counters.tracks[track.id]
+    raise AssertionError("no video track received")
+
+
+def test_server_retransmits_on_a_subscribers_nack(lk_server, monkeypatch):  # noqa: F811
+    """A video packet dropped on the receive side (never counted) is NACKed at once
+    (generic NACK with its sequence number: negotiated in the server's offer), and the
+    server's retransmission (RTX) arrives and fills the gap; nothing else is missing."""
+    from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket, RtcpRtpfbPacket
+
+    from lkload.participants.aiortc import interop
+
+    layout = RoomLayout(audio=False, video=True, data=False)
+    sent: list[bytes] = []
+    send_rtcp = interop.send_rtcp
+
+    def capture(dtls, data):  # type: ignore[no-untyped-def]
+        sent.append(data)
+        return send_rtcp(dtls, data)
+
+    monkeypatch.setattr(interop, "send_rtcp", capture)
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "nk-pub", "nk", publisher=True, layout=layout)
+        )
+        sub = AiortcParticipant(
+            make_ctx(lk_server, rows, "nk-sub", "nk", publisher=False, layout=layout)
+        )
+        await pub.join()
+        await sub.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, sub)]
+        assert await wait_until(lambda: sub.counters.tracks, 5.0)
+        receiver, account = _video_receiver(sub)
+        assert await wait_until(lambda: account.packets > 30, 5.0)
+        assert (account.nack, account.pli, account.remb) == (True, True, True)
+        count = receiver._lkload_fast_rtp  # the fast path's handler for this receiver
+        dropped: list[int] = []
+
+        def drop_one(ssrc, seq, ts, size, arrival):  # type: ignore[no-untyped-def]
+            if not dropped:
+                dropped.append(seq)
+                return  # lost on the way: never counted
+            count(ssrc, seq, ts, size, arrival)
+
+        receiver._lkload_fast_rtp = drop_one
+        assert await wait_until(lambda: account.recovered >= 1, 5.0), account
+        await asyncio.sleep(0.5)
+        for p in (sub, pub):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return account, dropped
+
+    account, dropped = asyncio.run(scenario())
+    nacks = [
+        p
+        for d in sent
+        for p in RtcpPacket.parse(d)
+        if isinstance(p, RtcpRtpfbPacket) and p.fmt == RTCP_RTPFB_NACK
+    ]
+    assert nacks and all(p.media_ssrc == account.ssrc for p in nacks)
+    assert dropped[0] in nacks[0].lost
+    assert {s for p in nacks for s in p.lost} == {dropped[0]}  # nothing else was missing
+    assert account.rtx_received >= 1 and account.recovered == 1
+    assert account.unrecovered == 0 and not account.missing
+
+
+def test_publisher_answers_a_forwarded_pli_with_its_next_keyframe(lk_server):  # noqa: F811
+    """A subscriber's PLI (one at subscribe, then one asked for mid-stream) is forwarded by
+    the server to the publisher, whose pre-encoded loop jumps to its next keyframe: the
+    frame it sends after the request is a keyframe, before the loop would have reached it."""
+    layout = RoomLayout(audio=False, video=True, data=False)
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "pli-pub", "pli", publisher=True, layout=layout)
+        )
+        sub = AiortcParticipant(
+            make_ctx(lk_server, rows, "pli-sub", "pli", publisher=False, layout=layout)
+        )
+        await pub.join()
+        await sub.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, sub)]
+        assert await wait_until(lambda: sub.counters.tracks, 5.0)
+        _, account = _video_receiver(sub)
+        assert await wait_until(lambda: account.plis_sent >= 1, 5.0)  # on subscribe
+        (transceiver,) = pub.pub_pc.getTransceivers()
+        frames = transceiver.sender._lkload_frames
+        n = len(frames.sample.payloads)
+        log: list[tuple[bool, int]] = []  # (a keyframe was asked for, index sent)
+        original = frames.next
+
+        def next_frame():  # type: ignore[no-untyped-def]
+            wanted = frames._keyframe_wanted
+            out = original()
+            log.append((wanted, (frames._i - 1) % n))
+            return out
+
+        frames.next = next_frame
+        await asyncio.sleep(1.5)  # past the server's PLI throttle for the first one
+        before, plis = frames.keyframe_requests, account.plis_sent
+        account.keyframe_wanted = True
+        sub._feedback_soon()
+        assert await wait_until(lambda: frames.keyframe_requests > before, 5.0)
+        await asyncio.sleep(0.3)
+        for p in (sub, pub):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return frames, log, account.plis_sent - plis
+
+    frames, log, plis = asyncio.run(scenario())
+    assert plis == 1
+    answered = [i for wanted, i in log if wanted]
+    assert answered, log
+    assert all(frames.sample.keyframes[i] for i in answered)
+    assert frames.keyframes_sent >= 1  # at least one was a jump, not the loop's own keyframe
+
+
+def test_paused_video_is_not_forwarded_and_not_expected(lk_server):  # noqa: F811
+    """Adaptive stream: a subscriber whose video is paused (a hidden tab: rooms.
+    video_paused_share) tells the server so (UpdateTrackSettings disabled) and the server
+    forwards none of it, while its audio flows; the track is not expected (no first_track_ms
+    timeout) and writes no failure. A subscriber showing video at a size gets it."""
+    base = {"audio": True, "video": True, "data": False}
+    paused = RoomLayout(**base, video_paused_share=1.0)
+    shown = RoomLayout(**base, video_view_width=320, video_view_height=180)
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "as-pub", "as", publisher=True, layout=RoomLayout(**base))
+        )
+        hidden = AiortcParticipant(
+            make_ctx(lk_server, rows, "as-hidden", "as", publisher=False, layout=paused)
+        )
+        viewer = AiortcParticipant(
+            make_ctx(lk_server, rows, "as-viewer", "as", publisher=False, layout=shown)
+        )
+        await pub.join()
+        await hidden.join()
+        await viewer.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, hidden, viewer)]
+        await asyncio.sleep(4.0)
+        for p in (viewer, hidden, pub):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return rows, hidden, viewer
+
+    rows, hidden, viewer = asyncio.run(scenario())
+
+    def packets(p, kind):  # type: ignore[no-untyped-def]
+        return sum(a.packets for a in p.counters.tracks.values() if a.kind == kind)
+
+    assert packets(hidden, "audio") > 3 * 50 * 0.8
+    assert packets(hidden, "video") <= 5, packets(hidden, "video")  # a keyframe's worth at most
+    assert packets(viewer, "video") > 3 * 30
+    assert len(rows.of("first_track_ms", "as-hidden", ok=True)) == 1  # audio only
+    assert len(rows.of("first_track_ms", "as-viewer", ok=True)) == 2
+    assert not [r for r in rows.rows if not r.ok], [r for r in rows.rows if not r.ok]
+
+
+def test_simulcast_layers_reach_subscribers_by_view_size(lk_server):  # noqa: F811
+    """An aiortc publisher sends three rid layers (q, h, f); the server forwards each
+    subscriber the layer that fits the size it shows video at (UpdateTrackSettings), seen
+    in the keyframes it receives and written as the rx_kbps rows' detail."""
+    media = {"audio": False, "video": True, "data": False, "simulcast": True}
+    full = {"video_width": 640, "video_height": 360, "video_bitrate_kbps": 600}
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(
+                lk_server, rows, "sc-pub", "sc", publisher=True, layout=RoomLayout(**media, **full)
+            )
+        )
+        subs = [
+            AiortcParticipant(
+                make_ctx(
+                    lk_server, rows, f"sc-{w}", "sc", publisher=False,
+                    layout=RoomLayout(**media, **full, video_view_width=w, video_view_height=h),
+                )
+            )
+            for w, h in ((160, 90), (320, 180), (640, 360))
+        ]  # fmt: skip
+        await pub.join()
+        for s in subs:
+            await s.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, *subs)]
+        await asyncio.sleep(5.0)
+        for p in (*subs, pub):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return rows, pub, subs
+
+    rows, pub, subs = asyncio.run(scenario())
+    sizes = {}
+    for sub in subs:
+        (account,) = sub.counters.tracks.values()
+        sizes[sub.ctx.plan.identity] = account.frame_size
+        details = {r.detail for r in rows.of("rx_kbps", sub.ctx.plan.identity, ok=True)}
+        w, h = account.frame_size
+        assert f"layer {w}x{h}" in details, details
+    assert sizes == {"sc-160": (160, 90), "sc-320": (320, 180), "sc-640": (640, 360)}
+    kbps = {i: max(rows.values("rx_kbps", i)) for i in sizes}
+    assert kbps["sc-160"] < kbps["sc-320"] < kbps["sc-640"], kbps
+    assert not [r for r in rows.rows if not r.ok], [r for r in rows.rows if not r.ok]
+
+
+def test_speakers_in_talk_spurts_drive_the_servers_active_speakers(lk_server):  # noqa: F811
+    """Audio carries its RFC 6464 level on every packet: a publisher speaking all the time is
+    among the server's active speakers (speakers_changed to the others), a silent one
+    (speaking_share 0: Opus DTX, one packet per 400 ms) never is, and its DTX packets keep
+    the track alive (no stall, no failure)."""
+    from livekit.protocol import rtc as pr
+
+    talks = RoomLayout(audio=True, video=False, data=False)  # speaking_share 1: always
+    silent = RoomLayout(audio=True, video=False, data=False, speaking_share=0.0)
+    listens = RoomLayout(audio=True, video=False, data=False, speaking_share=0.5)
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        rows = Rows()
+        a = AiortcParticipant(make_ctx(lk_server, rows, "sp-a", "sp", publisher=True, layout=talks))
+        b = AiortcParticipant(
+            make_ctx(lk_server, rows, "sp-b", "sp", publisher=True, layout=silent)
+        )
+        sub = AiortcParticipant(
+            make_ctx(lk_server, rows, "sp-sub", "sp", publisher=False, layout=listens)
+        )
+        speakers: list[tuple[str, float, bool]] = []
+        original = sub._on_signal
+
+        async def on_signal(resp: pr.SignalResponse) -> None:
+            if resp.WhichOneof("message") == "speakers_changed":
+                speakers.extend((s.sid, s.level, s.active) for s in resp.speakers_changed.speakers)
+            await original(resp)
+
+        sub._on_signal = on_signal  # type: ignore[method-assign]
+        await a.join()
+        await b.join()
+        await sub.join()
+        tasks = [asyncio.create_task(p.run()) for p in (a, b, sub)]
+        await asyncio.sleep(5.0)
+        sids = {p.ctx.plan.identity: p.local_sid for p in (a, b)}
+        frames = {
+            p.ctx.plan.identity: p.pub_pc.getTransceivers()[0].sender._lkload_frames for p in (a, b)
+        }
+        for p in (sub, b, a):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return rows, sub, speakers, sids, frames
+
+    rows, sub, speakers, sids, frames = asyncio.run(scenario())
+    active = {sid for sid, level, on in speakers if on and level > 0}
+    assert sids["sp-a"] in active, speakers
+    assert sids["sp-b"] not in active, speakers
+    assert frames["sp-b"].dtx_frames >= 5 * 2 and frames["sp-b"].speaking_frames == 0
+    by_publisher = {r.track.publisher: r.track.track for r in rows.of("first_track_ms", "sp-sub")}
+    packets = {who: sub.counters.tracks[sid].packets for who, sid in by_publisher.items()}
+    assert packets["sp-a"] > 4 * 50 * 0.8 and 5 <= packets["sp-b"] <= 5 * 3 + 2, packets
+    assert not [r for r in rows.rows if not r.ok], [r for r in rows.rows if not r.ok]
+
+
+def test_publisher_video_carries_transport_wide_sequence_numbers_the_server_answers(
+    lk_server,  # noqa: F811
+):
+    """The publisher offers transport-wide-cc as Chrome does; livekit-server keeps it for
+    video and then runs its send-side bandwidth estimation for us: TWCC feedback (RTCP
+    RTPFB fmt 15) comes back (seen: 4 in 3 s), only because our packets carry the
+    transport-wide sequence numbers."""
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+    from aiortc.rtp import RtcpPacket, RtcpRtpfbPacket
+
+    twcc: dict[int, int] = {}
+    original = RTCDtlsTransport._handle_rtcp_data
+
+    async def counting(self, data):  # type: ignore[no-untyped-def]
+        try:
+            packets = RtcpPacket.parse(data)
+        except ValueError:
+            packets = []
+        n = sum(1 for p in packets if isinstance(p, RtcpRtpfbPacket) and p.fmt == 15)
+        twcc[id(self)] = twcc.get(id(self), 0) + n
+        await original(self, data)
+
+    layout = RoomLayout(audio=True, video=True, data=False)
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        rows = Rows()
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "tw-pub", "tw", publisher=True, layout=layout)
+        )
+        sub = AiortcParticipant(
+            make_ctx(lk_server, rows, "tw-sub", "tw", publisher=False, layout=layout)
+        )
+        await pub.join()
+        await sub.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, sub)]
+        await asyncio.sleep(3.0)
+        ids = dict(pub._twcc.ids)
+        seq = pub._twcc.seq
+        dtls = id(pub.pub_pc.getTransceivers()[0].sender.transport)
+        for p in (sub, pub):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return rows, ids, seq, dtls
+
+    RTCDtlsTransport._handle_rtcp_data = counting  # type: ignore[method-assign]
+    try:
+        rows, ids, seq, dtls = asyncio.run(scenario())
+    finally:
+        RTCDtlsTransport._handle_rtcp_data = original  # type: ignore[method-assign]
+    assert list(ids.values()) == [11], ids  # video only: the server refused it for audio
+    assert seq > 2 * 30  # the video packets sent, numbered
+    assert twcc.get(dtls, 0) >= 2, twcc
+    assert not [r for r in rows.rows if not r.ok]

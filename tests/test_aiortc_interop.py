@@ -217,7 +217,8 @@ def test_fast_rtp_path_routes_parses_and_falls_back() -> None:
         receiver._lkload_fast_rtp = lambda ssrc, seq, ts, size, arrival: got.append(  # type: ignore[attr-defined]
             (ssrc, seq, ts, size)
         )
-        dtls._rtp_router.register_receiver(receiver, ssrcs=[1234], payload_types=[96])
+        receiver._lkload_rtx_pts = {97}  # type: ignore[attr-defined]  (as tap_receiver sets)
+        dtls._rtp_router.register_receiver(receiver, ssrcs=[1234], payload_types=[96, 97])
         assert interop.install_fast_rtp(dtls)  # type: ignore[arg-type]
         assert interop.install_fast_rtp(dtls)  # type: ignore[arg-type]  (idempotent)
         ext_map = HeaderExtensionsMap()
@@ -251,7 +252,8 @@ def test_fast_rtp_path_routes_parses_and_falls_back() -> None:
         forged[-1] ^= 1
         proto.datagram_received(bytes(forged), ("127.0.0.1", 1))
         assert len(got) == len(cases) and conn._queue.empty()
-        # what aiortc's own path must handle: unknown SSRC, other payload type, RTCP, DTLS
+        # what aiortc's own path must handle: unknown SSRC, other payload type, a
+        # retransmission (RTX payload type: the tap hands it to on_rtx), RTCP, DTLS
         sr = bytes(
             RtcpSrPacket(
                 ssrc=1234,
@@ -260,7 +262,13 @@ def test_fast_rtp_path_routes_parses_and_falls_back() -> None:
                 ),
             )
         )
-        others = [rtp(7, ssrc=99), rtp(8, pt=111), sr, b"\x16\xfe\xfd" + b"\x00" * 20]
+        others = [
+            rtp(7, ssrc=99),
+            rtp(8, pt=111),
+            rtp(14, pt=97),
+            sr,
+            b"\x16\xfe\xfd" + b"\x00" * 20,
+        ]
         for data in others:
             proto.datagram_received(data, ("127.0.0.1", 1))
         # once something is queued, later RTP queues behind it (order kept)
@@ -376,6 +384,54 @@ def test_sender_internals_the_preencoded_loop_replaces() -> None:
         return first, again
 
     assert asyncio.run(install()) == (True, False)
+
+
+def test_feedback_internals_pli_and_rtx_rely_on() -> None:
+    """A PLI/FIR reaches the pre-encoded loop through the sender instance's _send_keyframe;
+    RTX packets are routed to the media receiver by payload type (their SSRC is not
+    registered, the router learns it), so the tap tells them apart by payload type."""
+    from aiortc import RTCRtpSender
+    from aiortc.codecs import is_rtx
+    from aiortc.rtcdtlstransport import RtpRouter
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    src = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "RTCP_PSFB_PLI" in src and "self._send_keyframe()" in src
+    assert callable(RTCRtpSender._send_keyframe)
+    src = inspect.getsource(RTCDtlsTransport._register_rtp_receiver)
+    assert "ssrcs.add(encoding.ssrc)" in src and "encoding.rtx" not in src
+    assert "payload_types=[codec.payloadType for codec in parameters.codecs]" in src
+    assert "self.ssrc_table[packet.ssrc] = pt_receiver" in inspect.getsource(RtpRouter.route_rtp)
+    assert is_rtx(RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97))
+    assert not is_rtx(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96))
+
+
+def test_simulcast_internals_the_layers_rely_on() -> None:
+    """Extra simulcast layers: their RTCP feedback is routed by media SSRC to a sender
+    registered for it, and the rid is written through a copy of the sender's private
+    extension-id table (aiortc never negotiates rtp-stream-id)."""
+    from aiortc.rtcdtlstransport import RtpRouter
+    from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtcpPsfbPacket, RtpPacket
+
+    ext_map = HeaderExtensionsMap()
+    assert isinstance(ext_map._HeaderExtensionsMap__ids, HeaderExtensions)  # type: ignore[attr-defined]
+    with_rid = interop._with_ids(ext_map, 10, None)
+    probe = RtpPacket(payload_type=96, ssrc=1)
+    probe.extensions.rtp_stream_id = "h"
+    data = probe.serialize(with_rid)
+    assert RtpPacket.parse(data, with_rid).extensions.rtp_stream_id == "h"
+    with_twcc = interop._with_ids(ext_map, None, 11)  # transport-wide-cc, the same way
+    probe.extensions.transport_sequence_number = 0x1234
+    assert RtpPacket.parse(probe.serialize(with_twcc), with_twcc).extensions == type(
+        probe.extensions
+    )(transport_sequence_number=0x1234)
+    assert ext_map._HeaderExtensionsMap__ids.rtp_stream_id is None  # type: ignore[attr-defined]
+    router = RtpRouter()
+    sender = object()
+    router.register_sender(sender, 77)  # type: ignore[arg-type]
+    assert router.route_rtcp(RtcpPsfbPacket(fmt=1, ssrc=5, media_ssrc=77)) == {sender}
+    src = inspect.getsource(RTCDtlsTransport._handle_rtcp_data)
+    assert "self._rtp_router.route_rtcp(packet)" in src and "_handle_rtcp_packet(packet)" in src
 
 
 def test_in_place_srtp_matches_pylibsrtp() -> None:

@@ -201,6 +201,7 @@ def test_join_and_first_track_mean_the_same_in_both_engines() -> None:
     # the same instant (the first audio packet) seen by both, to within their resolutions
     assert abs(audio["sub-sdk"] - audio["sub-aiortc"]) < 400, audio
     # publishing is not part of joining: the publisher's publish_ms rows come after its join
+    # (its transport row, an observation written with the join, aside)
     pub_rows = [
         r for r in rows if r["identity"] == "pub" and not r["metric"].startswith("transport_")
     ]

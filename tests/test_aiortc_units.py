@@ -251,3 +251,261 @@ def test_restricted_context_is_inherited_by_tasks() -> None:
         return await inner, ice.host_addresses()
 
     assert asyncio.run(main()) == (("127.0.0.1",), None)
+
+
+def _sample(keyframes: tuple[bool, ...], n: int = 0):  # type: ignore[no-untyped-def]
+    from lkload.participants.aiortc.packetize import PacketizedSample
+
+    n = n or len(keyframes)
+    return PacketizedSample(
+        codec="h264",
+        payloads=tuple((bytes([i]),) for i in range(n)),
+        timestamps=tuple(i * 6000 for i in range(n)),
+        due_s=tuple(i / 15 for i in range(n)),
+        lap_ticks=n * 6000,
+        lap_s=n / 15,
+        keyframes=keyframes,
+    )
+
+
+def test_frame_source_jumps_to_the_next_keyframe_and_keeps_the_timeline() -> None:
+    from lkload.participants.aiortc.packetize import FrameSource
+
+    # keyframes at 0 and 5 in a lap of 8 frames
+    frames = FrameSource(_sample((True, False, False, False, False, True, False, False)))
+    sent = [frames.next() for _ in range(2)]  # frames 0, 1
+    frames.request_keyframe()
+    sent += [frames.next() for _ in range(4)]  # 5 (jumped), 6, 7, then 0 of lap 1
+    assert [p[0][0] for p, _, _ in sent] == [0, 1, 5, 6, 7, 0]
+    # RTP time and due time go on one frame at a time, as if nothing was skipped
+    assert [ts for _, ts, _ in sent] == [i * 6000 for i in range(6)]
+    assert [round(d * 15, 6) for _, _, d in sent] == list(range(6))
+    assert (frames.keyframe_requests, frames.keyframes_sent) == (1, 1)
+    # past the end of a lap: the next keyframe is frame 0 of the next lap
+    frames.request_keyframe()  # next would be frame 1
+    ((p,), ts, due) = frames.next()
+    assert p[0] == 5 and ts == 6 * 6000  # from 1 the next keyframe is 5 of the same lap
+    frames.next(), frames.next()  # 6, 7
+    frames.request_keyframe()  # at frame 0 of lap 2: a keyframe already, no jump
+    ((p,), ts, _) = frames.next()
+    assert p[0] == 0 and ts == 9 * 6000 and frames.keyframes_sent == 2
+    # audio (no keyframes): a request is counted and changes nothing
+    audio = FrameSource(_sample((), n=4))
+    audio.request_keyframe()
+    assert [audio.next()[1] for _ in range(2)] == [0, 6000] and audio.keyframes_sent == 0
+
+
+def test_track_account_nacks_gaps_retries_and_gives_up_with_a_pli() -> None:
+    from lkload.participants.aiortc import subscriber as sb
+
+    calls: list[int] = []
+    acc = TrackAccount("TR_v", "video", 90_000, nack=True, pli=True)
+    acc.on_feedback = lambda: calls.append(1)
+    t = 1000.0
+    acc.on_rtp_fields(1, 65534, 0, 100, t)  # first packet: a keyframe is wanted
+    assert acc.keyframe_wanted and calls == [1]
+    assert acc.feedback_due(t) == ([], True)
+    acc.on_rtp_fields(1, 65535, 0, 100, t)
+    acc.on_rtp_fields(1, 2, 0, 100, t)  # 0 and 1 missing, across the wrap
+    assert sorted(acc.missing) == [65536, 65537] and len(calls) == 2
+    assert acc.feedback_due(t) == ([0, 1], False)
+    assert acc.feedback_due(t + 0.05) == ([], False)  # not before the retry interval
+    acc.on_rtp_fields(1, 0, 0, 100, t + 0.06)  # late (reordered): fills its gap
+    acc.on_rtx(99, 1, t + 0.07)  # retransmission of 1
+    assert not acc.missing and (acc.recovered, acc.rtx_received) == (1, 1)
+    acc.on_rtx(99, 1, t + 0.08)  # a duplicate retransmission repairs nothing
+    assert (acc.recovered, acc.rtx_received) == (1, 2)
+    # a packet never repaired: NACKed NACK_MAX_TRIES times, then given up -> PLI
+    acc.on_rtp_fields(1, 4, 0, 100, t + 1)  # 3 missing
+    nacked = 0
+    now = t + 1
+    for _ in range(sb.NACK_MAX_TRIES + 1):
+        nacks, pli = acc.feedback_due(now)
+        nacked += len(nacks)
+        now += sb.NACK_RETRY_S
+    assert nacked == sb.NACK_MAX_TRIES and pli and acc.unrecovered == 1 and not acc.missing
+    # a gap too large to NACK: cleared at once, keyframe wanted
+    acc.on_rtp_fields(1, 4 + sb.NACK_MAX_MISSING + 2, 0, 100, now)
+    assert not acc.missing and acc.keyframe_wanted
+    assert acc.unrecovered == 1 + sb.NACK_MAX_MISSING + 1
+    # PLIs are throttled: at most one per PLI_MIN_INTERVAL_S, the request waits
+    later = now + sb.PLI_MIN_INTERVAL_S
+    assert acc.feedback_due(later)[1] is True
+    acc.keyframe_wanted = True
+    assert acc.feedback_due(later + 0.1)[1] is False and acc.keyframe_wanted
+    assert acc.feedback_due(later + sb.PLI_MIN_INTERVAL_S)[1] is True
+
+
+def test_track_account_without_nack_negotiated_sends_nothing() -> None:
+    acc = TrackAccount("TR_a", "audio", 48_000)  # audio: no nack, no pli in the answer
+    acc.on_feedback = lambda: pytest.fail("no feedback without negotiation")
+    acc.on_rtp_fields(1, 10, 0, 100, 1.0)
+    acc.on_rtp_fields(1, 13, 960, 100, 1.02)
+    assert not acc.missing and not acc.keyframe_wanted
+    assert acc.feedback_due(2.0) == ([], False)
+
+
+def test_simulcast_offer_adds_rids_and_drops_ssrcs_of_one_section() -> None:
+    from lkload.participants.aiortc.join import RID_EXT_ID, RID_URI, simulcast_offer
+
+    sdp = (
+        "v=0\r\na=group:BUNDLE 0 1\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=ssrc:1 cname:x\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 97\r\na=mid:1\r\na=msid:s t\r\n"
+        "a=ssrc-group:FID 2 3\r\na=ssrc:2 cname:x\r\na=ssrc:3 cname:x\r\na=rtpmap:97 VP8/90000\r\n"
+    )
+    out = simulcast_offer(sdp, "1", ("q", "h", "f"))
+    audio, video = out.split("m=video")
+    assert audio == sdp.split("m=video")[0]  # other sections untouched
+    lines = ("m=video" + video).split("\r\n")
+    assert not [x for x in lines if x.startswith("a=ssrc")]
+    assert f"a=extmap:{RID_EXT_ID} {RID_URI}" in lines
+    assert lines[-5:-1] == [
+        "a=rid:q send",
+        "a=rid:h send",
+        "a=rid:f send",
+        "a=simulcast:send q;h;f",
+    ]
+    assert out.endswith("\r\n") and "a=rtpmap:97 VP8/90000" in lines
+
+
+def test_vp8_keyframe_size_reads_the_layer_from_real_payloads() -> None:
+    from lkload.media import SampleSpec
+    from lkload.participants.aiortc.packetize import FrameSource, packetize
+    from lkload.participants.aiortc.subscriber import vp8_keyframe_size
+
+    spec = SampleSpec("vp8", 100, width=160, height=90, duration_s=1.0)
+    frames = FrameSource(packetize(spec))
+    sizes = []
+    for _ in range(len(frames.sample.payloads)):
+        payloads, _, _ = frames.next()
+        first = payloads[0]
+        sizes.append(vp8_keyframe_size(first, 0, len(first)))
+        if len(payloads) > 1:  # a continuation packet never starts a frame
+            assert vp8_keyframe_size(payloads[1], 0, len(payloads[1])) is None
+    keyed = [s for s, k in zip(sizes, frames.sample.keyframes, strict=True) if k]
+    assert keyed and all(s == (160, 90) for s in keyed)
+    assert all(s is None for s, k in zip(sizes, frames.sample.keyframes, strict=True) if not k)
+    assert vp8_keyframe_size(memoryview(b"\x90\x80\x80\x01" + bytes(12)), 0, 16) is None
+
+
+def test_simulcast_layers_sizes_and_bitrates() -> None:
+    from lkload.media import SampleSpec
+    from lkload.participants.aiortc.publisher import simulcast_layers
+
+    q, h, f = simulcast_layers(SampleSpec("vp8", 1700, width=1280, height=720))
+    assert [(s.width, s.height) for s in (q, h, f)] == [(320, 180), (640, 360), (1280, 720)]
+    assert [s.bitrate_kbps for s in (q, h, f)] == [170, 442, 1700]
+
+
+def test_talk_spurts_speak_a_share_of_the_time_and_send_dtx_in_silence() -> None:
+    from lkload.media import SampleSpec
+    from lkload.participants.aiortc.packetize import (
+        DTX_INTERVAL_S,
+        SILENCE_LEVEL,
+        FrameSource,
+        Talk,
+        packetize,
+    )
+
+    sample = packetize(SampleSpec("opus", 32))
+    silent = FrameSource(sample, talk=Talk(0.0, 1.0))
+    sent = [silent.next() for _ in range(10)]
+    # one TOC-only packet per 400 ms, RTP time following the skipped frames
+    assert all(len(p) == 1 and len(p[0]) == 1 for p, _, _ in sent)
+    assert [round(d, 3) for _, _, d in sent] == [round(i * DTX_INTERVAL_S, 3) for i in range(10)]
+    assert [ts for _, ts, _ in sent] == [i * 19200 for i in range(10)]
+    assert silent.level == SILENCE_LEVEL and silent.speaking_frames == 0
+    talker = FrameSource(sample, talk=Talk(1.0))
+    payloads, _, _ = talker.next()
+    assert len(payloads[0]) > 20 and talker.level & 0x80  # speech: V bit set
+    # half the spurts: the share of time spoken over 200 spurts of 1 s is about a half
+    half = FrameSource(sample, talk=Talk(0.5, 1.0))
+    spoken = sum(half.speaking(s + 0.5) for s in range(200)) / 200
+    assert 0.35 < spoken < 0.65, spoken
+    assert half.speaking(3.2) == half.speaking(3.9)  # stable within a spurt
+
+
+def test_audio_level_offset_in_the_header_template() -> None:
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    from lkload.participants.aiortc import interop
+
+    ext_map = HeaderExtensionsMap()
+    assert interop._level_offset(ext_map, 111, 5, "0") == -1  # not negotiated
+    ext_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+                RTCRtpHeaderExtensionParameters(
+                    id=2, uri="urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+                ),
+            ]
+        )
+    )
+    at = interop._level_offset(ext_map, 111, 5, "0")
+    header, _ = interop._header_template(ext_map, 111, 5, "0", audio_level=(True, 127))
+    data = bytearray(header + b"x")
+    data[at] = 0x80 | 42
+    assert RtpPacket.parse(bytes(data), ext_map).extensions.audio_level == (True, 42)
+
+
+def test_samples_are_prepared_off_the_event_loop(tmp_path, monkeypatch) -> None:
+    """A publisher's first join in a process generates its samples (seconds of encoding,
+    more with simulcast) on a worker thread: the event loop carrying everyone's media keeps
+    running meanwhile."""
+    import time
+
+    from lkload.participants.aiortc import publisher
+
+    monkeypatch.setenv("LKLOAD_MEDIA_CACHE", str(tmp_path))
+    layout = RoomLayout(
+        audio=False, video=True, simulcast=True, video_width=320, video_height=180,
+        video_bitrate_kbps=517,  # a spec no other test uses: really generated here
+    )  # fmt: skip
+
+    async def run() -> tuple[float, float]:
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        task = asyncio.create_task(ticker())
+        t0 = time.monotonic()
+        await publisher.prepare_samples(layout)
+        took = time.monotonic() - t0
+        task.cancel()
+        return took, max(gaps)
+
+    took, worst_gap = asyncio.run(run())
+    assert len(list(tmp_path.glob("vp8-*.ivf"))) == 3  # the three layers
+    assert worst_gap < took / 4, (worst_gap, took)
+    # prepared once: a second call does not go to a thread
+    t0 = time.monotonic()
+    asyncio.run(publisher.prepare_samples(layout))
+    assert time.monotonic() - t0 < took / 4
+
+
+def test_twcc_offer_and_the_answers_ids() -> None:
+    from lkload.participants.aiortc.join import TWCC_EXT_ID, TWCC_URI, twcc_ids, twcc_offer
+
+    sdp = (
+        "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 opus/48000/2\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 97 98\r\na=mid:1\r\na=rtpmap:97 VP8/90000\r\n"
+        "a=rtpmap:98 rtx/90000\r\n"
+    )
+    out = twcc_offer(sdp)
+    app, audio, video = out.split("m=")[1:]
+    assert "transport" not in app  # data channels: nothing
+    for section, pts in ((audio, ["96"]), (video, ["97", "98"])):
+        assert f"a=extmap:{TWCC_EXT_ID} {TWCC_URI}\r\na=mid:" in section
+        assert [f"a=rtcp-fb:{pt} transport-cc" in section for pt in pts] == [True] * len(pts)
+    answer = f"m=audio 9 X 96\r\na=mid:0\r\nm=video 9 X 97\r\na=extmap:7 {TWCC_URI}\r\na=mid:1\r\n"
+    assert twcc_ids(answer) == {"1": 7}

@@ -409,3 +409,29 @@ def test_report_shows_rates_per_kind_connected_teardown_and_track_coverage(
     assert 'class="kinds"' in html and 'class="connected"' in html
     assert "media_e2e_ms measured on 2 of 3 tracks" in html
     assert "FAIL — decided the verdict" in html and "Teardown (reported, never judged)" in html
+
+
+def test_report_shows_the_video_layers_subscribers_received(tmp_path: Path) -> None:
+    """The rx_kbps rows' "layer WxH" detail (aiortc subscribers of simulcast VP8 tracks)
+    becomes, per tier, the layers received and on how many subscriptions, smallest first;
+    rows outside the hold and rows without a layer count for nothing."""
+    from synthetic import add_healthy
+
+    rng = np.random.default_rng(3)
+    c = Campaign(tiers=((2, "baseline"), (4, "target")), recovery_s=None)
+    add_healthy(c, rng)
+    hold = {"rng": rng, "publisher": "pub", "track": "TR_v"}
+    c.add(1, "hold", "rx_kbps", [60.0] * 5, participant="s1", ok_detail="layer 320x180", **hold)
+    c.add(1, "hold", "rx_kbps", [60.0] * 5, participant="s2", ok_detail="layer 320x180", **hold)
+    c.add(1, "hold", "rx_kbps", [600.0] * 5, participant="s3", ok_detail="layer 1280x720", **hold)
+    c.add(1, "hold", "rx_kbps", [30.0] * 5, participant="s4", **hold)  # audio: no layer
+    c.add(1, "settle", "rx_kbps", [9.0], participant="s5", ok_detail="layer 80x45", **hold)
+    c.add(2, "hold", "rx_kbps", [60.0] * 3, participant="s1", ok_detail="layer 320x180", **hold)
+    c.add(2, "hold", "rx_kbps", [200.0] * 3, participant="s1", ok_detail="layer 640x360", **hold)
+    r = render_report(c.write(tmp_path / "results" / "x"), tmp_path / "out")
+    t1, t2 = r.summary["tiers"]
+    assert t1["video_layers"] == {"320x180": 2, "1280x720": 1}
+    assert t2["video_layers"] == {"320x180": 1, "640x360": 1}
+    md = r.markdown.read_text()
+    assert "video layers received: 320x180 on 2 subscriptions, 1280x720 on 1 subscription" in md
+    assert "video layers received: 320x180 on 1 subscription, 640x360 on 1 subscription" in md

@@ -27,8 +27,11 @@ def _err(raw, source="s.yaml") -> str:
 def test_bundled_scenarios_load() -> None:
     smoke = load_scenario("smoke")
     assert [t.size for t in smoke.tiers] == [10, 25, 50]
-    # the default report shows media_e2e_ms: its publishers map RTP to capture time (aiortc)
-    assert smoke.engine_of(publisher=True) == "aiortc"
+    meeting = load_scenario("meeting")
+    assert meeting.rooms.simulcast and meeting.rooms.speaking_share < 1
+    assert meeting.engine_of(True) == meeting.engine_of(False) == "aiortc"
+    # the default campaign's publishers map RTP to capture time: its report has media_e2e_ms
+    assert smoke.engine_of(publisher=True) == "aiortc" and smoke.rooms.publishers_per_room > 0
     checklist = load_scenario(str(ROOT / "scenarios" / "checklist.yaml"))
     assert [t.size for t in checklist.tiers] == [10, 25, 50, 100, 200]
     assert [t.role for t in checklist.tiers] == list(TierRole)
@@ -68,6 +71,32 @@ def test_targets_default_to_design_and_override_per_metric() -> None:
         ({**BASE, "engine": "webrtc"}, "s.yaml: engine:"),
         ({**BASE, "stall_threshold_s": 0}, "s.yaml: stall_threshold_s:"),
         ({**BASE, "min_rx_share": 1.5}, "s.yaml: min_rx_share:"),
+        (
+            {**BASE, "engine": "aiortc", "rooms": {"video_view_width": 640}},
+            "set both video_view_width and video_view_height, or neither",
+        ),
+        (
+            {**BASE, "rooms": {"video_paused_share": 0.3}},
+            "sent by aiortc subscribers only: set rooms.subscriber_engine: aiortc",
+        ),
+        ({**BASE, "rooms": {"video_paused_share": 1.5}}, "rooms.video_paused_share:"),
+        ({**BASE, "rooms": {"subscriber_bandwidth_kbps": 10}}, "rooms.subscriber_bandwidth_kbps:"),
+        ({**BASE, "rooms": {"video_paused": 0.3}}, "rooms.video_paused:"),
+        (
+            {**BASE, "rooms": {"speaking_share": 0.2}},
+            "rooms.speaking_share is played by aiortc publishers only",
+        ),
+        (
+            {
+                **BASE,
+                "engine": "aiortc",
+                "stall_threshold_s": 0.3,
+                "rooms": {"speaking_share": 0.2},
+            },
+            "stall_threshold_s must exceed 0.4 s",
+        ),
+        ({**BASE, "rooms": {"talk_spurt_s": 0.1}}, "rooms.talk_spurt_s:"),
+        ({**BASE, "rooms": {"simulcast": "yes please"}}, "rooms.simulcast:"),
     ],
 )
 def test_one_line_errors(raw, expected) -> None:

@@ -12,6 +12,7 @@ judged. Error rates are per kind of attempt (`kinds`); the pooled sum decides no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -75,6 +76,9 @@ class TierStats:
     throughput: Throughput = field(default_factory=Throughput)
     connected_over_hold: Connected | None = None  # None: no join rows in the campaign
     coverage: TrackCoverage | None = None  # None: no track columns (results before v2)
+    # video layers received in the hold ("WxH" -> subscriptions that received it at some
+    # point: distinct participant and track; from the rx_kbps rows' "layer WxH" detail)
+    layers: dict[str, int] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float | None:
@@ -249,7 +253,9 @@ def compute_tiers(
             out[tier].ramp_metrics[a.metrics[metric]] = MetricStats(**d.__dict__)
     joins = connected_series(a)
     coverage = track_coverage(a)
+    layers = layers_received(a)
     for ts in out.values():
+        ts.layers = layers.get(ts.tier, {})
         ts.metrics = dict(sorted(ts.metrics.items()))
         ts.kinds = _kinds_of(a, ts, by_error, n_metrics, n_err)
         ts.attempts = sum(k.attempts for k in ts.kinds.values())
@@ -315,6 +321,41 @@ def _over(series: tuple[np.ndarray, np.ndarray], start: float, end: float) -> Co
     first = at(start)
     low = min(first, int(inside.min())) if inside.size else first
     return Connected(at_start=first, min=low, at_end=at(end))
+
+
+LAYER_PREFIX = "layer "
+
+
+def layers_received(a: SampleArrays) -> dict[int, dict[str, int]]:
+    """Per tier: the video layers subscribers received in the hold (rx_kbps rows whose
+    detail is "layer WxH": aiortc subscribers of VP8 tracks), each with the number of
+    subscriptions (participant, track) that received it."""
+    s = a.samples
+    rx = a.codes_of(("rx_kbps",))
+    if not rx or "detail" not in s.columns or a.n == 0:
+        return {}
+    rows = np.flatnonzero((a.metric == rx[0]) & a.is_hold & a.ok)
+    if rows.size == 0:
+        return {}
+    detail = s["detail"].iloc[rows].astype(str).to_numpy()
+    has = np.char.startswith(detail.astype("U"), LAYER_PREFIX)
+    if not has.any():
+        return {}
+    rows, detail = rows[has], detail[has]
+    frame = pd.DataFrame(
+        {
+            "tier": a.tier[rows],
+            "who": s["participant"].iloc[rows].astype(str).to_numpy(),
+            "track": s["track"].iloc[rows].astype(str).to_numpy(),
+            "layer": [d[len(LAYER_PREFIX) :] for d in detail],
+        }
+    ).drop_duplicates()
+    out: dict[int, dict[str, int]] = {}
+    counts = frame.groupby(["tier", "layer"]).size()
+    for key, n in counts.items():
+        tier, layer = cast(tuple[Any, Any], key)
+        out.setdefault(int(tier), {})[str(layer)] = int(n)
+    return out
 
 
 def track_coverage(a: SampleArrays) -> dict[int, TrackCoverage] | None:

@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "scenario",
         nargs="?",
         default=DEFAULT_SCENARIO,
-        help="scenario YAML file, or a bundled name: smoke (default), checklist",
+        help="scenario YAML file, or a bundled name: smoke (default), checklist, meeting",
     )
     p.add_argument(
         "--url",

@@ -131,7 +131,8 @@ class ParticipantFactory:
                     error=error,
                     publisher=track.publisher,
                     track=track.track,
-                    detail=failure_detail(detail) if not ok else "",
+                    # a failure's reason; on an ok row, what it observed (rx_kbps: the layer)
+                    detail=failure_detail(detail) if detail else "",
                 )
             )
 

@@ -121,10 +121,15 @@ class ParticipantContext:
         return True
 
     def ok(
-        self, metric: str, value: float, track: TrackRef = NO_TRACK, at: float | None = None
+        self,
+        metric: str,
+        value: float,
+        track: TrackRef = NO_TRACK,
+        at: float | None = None,
+        detail: str = "",
     ) -> None:
         if self._first(metric):
-            self.emit(metric, value, True, None, track=track, at=at)
+            self.emit(metric, value, True, None, track=track, at=at, detail=detail)
 
     def fail(
         self,

@@ -385,7 +385,7 @@ class SdkParticipant(Participant):
         track = rtc.LocalVideoTrack.create_video_track("lkload-video", source)
         codec = rtc.VideoCodec.H264 if layout.video_codec == "h264" else rtc.VideoCodec.VP8
         options = rtc.TrackPublishOptions(
-            source=rtc.TrackSource.SOURCE_CAMERA, video_codec=codec, simulcast=False
+            source=rtc.TrackSource.SOURCE_CAMERA, video_codec=codec, simulcast=layout.simulcast
         )
         options.video_encoding.max_bitrate = layout.video_bitrate_kbps * 1000
         options.video_encoding.max_framerate = layout.video_fps

@@ -108,6 +108,20 @@ def connected_text(t: TierResult) -> tuple[str, str]:
     return f"{c.min} of {t.stats.size} (≥ {t.stats.size - int(check.limit)} required)", cls
 
 
+def layers_text(st: TierStats) -> str:
+    """'video layers received: 160x90 on 3 subscriptions, 640x360 on 1' (smallest first)."""
+
+    def pixels(layer: str) -> int:
+        w, _, h = layer.partition("x")
+        return int(w) * int(h) if w.isdigit() and h.isdigit() else 0
+
+    parts = [
+        f"{layer} on {n} subscription{'s' if n != 1 else ''}"
+        for layer, n in sorted(st.layers.items(), key=lambda kv: pixels(kv[0]))
+    ]
+    return "video layers received: " + ", ".join(parts)
+
+
 def coverage_text(st: TierStats) -> str:
     c = st.coverage
     if c is None:
@@ -166,6 +180,8 @@ def rate_rows(a: Analysis) -> RateRows:
             )
         if st.coverage is not None and st.coverage.tracks:
             coverage.append(f"{name}: {coverage_text(st)}")
+        if st.layers:
+            coverage.append(f"{name}: {layers_text(st)}")
     td = a.teardown
     rows = [
         [(KIND_NOUNS[kind], ""), (f"{k.failures:,} / {k.attempts:,}", ""), (_errors(k), "")]

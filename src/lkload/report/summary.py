@@ -58,6 +58,7 @@ def tier_summary(tr: TierResult) -> dict[str, Any]:
         "decided_by": [c.id for c in tr.verdict.checks if c.status is Status.FAIL],
         "connected_over_hold": connected_over_hold(tr),
         "media_e2e_coverage": _plain(s.coverage),
+        "video_layers": dict(s.layers),
         "pooled": {
             "attempts": s.attempts,
             "failures": s.failures,

@@ -32,6 +32,7 @@ from lkload.report.rates import (
     connected_check,
     coverage_text,
     judged_here,
+    layers_text,
     teardown_text,
     worst_kind,
 )
@@ -315,6 +316,8 @@ def render_summary(console: Console, a: Analysis) -> None:
     for tr in a.tiers:
         if tr.stats.coverage is not None and tr.stats.coverage.tracks:
             console.print(Text(f"Tier {tr.tier}: {coverage_text(tr.stats)}"))
+        if tr.stats.layers:
+            console.print(Text(f"Tier {tr.tier}: {layers_text(tr.stats)}"))
     console.print(Text(f"Teardown: {teardown_text(a)}"))
     for outage in a.server_outages:
         console.print(Text(f"Server recovery: {outage.describe()}", style="yellow"))

@@ -54,6 +54,28 @@ class RoomLayout(Strict):
     video_fps: Annotated[int, Field(gt=0, le=60)] = 15
     audio_bitrate_kbps: Annotated[int, Field(ge=6, le=510)] = 32
     video_bitrate_kbps: Annotated[int, Field(ge=50, le=20_000)] = 300
+    # Speakers: the share of audio publishers speaking at any moment (aiortc publishers: time
+    # is cut into talk spurts of talk_spurt_s, in each a publisher speaks with this
+    # probability; silence is Opus DTX, one packet per 400 ms). Every packet carries its
+    # audio level (RFC 6464), so the server's active-speaker work happens as in a meeting.
+    # 1 = everyone talks all the time.
+    speaking_share: Annotated[float, Field(ge=0, le=1)] = 1.0
+    talk_spurt_s: Annotated[float, Field(ge=0.5, le=60)] = 3.0
+    # Video publishers send three simulcast layers (rids q, h, f: a quarter, half and the
+    # full video_width x video_height, at 0.1, 0.26 and 1 x video_bitrate_kbps), as
+    # LiveKit's SDKs do by default; the server forwards each subscriber the layer that fits.
+    simulcast: bool = False
+    # The receive bandwidth aiortc subscribers report to the server (REMB, once a second),
+    # as a client on a link this fast whose estimator has converged.
+    subscriber_bandwidth_kbps: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
+    # Adaptive stream, as LiveKit's SDKs do (aiortc subscribers): the size at which each
+    # subscriber shows remote video (UpdateTrackSettings width/height: the server forwards the
+    # simulcast layer that fits), and the share of subscribers whose video is paused, as a
+    # hidden tab's (UpdateTrackSettings disabled: the server forwards none of it). Which
+    # subscribers pause is a stable hash of their identity.
+    video_view_width: Annotated[int, Field(gt=0, le=3840)] | None = None
+    video_view_height: Annotated[int, Field(gt=0, le=2160)] | None = None
+    video_paused_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     # Subscribers decode what they receive (aiortc engine; costs CPU, proves media decodes).
     decode_media: bool = False
     # Engine per participant group; unset = the scenario's `engine`.
@@ -83,6 +105,8 @@ class RoomLayout(Strict):
             )
         if self.publishers_per_room > 0 and not (self.audio or self.video):
             raise ValueError("publishers need a track: set audio or video to true")
+        if (self.video_view_width is None) != (self.video_view_height is None):
+            raise ValueError("set both video_view_width and video_view_height, or neither")
         return self
 
 
@@ -193,6 +217,30 @@ class Scenario(Strict):
                 raise ValueError(
                     f"tiers must grow: tier {i + 1} has size {sizes[i]} after {sizes[i - 1]}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _adaptive_stream_needs_aiortc(self) -> Scenario:
+        r = self.rooms
+        if (r.video_paused_share or r.video_view_width) and self.engine_of(False) != "aiortc":
+            raise ValueError(
+                "rooms.video_paused_share and rooms.video_view_width/height are sent by aiortc "
+                "subscribers only: set rooms.subscriber_engine: aiortc or drop them"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _talk_spurts_need_aiortc(self) -> Scenario:
+        if self.rooms.speaking_share < 1 and self.engine_of(True) != "aiortc":
+            raise ValueError(
+                "rooms.speaking_share is played by aiortc publishers only: set "
+                "rooms.publisher_engine: aiortc or drop it"
+            )
+        if self.rooms.speaking_share < 1 and self.stall_threshold_s <= 0.4:
+            raise ValueError(
+                "stall_threshold_s must exceed 0.4 s (the DTX interval of silent speakers) "
+                "when rooms.speaking_share < 1"
+            )
         return self
 
     def engine_of(self, publisher: bool) -> str:

@@ -14,7 +14,10 @@ internal it relies on changes.
    tap replaces, on one receiver instance, `receive` (register with the DTLS transport's
    router, start no thread), `stop`, `_handle_rtp_packet` and `_handle_rtcp_packet`
    (hand packets to lkload's accounting). With `decode=True` the original handlers still
-   run after lkload's, so frames are decoded as usual.
+   run after lkload's, so frames are decoded as usual. Retransmissions (RTX payload types,
+   known from the receive parameters) go to lkload's `on_rtx` with their original sequence
+   number, never to `on_rtp`: aiortc's router learns the RTX SSRC by payload type and
+   routes RTX to the media receiver.
 3. Fast RTP receive path (aioice + aiortc), only without decoding: aiortc hands every
    datagram from aioice's protocol to `Connection.data_received`, which queues it for the
    DTLS transport's task (one task wake-up per packet), which unprotects it, parses it into
@@ -26,8 +29,8 @@ internal it relies on changes.
    and nothing is queued ahead of it, and whose (cleartext) SSRC and payload type route, by
    aiortc's own router tables, to a tapped receiver is unprotected right there and its
    header fields (ssrc, seq, timestamp, payload size) handed to the receiver's accounting.
-   Anything else (DTLS, RTCP with the sender reports, unknown SSRCs, packets of untapped or
-   decoding receivers) takes aiortc's own path unchanged.
+   Anything else (DTLS, RTCP with the sender reports, unknown SSRCs, RTX payload types,
+   packets of untapped or decoding receivers) takes aiortc's own path unchanged.
 4. Send path (aioice): `RTCIceTransport._send` is an instance attribute bound to aioice's
    `Connection.send`, which awaits `sendto(data, 1)`, which awaits the nominated pair's
    `StunProtocol.send_data`, which calls `transport.sendto`: three coroutines per packet.
@@ -52,31 +55,56 @@ internal it relies on changes.
    4. It keeps the sender's RTCP working: it updates the counters `_run_rtcp` puts in its
    sender reports, sets the started/exited events `stop()` waits for, stops the track at the
    end, and answers NACKs from a history of the last 128 packets (RTX when negotiated), as
-   aiortc does.
+   aiortc does. A PLI/FIR (aiortc calls the instance's `_send_keyframe`) makes the loop jump
+   to its next keyframe (`FrameSource.request_keyframe`).
 7. Receive-side SRTP (pylibsrtp): `_Srtp.unprotect_fields` unprotects into a buffer made
    once and reads the header fields from it, instead of pylibsrtp's `unprotect`, which
    allocates a length cell and returns a copy per packet. Same libsrtp call, same session.
+8. rid simulcast (aiortc sends none): with `layers`, the pre-encoded sender sends one
+   stream per layer (mid + rtp-stream-id in every packet, through a copy of the sender's
+   private header-extension id table), registers the extra SSRCs with the router, sends
+   their sender reports, and takes their NACKs/PLIs by replacing the sender instance's
+   `_handle_rtcp_packet` (anything else goes to aiortc's). The offer is munged in join.py.
+9. Audio level (RFC 6464): negotiated by the server for audio, never set by aiortc's
+   sender; the pre-encoded loop writes each frame's level in place (offset found from
+   aiortc's serializer), talk spurts and DTX silences coming from the frame source.
+10. Transport-wide sequence numbers: aiortc never offers transport-wide-cc; join.py offers
+   it as Chrome does and, where the answer keeps it, the pre-encoded loop writes the peer
+   connection's next transport-wide sequence number in every packet (`TransportSeq`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import random
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
 import aiortc.clock
 import pylibsrtp
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
@@ -89,6 +117,7 @@ __all__ = [
     "AIORTC_VERIFIED",
     "FastRtpHandler",
     "RtpHandler",
+    "RtxHandler",
     "SrHandler",
     "install_fast_clock",
     "install_fast_rtp",
@@ -132,6 +161,8 @@ SrHandler = Callable[[RtcpSrPacket, float], None]
 
 # (ssrc, sequence number, timestamp, payload bytes + 12, arrival unix seconds) -> None
 FastRtpHandler = Callable[[int, int, int, int, float], None]
+# (RTX ssrc, original sequence number, arrival unix seconds) -> None
+RtxHandler = Callable[[int, int, float], None]
 
 
 def tap_receiver(
@@ -141,31 +172,73 @@ def tap_receiver(
     *,
     decode: bool = False,
     on_rtp_fields: FastRtpHandler | None = None,
+    on_rtx: RtxHandler | None = None,
+    on_params: Callable[[RTCRtpReceiveParameters], None] | None = None,
+    on_vp8: Callable[[Any, int, int], None] | None = None,
 ) -> None:
     """Route one receiver's RTP/RTCP to lkload's accounting (see module docstring, 2).
     `on_rtp_fields` (ignored with `decode=True`) is what the fast receive path
-    (`install_fast_rtp`) calls for this receiver's packets instead of `on_rtp`."""
+    (`install_fast_rtp`) calls for this receiver's packets instead of `on_rtp`.
+    Retransmissions (RTX payload types: RFC 4588) go to `on_rtx` with their original
+    sequence number, never to `on_rtp`; `on_params` gets the negotiated receive parameters
+    (codecs with their RTCP feedback) when the receiver starts. Without decoding, `on_vp8`
+    gets (data, start, end) of each VP8 payload that starts a frame (the received layer's
+    size is in its keyframes)."""
     if getattr(receiver, "_lkload_tapped", False):
         return
     original_rtp = receiver._handle_rtp_packet
     original_rtcp = receiver._handle_rtcp_packet
+    original_receive = receiver.receive
     rx: Any = receiver  # instance attributes shadow the class's methods
+    rtx_pts: set[int] = set()  # filled by receive(): the RTX payload types
+    rx._lkload_rtx_pts = rtx_pts
+    rx._lkload_vp8 = None  # set by receive() for a VP8 receiver without decoding
+
+    def take_params(parameters: RTCRtpReceiveParameters) -> None:
+        rtx_pts.update(
+            c.payloadType for c in parameters.codecs if is_rtx(c) and c.payloadType is not None
+        )
+        media = [c for c in parameters.codecs if not is_rtx(c)]
+        if not decode and media and media[0].mimeType.lower() == "video/vp8":
+            rx._lkload_vp8 = on_vp8
+        if on_params is not None:
+            on_params(parameters)
+
+    def rtx_packet(packet: RtpPacket) -> bool:
+        """A retransmission: handed to on_rtx (original sequence number first in it)."""
+        if packet.payload_type not in rtx_pts:
+            return False
+        if on_rtx is not None and len(packet.payload) >= 2:
+            osn = (packet.payload[0] << 8) | packet.payload[1]
+            on_rtx(packet.ssrc, osn, time.time())
+        return True
 
     if decode:
 
         async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
-            on_rtp(packet, time.time())
+            if not rtx_packet(packet):
+                on_rtp(packet, time.time())
             await original_rtp(packet, arrival_time_ms)
+
+        async def receive_decoding(parameters: RTCRtpReceiveParameters) -> None:
+            take_params(parameters)
+            await original_receive(parameters)
 
         async def handle_rtcp(packet: AnyRtcpPacket) -> None:
             if isinstance(packet, RtcpSrPacket):
                 on_sr(packet, time.time())
             await original_rtcp(packet)
 
+        rx.receive = receive_decoding
+
     else:
 
         async def handle_rtp(packet: RtpPacket, arrival_time_ms: int) -> None:
-            on_rtp(packet, time.time())
+            if not rtx_packet(packet):
+                on_rtp(packet, time.time())
+                vp8 = rx._lkload_vp8
+                if vp8 is not None and packet.payload and packet.payload[0] & 0x10:
+                    vp8(packet.payload, 0, len(packet.payload))
 
         async def handle_rtcp(packet: AnyRtcpPacket) -> None:
             if isinstance(packet, RtcpSrPacket):
@@ -173,8 +246,9 @@ def tap_receiver(
 
         registered: list[bool] = []
 
-        async def receive(parameters: Any) -> None:
+        async def receive(parameters: RTCRtpReceiveParameters) -> None:
             if not registered:
+                take_params(parameters)
                 receiver.transport._register_rtp_receiver(receiver, parameters)
                 registered.append(True)
 
@@ -239,8 +313,14 @@ def install_fast_rtp(dtls: RTCDtlsTransport) -> bool:
                     m_pt, ssrc = ssrc_pt(data)
                     receiver = ssrc_table.get(ssrc)
                     handler = getattr(receiver, "_lkload_fast_rtp", None)
-                    # RtpRouter.route_rtp: a known SSRC whose receiver has the payload type
-                    if handler is not None and receiver in pt_table.get(m_pt & 0x7F, ()):
+                    pt = m_pt & 0x7F
+                    # RtpRouter.route_rtp: a known SSRC whose receiver has the payload type;
+                    # retransmissions (RTX, rare) take aiortc's path to the tap's on_rtx
+                    if (
+                        handler is not None
+                        and receiver in pt_table.get(pt, ())
+                        and pt not in receiver._lkload_rtx_pts  # type: ignore[union-attr]
+                    ):
                         arrival = now()
                         n = len(data)
                         # what RTCDtlsTransport._recv_next counts for its transport stats
@@ -276,6 +356,10 @@ def install_fast_rtp(dtls: RTCDtlsTransport) -> bool:
                             n -= pad
                         try:
                             handler(ssrc, seq, ts, n - pos + 12, arrival)
+                            # a VP8 frame's first packet (S bit): its keyframes tell the size
+                            vp8 = receiver._lkload_vp8  # type: ignore[union-attr]
+                            if vp8 is not None and n > pos and srtp.view[pos] & 0x10:
+                                vp8(srtp.view, pos, n)
                         except Exception:  # never let it reach the datagram transport
                             logger.exception("fast RTP handler failed")
                         return
@@ -392,6 +476,7 @@ class _Srtp:
         self.cdata = _srtp_ffi.new("char[]", self.SIZE)
         self.buf = _srtp_ffi.buffer(self.cdata)
         self.lenp = _srtp_ffi.new("int *")
+        self.view = memoryview(self.buf)  # indexing gives ints (the buffer gives bytes)
 
 
 _HEADER_FIELDS = struct.Struct("!BHI")  # m/pt, seq, timestamp (at offset 1)
@@ -400,20 +485,40 @@ _ABS_PROBE = 0xABCDEF
 
 
 def _header_template(
-    ext_map: Any, payload_type: int, ssrc: int, mid: str | None
+    ext_map: Any,
+    payload_type: int,
+    ssrc: int,
+    mid: str | None,
+    rid: str | None = None,
+    audio_level: tuple[bool, int] | None = None,
+    transport_seq: int | None = None,
 ) -> tuple[bytes, int]:
     """The RTP header aiortc's sender would write for this stream (its negotiated header
-    extensions: mid, abs-send-time), from aiortc's own serializer, and the offset of the
-    abs-send-time value in it (-1: not negotiated)."""
+    extensions: mid, abs-send-time; and a simulcast layer's rid), from aiortc's own
+    serializer, and the offset of the abs-send-time value in it (-1: not negotiated)."""
     probe = RtpPacket(payload_type=payload_type, ssrc=ssrc)
     probe.extensions.abs_send_time = _ABS_PROBE
     probe.extensions.mid = mid
+    probe.extensions.rtp_stream_id = rid
+    probe.extensions.audio_level = audio_level
+    probe.extensions.transport_sequence_number = transport_seq
     header = probe.serialize(ext_map)
     marker = _ABS_PROBE.to_bytes(3, "big")
     offset = header.find(marker, 12)
     if offset != -1 and header.find(marker, offset + 1) != -1:
         raise ValueError("ambiguous abs-send-time offset in the RTP header template")
     return header, offset
+
+
+def _level_offset(ext_map: Any, payload_type: int, ssrc: int, mid: str | None) -> int:
+    """Where aiortc's serializer writes the ssrc-audio-level byte (RFC 6464) in this
+    stream's header, or -1 if the extension is not negotiated."""
+    quiet, _ = _header_template(ext_map, payload_type, ssrc, mid, audio_level=(False, 0))
+    loud, _ = _header_template(ext_map, payload_type, ssrc, mid, audio_level=(True, 127))
+    diff = [i for i, (a, b) in enumerate(zip(quiet, loud, strict=False)) if a != b]
+    if len(quiet) != len(loud) or len(diff) > 1:
+        raise ValueError("ambiguous audio-level offset in the RTP header template")
+    return diff[0] if diff else -1
 
 
 def _abs_send_time() -> int:
@@ -436,21 +541,110 @@ _SENDER_STATE = (
 _HISTORY = 128  # packets kept for NACKs, as aiortc's RTP_HISTORY_SIZE
 
 
-def install_preencoded_sender(sender: RTCRtpSender, frames: FrameSource) -> bool:
+@dataclass(slots=True)
+class TransportSeq:
+    """Transport-wide sequence numbers of one peer connection (all its streams share them)
+    and the answer's transport-wide-cc extension id per mid (set before the answer is
+    applied, i.e. before the senders start)."""
+
+    ids: dict[str, int]
+    seq: int = 0
+
+
+def _with_ids(ext_map: HeaderExtensionsMap, rid_id: int | None, twcc_id: int | None) -> Any:
+    """A copy of a sender's negotiated extension map that also writes rtp-stream-id and/or
+    transport-wide-cc (aiortc negotiates neither: its private id table is copied)."""
+    ids = copy.copy(ext_map._HeaderExtensionsMap__ids)  # type: ignore[attr-defined]
+    if rid_id is not None:
+        ids.rtp_stream_id = rid_id
+    if twcc_id is not None:
+        ids.transport_sequence_number = twcc_id
+    out = HeaderExtensionsMap()
+    out._HeaderExtensionsMap__ids = ids  # type: ignore[attr-defined]
+    return out
+
+
+@dataclass(slots=True)
+class _Layer:
+    """One simulcast layer of a sender: its rid, frames, SSRC and NACK history."""
+
+    rid: str
+    frames: FrameSource
+    ssrc: int
+    history: dict[int, tuple[int, int, int, bytes]]
+    ext_map: Any = None
+
+
+def install_preencoded_sender(
+    sender: RTCRtpSender,
+    frames: FrameSource,
+    *,
+    layers: list[tuple[str, FrameSource]] | None = None,
+    rid_ext_id: int = 10,
+    twcc: TransportSeq | None = None,
+) -> bool:
     """Send `frames` from this sender with lkload's loop instead of aiortc's (module
     docstring, 6). Call before the sender starts (before the answer is applied). Returns
-    False (nothing installed) if the sender does not have the expected shape."""
+    False (nothing installed) if the sender does not have the expected shape.
+
+    `layers` (rid, frames) makes it a rid-based simulcast sender (module docstring, 8): the
+    first layer is sent on the sender's own SSRC (`frames` must be its frames), the others
+    on SSRCs of their own, every packet with mid and rid (`rid_ext_id`, the id offered for
+    rtp-stream-id), sender reports for the other layers sent by the loop itself, and the
+    server's NACKs and PLIs dispatched to the layer they name.
+
+    `twcc`: when the answer kept transport-wide-cc for this sender's mid, every packet
+    carries the peer connection's next transport-wide sequence number, as Chrome's."""
     state = vars(sender)
     names = {n: f"_RTCRtpSender__{n}" for n in _SENDER_STATE}
     if "_run_rtp" in state or any(name not in state for name in names.values()):
         return False
     history: dict[int, tuple[int, int, int, bytes]] = {}  # seq % size -> seq, m/pt, ts, payload
     rtx: dict[str, Any] = {}
+    extra: list[_Layer] = []
+    if layers:
+        if layers[0][1] is not frames:
+            raise ValueError("the first simulcast layer must be the sender's own frames")
+        extra = [_Layer(rid, f, _new_ssrc(sender), {}) for rid, f in layers[1:]]
+    by_ssrc = {layer.ssrc: layer for layer in extra}
 
     async def run_rtp(codec: RTCRtpCodecParameters) -> None:
         state[names["rtp_started"]].set()
         try:
-            await _send_frames(sender, state, names, codec, frames, history)
+            twcc_id = twcc.ids.get(state[names["mid"]]) if twcc is not None else None
+            base_map = state[names["rtp_header_extensions_map"]]
+            if not layers:
+                await _send_frames(
+                    sender, state, names, codec, frames, history,
+                    ext_map=_with_ids(base_map, None, twcc_id) if twcc_id else None,
+                    twcc=twcc if twcc_id else None,
+                )  # fmt: skip
+            else:
+                ext_map = _with_ids(base_map, rid_ext_id, twcc_id)
+                router = sender.transport._rtp_router
+                for layer in extra:
+                    layer.ext_map = ext_map
+                    router.register_sender(sender, layer.ssrc)  # its NACKs/PLIs reach us
+                loops = [
+                    _send_frames(
+                        sender, state, names, codec, frames, history, rid=layers[0][0],
+                        ext_map=ext_map, twcc=twcc if twcc_id else None,
+                    )
+                ] + [
+                    _send_frames(
+                        sender, state, names, codec, layer.frames, layer.history,
+                        rid=layer.rid, ext_map=ext_map, ssrc=layer.ssrc,
+                        twcc=twcc if twcc_id else None,
+                    )
+                    for layer in extra
+                ]  # fmt: skip
+                tasks = [asyncio.ensure_future(loop_) for loop_ in loops]
+                try:
+                    await asyncio.gather(*tasks)
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):
             pass
         except Exception:  # as aiortc: log it, and still end as a stopped sender
@@ -487,10 +681,53 @@ def install_preencoded_sender(sender: RTCRtpSender, frames: FrameSource) -> bool
         )
         await dtls._send_rtp(data)
 
+    original_rtcp = sender._handle_rtcp_packet
+
+    async def handle_rtcp(packet: AnyRtcpPacket) -> None:
+        # feedback naming one of the extra layers' SSRCs; the rest (the first layer's, and
+        # receiver reports) goes to aiortc's handler, which calls _retransmit/_send_keyframe
+        layer = by_ssrc.get(getattr(packet, "media_ssrc", -1))
+        if layer is None:
+            await original_rtcp(packet)
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            for seq in packet.lost:
+                await _retransmit_layer(sender, state, names, layer, seq)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_PLI:
+            layer.frames.request_keyframe()
+
     sender._run_rtp = run_rtp  # type: ignore[method-assign]
     sender._retransmit = retransmit  # type: ignore[method-assign]
+    if extra:
+        sender._handle_rtcp_packet = handle_rtcp  # type: ignore[method-assign]
+        sender._lkload_layers = [_Layer(layers[0][0], frames, sender._ssrc, history), *extra]  # type: ignore[attr-defined,index]
+    # a PLI/FIR (aiortc's _handle_rtcp_packet calls _send_keyframe): the loop's next keyframe
+    sender._send_keyframe = frames.request_keyframe  # type: ignore[method-assign]
+    sender._lkload_frames = frames  # type: ignore[attr-defined]
     sender._lkload_history = history  # type: ignore[attr-defined]  # what NACKs can get
     return True
+
+
+def _new_ssrc(sender: RTCRtpSender) -> int:
+    while True:
+        ssrc = random.getrandbits(32)
+        if ssrc not in (sender._ssrc, sender._rtx_ssrc):
+            return ssrc
+
+
+async def _retransmit_layer(
+    sender: RTCRtpSender, state: dict[str, Any], names: dict[str, str], layer: _Layer, seq: int
+) -> None:
+    """A NACKed packet of an extra simulcast layer, sent again as it was (the publisher's
+    answer negotiates no RTX)."""
+    entry = layer.history.get(seq % _HISTORY)
+    dtls = sender.transport
+    if entry is None or entry[0] != seq or dtls._state is not DtlsState.CONNECTED:
+        return
+    _, m_pt, timestamp, payload = entry
+    packet = _packet(
+        state, names, m_pt, seq, timestamp, payload, layer.ssrc, layer.ext_map, layer.rid
+    )
+    await dtls._send_rtp(packet)
 
 
 def _packet(
@@ -501,10 +738,12 @@ def _packet(
     timestamp: int,
     payload: bytes,
     ssrc: int,
+    ext_map: Any = None,
+    rid: str | None = None,
 ) -> bytes:
     """One cleartext RTP packet (retransmissions only: rare, so no template cache)."""
-    ext_map = state[names["rtp_header_extensions_map"]]
-    header, abs_at = _header_template(ext_map, m_pt & 0x7F, ssrc, state[names["mid"]])
+    ext_map = ext_map or state[names["rtp_header_extensions_map"]]
+    header, abs_at = _header_template(ext_map, m_pt & 0x7F, ssrc, state[names["mid"]], rid)
     packet = bytearray(header + payload)
     _HEADER_FIELDS.pack_into(packet, 1, m_pt, seq, timestamp)
     if abs_at != -1:
@@ -520,19 +759,48 @@ async def _send_frames(
     codec: RTCRtpCodecParameters,
     frames: FrameSource,
     history: dict[int, tuple[int, int, int, bytes]],
+    *,
+    rid: str | None = None,
+    ext_map: Any = None,
+    ssrc: int | None = None,
+    twcc: TransportSeq | None = None,
 ) -> None:
     """The loop of `install_preencoded_sender`: one wake-up per frame, its packets sent
-    back to back (as aiortc does), the SR counters updated once per frame."""
+    back to back (as aiortc does), the SR counters updated once per frame. With `ssrc` (an
+    extra simulcast layer) it sends that stream's sender reports itself, once a second."""
     loop = asyncio.get_running_loop()
     dtls = sender.transport
     connected = DtlsState.CONNECTED
     nominated = dtls.transport._connection._nominated
+    own_sr = ssrc is not None
+    ssrc = sender._ssrc if ssrc is None else ssrc
+    ext_map = ext_map or state[names["rtp_header_extensions_map"]]
+    # audio: the RFC 6464 level of each frame (the frame source's talk spurts), written in
+    # place like the sequence number; the server's active-speaker detection reads it
+    level_at = -1
+    if codec.mimeType.lower().startswith("audio/"):
+        level_at = _level_offset(ext_map, codec.payloadType or 0, ssrc, state[names["mid"]])
     template, abs_at = _header_template(
-        state[names["rtp_header_extensions_map"]],
+        ext_map,
         codec.payloadType or 0,
-        sender._ssrc,
+        ssrc,
         state[names["mid"]],
+        rid,
+        audio_level=(True, 127) if level_at != -1 else None,
+        transport_seq=0xFFFF if twcc is not None else None,
     )
+    tw_at = -1
+    if twcc is not None:  # where the transport-wide sequence number goes (found as level's)
+        zero, _ = _header_template(
+            ext_map, codec.payloadType or 0, ssrc, state[names["mid"]], rid,
+            audio_level=(True, 127) if level_at != -1 else None, transport_seq=0,
+        )  # fmt: skip
+        diff = [i for i, (a, b) in enumerate(zip(template, zero, strict=True)) if a != b]
+        if len(diff) != 2 or diff[1] != diff[0] + 1:
+            raise ValueError("ambiguous transport-wide sequence number offset")
+        tw_at = diff[0]
+    sr_packets = sr_octets = 0
+    next_sr = loop.time() + 0.5
     hlen = len(template)
     pt = codec.payloadType or 0
     srtp: _Srtp | None = None
@@ -574,12 +842,19 @@ async def _send_frames(
         ctx, cdata, buf, lenp = srtp.ctx, srtp.cdata, srtp.buf, srtp.lenp
         timestamp = (origin + offset) & 0xFFFFFFFF
         last = len(payloads) - 1
+        level = bytes((frames.level,))
         sent = 0
         for i, payload in enumerate(payloads):
             m_pt = pt | 0x80 if i == last else pt
             n = hlen + len(payload)
             buf[0:hlen] = template
             fields(buf, 1, m_pt, seq, timestamp)
+            if level_at != -1:
+                buf[level_at : level_at + 1] = level
+            if tw_at != -1:
+                tw_seq = twcc.seq  # type: ignore[union-attr]
+                twcc.seq = (tw_seq + 1) & 0xFFFF  # type: ignore[union-attr]
+                buf[tw_at : tw_at + 2] = tw_seq.to_bytes(2, "big")
             if abs_at != -1:
                 now = (ntp_now() >> 14) & 0xFFFFFF
                 abs_fields(buf, abs_at, now >> 16, now & 0xFFFF)
@@ -595,10 +870,23 @@ async def _send_frames(
         # what aiortc's loop leaves for _run_rtcp's sender reports, once per frame; the NTP
         # time is the frame's capture time (when it was due), not when the send returned:
         # media_e2e_ms then spans capture to arrival, the generator's own lateness included
-        state[names["ntp_timestamp"]] = unix_to_ntp(wall0 + due)
-        state[names["rtp_timestamp"]] = timestamp
-        state[octets_key] += sent
-        state[packets_key] += len(payloads)
+        if not own_sr:
+            state[names["ntp_timestamp"]] = unix_to_ntp(wall0 + due)
+            state[names["rtp_timestamp"]] = timestamp
+            state[octets_key] += sent
+            state[packets_key] += len(payloads)
+            continue
+        sr_octets += sent
+        sr_packets += len(payloads)
+        if loop.time() >= next_sr:  # aiortc's _run_rtcp: every 0.5-1.5 s; ours every 1 s
+            next_sr = loop.time() + 1.0
+            info = RtcpSenderInfo(
+                ntp_timestamp=unix_to_ntp(wall0 + due),
+                rtp_timestamp=timestamp,
+                packet_count=sr_packets & 0xFFFFFFFF,
+                octet_count=sr_octets & 0xFFFFFFFF,
+            )
+            send_rtcp(dtls, bytes(RtcpSrPacket(ssrc=ssrc, sender_info=info)))
 
 
 def _wake(future: asyncio.Future[None]) -> None:

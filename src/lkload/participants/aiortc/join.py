@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiortc import (
     RTCBundlePolicy,
@@ -98,14 +99,83 @@ async def answer_offer(
     return pr.SignalRequest(answer=pr.SessionDescription(type="answer", sdp=sdp, id=offer.id))
 
 
+TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+TWCC_EXT_ID = 11
+
+
+def twcc_offer(sdp: str) -> str:
+    """The offer as Chrome's: every audio/video section offers the transport-wide-cc header
+    extension and `transport-cc` feedback (aiortc offers neither); the server keeps them
+    where it wants TWCC (video, for livekit-server 1.13.5) and then sends TWCC feedback."""
+    out = []
+    for section in re.split(r"(?=^m=)", sdp, flags=re.MULTILINE):
+        if section.startswith(("m=audio", "m=video")):
+            eol = "\r\n" if "\r\n" in section else "\n"
+            section = section.replace("a=mid:", f"a=extmap:{TWCC_EXT_ID} {TWCC_URI}{eol}a=mid:", 1)
+            for pt in re.findall(r"^a=rtpmap:(\d+) ", section, re.MULTILINE):
+                section = section.replace(
+                    f"a=rtpmap:{pt} ", f"a=rtcp-fb:{pt} transport-cc{eol}a=rtpmap:{pt} ", 1
+                )
+        out.append(section)
+    return "".join(out)
+
+
+def twcc_ids(sdp: str) -> dict[str, int]:
+    """mid -> transport-wide-cc extension id, for the sections of an answer that kept it."""
+    ids: dict[str, int] = {}
+    for section in re.split(r"(?=^m=)", sdp, flags=re.MULTILINE):
+        mid = re.search(r"^a=mid:(\S+)", section, re.MULTILINE)
+        ext = re.search(rf"^a=extmap:(\d+)(?:/\w+)? {re.escape(TWCC_URI)}", section, re.MULTILINE)
+        if mid and ext:
+            ids[mid.group(1)] = int(ext.group(1))
+    return ids
+
+
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+RID_EXT_ID = 10  # free in aiortc's offers (it numbers its extensions 1-3)
+
+
+def simulcast_offer(sdp: str, mid: str, rids: tuple[str, ...]) -> str:
+    """The offer as a browser sends rid-based simulcast (RFC 8853) for the m-section of
+    `mid`: the rtp-stream-id header extension, one `a=rid:<rid> send` per layer, `a=simulcast:
+    send q;h;f`, and no SSRC lines (the SFU learns each layer's SSRC from the rid in its
+    packets). aiortc knows none of this; only the server sees the munged offer."""
+    sections = re.split(r"(?=^m=)", sdp, flags=re.MULTILINE)
+    out = []
+    for section in sections:
+        if re.search(rf"^a=mid:{re.escape(mid)}\r?$", section, re.MULTILINE):
+            eol = "\r\n" if "\r\n" in section else "\n"
+            lines = [
+                line
+                for line in section.split(eol)
+                if not line.startswith(("a=ssrc:", "a=ssrc-group:"))
+            ]
+            at = next(i for i, line in enumerate(lines) if line.startswith("a=mid:"))
+            extra = [f"a=extmap:{RID_EXT_ID} {RID_URI}"]
+            lines[at + 1 : at + 1] = extra
+            tail = [f"a=rid:{rid} send" for rid in rids] + [f"a=simulcast:send {';'.join(rids)}"]
+            end = len(lines) - 1 if lines[-1] == "" else len(lines)
+            lines[end:end] = tail
+            section = eol.join(lines)
+        out.append(section)
+    return "".join(out)
+
+
 async def publisher_offer(
-    pc: RTCPeerConnection, offer_id: int, local_hook: CandidateHook | None = None
+    pc: RTCPeerConnection,
+    offer_id: int,
+    local_hook: CandidateHook | None = None,
+    simulcast: list[tuple[Any, tuple[str, ...]]] | None = None,
 ) -> pr.SignalRequest:
-    """Create the publisher offer (gathers our candidates into the SDP)."""
+    """Create the publisher offer (gathers our candidates into the SDP); `simulcast` lists
+    the simulcast video transceivers with their rids (their mids exist once offered)."""
     offer = await pc.createOffer()
     await pc.setLocalDescription(offer)
     local = pc.localDescription
     sdp = strip_candidates(local.sdp, local_hook)
+    for transceiver, rids in simulcast or []:
+        sdp = simulcast_offer(sdp, transceiver.mid, rids)
+    sdp = twcc_offer(sdp)
     return pr.SignalRequest(offer=pr.SessionDescription(type="offer", sdp=sdp, id=offer_id))
 
 

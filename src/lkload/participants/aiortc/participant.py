@@ -14,6 +14,7 @@ import functools
 import logging
 import random
 import time
+import zlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from enum import Enum
@@ -22,7 +23,16 @@ from typing import Any
 import av
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCIceServer, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
-from aiortc.rtp import RtcpRrPacket
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    pack_remb_fci,
+)
 from livekit.protocol import models as pm
 from livekit.protocol import rtc as pr
 
@@ -36,14 +46,17 @@ from lkload.metrics.schema import (
 from lkload.participants import mediacheck
 from lkload.participants.aiortc import ice, interop, join, sctp_order
 from lkload.participants.aiortc.data import DataMessage, decode_packet, encode_packet
+from lkload.participants.aiortc.packetize import Talk
 from lkload.participants.aiortc.publisher import (
+    SIMULCAST_RIDS,
     PreEncodedTrack,
     add_track_request,
     add_transceivers,
+    prepare_samples,
     samples_for,
 )
 from lkload.participants.aiortc.signal import SignalClient, SignalClosed, SignalError
-from lkload.participants.aiortc.subscriber import TrackAccount
+from lkload.participants.aiortc.subscriber import NACK_RETRY_S, TrackAccount
 from lkload.participants.base import (
     CAPTURE_CLOCK,
     CLOCK_ATTRIBUTE,
@@ -91,6 +104,7 @@ class RemoteTrack:
     publisher: str  # participant sid
     muted: bool = False  # the publisher muted it: silence is no stall, its rate not judged
     muted_in_interval: bool = False
+    paused: bool = False  # we paused it (a hidden tab): not expected, not judged, no stalls
 
 
 @dataclass(slots=True)
@@ -149,6 +163,12 @@ class AiortcParticipant(Participant):
         self._ice_addresses: tuple[str, ...] | None = None
         self._ice_servers: list[RTCIceServer] = []
         self._primary_pc: RTCPeerConnection | None = None  # the PC whose transport we report
+        self._feedback_timer: asyncio.TimerHandle | None = None  # NACK/PLI sends pending
+        self._twcc = interop.TransportSeq({})  # the publisher PC's transport-wide sequence
+        layout = ctx.plan.layout
+        self._adaptive_stream = bool(layout.video_view_width or layout.video_paused_share)
+        self._video_paused = _stable_share(ctx.plan.identity) < layout.video_paused_share
+        self._settings_pending: list[str] = []  # video track sids to send settings for
 
     # ---- Participant interface ---------------------------------------------------------
 
@@ -168,6 +188,10 @@ class AiortcParticipant(Participant):
         detail = ""
         addrs: tuple[str, ...] | None = ()
         try:
+            if self.ctx.plan.publisher:
+                # the generator's own preparation (first use per process) is not join time
+                await prepare_samples(self.ctx.plan.layout)
+                started = time.monotonic()
             addrs = self._ice_addresses = ice.addresses_for(
                 self.ctx.target.ice_addresses, self.ctx.plan.identity
             )
@@ -198,6 +222,7 @@ class AiortcParticipant(Participant):
         self.state = State.JOINED
         for exp in self._expected.values():  # announced while joining: expected from now
             exp.announced = max(exp.announced, self._joined_at)
+        await self._send_track_settings()
         plan = self.ctx.plan
         if self.pub_pc is None and (plan.publisher or plan.layout.data):
             try:
@@ -396,7 +421,13 @@ class AiortcParticipant(Participant):
         # while the BUNDLE group starts with mid 0, applying the answer stops it
         # (docs/aiortc-interop.md, "max-bundle order").
         if self.ctx.plan.publisher:
-            self.tracks = add_transceivers(pc, samples_for(self.ctx.plan.layout))
+            layout = self.ctx.plan.layout
+            talk = None
+            if layout.speaking_share < 1:
+                talk = Talk(layout.speaking_share, layout.talk_spurt_s)
+            self.tracks = add_transceivers(
+                pc, samples_for(layout), simulcast=layout.simulcast, talk=talk, twcc=self._twcc
+            )
         if self.ctx.plan.layout.data:
             self._reliable = pc.createDataChannel("_reliable", ordered=True)
         loop = asyncio.get_running_loop()
@@ -418,7 +449,12 @@ class AiortcParticipant(Participant):
             )
             await self.signal.send(add_track_request(track))
         self._pub_answer = loop.create_future()
-        await self.signal.send(await join.publisher_offer(pc, 1, self.hooks.publisher_local))
+        simulcast: list[tuple[Any, tuple[str, ...]]] = [
+            (t.transceiver, SIMULCAST_RIDS) for t in self.tracks if t.layers
+        ]
+        await self.signal.send(
+            await join.publisher_offer(pc, 1, self.hooks.publisher_local, simulcast)
+        )
         await self._pub_answer
         # every track's answer (a refusal of one does not stop waiting for the others)
         results = await asyncio.gather(*self._published.values(), return_exceptions=True)
@@ -480,6 +516,9 @@ class AiortcParticipant(Participant):
                 )
             elif which == "answer":
                 if self.pub_pc is not None:
+                    # which of our streams carry transport-wide sequence numbers (before the
+                    # answer starts the senders)
+                    self._twcc.ids.update(join.twcc_ids(resp.answer.sdp))
                     await join.apply_answer(self.pub_pc, resp.answer, self.hooks.publisher_remote)
                     if self._pub_answer is not None and not self._pub_answer.done():
                         self._pub_answer.set_result(None)
@@ -497,6 +536,7 @@ class AiortcParticipant(Participant):
             elif which == "update":
                 for info in resp.update.participants:
                     self._on_participant(info)
+                await self._send_track_settings()
             elif which == "leave":
                 action = pr.LeaveRequest.Action.Name(resp.leave.action)
                 reason = pm.DisconnectReason.Name(resp.leave.reason)
@@ -578,8 +618,13 @@ class AiortcParticipant(Participant):
             if remote is None:
                 remote = RemoteTrack(TrackRef(info.identity, ti.sid), info.sid)
                 self._remote[ti.sid] = remote
+                if ti.type == pm.TrackType.VIDEO and self._adaptive_stream:
+                    remote.paused = self._video_paused
+                    self._settings_pending.append(ti.sid)
             if ti.muted != remote.muted:
                 self._set_muted(ti.sid, remote, ti.muted)
+            if remote.paused:
+                continue  # nothing will come: no first_track_ms to expect
             if ti.sid not in self._expected and ti.sid not in self._done_tracks:
                 self._expected[ti.sid] = ExpectedTrack(ti.sid, info.sid, max(now, self._joined_at))
         # withdrawn: the publisher left or unpublished before we received the track
@@ -592,6 +637,26 @@ class AiortcParticipant(Participant):
                 self._drop_track(sid, time.time())
         if gone:
             self._peer_attrs.pop(info.sid, None)
+
+    async def _send_track_settings(self) -> None:
+        """Adaptive stream (scenario rooms.video_view_*, video_paused_share): one
+        UpdateTrackSettings for the video tracks seen since the last call, as LiveKit's
+        SDKs send when a track is attached to an element of that size, or paused when the
+        element is hidden. Only once joined (the server needs the subscription)."""
+        if not self._settings_pending or self.state is not State.JOINED:
+            return
+        sids, self._settings_pending = self._settings_pending, []
+        layout = self.ctx.plan.layout
+        if self._video_paused:
+            settings = pr.UpdateTrackSettings(track_sids=sids, disabled=True)
+        else:
+            settings = pr.UpdateTrackSettings(
+                track_sids=sids,
+                disabled=False,
+                width=layout.video_view_width or 0,
+                height=layout.video_view_height or 0,
+            )
+        await self.signal.send(pr.SignalRequest(track_setting=settings))
 
     def _set_muted(self, sid: str, remote: RemoteTrack, muted: bool) -> None:
         """A muted track is silent on purpose: a stall going on ends at the mute (written
@@ -612,7 +677,7 @@ class AiortcParticipant(Participant):
         if account is None or remote is None:
             return
         account.on_first = None
-        self._write_stalls(account, remote.ref, None if remote.muted else now)
+        self._write_stalls(account, remote.ref, None if remote.muted or remote.paused else now)
 
     def _write_stalls(self, account: TrackAccount, ref: TrackRef, now: float | None) -> None:
         """Stalls that ended, and with `now` the one going on (its duration so far)."""
@@ -650,6 +715,9 @@ class AiortcParticipant(Participant):
                     account.on_sr,
                     decode=self.decode,
                     on_rtp_fields=account.on_rtp_fields,
+                    on_rtx=account.on_rtx,
+                    on_vp8=account.on_vp8_payload,
+                    on_params=functools.partial(self._negotiated, account),
                 )
                 if self.decode:
                     # aiortc queues every decoded frame on the track: take them, or they pile up
@@ -662,6 +730,70 @@ class AiortcParticipant(Participant):
                     interop.install_fast_rtp(receiver.transport)
                     interop.install_fast_send(receiver.transport)
                 return
+
+    def _negotiated(self, account: TrackAccount, parameters: RTCRtpReceiveParameters) -> None:
+        """The receiver feedback the answer negotiated for this track (its first codec's
+        rtcp-fb lines). In decode mode aiortc's own receiver sends NACK, PLI and REMB."""
+        if self.decode:
+            return
+        codecs = [c for c in parameters.codecs if not c.mimeType.lower().endswith("/rtx")]
+        if not codecs:
+            return
+        fb = {(f.type, f.parameter or "") for f in codecs[0].rtcpFeedback}
+        account.nack = ("nack", "") in fb
+        account.pli = ("nack", "pli") in fb
+        account.remb = ("goog-remb", "") in fb
+        account.on_feedback = self._feedback_soon
+
+    def _feedback_soon(self) -> None:
+        """NACKs for a new gap and PLIs go out at once (next loop iteration: one datagram for
+        everything found in this batch of packets), as libwebrtc sends them."""
+        if self._ended.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        timer = self._feedback_timer
+        if timer is not None:
+            if timer.when() <= loop.time():
+                return  # already due
+            timer.cancel()  # a retry later: the new gap goes out now, retries with it
+        self._feedback_timer = loop.call_later(0, self._send_feedback)
+
+    def _send_feedback(self) -> None:
+        """One compound RTCP packet (an empty receiver report, then the generic NACKs and
+        PLIs due); again in NACK_RETRY_S while packets are still missing or a keyframe
+        request waits for its throttle."""
+        self._feedback_timer = None
+        if self.sub_pc is None or self._ended.is_set():
+            return
+        now = time.time()
+        packets: list[bytes] = []
+        pending = False
+        for account in self.counters.tracks.values():
+            if account.ssrc is None or not (account.missing or account.keyframe_wanted):
+                continue
+            nacks, pli = account.feedback_due(now)
+            if nacks:
+                nack = RtcpRtpfbPacket(
+                    fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=account.ssrc
+                )
+                nack.lost = nacks
+                packets.append(bytes(nack))
+            if pli:
+                packets.append(
+                    bytes(
+                        RtcpPsfbPacket(
+                            fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc, media_ssrc=account.ssrc
+                        )
+                    )
+                )
+            pending = pending or bool(account.missing) or account.keyframe_wanted
+        transceivers = self.sub_pc.getTransceivers()
+        if packets and transceivers:
+            compound = bytes(RtcpRrPacket(ssrc=self._rtcp_ssrc)) + b"".join(packets)
+            interop.send_rtcp(transceivers[0].receiver.transport, compound)
+        if pending:
+            loop = asyncio.get_running_loop()
+            self._feedback_timer = loop.call_later(NACK_RETRY_S, self._send_feedback)
 
     def _first_packet(self, sid: str) -> None:
         exp = self._expected.pop(sid, None)
@@ -714,10 +846,23 @@ class AiortcParticipant(Participant):
         if not transceivers:
             return
         now = time.time()
-        blocks = [b for a in self.counters.tracks.values() if (b := a.report_block(now))]
+        accounts = self.counters.tracks.values()
+        blocks = [b for a in accounts if (b := a.report_block(now))]
         if blocks:
-            report = RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=blocks[:31])  # 5-bit count
-            interop.send_rtcp(transceivers[0].receiver.transport, bytes(report))
+            report = bytes(RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=blocks[:31]))  # 5 bits
+            # receiver-side bandwidth estimate (REMB, when negotiated: livekit-server offers
+            # goog-remb and no transport-cc to subscribers), in the same compound packet
+            remb_ssrcs = [a.ssrc for a in accounts if a.remb and a.ssrc is not None]
+            if remb_ssrcs:
+                bps = self.ctx.plan.layout.subscriber_bandwidth_kbps * 1000
+                remb = RtcpPsfbPacket(
+                    fmt=RTCP_PSFB_APP,
+                    ssrc=self._rtcp_ssrc,
+                    media_ssrc=0,
+                    fci=pack_remb_fci(bps, remb_ssrcs[:255]),
+                )
+                report += bytes(remb)
+            interop.send_rtcp(transceivers[0].receiver.transport, report)
 
     def _report_stats(self) -> None:
         """Per received track: rx_kbps (judged against the nominal bitrate), loss_pct,
@@ -736,9 +881,13 @@ class AiortcParticipant(Participant):
             attrs = self._attrs_of(sid)
             first = account.first_packet_at or now
             remote = self._remote[sid]
-            judged = mediacheck.judged(attrs, now - first) and not remote.muted_in_interval
+            judged = (
+                mediacheck.judged(attrs, now - first)
+                and not remote.muted_in_interval
+                and not remote.paused
+            )
             remote.muted_in_interval = remote.muted
-            mediacheck.rx_row(self.ctx, st.rx_kbps, account.kind, ref, judged)
+            mediacheck.rx_row(self.ctx, st.rx_kbps, account.kind, ref, judged, st.layer)
             if st.loss_pct is not None:
                 self.ctx.ok("loss_pct", st.loss_pct, track=ref)
             if st.jitter_ms is not None:
@@ -774,13 +923,18 @@ class AiortcParticipant(Participant):
         for sid, account in self.counters.tracks.items():
             remote = self._remote.get(sid)
             if remote is not None:
-                self._write_stalls(account, remote.ref, None if remote.muted else now)
+                self._write_stalls(
+                    account, remote.ref, None if remote.muted or remote.paused else now
+                )
         self._write_lost(self._seqs.drain())
 
     # ---- release ------------------------------------------------------------------------
 
     async def _release(self) -> None:
         """Close both PCs, the socket and every task; idempotent, bounded in time."""
+        if self._feedback_timer is not None:
+            self._feedback_timer.cancel()
+            self._feedback_timer = None
         for track in self.tracks:
             track.stop()
         for pc in (self.pub_pc, self.sub_pc):
@@ -795,6 +949,11 @@ class AiortcParticipant(Participant):
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
+
+
+def _stable_share(identity: str) -> float:
+    """A participant's place in [0, 1), stable across runs and processes (scenario shares)."""
+    return zlib.crc32(identity.encode()) / 2**32
 
 
 async def _count_decoded(track: MediaStreamTrack, account: TrackAccount) -> None:

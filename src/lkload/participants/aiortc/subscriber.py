@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiortc.rtp import RtcpReceiverInfo, RtcpSrPacket, RtpPacket
 
@@ -18,6 +19,15 @@ from lkload.participants.aiortc.rtcp import SenderClock
 
 __all__ = ["IntervalStats", "TrackAccount"]
 
+# Generic NACK (RFC 4585 6.2.1) as libwebrtc's NackRequester: a missing packet is NACKed at
+# once, again every NACK_RETRY_S (libwebrtc's default RTT when it has none) up to
+# NACK_MAX_TRIES times; then, or when too much is missing at once, it is given up and a
+# keyframe is needed (PLI).
+NACK_RETRY_S = 0.1
+NACK_MAX_TRIES = 10
+NACK_MAX_MISSING = 1000
+NACK_MAX_AGE = 10_000  # sequence numbers behind the newest: given up
+PLI_MIN_INTERVAL_S = 0.5  # keyframe requests of one track at most this often
 MAX_E2E_SAMPLES = 2000  # per interval: bounded memory whatever the packet rate
 MAX_STALLS = 100  # stalls kept between two stats intervals
 # media_e2e_ms: the first frame at or after each 100 ms tick per track (10 samples a second
@@ -26,12 +36,40 @@ MAX_STALLS = 100  # stalls kept between two stats intervals
 E2E_SAMPLE_EVERY_S = 0.1
 
 
+def vp8_keyframe_size(data: Any, pos: int, end: int) -> tuple[int, int] | None:
+    """(width, height) if the RTP payload data[pos:end] starts a VP8 keyframe (RFC 7741:
+    payload descriptor with S=1 and partition 0, then the keyframe header), else None."""
+    if end - pos < 4:
+        return None
+    b0 = data[pos]
+    if not b0 & 0x10 or b0 & 0x0F:  # not the start of partition 0
+        return None
+    i = pos + 1
+    if b0 & 0x80:  # X: extension byte
+        x = data[i]
+        i += 1
+        if x & 0x80:  # I: picture ID, 7 or 15 bits
+            i += 2 if data[i] & 0x80 else 1
+        if x & 0x40:  # L: TL0PICIDX
+            i += 1
+        if x & 0x30:  # T or K: TID/Y/KEYIDX
+            i += 1
+    if end - i < 10 or data[i] & 0x01:  # P bit set: an interframe
+        return None
+    if data[i + 3 : i + 6] != b"\x9d\x01\x2a":  # the keyframe start code
+        return None
+    width = (data[i + 6] | data[i + 7] << 8) & 0x3FFF
+    height = (data[i + 8] | data[i + 9] << 8) & 0x3FFF
+    return width, height
+
+
 @dataclass(frozen=True, slots=True)
 class IntervalStats:
     rx_kbps: float
     loss_pct: float | None  # None: nothing expected in the interval
     jitter_ms: float | None  # None: nothing received in the interval
     media_e2e_ms: list[tuple[float, float]]  # (arrival unix s, ms) per sampled frame
+    layer: str = ""  # video: "WxH" of the last keyframe received by the interval's end
 
 
 @dataclass(slots=True)
@@ -49,6 +87,21 @@ class TrackAccount:
     frame_size: tuple[int, int] | None = None
     # called once, after the first packet has been counted (first_track_ms)
     on_first: Callable[[str], None] | None = None
+    # receiver feedback negotiated for this track (RFC 4585: nack, nack pli; goog-remb)
+    nack: bool = False
+    pli: bool = False
+    remb: bool = False
+    # called when feedback is due at once (a new gap, a keyframe needed)
+    on_feedback: Callable[[], None] | None = None
+    # missing extended sequence numbers -> (NACKs sent, unix s of the last one)
+    missing: dict[int, tuple[int, float]] = field(default_factory=dict)
+    keyframe_wanted: bool = False
+    nacks_sent: int = 0  # sequence numbers NACKed (each try counts)
+    plis_sent: int = 0
+    rtx_received: int = 0  # retransmissions received (RTX)
+    recovered: int = 0  # missing packets a retransmission brought
+    unrecovered: int = 0  # missing packets given up
+    _last_pli: float = -1e9
     # silence between two packets longer than this is a stall: (start unix s, duration s)
     stall_after_s: float = 2.0
     last_arrival: float = 0.0
@@ -87,6 +140,12 @@ class TrackAccount:
         """Payload bytes + 12 per packet received since the start."""
         return self._done_bytes + self._iv_bytes
 
+    def on_vp8_payload(self, data: Any, pos: int, end: int) -> None:
+        """A VP8 payload that starts a frame: a keyframe tells the size being received."""
+        size = vp8_keyframe_size(data, pos, end)
+        if size is not None:
+            self.frame_size = size
+
     def on_rtp(self, packet: RtpPacket, arrival: float) -> None:
         """One parsed RTP packet (aiortc's stock receive path)."""
         self.on_rtp_fields(
@@ -112,9 +171,12 @@ class TrackAccount:
             self._rr_expected = self._rr_received = 0
             self._lsr = 0
             self._iv_expected += 1
+            self.missing.clear()
             if self.first_packet_at is None:
                 self.first_packet_at = self.last_arrival = self._iv_since = arrival
                 first = True
+                # a video receiver starting on a stream needs a keyframe to decode anything
+                self.keyframe_wanted = self.pli
         if arrival - self.last_arrival > self.stall_after_s and len(self.stalls) < MAX_STALLS:
             self.stalls.append((self.last_arrival, arrival - self.last_arrival))
         self.last_arrival = arrival
@@ -123,8 +185,12 @@ class TrackAccount:
         # extended highest sequence number (a step back of half the space = reordered/old)
         delta = (seq - self._max_seq) & 0xFFFF
         if 0 < delta < 0x8000:
+            if delta > 1 and self.nack:  # a gap: NACK it (rare; the in-order path is lean)
+                self._gap(self._max_seq + 1, delta - 1)
             self._max_seq += delta
             self._iv_expected += delta
+        elif self.missing:  # late: a reordered packet fills its gap
+            self.missing.pop(self._max_seq - ((self._max_seq - seq) & 0xFFFF), None)
         # jitter
         clockrate = self.clockrate
         transit = arrival * clockrate - ts
@@ -148,8 +214,56 @@ class TrackAccount:
                     capture = clock.capture_time(ts)
                     if capture is not None and len(self._iv_e2e) < MAX_E2E_SAMPLES:
                         self._iv_e2e.append((arrival, (arrival - capture) * 1000.0))
-        if first and self.on_first is not None:
-            self.on_first(self.track_sid)
+        if first:
+            if self.on_first is not None:
+                self.on_first(self.track_sid)
+            if self.keyframe_wanted and self.on_feedback is not None:
+                self.on_feedback()
+
+    def _gap(self, first: int, count: int) -> None:
+        if count > NACK_MAX_MISSING or len(self.missing) + count > NACK_MAX_MISSING:
+            # libwebrtc clears its NACK list and asks for a keyframe instead
+            self.unrecovered += len(self.missing) + count
+            self.missing.clear()
+            self.keyframe_wanted = self.pli
+        else:
+            for ext in range(first, first + count):
+                self.missing[ext] = (0, 0.0)
+        if self.on_feedback is not None:
+            self.on_feedback()
+
+    def on_rtx(self, rtx_ssrc: int, osn: int, arrival: float) -> None:
+        """A retransmission (RTX) of packet `osn` of this track's SSRC: a repair, not a new
+        packet (libwebrtc counts recovered packets apart from the network's: loss_pct
+        stays the loss before repair)."""
+        self.rtx_received += 1
+        if self.missing:
+            ext = self._max_seq - ((self._max_seq - osn) & 0xFFFF)
+            if self.missing.pop(ext, None) is not None:
+                self.recovered += 1
+
+    def feedback_due(self, now: float) -> tuple[list[int], bool]:
+        """The sequence numbers to NACK now (16-bit, new ones and retries due) and whether
+        to send a PLI; gives up packets NACKed NACK_MAX_TRIES times or too old (then a
+        keyframe is needed)."""
+        nacks: list[int] = []
+        if self.missing:
+            oldest = self._max_seq - NACK_MAX_AGE
+            for ext, (tries, last) in list(self.missing.items()):
+                if tries >= NACK_MAX_TRIES or ext < oldest:
+                    del self.missing[ext]
+                    self.unrecovered += 1
+                    self.keyframe_wanted = self.pli
+                elif now - last >= NACK_RETRY_S:
+                    self.missing[ext] = (tries + 1, now)
+                    nacks.append(ext & 0xFFFF)
+            self.nacks_sent += len(nacks)
+        pli = self.keyframe_wanted and now - self._last_pli >= PLI_MIN_INTERVAL_S
+        if pli:
+            self.keyframe_wanted = False
+            self._last_pli = now
+            self.plis_sent += 1
+        return nacks, pli
 
     def on_sr(self, packet: RtcpSrPacket, arrival: float) -> None:
         info = packet.sender_info
@@ -217,6 +331,7 @@ class TrackAccount:
             loss_pct=loss,
             jitter_ms=self._jitter / self.clockrate * 1000.0 if received else None,
             media_e2e_ms=self._iv_e2e,
+            layer=f"{self.frame_size[0]}x{self.frame_size[1]}" if self.frame_size else "",
         )
         self._iv_since = now
         self._done_bytes += self._iv_bytes
