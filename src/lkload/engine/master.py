@@ -104,6 +104,7 @@ class MasterCampaign(Campaign):
         server_bind: str = "127.0.0.1",
         prometheus_url: str | None = None,
         server_memory_mb: float | None = None,
+        samples_format: str = "parquet",
         cluster_key: str,
     ) -> None:
         super().__init__(
@@ -116,6 +117,7 @@ class MasterCampaign(Campaign):
             worker="master",
             prometheus_url=prometheus_url,
             server_memory_mb=server_memory_mb,
+            samples_format=samples_format,
         )
         if expect_workers < 1:
             raise UsageError("--expect-workers must be at least 1")

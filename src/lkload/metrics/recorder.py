@@ -1,7 +1,9 @@
 """The results directory writer: samples streamed to disk, timeline events, resources.
 
 Any thread may call `record`; one writer thread appends to the files and flushes at least
-every `flush_s`, so a crash or SIGKILL loses at most that much. The queue is bounded:
+every `flush_s`, so a crash or SIGKILL loses at most that much. Samples go to Parquet
+(metrics/shards.py: a crash-safe journal per part, rewritten as Parquet) or, with
+`samples_format="csv"`, to one CSV file per worker. The queue is bounded:
 when the disk falls behind, producers wait (back-pressure) rather than memory growing.
 
 A write that fails (disk full, I/O error) stops the writing for good: `error` says which
@@ -26,6 +28,9 @@ from typing import Any, TextIO
 from lkload.metrics.prometheus import SERVER_METRICS_COLUMNS, ServerScrape
 from lkload.metrics.redact import redact
 from lkload.metrics.schema import RESOURCE_COLUMNS, SAMPLE_COLUMNS, ResourceSample, Sample
+from lkload.metrics.shards import ParquetShard
+
+SAMPLES_FORMATS = ("parquet", "csv")
 
 _STOP = object()
 
@@ -59,7 +64,10 @@ class Recorder:
         worker: str = "local",
         flush_s: float = 0.5,
         max_pending: int = 50_000,
+        samples_format: str = "parquet",
     ) -> None:
+        if samples_format not in SAMPLES_FORMATS:
+            raise ValueError(f"samples format {samples_format!r}: one of {SAMPLES_FORMATS}")
         self.directory = directory
         self.worker = worker
         self.flush_s = flush_s
@@ -69,8 +77,13 @@ class Recorder:
         self.counts = {"samples": 0, "failures": 0, "resources": 0, "events": 0, "scrapes": 0}
         self.error: str | None = None  # the failed write, one line; set once, by the writer
         self._files: dict[TextIO, Path] = {}
-        self._samples_path = directory / "samples" / f"samples-{_safe(worker)}.csv"
-        self._samples_csv = self._open_csv(self._samples_path, SAMPLE_COLUMNS)
+        self._shard: ParquetShard | None = None
+        self._samples_csv: Any = None
+        if samples_format == "parquet":
+            self._shard = ParquetShard(directory / "samples", _safe(worker))
+        else:
+            self._samples_path = directory / "samples" / f"samples-{_safe(worker)}.csv"
+            self._samples_csv = self._open_csv(self._samples_path, SAMPLE_COLUMNS)
         self._resources_csv = self._open_csv(directory / "resources.csv", RESOURCE_COLUMNS)
         self._timeline_path = directory / "timeline.jsonl"
         self._timeline = self._open(self._timeline_path)
@@ -153,17 +166,27 @@ class Recorder:
                     else:
                         path = self._path_of(item)
                         self._write(item)
+                    if time.monotonic() - last_flush >= self.flush_s:
+                        break  # producers keep the queue full: flush on time anyway
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         item = None
                 if stopping or time.monotonic() - last_flush >= self.flush_s:
+                    if self._shard is not None:
+                        path = self._shard.path
+                        if stopping:
+                            self._shard.close()  # its last part becomes Parquet
+                        else:
+                            self._shard.flush()
                     for fh, file_path in self._files.items():
                         path = file_path  # a flush that fails names this file
                         fh.flush()
                     last_flush = time.monotonic()
         except Exception as exc:  # disk full, I/O error, or a bug: never die silently
             self._fail(path, exc)
+            if self._shard is not None:
+                self._shard.abandon()
             stopping = self._discard_until_stop(stopping)
         for fh in self._files:
             # the buffered rest may not fit either: what is on disk stays
@@ -191,7 +214,7 @@ class Recorder:
 
     def _path_of(self, item: Any) -> Path:
         if isinstance(item, Sample):
-            return self._samples_path
+            return self._shard.path if self._shard is not None else self._samples_path
         if isinstance(item, ResourceSample):
             return self.directory / "resources.csv"
         if isinstance(item, ServerScrape):
@@ -200,7 +223,10 @@ class Recorder:
 
     def _write(self, item: Any) -> None:
         if isinstance(item, Sample):
-            self._samples_csv.writerow(item.row())
+            if self._shard is not None:
+                self._shard.add(item)
+            else:
+                self._samples_csv.writerow(item.row())
             self.counts["samples"] += 1
             if not item.ok:
                 self.counts["failures"] += 1
