@@ -7,7 +7,9 @@ expected workers before tier 1; it hands out global participant numbers with a j
 each (the API secret never leaves the master); it tells workers each phase change so they
 tag their samples as a single process would; it writes every sample and resource reading
 the workers send, so percentiles are exact over all of them; and it records workers that
-join, are refused or are lost.
+join, are refused or are lost. Samples arrive as compressed Arrow batches and go to each
+worker's own shard undecoded; the live counts come with each batch and Locust's statistics
+from Locust's own per-worker reports (engine/messages.py).
 """
 
 from __future__ import annotations
@@ -343,8 +345,14 @@ class MasterCampaign(Campaign):
             return
         data = msg.data
         name = info.name
-        for w in data["samples"]:
-            recorder.record(m.sample_from_wire(w, name))
+        counts = data["counts"]
+        if counts["samples"]:
+            try:  # appended to the worker's shard as shipped: no row is decoded here
+                recorder.shipped(name, data["samples"], counts["samples"], counts["failures"])
+            except ValueError as exc:  # a worker of another lkload build: say so, go on
+                recorder.event("batch_refused", worker=name, reason=str(exc), tier=0)
+                counts = dict.fromkeys(counts, 0)
+        self.state.add(**counts)
         for w in data["resources"]:
             self._on_resource(m.resource_from_wire(w, name), recorder)
         for ev in data["events"]:
@@ -354,7 +362,7 @@ class MasterCampaign(Campaign):
             if event == "generator_saturated":
                 self.state.saturated = True
             recorder.event(event, **ev)
-        info.samples += len(data["samples"])
+        info.samples += counts["samples"]
         info.batches += 1
         info.last_batch_t = time.time()
         info.joining, info.connected = data["joining"], data["connected"]

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,58 @@ def sample_columns(samples: list[Sample]) -> dict[str, list[Any]]:
 
 def to_batch(samples: list[Sample]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(sample_columns(samples), schema=SAMPLE_SCHEMA)
+
+
+def encode_batch(columns: dict[str, list[Any]]) -> bytes:
+    """Sample columns as a self-contained, zstd-compressed Arrow IPC stream (what a worker
+    ships to its master)."""
+    batch = pa.RecordBatch.from_pydict(columns, schema=SAMPLE_SCHEMA)
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, SAMPLE_SCHEMA, options=_IPC_OPTIONS) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def batch_messages(payload: bytes) -> list[pa.Buffer]:
+    """The record-batch messages of an encoded stream, still compressed, never decoded:
+    appended to a journal they read back as its batches. Raises ValueError when the
+    payload is not an Arrow stream of samples."""
+    try:
+        reader = ipc.MessageReader.open_stream(pa.py_buffer(payload))
+        head = reader.read_next_message()
+        if head.type != "schema" or not ipc.read_schema(head).equals(SAMPLE_SCHEMA):
+            raise ValueError("not a stream of lkload samples (schema differs)")
+        out = []
+        for message in reader:
+            if message.type != "record batch":
+                raise ValueError(f"unexpected {message.type} message in a sample batch")
+            out.append(message.serialize())
+        return out
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(f"unreadable sample batch: {exc}") from None
+
+
+def csv_rows(messages: list[pa.Buffer]) -> Iterator[tuple[object, ...]]:
+    """Shipped batches decoded into rows as the CSV writer spells them (Sample.row)."""
+    for message in messages:
+        batch = ipc.read_record_batch(ipc.read_message(message), SAMPLE_SCHEMA)
+        for r in batch.to_pylist():
+            yield (
+                f"{r['t']:.6f}",
+                r["tier"],
+                r["phase"],
+                r["worker"],
+                r["room"],
+                r["participant"],
+                r["engine"],
+                r["metric"],
+                "" if r["value"] is None else f"{r['value']:.3f}",
+                "true" if r["ok"] else "false",
+                r["error"],
+                r["publisher"],
+                r["track"],
+                r["detail"],
+            )
 
 
 def journal_to_parquet(journal: Path, target: Path) -> int:
@@ -195,3 +250,72 @@ class ParquetShard:
                 with contextlib.suppress(OSError, pa.ArrowException):
                     closer.close()
         self._writer, self._fh = None, None
+
+
+class RawShard(ParquetShard):
+    """A worker's samples on the master: the compressed batches it shipped are appended to
+    the journal as they came (never decoded, ~0.02 µs of CPU per row), and a full part is
+    rewritten as Parquet by a separate, lower-priority process (~1 µs per row: more than
+    the master may spend) so the master only ingests. Parts still unconverted when the
+    campaign ends are converted then; after a crash they stay journals, which readers read.
+    """
+
+    def __init__(self, directory: Path, name: str) -> None:
+        super().__init__(directory, name)
+        self._compactors: list[subprocess.Popen[bytes]] = []
+
+    def append(self, messages: list[pa.Buffer], rows: int) -> None:
+        if self._fh is None:
+            self._fh = open(self.path, "wb")  # noqa: SIM115 - closed by _seal/abandon
+            self._fh.write(SAMPLE_SCHEMA.serialize())
+            self._part_started = time.monotonic()
+        for message in messages:
+            self._fh.write(message)
+        self._part_rows += rows
+
+    def flush(self) -> None:
+        if self._fh is None:
+            return
+        self._fh.flush()
+        if self._part_rows >= PART_ROWS or time.monotonic() - self._part_started >= PART_S:
+            self._fh.close()
+            self._fh = None
+            self._compactors = [p for p in self._compactors if p.poll() is None]
+            self._compactors.append(
+                subprocess.Popen(  # stdout/stderr: a failed conversion leaves the journal
+                    [sys.executable, "-m", "lkload.metrics.shards", str(self.path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    preexec_fn=lambda: os.nice(10),  # noqa: PLW1509 - ingest comes first
+                )
+            )
+            self._part += 1
+            self._part_rows = 0
+
+    def close(self) -> None:
+        """The last part, converted here; then every conversion still running, waited for."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+            convert(self.path)
+        for proc in self._compactors:
+            try:
+                proc.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # its journal stays and is read as it is
+
+    def abandon(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+            self._fh = None
+
+
+def convert(journal: Path) -> None:
+    """A sealed journal becomes the Parquet file of the same name; the journal goes."""
+    journal_to_parquet(journal, journal.with_suffix(".parquet"))
+    journal.unlink()
+
+
+if __name__ == "__main__":  # the master's compactor: python -m lkload.metrics.shards JOURNAL
+    convert(Path(sys.argv[1]))
