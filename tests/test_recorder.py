@@ -175,3 +175,29 @@ def test_failure_detail_is_redacted_shortened_and_one_line() -> None:
     assert "s3cr3t-value-XYZ" not in detail and jwt not in detail
     assert "\n" not in detail and len(detail) <= 160
     assert detail.startswith("401 Unauthorized token [token] key [secret]")
+
+
+def test_shipped_batches_rotate_into_parts_converted_by_compactors_none_lost_or_doubled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A master's shard of a worker: many parts, converted to Parquet by separate processes
+    (or at close when they fall behind); every row once."""
+    from lkload.engine.columns import SampleColumns
+    from lkload.engine.messages import encode_samples
+
+    monkeypatch.setattr(shards, "PART_ROWS", 100)
+    rec = Recorder(tmp_path, worker="master", flush_s=0.01)
+    buffer = SampleColumns()
+    for i in range(1000):
+        assert buffer.add(_sample(i, ok=i % 10 != 0), "w1", limit=10_000)
+        if i % 50 == 49:
+            cols, counts = buffer.take(50)
+            rec.shipped("w1", encode_samples(cols), counts["samples"], counts["failures"])
+            time.sleep(0.02)
+    rec.close()
+    names = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert len(names) >= 5 and all(n.endswith(".parquet") for n in names), names
+    rows = read_samples(tmp_path)
+    assert sorted(r["participant"] for r in rows) == sorted(f"p{i}" for i in range(1000))
+    assert {r["worker"] for r in rows} == {"w1"}
+    assert rec.counts["samples"] == 1000 and rec.counts["failures"] == 100

@@ -60,6 +60,7 @@ PARQUET_SCHEMA = pa.schema(
 PART_ROWS = 500_000  # rows per Parquet file (one row group): ~10-20 MB, ~50 MB to convert
 PART_S = 300.0  # and at most this old: a 10-hour soak is ~120 files per shard
 JOURNAL_SUFFIX = ".arrows"
+MAX_COMPACTORS = 1  # per worker shard on a master: conversion processes at a time
 _IPC_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
 
 
@@ -263,6 +264,7 @@ class RawShard(ParquetShard):
     def __init__(self, directory: Path, name: str) -> None:
         super().__init__(directory, name)
         self._compactors: list[subprocess.Popen[bytes]] = []
+        self._sealed: list[Path] = []  # full parts waiting for a compactor
 
     def append(self, messages: list[pa.Buffer], rows: int) -> None:
         if self._fh is None:
@@ -280,24 +282,35 @@ class RawShard(ParquetShard):
         if self._part_rows >= PART_ROWS or time.monotonic() - self._part_started >= PART_S:
             self._fh.close()
             self._fh = None
-            self._compactors = [p for p in self._compactors if p.poll() is None]
+            self._sealed.append(self.path)
+            self._part += 1
+            self._part_rows = 0
+        self._start_compactors()
+
+    def _start_compactors(self) -> None:
+        """At most MAX_COMPACTORS conversions at a time per shard: when they fall behind,
+        the sealed journals wait (they are readable as they are) and the rest are
+        converted at close."""
+        self._compactors = [p for p in self._compactors if p.poll() is None]
+        while self._sealed and len(self._compactors) < MAX_COMPACTORS:
             self._compactors.append(
-                subprocess.Popen(  # stdout/stderr: a failed conversion leaves the journal
-                    [sys.executable, "-m", "lkload.metrics.shards", str(self.path)],
+                subprocess.Popen(  # a failed conversion leaves the journal: still read
+                    [sys.executable, "-m", "lkload.metrics.shards", str(self._sealed.pop(0))],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     preexec_fn=lambda: os.nice(10),  # noqa: PLW1509 - ingest comes first
                 )
             )
-            self._part += 1
-            self._part_rows = 0
 
     def close(self) -> None:
         """The last part, converted here; then every conversion still running, waited for."""
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-            convert(self.path)
+            self._sealed.append(self.path)
+        for journal in self._sealed:
+            convert(journal)
+        self._sealed.clear()
         for proc in self._compactors:
             try:
                 proc.wait(timeout=600)
