@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from lkload.metrics.limits import exhaustion_message
 from lkload.metrics.prometheus import SERVER_METRICS_COLUMNS, ServerScrape
 from lkload.metrics.redact import redact
 from lkload.metrics.schema import RESOURCE_COLUMNS, SAMPLE_COLUMNS, ResourceSample, Sample
@@ -225,6 +226,9 @@ class Recorder:
         else:
             where, why = f"{path or self.directory}", f"{type(exc).__name__}: {exc}"
         self.error = f"cannot write {where}: {why}"
+        hint = exhaustion_message(exc)
+        if hint is not None:  # not the disk: the process is out of file descriptors
+            self.error = f"cannot write {path or self.directory}: {hint}"
         for fh in self._files:  # save what still fits
             with contextlib.suppress(OSError):
                 fh.flush()

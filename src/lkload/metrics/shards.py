@@ -192,6 +192,13 @@ class ParquetShard:
         self._fh: Any = None
         self._part_rows = 0
         self._part_started = 0.0
+        self._open()  # now, not at the first sample: a limit hit later cannot stop it
+
+    def _open(self) -> None:
+        self._fh = open(self.path, "wb")  # noqa: SIM115 - closed by _seal/close/abandon
+        self._writer = ipc.new_stream(self._fh, SAMPLE_SCHEMA, options=_IPC_OPTIONS)
+        self._fh.flush()
+        self._part_started = time.monotonic()
 
     def _first_free_part(self) -> int:
         taken = [
@@ -216,17 +223,16 @@ class ParquetShard:
         """Append what was added since the last flush as one batch, on disk."""
         if self._rows:
             if self._writer is None:
-                self._fh = open(self.path, "wb")  # noqa: SIM115 - closed by _seal/close
-                self._writer = ipc.new_stream(self._fh, SAMPLE_SCHEMA, options=_IPC_OPTIONS)
-                self._part_started = time.monotonic()
+                self._open()
             self._writer.write_batch(to_batch(self._rows))
             self._part_rows += len(self._rows)
             self._rows.clear()
             self._fh.flush()
-        if self._writer is not None and (
+        if self._part_rows and (
             self._part_rows >= PART_ROWS or time.monotonic() - self._part_started >= PART_S
         ):
             self._seal()
+            self._open()  # the next part's journal, at once
 
     def _seal(self) -> None:
         """The journal becomes a Parquet file; the next flush starts the next part."""
@@ -241,8 +247,15 @@ class ParquetShard:
 
     def close(self) -> None:
         self.flush()
-        if self._writer is not None:
+        if self._writer is None:
+            return
+        if self._part_rows:
             self._seal()
+        else:  # an empty last part: no file
+            self._writer.close()
+            self._fh.close()
+            self._writer, self._fh = None, None
+            self.path.unlink()
 
     def abandon(self) -> None:
         """After a failed write: close the journal as it is (readers read what is whole)."""
@@ -266,11 +279,14 @@ class RawShard(ParquetShard):
         self._compactors: list[subprocess.Popen[bytes]] = []
         self._sealed: list[Path] = []  # full parts waiting for a compactor
 
+    def _open(self) -> None:
+        self._fh = open(self.path, "wb")  # noqa: SIM115 - closed by flush/close/abandon
+        self._fh.write(SAMPLE_SCHEMA.serialize())
+        self._part_started = time.monotonic()
+
     def append(self, messages: list[pa.Buffer], rows: int) -> None:
         if self._fh is None:
-            self._fh = open(self.path, "wb")  # noqa: SIM115 - closed by _seal/abandon
-            self._fh.write(SAMPLE_SCHEMA.serialize())
-            self._part_started = time.monotonic()
+            self._open()
         for message in messages:
             self._fh.write(message)
         self._part_rows += rows
