@@ -1,5 +1,6 @@
 """The recorder streams samples to disk, flushes within a second and never writes secrets."""
 
+import csv
 import json
 import os
 import signal
@@ -201,3 +202,27 @@ def test_shipped_batches_rotate_into_parts_converted_by_compactors_none_lost_or_
     assert sorted(r["participant"] for r in rows) == sorted(f"p{i}" for i in range(1000))
     assert {r["worker"] for r in rows} == {"w1"}
     assert rec.counts["samples"] == 1000 and rec.counts["failures"] == 100
+
+
+def test_shipped_batches_with_samples_format_csv_are_rows_in_the_masters_csv(
+    tmp_path: Path,
+) -> None:
+    from lkload.engine.columns import SampleColumns
+    from lkload.engine.messages import encode_samples
+
+    buffer = SampleColumns()
+    samples = [_sample(i, ok=i % 3 != 0) for i in range(10)]
+    for s in samples:
+        buffer.add(s, "w2", limit=100)
+    cols, counts = buffer.take(100)
+    rec = Recorder(tmp_path, worker="master", samples_format="csv")
+    rec.shipped("w2", encode_samples(cols), counts["samples"], counts["failures"])
+    rec.close()
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == ["samples-master.csv"]
+    with open(tmp_path / "samples" / "samples-master.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    expected = [dict(zip(SAMPLE_COLUMNS, map(str, s.row()), strict=True)) for s in samples]
+    for e in expected:
+        e["worker"] = "w2"
+    assert rows == expected
+    assert rec.counts["samples"] == 10 and rec.counts["failures"] == 4
