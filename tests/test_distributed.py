@@ -204,6 +204,10 @@ def test_master_and_two_workers_account_for_every_participant(cluster: Cluster) 
         w: on_disk[w] for w in ("w1", "w2")
     }
     assert len({tuple(r.values()) for r in rows}) == len(rows)
+    failed = collections.Counter(r["worker"] for r in rows if r["ok"] == "false")
+    assert {w: meta["workers"][w]["failures"] for w in ("w1", "w2")} == {
+        w: failed[w] for w in ("w1", "w2")
+    }
     # Locust's statistics merged the workers' own reports: every join attempt is there.
     with open(results / "locust_stats.csv", newline="") as fh:
         stats = {(r["Type"], r["Name"]): r for r in csv.DictReader(fh)}

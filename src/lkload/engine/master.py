@@ -68,6 +68,7 @@ class WorkerInfo:
     joining: int = 0
     connected: int = 0
     samples: int = 0
+    failures: int = 0
     batches: int = 0
     last_batch_t: float | None = None
     drained: bool = False
@@ -363,6 +364,7 @@ class MasterCampaign(Campaign):
                 self.state.saturated = True
             recorder.event(event, **ev)
         info.samples += counts["samples"]
+        info.failures += counts["failures"]
         info.batches += 1
         info.last_batch_t = time.time()
         info.joining, info.connected = data["joining"], data["connected"]
@@ -448,7 +450,9 @@ class MasterCampaign(Campaign):
                 "joined": w.joined_t,
                 "lost": w.lost,
                 "samples": w.samples,
+                "failures": w.failures,
                 "batches": w.batches,
+                "last_batch_t": w.last_batch_t,
             }
             for w in self.workers.values()
         }
