@@ -1,11 +1,14 @@
 """Benchmark: analyse and render a generated results directory of 10 million samples.
 
     .venv/bin/python benchmarks/analysis.py [--samples N] [--dir /tmp/lkload-bench] [--runs N]
+                                            [--format parquet|csv|both]
 
 Generates the directory once, in a separate process (4 worker shards, 5 tiers plus
 recovery, one resource row per source per second), then analyses and renders it in a fresh
 process and prints that process's wall and CPU time and its own peak memory (ru_maxrss
-from getrusage(RUSAGE_SELF) at its end, and VmHWM). Goal: under 10 s and under 1 GiB.
+from getrusage(RUSAGE_SELF) at its end, and VmHWM). The same rows are written as CSV and
+as Parquet (as the recorder writes it) and both are measured in one run. Goal: from
+Parquet under 3 s and under 1 GiB.
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ KINDS = ("timeout", "signal", "ice", "disconnect", "api", "media", "internal")
 TIERS = ((10, "baseline"), (25, "acceptable"), (50, "target"), (100, "peak"), (200, "stress"))
 
 
-def generate(directory: Path, n: int, seed: int = 1) -> None:
+def generate(directory: Path, n: int, fmt: str, seed: int = 1) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from lkload.metrics.shards import PARQUET_SCHEMA, PART_ROWS
 
     rng = np.random.default_rng(seed)
     t0, ramp, settle, hold, rec = 1_780_000_000.0, 40.0, 5.0, 300.0, 60.0
@@ -95,9 +101,16 @@ def generate(directory: Path, n: int, seed: int = 1) -> None:
     )
     shard = order % 4
     for w in range(4):
-        pacsv.write_csv(
-            table.filter(pa.array(shard == w)), directory / "samples" / f"samples-w{w + 1}.csv"
-        )
+        part = table.filter(pa.array(shard == w))
+        if fmt == "csv":
+            pacsv.write_csv(part, directory / "samples" / f"samples-w{w + 1}.csv")
+        else:  # as the recorder writes it: dictionary strings, zstd, 500,000-row groups
+            pq.write_table(
+                part.cast(PARQUET_SCHEMA),
+                directory / "samples" / f"samples-w{w + 1}-00001.parquet",
+                compression="zstd",
+                row_group_size=PART_ROWS,
+            )
     end = rec_start + rec
     secs = np.arange(t0, end, 1.0)
     with open(directory / "resources.csv", "w") as fh:
@@ -198,12 +211,25 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=10_000_000)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/lkload-bench"))
     ap.add_argument("--runs", type=int, default=1, help="measure this many times (default 1)")
+    ap.add_argument(
+        "--format",
+        choices=("parquet", "csv", "both"),
+        default="both",
+        help="samples written as (both: each measured in turn, same data; default)",
+    )
     ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    results = args.dir / f"results-{args.samples}"
+    formats = ("csv", "parquet") if args.format == "both" else (args.format,)
     if args.generate_only:
-        generate(results, args.samples)
+        generate(args.dir / f"results-{args.samples}-{args.format}", args.samples, args.format)
         return 0
+    for fmt in formats:
+        measure_format(args, fmt)
+    return 0
+
+
+def measure_format(args: argparse.Namespace, fmt: str) -> None:
+    results = args.dir / f"results-{args.samples}-{fmt}"
     if not (results / "campaign.json").exists():
         # in its own process: this one stays small, so the measured child's peak RSS
         # (which on Linux starts from its parent's at spawn) is its own
@@ -217,6 +243,8 @@ def main() -> int:
                 str(args.samples),
                 "--dir",
                 str(args.dir),
+                "--format",
+                fmt,
             ],
             check=True,
         )
@@ -225,14 +253,13 @@ def main() -> int:
         load = os.getloadavg()[0]
         f = measure(results, args.dir / "report")
         print(
-            f"run {run}: samples {f['samples']:,}: imports {f['import_s']:.2f} s, analyze "
+            f"{fmt} run {run}: samples {f['samples']:,}: imports {f['import_s']:.2f} s, analyze "
             f"{f['analyze_s']:.2f} s, render {f['render_s']:.2f} s; process wall "
             f"{f['wall_s']:.2f} s, CPU {f['cpu_s']:.2f} s; peak RSS {f['maxrss_mb']:.0f} MB "
             f"(ru_maxrss; VmHWM {f['vmhwm_mb']:.0f} MB); load average before {load:.2f}; "
             f"verdict {f['overall']}",
             flush=True,
         )
-    return 0
 
 
 if __name__ == "__main__":

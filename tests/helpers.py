@@ -80,11 +80,47 @@ def write_scenario(path: Path, text: str) -> Path:
     return path
 
 
+def _csv_text(name: str, value: object) -> str:
+    """A Parquet/Arrow cell as the CSV writer spells it (metrics.schema.Sample.row)."""
+    if value is None:
+        return ""
+    if name == "t":
+        return f"{value:.6f}"
+    if name == "value":
+        return f"{value:.3f}"
+    if name == "ok":
+        return "true" if value else "false"
+    return str(value)
+
+
+def _columnar_rows(table) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    return [{k: _csv_text(k, v) for k, v in row.items()} for row in table.to_pylist()]
+
+
 def read_samples(results: Path) -> list[dict[str, str]]:
+    """Every sample row of a results directory, CSV, Parquet or a crash's Arrow journal,
+    as the CSV strings (read with pyarrow directly, not with lkload's reader)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
     rows: list[dict[str, str]] = []
-    for shard in sorted((results / "samples").glob("*.csv")):
+    samples = results / "samples"
+    for shard in sorted(samples.glob("*.csv")):
         with open(shard, newline="") as fh:
             rows.extend(csv.DictReader(fh))
+    for shard in sorted(samples.glob("*.parquet")):
+        rows.extend(_columnar_rows(pq.read_table(shard)))
+    for shard in sorted(samples.glob("*.arrows")):
+        if shard.with_suffix(".parquet").exists() or shard.stat().st_size == 0:
+            continue  # already rewritten as Parquet (killed before deleting it)
+        with open(shard, "rb") as fh:
+            try:
+                reader = ipc.open_stream(fh)
+                while True:
+                    rows.extend(_columnar_rows(pa.Table.from_batches([reader.read_next_batch()])))
+            except (StopIteration, pa.ArrowInvalid, OSError):
+                pass  # the end, or a batch cut short by a kill
     return rows
 
 

@@ -325,7 +325,10 @@ class Campaign:
         ev += self.extra_events
         return sorted(ev, key=lambda e: e["t"])
 
-    def write(self, directory: Path, shards: int = 1) -> Path:
+    def write(self, directory: Path, shards: int = 1, formats: tuple[str, ...] = ("csv",)) -> Path:
+        """Shard s is written in formats[s % len(formats)]: csv, parquet (a plain Arrow
+        table written by pyarrow, row groups of 1,000 rows) or arrows (an Arrow IPC stream,
+        as a campaign killed mid-part leaves its journal)."""
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "samples").mkdir(exist_ok=True)
         (directory / "campaign.json").write_text(json.dumps(self.campaign_json(), indent=2))
@@ -336,7 +339,9 @@ class Campaign:
         n = len(cols["t"])
         for s in range(shards):
             idx = np.arange(s, n, shards)
-            write_samples_csv(directory / "samples" / f"samples-w{s + 1}.csv", cols, idx)
+            fmt = formats[s % len(formats)]
+            path = directory / "samples" / f"samples-w{s + 1}.{fmt}"
+            (write_samples_csv if fmt == "csv" else write_samples_arrow)(path, cols, idx)
         with open(directory / "resources.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(RESOURCE_COLUMNS)
@@ -353,6 +358,39 @@ class Campaign:
                     )
                 )
         return directory
+
+
+def write_samples_arrow(
+    path: Path, cols: dict[str, np.ndarray], idx: np.ndarray | None = None
+) -> None:
+    """The rows as Parquet (.parquet) or an Arrow IPC stream (.arrows), written with
+    pyarrow's defaults (strings not dictionary-encoded), values rounded as in CSV."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    idx = np.arange(len(cols["t"])) if idx is None else idx
+    data = {}
+    for name in SAMPLE_COLUMNS:
+        col = np.asarray(cols[name])[idx]
+        if name == "t":
+            data[name] = pa.array(np.round(col.astype(float), 6))
+        elif name == "value":
+            v = np.round(col.astype(float), 3)
+            data[name] = pa.array(v, mask=np.isnan(v))
+        elif name == "tier":
+            data[name] = pa.array(col.astype(np.int16))
+        elif name == "ok":
+            data[name] = pa.array(col.astype(bool))
+        else:
+            data[name] = pa.array(col.astype(str).tolist(), pa.string())
+    table = pa.table(data)
+    if path.suffix == ".parquet":
+        pq.write_table(table, path, row_group_size=1000)
+    else:
+        with open(path, "wb") as fh, ipc.new_stream(fh, table.schema) as w:
+            for batch in table.to_batches(max_chunksize=500):
+                w.write_batch(batch)
 
 
 def write_samples_csv(

@@ -47,11 +47,24 @@ def _healthy(c: Campaign, rng: np.random.Generator) -> dict[tuple[int, str], np.
     return judged
 
 
-def test_percentiles_exact_over_all_workers_and_ramp_kept_apart(tmp_path: Path) -> None:
+FORMATS = pytest.mark.parametrize(
+    "formats",
+    [("csv",), ("parquet",), ("csv", "parquet", "arrows")],
+    ids=["csv", "parquet", "mixed"],
+)
+
+
+@FORMATS
+def test_percentiles_exact_over_all_workers_and_ramp_kept_apart(
+    tmp_path: Path, formats: tuple[str, ...]
+) -> None:
     rng = np.random.default_rng(7)
     c = Campaign()
     judged = _healthy(c, rng)
-    a = analyze(c.write(tmp_path / "r", shards=3))
+    d = c.write(tmp_path / "r", shards=3, formats=formats)
+    suffixes = sorted(p.suffix for p in (d / "samples").iterdir())
+    assert suffixes == sorted(f".{f}" for f in (formats * 3)[:3])
+    a = analyze(d)
     for (tier, metric), values in judged.items():
         m = a.tier(tier).stats.metrics[metric]
         exp = _expect(values)
@@ -68,7 +81,8 @@ def test_percentiles_exact_over_all_workers_and_ramp_kept_apart(tmp_path: Path) 
     assert a.overall == "PASS WITH WARNINGS" and a.passed
 
 
-def test_error_rate_and_breakdown_by_kind(tmp_path: Path) -> None:
+@FORMATS
+def test_error_rate_and_breakdown_by_kind(tmp_path: Path, formats: tuple[str, ...]) -> None:
     rng = np.random.default_rng(3)
     c = Campaign(tiers=((10, "baseline"), (20, "target")), recovery_s=None)
     c.add(1, "ramp", "join_ms", _vals(rng, 10, 30), rng=rng)
@@ -79,7 +93,7 @@ def test_error_rate_and_breakdown_by_kind(tmp_path: Path) -> None:
     c.add(2, "hold", "rx_kbps", np.full(100, 32.0), rng=rng)  # 100 media intervals, all ok
     c.add(2, "hold", "loss_pct", np.full(100, 0.0), rng=rng)  # observation: not an attempt
     c.add(2, "ramp", "data_e2e_ms", None, failures=50, error="timeout", rng=rng)  # ramp: not judged
-    a = analyze(c.write(tmp_path / "r"))
+    a = analyze(c.write(tmp_path / "r", shards=3, formats=formats))
     t2 = a.tier(2).stats
     expected = {"join": (10, 2), "data": (3996, 6), "api": (102, 4), "media": (100, 0)}
     assert {k: (r.attempts, r.failures) for k, r in t2.kinds.items()} == expected
@@ -370,3 +384,47 @@ def test_results_of_a_newer_schema_version_are_bad_input(tmp_path: Path) -> None
     (d / "campaign.json").write_text(json.dumps(campaign))
     with pytest.raises(UsageError, match="schema version 99; this lkload reads versions 1 to"):
         analyze(d)
+
+
+def test_a_parquet_file_without_its_footer_is_bad_input_naming_it(tmp_path: Path) -> None:
+    """lkload never leaves one (Parquet is written whole, then renamed): a truncated one
+    is damage, reported in one line, not read as if it were complete."""
+    c = Campaign(tiers=((10, "baseline"),), recovery_s=None)
+    c.add(1, "hold", "data_e2e_ms", np.full(50, 5.0))
+    d = c.write(tmp_path / "r", formats=("parquet",))
+    shard = d / "samples" / "samples-w1.parquet"
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(UsageError, match="samples-w1.parquet: unreadable samples file"):
+        analyze(d)
+
+
+def test_parquet_strings_as_written_by_lkload_read_as_categoricals(tmp_path: Path) -> None:
+    """lkload's own Parquet (dictionary strings, zstd, via the recorder) reads with the
+    same values and types as its CSV."""
+    import time
+
+    from lkload.analysis.load import read_samples
+    from lkload.metrics import FailureKind, Phase, Recorder, Sample
+    from lkload.metrics.shards import sample_files
+
+    rows = [
+        Sample(time.time() + i, 1 + i % 3, Phase.HOLD, f"w{i % 2}", f"room-{i % 5}", f"p{i}",
+               "aiortc", "data_e2e_ms" if i % 4 else "join_ms", None if i % 7 == 0 else i / 8,
+               i % 7 != 0, None if i % 7 else FailureKind.MEDIA, detail="" if i % 7 else "gone")
+        for i in range(500)
+    ]  # fmt: skip
+    frames = {}
+    for fmt in ("csv", "parquet"):
+        rec = Recorder(tmp_path / fmt, worker="w", samples_format=fmt)
+        for r in rows:
+            rec.record(r)
+        rec.close()
+        frames[fmt] = read_samples(sample_files(tmp_path / fmt / "samples"), {})
+    csv_df, pq_df = frames["csv"], frames["parquet"]
+    assert list(pq_df.dtypes) == list(csv_df.dtypes)
+    for col in csv_df.columns:
+        if isinstance(csv_df[col].dtype, pd.CategoricalDtype):
+            assert list(pq_df[col].astype(str)) == list(csv_df[col].astype(str)), col
+    np.testing.assert_allclose(pq_df["t"], csv_df["t"], atol=1e-6)
+    np.testing.assert_array_equal(pq_df["value"].round(3), csv_df["value"])
+    assert list(pq_df["ok"]) == [r.ok for r in rows]

@@ -98,7 +98,10 @@ def test_two_tier_campaign_accounts_for_every_participant(tmp_path: Path) -> Non
     # The embedded server is gone and the secret never reached the results.
     assert server_gone(results)
     secretless = "".join(p.read_text(errors="replace") for p in results.rglob("*") if p.is_file())
+    secretless += json.dumps(rows)  # the samples are compressed Parquet: read them decoded
     assert "api_secret" not in secretless and not has_token(secretless)
+    # a finished campaign leaves Parquet only (its journal was rewritten and removed)
+    assert [p.name for p in (results / "samples").iterdir()] == ["samples-local-00001.parquet"]
 
 
 @needs_netns
@@ -230,11 +233,20 @@ def test_sigkill_leaves_readable_results_and_takes_the_server_along(tmp_path: Pa
             proc.kill()
     meta = json.loads((results / "campaign.json").read_text())
     assert meta["status"] == "running"  # it never got to say otherwise
-    rows = read_samples(results)  # every line parses
+    # Killed mid-part: the samples are in the part's Arrow journal (a Parquet file is only
+    # readable once closed), and every whole batch in it reads.
+    journals = [p.name for p in (results / "samples").iterdir()]
+    assert journals == ["samples-local-00001.arrows"], journals
+    rows = read_samples(results)
     assert sum(r["metric"] == "join_ms" for r in rows) == 3
     # Flushed at least every second: the newest sample is at most ~1 s older than the kill.
     newest = max(float(r["t"]) for r in rows)
     assert killed_at - newest < 1.5
+    # lkload report reads the killed run: every row, the run marked as cut short
+    report = lkload("report", str(results), "--out", str(tmp_path / "again"), timeout=120)
+    assert "Traceback" not in report.stderr and report.returncode == 1, report.stderr[-2000:]
+    summary = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert summary["overall"] == "INCONCLUSIVE" and summary["samples"] == len(rows)
     end = time.monotonic() + 10
     while not server_gone(results) and time.monotonic() < end:
         time.sleep(0.2)

@@ -8,6 +8,7 @@ test_distributed_netns.py runs each worker in a namespace of its own.
 from __future__ import annotations
 
 import collections
+import csv
 import json
 import os
 import subprocess
@@ -193,6 +194,24 @@ def test_master_and_two_workers_account_for_every_participant(cluster: Cluster) 
     # Every sample keeps its worker; api_ms comes from the master's own probe.
     assert {r["worker"] for r in rows} == {"master", "w1", "w2"}
     assert {r["worker"] for r in rows if r["metric"] == "api_ms"} == {"master"}
+    # Each worker's samples: its own Parquet shard, written from the Arrow batches it
+    # shipped; the master's count of them (from the batches' counts) is what is on disk:
+    # none lost, none counted twice.
+    shards = sorted(p.name for p in (results / "samples").iterdir())
+    assert shards == [f"samples-{w}-00001.parquet" for w in ("master", "w1", "w2")], shards
+    on_disk = collections.Counter(r["worker"] for r in rows)
+    assert {w: meta["workers"][w]["samples"] for w in ("w1", "w2")} == {
+        w: on_disk[w] for w in ("w1", "w2")
+    }
+    assert len({tuple(r.values()) for r in rows}) == len(rows)
+    failed = collections.Counter(r["worker"] for r in rows if r["ok"] == "false")
+    assert {w: meta["workers"][w]["failures"] for w in ("w1", "w2")} == {
+        w: failed[w] for w in ("w1", "w2")
+    }
+    # Locust's statistics merged the workers' own reports: every join attempt is there.
+    with open(results / "locust_stats.csv", newline="") as fh:
+        stats = {(r["Type"], r["Name"]): r for r in csv.DictReader(fh)}
+    assert sum(int(r["Request Count"]) for (_t, n), r in stats.items() if n == "join_ms") == 6
 
     events = read_timeline(results)
     names = [e["event"] for e in events]
@@ -340,14 +359,41 @@ def test_no_master_fails_fast_with_one_line(tmp_path: Path) -> None:
         c.close()
 
 
-def test_samples_cross_the_wire_unchanged() -> None:
-    s = Sample(1.5, 2, Phase.HOLD, "ignored", "r", "p00001", "sdk", "join_ms", 12.25, True)
-    f = Sample(2.0, -1, Phase.RECOVERY, "x", "r", "p2", "sdk", "data_e2e_ms", None, False,
-               FailureKind.TIMEOUT)  # fmt: skip
-    for sample in (s, f):
-        back = messages.sample_from_wire(messages.sample_to_wire(sample), "w7")
-        assert back.row()[:3] == sample.row()[:3] and back.row()[4:] == sample.row()[4:]
-        assert back.worker == "w7"
+def test_samples_cross_the_wire_columnar_and_land_undecoded_in_the_workers_shard(
+    tmp_path: Path,
+) -> None:
+    from lkload.engine.columns import SampleColumns
+    from lkload.metrics import Recorder
+
+    samples = [
+        Sample(1.5, 2, Phase.HOLD, "ignored", "r", "p00001", "sdk", "join_ms", 12.25, True),
+        Sample(2.0, -1, Phase.RECOVERY, "x", "r", "p2", "sdk", "data_e2e_ms", None, False,
+               FailureKind.TIMEOUT, detail="late"),
+        Sample(2.5, 1, Phase.RAMP, "x", "r", "p3", "aiortc", "join_ms", None, False,
+               FailureKind.ICE),
+        Sample(3.0, 1, Phase.HOLD, "x", "r", "p3", "aiortc", "rx_kbps", 31.5, True,
+               publisher="p0", track="TR_1"),
+    ]  # fmt: skip
+    buffer = SampleColumns()
+    for s in samples:
+        assert buffer.add(s, "w7", limit=10)
+    assert not buffer.add(samples[0], "w7", limit=4)  # full: the producer must wait
+    first, counts1 = buffer.take(3)
+    rest, counts2 = buffer.take(3)
+    assert buffer.rows == 0
+    assert counts1 == {"samples": 3, "failures": 2, "joins_ok": 1, "joins_failed": 1}
+    assert counts2 == {"samples": 1, "failures": 0, "joins_ok": 0, "joins_failed": 0}
+    rec = Recorder(tmp_path, worker="master")
+    for cols, counts in ((first, counts1), (rest, counts2)):
+        rec.shipped("w7", messages.encode_samples(cols), counts["samples"], counts["failures"])
+    with pytest.raises(ValueError, match="unreadable sample batch"):
+        rec.shipped("w7", b"not arrow at all", 1, 0)
+    rec.close()
+    assert rec.counts["samples"] == 4 and rec.counts["failures"] == 2
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == ["samples-w7-00001.parquet"]
+    rows = read_samples(tmp_path)
+    expected = [tuple(map(str, s.row())) for s in samples]
+    assert [tuple(r.values()) for r in rows] == [(*e[:3], "w7", *e[4:]) for e in expected]
 
 
 def test_resources_cross_the_wire_with_the_loop_lag() -> None:

@@ -10,8 +10,21 @@ import textwrap
 import time
 from pathlib import Path
 
-from lkload.metrics import FailureKind, Phase, Recorder, ResourceSample, Sample, register_secret
+import pytest
+from helpers import read_samples
+
+from lkload.analysis.load import read_samples as lkload_read_samples
+from lkload.metrics import (
+    FailureKind,
+    Phase,
+    Recorder,
+    ResourceSample,
+    Sample,
+    register_secret,
+    shards,
+)
 from lkload.metrics.schema import SAMPLE_COLUMNS
+from lkload.metrics.shards import sample_files
 
 
 def _sample(i: int, ok: bool = True) -> Sample:
@@ -30,16 +43,20 @@ def _sample(i: int, ok: bool = True) -> Sample:
     )
 
 
-def test_rows_and_events_round_trip(tmp_path: Path) -> None:
-    rec = Recorder(tmp_path, worker="w")
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_rows_and_events_round_trip(tmp_path: Path, fmt: str) -> None:
+    rec = Recorder(tmp_path, worker="w", samples_format=fmt)
     for i in range(100):
         rec.record(_sample(i, ok=i % 10 != 0))
     rec.resource(ResourceSample(time.time(), "server", 12.5, 80.0, 1.0))
     rec.event("phase", tier=1, phase="hold")
     rec.close()
-    with open(tmp_path / "samples" / "samples-w.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    expected = {"parquet": ["samples-w-00001.parquet"], "csv": ["samples-w.csv"]}[fmt]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == expected
+    rows = read_samples(tmp_path)
     assert tuple(rows[0].keys()) == SAMPLE_COLUMNS
+    assert [r["participant"] for r in rows] == [f"p{i}" for i in range(100)]
+    assert rows[1]["value"] == "1.000" and rows[0]["value"] == ""
     assert len(rows) == 100
     assert sum(r["ok"] == "false" for r in rows) == 10
     assert all(r["error"] == "timeout" for r in rows if r["ok"] == "false")
@@ -64,14 +81,15 @@ def test_secrets_and_tokens_are_redacted(tmp_path: Path) -> None:
     assert "sup3r-s3cret-value" not in text and jwt not in text and "access_token=abc" not in text
 
 
-def test_sigkill_loses_at_most_the_last_second(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_sigkill_loses_at_most_the_last_second(tmp_path: Path, fmt: str) -> None:
     # A child records one sample every 10 ms and prints the time of each; we SIGKILL it.
     script = textwrap.dedent(
         f"""
         import sys, time
         from pathlib import Path
         from lkload.metrics import Recorder, Sample, Phase
-        rec = Recorder(Path({str(tmp_path)!r}), worker="k")
+        rec = Recorder(Path({str(tmp_path)!r}), worker="k", samples_format={fmt!r})
         for i in range(100000):
             s = Sample(time.time(), 1, Phase.HOLD, "k", "r", "p", "sdk", "data_e2e_ms", 1.0, True)
             rec.record(s)
@@ -83,10 +101,69 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: Path) -> None:
     killed = time.time()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(5)
-    with open(tmp_path / "samples" / "samples-k.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_samples(tmp_path)
     assert len(rows) > 50
     assert killed - float(rows[-1]["t"]) < 1.0
+    if fmt == "parquet":  # killed mid-part: its journal holds the rows, and lkload reads it
+        names = [p.name for p in (tmp_path / "samples").iterdir()]
+        assert names == ["samples-k-00001.arrows"], names
+        skipped: dict[str, int] = {}
+        df = lkload_read_samples(sample_files(tmp_path / "samples"), skipped)
+        assert len(df) == len(rows) and abs(df["t"].max() - float(rows[-1]["t"])) < 1e-5
+
+
+def test_parquet_parts_rotate_and_a_journal_already_rewritten_is_not_read_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shards, "PART_ROWS", 40)
+    rec = Recorder(tmp_path, worker="w", flush_s=0.01)
+    for i in range(100):
+        rec.record(_sample(i))
+        if i % 10 == 9:
+            time.sleep(0.05)  # several flushes per part
+    rec.close()
+    samples = tmp_path / "samples"
+    parts = sorted(p.name for p in samples.iterdir())
+    assert parts[0] == "samples-w-00001.parquet" and len(parts) >= 2, parts
+    assert all(p.endswith(".parquet") for p in parts), parts
+    # killed between writing a part's Parquet file and deleting its journal: the journal
+    # is a copy of it and must not be counted again
+    with open(samples / "samples-w-00001.arrows", "wb") as fh:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(samples / "samples-w-00001.parquet").cast(shards.SAMPLE_SCHEMA)
+        with pa.ipc.new_stream(fh, shards.SAMPLE_SCHEMA) as w:
+            w.write_table(table)
+    df = lkload_read_samples(sample_files(samples), {})
+    assert sorted(df["participant"].astype(str)) == sorted(f"p{i}" for i in range(100))
+    assert len(read_samples(tmp_path)) == 100
+
+
+def test_a_journal_cut_mid_batch_keeps_every_whole_batch_and_counts_the_cut(
+    tmp_path: Path,
+) -> None:
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    journal = samples / "samples-x-00001.arrows"
+    with open(journal, "wb") as fh:
+        import pyarrow.ipc as ipc
+
+        w = ipc.new_stream(
+            fh, shards.SAMPLE_SCHEMA, options=ipc.IpcWriteOptions(compression="zstd")
+        )
+        for b in range(3):
+            w.write_batch(shards.to_batch([_sample(b * 10 + i) for i in range(10)]))
+        fh.flush()
+        whole = fh.tell()
+        w.write_batch(shards.to_batch([_sample(100 + i) for i in range(10)]))
+        fh.flush()
+    data = journal.read_bytes()
+    journal.write_bytes(data[: whole + (len(data) - whole) // 2])  # the kill
+    skipped: dict[str, int] = {}
+    df = lkload_read_samples(sample_files(samples), skipped)
+    assert sorted(df["participant"].astype(str)) == sorted(f"p{i}" for i in range(30))
+    assert skipped == {"samples/samples-x-00001.arrows": 1}
 
 
 def test_failure_detail_is_redacted_shortened_and_one_line() -> None:
@@ -99,3 +176,53 @@ def test_failure_detail_is_redacted_shortened_and_one_line() -> None:
     assert "s3cr3t-value-XYZ" not in detail and jwt not in detail
     assert "\n" not in detail and len(detail) <= 160
     assert detail.startswith("401 Unauthorized token [token] key [secret]")
+
+
+def test_shipped_batches_rotate_into_parts_converted_by_compactors_none_lost_or_doubled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A master's shard of a worker: many parts, converted to Parquet by separate processes
+    (or at close when they fall behind); every row once."""
+    from lkload.engine.columns import SampleColumns
+    from lkload.engine.messages import encode_samples
+
+    monkeypatch.setattr(shards, "PART_ROWS", 100)
+    rec = Recorder(tmp_path, worker="master", flush_s=0.01)
+    buffer = SampleColumns()
+    for i in range(1000):
+        assert buffer.add(_sample(i, ok=i % 10 != 0), "w1", limit=10_000)
+        if i % 50 == 49:
+            cols, counts = buffer.take(50)
+            rec.shipped("w1", encode_samples(cols), counts["samples"], counts["failures"])
+            time.sleep(0.02)
+    rec.close()
+    names = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert len(names) >= 5 and all(n.endswith(".parquet") for n in names), names
+    rows = read_samples(tmp_path)
+    assert sorted(r["participant"] for r in rows) == sorted(f"p{i}" for i in range(1000))
+    assert {r["worker"] for r in rows} == {"w1"}
+    assert rec.counts["samples"] == 1000 and rec.counts["failures"] == 100
+
+
+def test_shipped_batches_with_samples_format_csv_are_rows_in_the_masters_csv(
+    tmp_path: Path,
+) -> None:
+    from lkload.engine.columns import SampleColumns
+    from lkload.engine.messages import encode_samples
+
+    buffer = SampleColumns()
+    samples = [_sample(i, ok=i % 3 != 0) for i in range(10)]
+    for s in samples:
+        buffer.add(s, "w2", limit=100)
+    cols, counts = buffer.take(100)
+    rec = Recorder(tmp_path, worker="master", samples_format="csv")
+    rec.shipped("w2", encode_samples(cols), counts["samples"], counts["failures"])
+    rec.close()
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == ["samples-master.csv"]
+    with open(tmp_path / "samples" / "samples-master.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    expected = [dict(zip(SAMPLE_COLUMNS, map(str, s.row()), strict=True)) for s in samples]
+    for e in expected:
+        e["worker"] = "w2"
+    assert rows == expected
+    assert rec.counts["samples"] == 10 and rec.counts["failures"] == 4

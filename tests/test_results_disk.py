@@ -6,7 +6,6 @@ test unmounts it), filled by the campaign or by the test while the campaign writ
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import subprocess
@@ -16,7 +15,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import LKLOAD, ROOT, TWO_TIERS, lkload, needs_netns, only_child, write_scenario
+from helpers import (
+    LKLOAD,
+    ROOT,
+    TWO_TIERS,
+    lkload,
+    needs_netns,
+    only_child,
+    read_samples,
+    write_scenario,
+)
 
 from lkload.metrics import Phase, Recorder, Sample
 
@@ -57,9 +65,14 @@ def _sample(i: int) -> Sample:
 
 
 @needs_root
-def test_recorder_stops_on_a_full_disk_names_the_file_and_never_blocks(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("csv", "samples-w.csv"), ("parquet", "samples-w-00001.arrows")]
+)
+def test_recorder_stops_on_a_full_disk_names_the_file_and_never_blocks(
+    tmp_path: Path, fmt: str, name: str
+) -> None:
     with tmpfs(tmp_path / "mnt", "256k") as mnt:
-        rec = Recorder(mnt / "run", worker="w", flush_s=0.05, max_pending=1000)
+        rec = Recorder(mnt / "run", worker="w", flush_s=0.05, max_pending=1000, samples_format=fmt)
         done = threading.Event()
 
         def produce() -> None:  # far more than fits, and far more than the queue holds
@@ -73,15 +86,12 @@ def test_recorder_stops_on_a_full_disk_names_the_file_and_never_blocks(tmp_path:
         assert done.is_set(), "a producer blocked on the recorder's queue"
         rec.close()
         assert rec.error is not None
-        assert rec.error.startswith(f"cannot write {mnt / 'run' / 'samples' / 'samples-w.csv'}")
+        assert rec.error.startswith(f"cannot write {mnt / 'run' / 'samples' / name}"), rec.error
         assert "No space left on device" in rec.error
-        # what was written is there and every complete line is a whole row
-        with open(mnt / "run" / "samples" / "samples-w.csv", newline="") as fh:
-            text = fh.read()
-        lines = text.splitlines()
-        complete = lines if text.endswith("\n") else lines[:-1]
-        rows = list(csv.reader(complete[1:]))
-        assert len(rows) > 1000 and all(len(r) == len(lines[0].split(",")) for r in rows)
+        # what was written is there and every row read is a whole row
+        rows = read_samples(mnt / "run")
+        assert len(rows) > 1000 and all(r["metric"] == "data_e2e_ms" for r in rows)
+        assert all(r["participant"] == f"p{i}" for i, r in enumerate(rows))
         assert rec.counts["samples"] >= len(rows)
 
 
@@ -102,8 +112,8 @@ def test_disk_full_mid_campaign_stops_it_with_one_line_and_exit_1(tmp_path: Path
             deadline = time.monotonic() + 120
             shard = None
             while time.monotonic() < deadline and proc.poll() is None:
-                shards = list(mnt.glob("*/samples/samples-local.csv"))
-                if shards and len(shards[0].read_text().splitlines()) > 20:
+                shards = [p.parent.parent for p in mnt.glob("*/samples/*")]
+                if shards and len(read_samples(shards[0])) > 20:
                     shard = shards[0]
                     break
                 time.sleep(0.5)

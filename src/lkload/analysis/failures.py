@@ -111,7 +111,8 @@ def _details(
     if details is None:
         texts = [""] * rows.size
     else:
-        texts = [cause(str(d)) for d in details.to_numpy()[rows]]
+        # only these rows: the whole column as objects costs ~0.1 s per 10 M rows per kind
+        texts = [cause(str(d)) for d in details.iloc[rows].to_numpy()]
     groups: dict[str, list[int]] = {}
     for row, text in zip(rows.tolist(), texts, strict=True):
         groups.setdefault(text, []).append(row)

@@ -4,7 +4,9 @@ Samples are read 16 MB of whole lines at a time, parsed by pyarrow on every core
 C parser when pyarrow is missing) and written straight into preallocated numpy columns,
 string columns as pandas categorical codes: ten million rows take about 260 MB, and reading
 them peaks not far above that. A campaign cut short by a crash may leave a last line
-without its newline: that partial line is skipped and counted.
+without its newline: that partial line is skipped and counted. Parquet samples (the
+default) are read one row group at a time into the same columns, and a journal left by a
+crash (metrics/shards.py) up to its last whole batch.
 """
 
 from __future__ import annotations
@@ -31,17 +33,20 @@ from lkload.metrics.schema import (
     SAMPLE_COLUMNS,
     SCHEMA_VERSION,
 )
+from lkload.metrics.shards import read_journal, sample_files
 from lkload.scenario.model import Scenario, Targets
 
 try:  # optional: about 5x faster on large results directories
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
 except ImportError:  # pragma: no cover - exercised only without pyarrow
     # mypy types these names as the modules; None marks them absent (checked before use)
     pa = None  # type: ignore[assignment]
     pc = None  # type: ignore[assignment]
     pacsv = None  # type: ignore[assignment]
+    pq = None  # type: ignore[assignment]
 
 _STRING_SAMPLE_COLUMNS = (
     "phase",
@@ -338,7 +343,7 @@ def read_samples(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
     files = [f for f in files if f.stat().st_size > 0]
     if not files:
         return _empty_samples()
-    if pacsv is not None:
+    if pacsv is not None or any(f.suffix != ".csv" for f in files):
         return _read_samples_arrow_files(files, skipped)
     frames = []
     for path in files:
@@ -368,11 +373,60 @@ def _shard_name(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
+def _as_sample_table(table: Any, path: Path) -> Any:
+    """A Parquet row group or journal batch as _SampleColumns takes it: every sample
+    column, strings as one dictionary per column."""
+    missing = [c for c in BASE_SAMPLE_COLUMNS if c not in table.column_names]
+    if missing:
+        raise UsageError(f"{path}: not a samples file: no column {', '.join(missing)}")
+    for name in _OPTIONAL_SAMPLE_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.array([""] * table.num_rows, pa.string()))
+    for name in _STRING_SAMPLE_COLUMNS:
+        column = table.column(name)
+        if not pa.types.is_dictionary(column.type):
+            column = pc.dictionary_encode(column.fill_null(""))
+        elif column.null_count:
+            column = pc.dictionary_encode(column.cast(pa.string()).fill_null(""))
+        table = table.set_column(table.schema.get_field_index(name), name, column)
+    return table.select(list(SAMPLE_COLUMNS)).unify_dictionaries()
+
+
+def _read_columnar(path: Path, columns: _SampleColumns, skipped: dict[str, int]) -> None:
+    """A Parquet file one row group at a time, or a journal (metrics/shards.py) batch by
+    batch; a journal cut short by a crash counts one skipped piece."""
+    try:
+        if path.suffix == ".parquet":
+            pf = pq.ParquetFile(path)
+            for i in range(pf.num_row_groups):
+                columns.add(_as_sample_table(pf.read_row_group(i), path))
+            return
+        batches, cut = read_journal(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UsageError(f"{path}: unreadable samples file: {exc}") from None
+    if batches:  # one part: at most shards.PART_ROWS rows
+        columns.add(_as_sample_table(pa.Table.from_batches(batches), path))
+    if cut:
+        skipped[_shard_name(path)] = 1
+
+
+def _estimate_all_rows(files: list[Path]) -> int:
+    rows = _estimate_rows([f for f in files if f.suffix == ".csv"])
+    for f in files:
+        if f.suffix == ".parquet":
+            with contextlib.suppress(pa.ArrowInvalid, OSError):
+                rows += pq.ParquetFile(f).metadata.num_rows
+    return rows  # journals: at most one part per shard, the columns grow for them
+
+
 def _read_samples_arrow_files(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
-    """Every shard, 16 MB of whole lines at a time, parsed by Arrow on all cores and
-    written into one set of preallocated columns."""
-    columns = _SampleColumns(_estimate_rows(files))
+    """Every shard into one set of preallocated columns: CSV 16 MB of whole lines at a
+    time, parsed by Arrow on all cores; Parquet by row group; journals by batch."""
+    columns = _SampleColumns(_estimate_all_rows(files))
     for path in files:
+        if path.suffix != ".csv":
+            _read_columnar(path, columns, skipped)
+            continue
         limit = _complete_length(path)
         cut = limit < path.stat().st_size
         bad: list[int] = []
@@ -503,8 +557,7 @@ def load_results(directory: Path) -> Results:
     notes: list[str] = []
     scenario, targets = _scenario_and_targets(campaign, notes)
     skipped: dict[str, int] = {}
-    sample_files = sorted((directory / "samples").glob("*.csv"))
-    samples = read_samples(sample_files, skipped)
+    samples = read_samples(sample_files(directory / "samples"), skipped)
     resources = read_resources(directory / "resources.csv", skipped)
     timeline = read_timeline(directory / "timeline.jsonl", skipped)
     for name, n in sorted(skipped.items()):

@@ -57,11 +57,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    from lkload.metrics.limits import exhaustion_message, raise_open_files_limit
+
+    raise_open_files_limit()  # thousands of participants hold thousands of sockets
     try:
         return int(args.func(args))
     except UsageError as exc:
         print(f"lkload: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:
+        line = exhaustion_message(exc)
+        if line is None:
+            raise
+        print(f"lkload: error: {line}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lkload: interrupted", file=sys.stderr)
         return 130

@@ -91,6 +91,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--reports", type=Path, default=Path("reports"), help="reports root (default: reports/)"
     )
     p.add_argument(
+        "--samples-format",
+        choices=("parquet", "csv"),
+        default="parquet",
+        help="samples/ as Parquet (default: compact, fast to analyse) or CSV (to grep); "
+        "lkload report reads both (docs/results-format.md)",
+    )
+    p.add_argument(
         "--ice-ip",
         action="append",
         dest="ice_ips",
@@ -210,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         prometheus_url=args.prometheus if deployment is not None else None,
         server_memory_mb=args.server_memory_mb,
+        samples_format=args.samples_format,
     )
     if args.master:
         if scenario.server.restart_after_loss:

@@ -83,8 +83,10 @@ class Campaign:
         worker: str = "local",
         prometheus_url: str | None = None,
         server_memory_mb: float | None = None,
+        samples_format: str = "parquet",
     ) -> None:
         self.scenario = scenario
+        self.samples_format = samples_format
         self.id = new_campaign_id(scenario)
         self.dir = results_root / self.id
         suffix = 1
@@ -143,7 +145,12 @@ class Campaign:
                 fh.write(b"\0" * RESERVE_BYTES)
                 fh.flush()
                 os.fsync(fh.fileno())
-            return Recorder(self.dir, worker=self.worker, max_pending=self.recorder_max_pending)
+            return Recorder(
+                self.dir,
+                worker=self.worker,
+                max_pending=self.recorder_max_pending,
+                samples_format=self.samples_format,
+            )
         except OSError as exc:
             raise UsageError(
                 f"results directory {self.dir}: {exc.strerror or exc}; pass --results DIR "

@@ -7,7 +7,9 @@ expected workers before tier 1; it hands out global participant numbers with a j
 each (the API secret never leaves the master); it tells workers each phase change so they
 tag their samples as a single process would; it writes every sample and resource reading
 the workers send, so percentiles are exact over all of them; and it records workers that
-join, are refused or are lost.
+join, are refused or are lost. Samples arrive as compressed Arrow batches and go to each
+worker's own shard undecoded; the live counts come with each batch and Locust's statistics
+from Locust's own per-worker reports (engine/messages.py).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class WorkerInfo:
     joining: int = 0
     connected: int = 0
     samples: int = 0
+    failures: int = 0
     batches: int = 0
     last_batch_t: float | None = None
     drained: bool = False
@@ -106,6 +109,7 @@ class MasterCampaign(Campaign):
         server_bind: str = "127.0.0.1",
         prometheus_url: str | None = None,
         server_memory_mb: float | None = None,
+        samples_format: str = "parquet",
         cluster_key: str,
     ) -> None:
         super().__init__(
@@ -118,6 +122,7 @@ class MasterCampaign(Campaign):
             worker="master",
             prometheus_url=prometheus_url,
             server_memory_mb=server_memory_mb,
+            samples_format=samples_format,
         )
         if expect_workers < 1:
             raise UsageError("--expect-workers must be at least 1")
@@ -343,8 +348,14 @@ class MasterCampaign(Campaign):
             return
         data = msg.data
         name = info.name
-        for w in data["samples"]:
-            recorder.record(m.sample_from_wire(w, name))
+        counts = data["counts"]
+        if counts["samples"]:
+            try:  # appended to the worker's shard as shipped: no row is decoded here
+                recorder.shipped(name, data["samples"], counts["samples"], counts["failures"])
+            except ValueError as exc:  # a worker of another lkload build: say so, go on
+                recorder.event("batch_refused", worker=name, reason=str(exc), tier=0)
+                counts = dict.fromkeys(counts, 0)
+        self.state.add(**counts)
         for w in data["resources"]:
             self._on_resource(m.resource_from_wire(w, name), recorder)
         for ev in data["events"]:
@@ -354,7 +365,8 @@ class MasterCampaign(Campaign):
             if event == "generator_saturated":
                 self.state.saturated = True
             recorder.event(event, **ev)
-        info.samples += len(data["samples"])
+        info.samples += counts["samples"]
+        info.failures += counts["failures"]
         info.batches += 1
         info.last_batch_t = time.time()
         info.joining, info.connected = data["joining"], data["connected"]
@@ -440,7 +452,9 @@ class MasterCampaign(Campaign):
                 "joined": w.joined_t,
                 "lost": w.lost,
                 "samples": w.samples,
+                "failures": w.failures,
                 "batches": w.batches,
+                "last_batch_t": w.last_batch_t,
             }
             for w in self.workers.values()
         }

@@ -1,10 +1,11 @@
 """What master and workers say to each other, on top of Locust's own messages.
 
 Locust carries users (spawn/stop), heartbeats and its statistics; these custom messages
-(`runner.register_message` / `send_message`, msgpack over Locust's ZeroMQ link) carry the
-rest. The link is neither encrypted nor authenticated: run it on a trusted network
-(docs/distributed.md). It never carries the API secret: the master mints one join token per
-participant and hands it out with the participant's number.
+(`runner.register_message` / `send_message`, msgpack over Locust's ZeroMQ link, encrypted
+and authenticated with CurveZMQ: engine/link.py) carry the rest. Locust's own statistics
+reach the master as Locust sends them: each worker fires its samples into its own
+statistics and Locust merges them. It never carries the API secret: the master mints one
+join token per participant and hands it out with the participant's number.
 
     worker → master   HELLO   {version, scenario, scenario_hash, host, pid, name}
     master → worker   WELCOME {worker, campaign_id, url, embedded, tier, phase, size}
@@ -12,7 +13,10 @@ participant and hands it out with the participant's number.
     worker → master   SEAT    {req}            a new participant needs its global number
     master → worker   SEAT    {req, n, token}  (identity and room follow from n: user.seat)
     master → worker   PHASE   {tier, phase, size}      the shape entered a new phase
-    worker → master   BATCH   {seq, samples, resources, events, joining, connected}
+    worker → master   BATCH   {seq, samples, counts, resources, events, joining, connected}
+                      samples: one zstd-compressed Arrow IPC stream of sample rows (the
+                      worker column written by the worker), appended to disk by the master
+                      undecoded; counts: {samples, failures, joins_ok, joins_failed} of it
     master → worker   ACK     {seq}            credit back: the batch is in the recorder queue
     worker → master   DRAINED {seq}            after its users stopped: nothing more to send
 """
@@ -23,7 +27,8 @@ import hashlib
 import json
 from typing import Any
 
-from lkload.metrics.schema import FailureKind, Phase, ResourceSample, Sample
+from lkload.metrics.schema import ResourceSample
+from lkload.metrics.shards import encode_batch
 from lkload.scenario.model import Scenario
 
 HELLO = "lk_hello"
@@ -49,46 +54,9 @@ def scenario_hash(scenario: Scenario) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
-# A sample on the wire: the worker id is not sent; the master sets it from the sender.
-WireSample = list[Any]
-
-
-def sample_to_wire(s: Sample) -> WireSample:
-    return [
-        s.t,
-        s.tier,
-        s.phase.value,
-        s.room,
-        s.participant,
-        s.engine,
-        s.metric,
-        s.value,
-        s.ok,
-        None if s.error is None else s.error.value,
-        s.publisher,
-        s.track,
-        s.detail,
-    ]
-
-
-def sample_from_wire(w: WireSample, worker: str) -> Sample:
-    t, tier, phase, room, participant, engine, metric, value, ok, error, pub, track, detail = w
-    return Sample(
-        t=float(t),
-        tier=int(tier),
-        phase=Phase(phase),
-        worker=worker,
-        room=room,
-        participant=participant,
-        engine=engine,
-        metric=metric,
-        value=None if value is None else float(value),
-        ok=bool(ok),
-        error=None if error is None else FailureKind(error),
-        publisher=str(pub),
-        track=str(track),
-        detail=str(detail),
-    )
+def encode_samples(columns: dict[str, list[Any]]) -> bytes:
+    """A batch's sample columns as the bytes BATCH carries (metrics/shards.py)."""
+    return encode_batch(columns)
 
 
 def resource_to_wire(r: ResourceSample) -> list[Any]:
@@ -124,9 +92,8 @@ __all__ = [
     "REFUSE",
     "SEAT",
     "WELCOME",
+    "encode_samples",
     "resource_from_wire",
     "resource_to_wire",
-    "sample_from_wire",
-    "sample_to_wire",
     "scenario_hash",
 ]

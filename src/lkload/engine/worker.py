@@ -13,6 +13,7 @@ master refuses it or cannot be reached.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import queue
@@ -31,6 +32,7 @@ from lkload import __version__
 from lkload.engine import link
 from lkload.engine import messages as m
 from lkload.engine.bridge import AsyncioBridge
+from lkload.engine.columns import SampleColumns
 from lkload.engine.environment import host_info
 from lkload.engine.state import CampaignState
 from lkload.engine.user import ParticipantFactory, ParticipantUser, seat
@@ -42,7 +44,7 @@ from lkload.participants.browser.chromium import live_roots as chromium_roots
 from lkload.participants.browser.chromium import missing as browser_missing
 from lkload.scenario.model import Scenario
 
-OUTBOX_MAX = 20_000  # samples + readings + events waiting to be shipped
+OUTBOX_MAX = 20_000  # samples waiting to be shipped (and, apart, readings + events)
 SHIP_INTERVAL_S = 0.2
 STATUS_EVERY_S = 1.0  # a batch (maybe empty) at least this often: joining/connected counts
 SEAT_TIMEOUT_S = 15.0
@@ -83,6 +85,10 @@ class Worker:
         self._link_refused = gevent.event.Event()
         self.state = CampaignState()
         self.outbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=OUTBOX_MAX)
+        # Samples are kept columnar as they are recorded and shipped as compressed Arrow
+        # IPC (messages.py): the master appends them to disk without decoding a row.
+        self.samples = SampleColumns()
+        self._relay: collections.deque[Sample] = collections.deque()  # to Locust's stats
         self.runner: WorkerRunner | None = None
         self._welcome: gevent.event.AsyncResult[dict[str, Any]] = gevent.event.AsyncResult()
         self._seats: dict[int, gevent.event.AsyncResult[tuple[int, str]]] = {}
@@ -148,10 +154,12 @@ class Worker:
             monitor.watch_host(f"host:{self.worker}")
             monitor.start()
             shipper = gevent.spawn(self._ship_forever)
+            relay = gevent.spawn(self._fire_to_locust, env)
             try:
                 return self._serve(runner)
             finally:
                 shipper.kill(block=False)
+                relay.kill(block=False)
         finally:
             if monitor is not None:
                 monitor.stop()
@@ -265,7 +273,31 @@ class Worker:
     # -- to the master ----------------------------------------------------------------
 
     def _record(self, sample: Sample) -> None:
-        self._put(("s", m.sample_to_wire(sample)))
+        """Any thread: a full buffer makes the producer wait (never grows, never drops)."""
+        on_hub = threading.get_ident() == self._hub_thread
+        while not self.samples.add(sample, self.worker, OUTBOX_MAX):
+            if on_hub:
+                gevent.sleep(0.01)  # wait without blocking the other greenlets
+            else:
+                time.sleep(0.01)
+        self._relay.append(sample)
+
+    def _fire_to_locust(self, env: Environment) -> None:
+        """This worker's Locust statistics see its samples; Locust merges every worker's
+        into the master's (its response-time histogram merges exactly), so the master's
+        live statistics never need the rows."""
+        while True:
+            while self._relay:
+                s = self._relay.popleft()
+                env.events.request.fire(
+                    request_type=s.engine,
+                    name=s.metric,
+                    response_time=s.value if s.value is not None else 0.0,
+                    response_length=0,
+                    exception=None if s.ok else Exception(s.error.value if s.error else "failed"),
+                    context={},
+                )
+            gevent.sleep(0.2)
 
     def _put(self, item: tuple[str, Any]) -> None:
         """Any thread: a full outbox makes the producer wait (never grows, never drops)."""
@@ -301,16 +333,17 @@ class Worker:
         while self._in_flight < m.MAX_IN_FLIGHT:
             # Counts first, then the rows: a join counted as finished has its row in here.
             joining, connected = self.state.joining, self.state.connected
-            samples: list[Any] = []
             resources: list[Any] = []
             events: list[Any] = []
-            while len(samples) < m.BATCH_MAX:
+            while len(resources) + len(events) < m.BATCH_MAX:
                 try:
                     kind, item = self.outbox.get_nowait()
                 except queue.Empty:
                     break
-                (samples if kind == "s" else resources if kind == "r" else events).append(item)
-            n = len(samples) + len(resources) + len(events)
+                (resources if kind == "r" else events).append(item)
+            columns, counts = self.samples.take(m.BATCH_MAX)
+            rows = counts["samples"]
+            n = rows + len(resources) + len(events)
             if n == 0 and time.monotonic() - self._last_ship < STATUS_EVERY_S:
                 break
             self._seq += 1
@@ -320,7 +353,8 @@ class Worker:
                 m.BATCH,
                 {
                     "seq": self._seq,
-                    "samples": samples,
+                    "samples": m.encode_samples(columns) if rows else b"",
+                    "counts": counts,
                     "resources": resources,
                     "events": events,
                     "joining": joining,
@@ -328,7 +362,7 @@ class Worker:
                 },
             )
             sent += n
-            if len(samples) < m.BATCH_MAX:
+            if rows < m.BATCH_MAX:
                 break
         return sent
 
@@ -337,7 +371,7 @@ class Worker:
         end = time.monotonic() + DRAIN_TIMEOUT_S
         while time.monotonic() < end:
             self._ship()
-            if self.outbox.empty() and self._in_flight == 0:
+            if self.outbox.empty() and not self.samples.rows and self._in_flight == 0:
                 break
             gevent.sleep(0.05)
         if self.runner is not None:

@@ -1,7 +1,9 @@
 """The results directory writer: samples streamed to disk, timeline events, resources.
 
 Any thread may call `record`; one writer thread appends to the files and flushes at least
-every `flush_s`, so a crash or SIGKILL loses at most that much. The queue is bounded:
+every `flush_s`, so a crash or SIGKILL loses at most that much. Samples go to Parquet
+(metrics/shards.py: a crash-safe journal per part, rewritten as Parquet) or, with
+`samples_format="csv"`, to one CSV file per worker. The queue is bounded:
 when the disk falls behind, producers wait (back-pressure) rather than memory growing.
 
 A write that fails (disk full, I/O error) stops the writing for good: `error` says which
@@ -23,11 +25,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from lkload.metrics.limits import exhaustion_message
 from lkload.metrics.prometheus import SERVER_METRICS_COLUMNS, ServerScrape
 from lkload.metrics.redact import redact
 from lkload.metrics.schema import RESOURCE_COLUMNS, SAMPLE_COLUMNS, ResourceSample, Sample
+from lkload.metrics.shards import ParquetShard, RawShard, batch_messages, csv_rows
+
+SAMPLES_FORMATS = ("parquet", "csv")
 
 _STOP = object()
+
+
+class _Shipped:
+    """A batch of samples a worker shipped as Arrow IPC (metrics/shards.py RawShard)."""
+
+    __slots__ = ("failures", "messages", "rows", "worker")
+
+    def __init__(self, worker: str, messages: list[Any], rows: int, failures: int) -> None:
+        self.worker, self.messages, self.rows, self.failures = worker, messages, rows, failures
 
 
 def _clean(value: Any) -> Any:
@@ -59,7 +74,10 @@ class Recorder:
         worker: str = "local",
         flush_s: float = 0.5,
         max_pending: int = 50_000,
+        samples_format: str = "parquet",
     ) -> None:
+        if samples_format not in SAMPLES_FORMATS:
+            raise ValueError(f"samples format {samples_format!r}: one of {SAMPLES_FORMATS}")
         self.directory = directory
         self.worker = worker
         self.flush_s = flush_s
@@ -69,8 +87,16 @@ class Recorder:
         self.counts = {"samples": 0, "failures": 0, "resources": 0, "events": 0, "scrapes": 0}
         self.error: str | None = None  # the failed write, one line; set once, by the writer
         self._files: dict[TextIO, Path] = {}
-        self._samples_path = directory / "samples" / f"samples-{_safe(worker)}.csv"
-        self._samples_csv = self._open_csv(self._samples_path, SAMPLE_COLUMNS)
+        self._raw: dict[str, RawShard] = {}  # by worker: batches shipped by workers
+        self._shipped_rows = 0  # rows of shipped batches still queued
+        self._rows_lock = threading.Lock()
+        self._shard: ParquetShard | None = None
+        self._samples_csv: Any = None
+        if samples_format == "parquet":
+            self._shard = ParquetShard(directory / "samples", _safe(worker))
+        else:
+            self._samples_path = directory / "samples" / f"samples-{_safe(worker)}.csv"
+            self._samples_csv = self._open_csv(self._samples_path, SAMPLE_COLUMNS)
         self._resources_csv = self._open_csv(directory / "resources.csv", RESOURCE_COLUMNS)
         self._timeline_path = directory / "timeline.jsonl"
         self._timeline = self._open(self._timeline_path)
@@ -90,6 +116,16 @@ class Recorder:
             listener(sample)
         self._put(sample)
 
+    def shipped(self, worker: str, payload: bytes, rows: int, failures: int) -> None:
+        """A worker's batch of samples as it shipped them (compressed Arrow IPC, rows
+        written by that worker): appended to its own shard, never decoded. Raises
+        ValueError for a payload that is not a sample batch."""
+        if self.error is None:
+            messages = batch_messages(payload)
+            with self._rows_lock:
+                self._shipped_rows += rows
+            self._queue.put(_Shipped(worker, messages, rows, failures))
+
     def resource(self, sample: ResourceSample) -> None:
         self._put(sample)
 
@@ -108,8 +144,9 @@ class Recorder:
 
     @property
     def pending(self) -> int:
-        """Items queued but not yet written: how far the disk is behind."""
-        return self._queue.qsize()
+        """Samples and other items queued but not yet written: how far the disk is behind
+        (a shipped batch counts its rows)."""
+        return self._queue.qsize() + self._shipped_rows
 
     def close(self) -> None:
         """Write everything still queued and close the files (idempotent)."""
@@ -153,17 +190,29 @@ class Recorder:
                     else:
                         path = self._path_of(item)
                         self._write(item)
+                    if time.monotonic() - last_flush >= self.flush_s:
+                        break  # producers keep the queue full: flush on time anyway
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         item = None
                 if stopping or time.monotonic() - last_flush >= self.flush_s:
+                    for shard in (self._shard, *self._raw.values()):
+                        if shard is not None:
+                            path = shard.path
+                            if stopping:
+                                shard.close()  # its last part becomes Parquet
+                            else:
+                                shard.flush()
                     for fh, file_path in self._files.items():
                         path = file_path  # a flush that fails names this file
                         fh.flush()
                     last_flush = time.monotonic()
         except Exception as exc:  # disk full, I/O error, or a bug: never die silently
             self._fail(path, exc)
+            for shard in (self._shard, *self._raw.values()):
+                if shard is not None:
+                    shard.abandon()
             stopping = self._discard_until_stop(stopping)
         for fh in self._files:
             # the buffered rest may not fit either: what is on disk stays
@@ -177,6 +226,9 @@ class Recorder:
         else:
             where, why = f"{path or self.directory}", f"{type(exc).__name__}: {exc}"
         self.error = f"cannot write {where}: {why}"
+        hint = exhaustion_message(exc)
+        if hint is not None:  # not the disk: the process is out of file descriptors
+            self.error = f"cannot write {path or self.directory}: {hint}"
         for fh in self._files:  # save what still fits
             with contextlib.suppress(OSError):
                 fh.flush()
@@ -190,17 +242,38 @@ class Recorder:
         return stopping
 
     def _path_of(self, item: Any) -> Path:
-        if isinstance(item, Sample):
-            return self._samples_path
+        if isinstance(item, Sample | _Shipped):
+            return self._shard.path if self._shard is not None else self._samples_path
+        if isinstance(item, _Shipped) and self._samples_csv is None:
+            return self._raw_shard(item.worker).path
         if isinstance(item, ResourceSample):
             return self.directory / "resources.csv"
         if isinstance(item, ServerScrape):
             return self.directory / "server_metrics.csv"
         return self._timeline_path
 
+    def _raw_shard(self, worker: str) -> RawShard:
+        shard = self._raw.get(worker)
+        if shard is None:
+            shard = self._raw[worker] = RawShard(self.directory / "samples", _safe(worker))
+        return shard
+
     def _write(self, item: Any) -> None:
-        if isinstance(item, Sample):
-            self._samples_csv.writerow(item.row())
+        if isinstance(item, _Shipped):
+            with self._rows_lock:
+                self._shipped_rows -= item.rows
+            if self._samples_csv is not None:  # --samples-format csv: decoded, row by row
+                for row in csv_rows(item.messages):
+                    self._samples_csv.writerow(row)
+            else:
+                self._raw_shard(item.worker).append(item.messages, item.rows)
+            self.counts["samples"] += item.rows
+            self.counts["failures"] += item.failures
+        elif isinstance(item, Sample):
+            if self._shard is not None:
+                self._shard.add(item)
+            else:
+                self._samples_csv.writerow(item.row())
             self.counts["samples"] += 1
             if not item.ok:
                 self.counts["failures"] += 1

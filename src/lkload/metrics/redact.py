@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 
+from lkload.metrics.limits import exhaustion_message
 from lkload.metrics.schema import DETAIL_MAX_CHARS
 
 # A JWT is three base64url parts; LiveKit access tokens are JWTs.
@@ -34,4 +35,7 @@ def failure_detail(text: str, limit: int = DETAIL_MAX_CHARS) -> str:
     """A failure's detail as written to the results: redacted, one line, at most `limit`
     characters (an exception's first line is enough to group failures by cause)."""
     line = " ".join(redact(text).split())
+    hint = exhaustion_message(Exception(line), short=True)
+    if hint is not None:  # the limit first: it is the cause to fix, not the participant
+        line = f"{hint}: {line}"
     return line if len(line) <= limit else line[: limit - 1] + "…"
