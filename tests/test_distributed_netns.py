@@ -147,8 +147,9 @@ def test_a_worker_cut_off_the_network_is_lost_in_time_and_named_in_the_report(
         assert lost["tier"] == 1 and lost["connected"] >= 1, lost
         assert detected_s < 10, detected_s
         print(f"worker cut off: lost after {detected_s:.1f} s")
-        # completed, but not a PASS: tier 1 ran below its size
-        assert c.wait("master", 120) == 1, c.log("master")[-3000:]
+        # completed; tier 1 ran below its size: WARN (PASS WITH WARNINGS overall, exit 0, as
+        # for a SIGKILLed worker), never a plain PASS
+        assert c.wait("master", 120) == 0, c.log("master")[-3000:]
         assert "campaign completed" in c.log("master")
         # The cut-off worker notices its master is silent and stops (its participants too).
         assert c.wait("w2", 60) == 1, c.log("w2")[-3000:]
