@@ -292,6 +292,10 @@ def deployment_bed() -> Iterator[Bed]:
         config.write_text(yaml.safe_dump(_livekit_config(bed, cert, key)))
         bed.start("livekit", bed.srv, str(find_server_binary()), "--config", str(config))
         bed.wait(lambda: bed.sh(bed.srv, "curl", "-s", "http://127.0.0.1:7880/") == "OK", "livekit")
+        # Healthy is not yet routable: with Redis, a join is placed on a node whose stats are
+        # recent, and a fresh server publishes its first stats a moment after it answers
+        # health (seen in CI: the bed's first joins refused with HTTP 500 right after start).
+        time.sleep(3.0)
         yield bed
     finally:
         for name in list(bed.procs):
