@@ -99,6 +99,27 @@ class Bed:
             "no",
         )
         self.wait(lambda: self.sh(self.srv, "redis-cli", "-p", "6379", "ping") == "PONG", "redis")
+        if "livekit" in self.procs:
+            # a fresh Redis has lost the server's node record: joins are refused (HTTP 500,
+            # seen in CI) until the server registers again, so wait for a join that lands
+            self.wait_joinable()
+
+    def wait_joinable(self, timeout_s: float = 30.0) -> None:
+        """Wait until a join from the generator namespace gets its JoinResponse. Healthy is
+        not yet routable: with Redis a join is placed on a node whose stats are recent."""
+        from lkload.participants.token import mint_token
+
+        token = mint_token(self.api_key, self.api_secret, "bed-probe", "bed-probe")
+
+        def joined() -> bool:
+            probe = subprocess.run(
+                ["ip", "netns", "exec", self.gen, sys.executable, "-c", _JOIN_PROBE,
+                 self.url(), str(self.ca_file)],
+                input=token, capture_output=True, text=True, timeout=20, env=self.env(),
+            )  # fmt: skip
+            return probe.returncode == 0
+
+        self.wait(joined, "a join through Caddy", timeout_s)
 
     def kill_redis(self) -> None:
         proc = self.procs.pop("redis")
@@ -180,6 +201,24 @@ class Bed:
                 timeout=20,
                 check=False,
             )
+
+
+# one join through the deployment, token on stdin (never on a command line)
+_JOIN_PROBE = """
+import asyncio, sys
+from lkload.participants.aiortc.signal import SignalClient
+
+async def main() -> None:
+    client = SignalClient()
+    try:
+        await asyncio.wait_for(
+            client.connect(sys.argv[1], sys.stdin.read().strip(), ca_file=sys.argv[2]), 10
+        )
+    finally:
+        await client.close()
+
+asyncio.run(main())
+"""
 
 
 def _run(*cmd: str) -> None:
@@ -295,7 +334,7 @@ def deployment_bed() -> Iterator[Bed]:
         # Healthy is not yet routable: with Redis, a join is placed on a node whose stats are
         # recent, and a fresh server publishes its first stats a moment after it answers
         # health (seen in CI: the bed's first joins refused with HTTP 500 right after start).
-        time.sleep(3.0)
+        bed.wait_joinable()
         yield bed
     finally:
         for name in list(bed.procs):
