@@ -157,3 +157,13 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
 def has_token(text: str) -> bool:
     return JWT.search(text) is not None
+
+
+def assert_exit_matches_verdict(proc: subprocess.CompletedProcess[str], reports: Path) -> dict:
+    """A campaign whose verdict is not the test's subject (PASS, or INCONCLUSIVE on a busy
+    shared host) must still exit with the code its report's verdict gives: 0 when it
+    passed, 1 otherwise. Returns summary.json."""
+    summary = json.loads((reports / "summary.json").read_text())
+    expected = 0 if summary["passed"] else 1
+    assert proc.returncode == expected, (summary["overall"], proc.stderr[-2000:])
+    return summary

@@ -18,6 +18,7 @@ import yaml
 from helpers import (
     LKLOAD,
     ROOT,
+    assert_exit_matches_verdict,
     has_token,
     lkload,
     read_samples,
@@ -131,8 +132,7 @@ def test_url_campaign_holds_no_secret(tmp_path: Path) -> None:
     assert "campaign completed" in proc.stderr, proc.stderr[-3000:]
     # the verdict (PASS, or INCONCLUSIVE on a busy host) is not this test's subject: its
     # exit code must match it
-    summary = json.loads(next((tmp_path / "reports").glob("*/summary.json")).read_text())
-    assert proc.returncode == (0 if summary["passed"] else 1), summary["overall_reasons"]
+    assert_exit_matches_verdict(proc, next((tmp_path / "reports").glob("*/summary.json")).parent)
     written = _everything_written(tmp_path / "results", tmp_path / "reports")
     _assert_clean(creds.api_secret, proc.stdout + proc.stderr + written)
 
