@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -157,3 +162,86 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
 def has_token(text: str) -> bool:
     return JWT.search(text) is not None
+
+
+def assert_exit_matches_verdict(proc: subprocess.CompletedProcess[str], reports: Path) -> dict:
+    """A campaign whose verdict is not the test's subject (PASS, or INCONCLUSIVE on a busy
+    shared host) must still exit with the code its report's verdict gives: 0 when it
+    passed, 1 otherwise. Returns summary.json."""
+    summary = json.loads((reports / "summary.json").read_text())
+    expected = 0 if summary["passed"] else 1
+    assert proc.returncode == expected, (summary["overall"], proc.stderr[-2000:])
+    return summary
+
+
+def wait_for_hold(root: Path, deadline_s: float = 90) -> Path:
+    """The results directory under `root` of the campaign that reached a hold phase."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        for timeline in root.glob("*/timeline.jsonl"):
+            for line in timeline.read_text().splitlines():
+                with contextlib.suppress(ValueError):  # a line being written
+                    event = json.loads(line)
+                    if event.get("event") == "phase" and event.get("phase") == "hold":
+                        return timeline.parent
+        time.sleep(0.2)
+    pytest.fail("the campaign never reached a hold phase")
+
+
+@dataclass
+class RunningCampaign:
+    proc: subprocess.Popen[str]
+    reached_hold: Path | None  # its results directory, once it reached its hold
+
+    @property
+    def results(self) -> Path:
+        assert self.reached_hold is not None, "started with until_hold=False"
+        return self.reached_hold
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 90) -> tuple[str, str]:
+        """Send `sig` and wait for the exit: (stdout, stderr), "" where not captured."""
+        self.proc.send_signal(sig)
+        return self.wait(timeout)
+
+    def wait(self, timeout: float) -> tuple[str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return out or "", err or ""
+
+    def kill(self) -> None:
+        """SIGKILL, as an OOM killer would: nothing of lkload's runs after it."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@contextlib.contextmanager
+def start_campaign(
+    args: Sequence[str],
+    results_root: Path,
+    *,
+    command: Sequence[str] = LKLOAD,
+    until_hold: bool = True,
+    after_hold_s: float = 0.0,
+    capture: bool = True,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
+    on_exit: int = signal.SIGKILL,
+    exit_timeout_s: float = 60,
+) -> Iterator[RunningCampaign]:
+    """`command ARGS` (a campaign writing under results_root) started in the background:
+    yielded once it reached a hold phase (and `after_hold_s` more), or at once without
+    `until_hold`. Whatever happens in the block, the process is gone after it: `on_exit`
+    if it still runs (SIGINT: a graceful stop), then SIGKILL after exit_timeout_s."""
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    proc = subprocess.Popen([*command, *args], cwd=cwd, env=env, stdout=out, stderr=out, text=True)
+    try:
+        results = wait_for_hold(results_root) if until_hold else None
+        time.sleep(after_hold_s)
+        yield RunningCampaign(proc, results)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(on_exit)
+            try:
+                proc.communicate(timeout=exit_timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate(timeout=10)

@@ -222,3 +222,31 @@ def test_recovery_judges_each_kind_in_its_windows(tmp_path: Path) -> None:
     a = analyze(c.write(tmp_path / "r"))
     # the first window clear of failed joins starts right after the last one (at +19 s)
     assert a.recovery.status is Status.PASS and a.recovery.recovery_s == pytest.approx(20.0)
+
+
+def test_metric_names_are_the_schemas_own_never_an_alias() -> None:
+    """A stage that renames a metrics.schema constant (X_METRIC = STALL_METRIC) makes two
+    names for one interface name; every module uses the schema's."""
+    import ast
+
+    from lkload.analysis.kinds import KIND_OF_METRIC
+    from lkload.metrics.schema import STALL_METRIC
+
+    assert KIND_OF_METRIC[STALL_METRIC] == "media"
+    src = Path(__file__).resolve().parent.parent / "src" / "lkload"
+    aliases = []
+    for path in sorted(src.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        schema_names = {
+            alias.asname or alias.name
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom) and node.module == "lkload.metrics.schema"
+            for alias in node.names
+        }
+        for node in tree.body:
+            if not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Name):
+                continue
+            if node.value.id in schema_names:
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+                aliases.append(f"{path.relative_to(src)}: {names} = {node.value.id}")
+    assert aliases == []

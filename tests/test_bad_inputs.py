@@ -158,8 +158,11 @@ def test_bad_input(case: dict[str, Any], tmp_path: Path, request: pytest.Fixture
     expected_exit = case.get("exit", 2)
     if expected_exit == "same-as-intact":
         intact = lkload("report", str(results), "--out", str(tmp_path / "intact"), env=env)
-        expected_exit = intact.returncode
-        assert expected_exit in (0, 1), intact.stderr
+        verdict = json.loads((tmp_path / "intact" / "summary.json").read_text())
+        expected_exit = 0 if verdict["passed"] else 1
+        assert intact.returncode == expected_exit, intact.stderr
+        damaged = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert damaged["overall"] == verdict["overall"]
         md = (tmp_path / "out" / "report.md").read_text()
         assert case["report_note"] in md
     assert proc.returncode == expected_exit, proc.stderr[-2000:]

@@ -5,15 +5,12 @@ from __future__ import annotations
 import collections
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
-import pytest
 from helpers import (
-    LKLOAD,
-    ROOT,
     TWO_TIERS,
+    assert_exit_matches_verdict,
     has_token,
     lkload,
     needs_netns,
@@ -22,6 +19,7 @@ from helpers import (
     read_timeline,
     run_args,
     server_gone,
+    start_campaign,
     write_scenario,
 )
 
@@ -34,11 +32,11 @@ def test_two_tier_campaign_accounts_for_every_participant(tmp_path: Path) -> Non
     proc = lkload(
         *run_args(scenario, tmp_path),
     )
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]
     # A normal end prints no traceback (the livekit SDK's KeyError from its
     # local_track_published dispatch once did: participants/sdk.py GuardedRoom).
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
     results = only_child(tmp_path / "results")
+    summary = assert_exit_matches_verdict(proc, tmp_path / "reports" / results.name)
     meta = json.loads((results / "campaign.json").read_text())
     assert meta["status"] == "completed"
     assert meta["versions"]["livekit_server"] == "1.13.5"
@@ -85,7 +83,6 @@ def test_two_tier_campaign_accounts_for_every_participant(tmp_path: Path) -> Non
     assert {r["phase"] for r in rows if r["metric"] == "session_s"} == {"teardown"}
     assert all(float(r["t"]) >= teardown_t for r in rows if r["metric"] == "session_s")
     assert {r["phase"] for r in rows if float(r["t"]) > teardown_t} == {"teardown"}
-    summary = json.loads((tmp_path / "reports" / results.name / "summary.json").read_text())
     assert summary["teardown"]["samples"] >= 6
     assert summary["teardown"]["kinds"]["session"]["attempts"] == 6
     assert not any("session" in t["error_rates"] for t in summary["tiers"])
@@ -107,22 +104,10 @@ def test_two_tier_campaign_accounts_for_every_participant(tmp_path: Path) -> Non
 @needs_netns
 def test_sigint_mid_tier_leaves_readable_results_and_no_server(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
-    proc = subprocess.Popen(
-        [*LKLOAD, *run_args(scenario, tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
-        time.sleep(3)
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err[-2000:]
+    with start_campaign(run_args(scenario, tmp_path), tmp_path / "results", after_hold_s=3) as c:
+        _out, err = c.stop(signal.SIGINT)
+    results = c.results
+    assert c.proc.returncode == 1, err[-2000:]
     assert "Traceback" not in err, err[-3000:]  # Ctrl-C is a normal stop
     meta = json.loads((results / "campaign.json").read_text())
     assert meta["status"] == "interrupted"
@@ -141,16 +126,6 @@ def test_sigint_mid_tier_leaves_readable_results_and_no_server(tmp_path: Path) -
     assert {r["phase"] for r in rows if r["metric"] == "session_s"} == {"teardown"}
     assert server_gone(results)
     assert (tmp_path / "reports" / results.name / "report.html").exists()
-
-
-def _wait_for_hold(root: Path, deadline_s: float) -> Path:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        for d in root.glob("*/timeline.jsonl"):
-            if '"phase": "hold"' in d.read_text():
-                return d.parent
-        time.sleep(0.2)
-    pytest.fail("the campaign never reached a hold phase")
 
 
 def test_scenario_error_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -216,21 +191,12 @@ def test_wrong_api_secret_fails_fast(tmp_path: Path) -> None:
 @needs_netns
 def test_sigkill_leaves_readable_results_and_takes_the_server_along(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
-    proc = subprocess.Popen(
-        [*LKLOAD, *run_args(scenario, tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
-        time.sleep(3)
+    with start_campaign(
+        run_args(scenario, tmp_path), tmp_path / "results", after_hold_s=3, capture=False
+    ) as c:
         killed_at = time.time()
-        proc.kill()
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        c.kill()
+    results = c.results
     meta = json.loads((results / "campaign.json").read_text())
     assert meta["status"] == "running"  # it never got to say otherwise
     # Killed mid-part: the samples are in the part's Arrow journal (a Parquet file is only
@@ -261,15 +227,13 @@ def test_web_flag_serves_locusts_ui_with_our_measurements(tmp_path: Path) -> Non
 
     port = free_tcp_port()
     scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 20"))
-    proc = subprocess.Popen(
-        [*LKLOAD, *run_args(scenario, tmp_path, "--web", "--web-port", str(port))],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for_hold(tmp_path / "results", deadline_s=90)
-        time.sleep(2)
+    with start_campaign(
+        run_args(scenario, tmp_path, "--web", "--web-port", str(port)),
+        tmp_path / "results",
+        after_hold_s=2,
+        capture=False,
+        on_exit=signal.SIGINT,  # stopped as a user would, test passed or not
+    ):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
             assert resp.status == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/requests", timeout=5) as resp:
@@ -278,12 +242,6 @@ def test_web_flag_serves_locusts_ui_with_our_measurements(tmp_path: Path) -> Non
         assert {"join_ms", "data_e2e_ms"} <= names
         join = next(r for r in stats["stats"] if r["name"] == "join_ms")
         assert join["num_requests"] == 3 and join["num_failures"] == 0
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @needs_netns
@@ -307,8 +265,8 @@ def test_existing_deployment_from_environment_credentials(tmp_path: Path) -> Non
             *run_args(scenario, tmp_path),
             env=env,
         )
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]
     results = only_child(tmp_path / "results")
+    assert_exit_matches_verdict(proc, tmp_path / "reports" / results.name)
     meta = json.loads((results / "campaign.json").read_text())
     assert meta["status"] == "completed"
     assert meta["target"] == {

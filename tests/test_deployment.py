@@ -9,14 +9,13 @@ subscribers, the bundled smoke scenario's mix), so the whole file takes a minute
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from lkload.metrics.schema import TRANSPORT_METRICS
 from tests.deployment_bed import DOMAIN, Bed, deployment_bed, missing
-from tests.helpers import only_child, read_samples, read_timeline
+from tests.helpers import only_child, read_samples, start_campaign
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=f"deployment bed: {missing()}")
 
@@ -134,8 +133,6 @@ def test_certificate_and_path_problems_stop_before_load(bed: Bed, tmp_path: Path
 
 
 def test_redis_killed_mid_hold_names_the_servers_error(bed: Bed, tmp_path: Path) -> None:
-    import subprocess
-
     scenario = tmp_path / "s.yaml"
     scenario.write_text(TINY.format(hold=14))
     results = tmp_path / "results"
@@ -152,41 +149,24 @@ def test_redis_killed_mid_hold_names_the_servers_error(bed: Bed, tmp_path: Path)
         str(tmp_path / "reports"),
         "--no-progress",
     )
-    proc = subprocess.Popen(
-        cmd,
-        env=bed.env(),
-        cwd=bed.root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if results.exists() and any(results.iterdir()):
-                events = read_timeline(only_child(results))
-                if any(e.get("event") == "phase" and e.get("phase") == "hold" for e in events):
-                    break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the campaign never reached its hold")
-        time.sleep(3)
-        bed.kill_redis()
-        _, stderr = proc.communicate(timeout=180)
-        # and a campaign started now stops at the preflight, saying why
-        pre = bed.lkload("run", "--url", bed.url(), "--ca-file", str(bed.ca_file),
-                         "--results", str(tmp_path / "pre"))  # fmt: skip
-        assert (
-            pre.returncode == 2
-            and (
-                "RoomService ListRooms got HTTP 500: unknown: could not get rooms: dial tcp "
-                "127.0.0.1:6379: connect: connection refused"
-            )
-            in pre.stderr
-        ), pre.stderr
+        with start_campaign(
+            cmd, results, command=(), env=bed.env(), cwd=bed.root, after_hold_s=3
+        ) as c:
+            bed.kill_redis()
+            _, stderr = c.wait(timeout=180)
+            # and a campaign started now stops at the preflight, saying why
+            pre = bed.lkload("run", "--url", bed.url(), "--ca-file", str(bed.ca_file),
+                             "--results", str(tmp_path / "pre"))  # fmt: skip
+            assert (
+                pre.returncode == 2
+                and (
+                    "RoomService ListRooms got HTTP 500: unknown: could not get rooms: dial tcp "
+                    "127.0.0.1:6379: connect: connection refused"
+                )
+                in pre.stderr
+            ), pre.stderr
     finally:
-        if proc.poll() is None:
-            proc.kill()
         if "redis" not in bed.procs:
             bed.start_redis()
     report = (only_child(tmp_path / "reports") / "report.md").read_text()

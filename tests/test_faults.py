@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from helpers import (
-    LKLOAD,
-    ROOT,
     TWO_TIERS,
     lkload,
     needs_netns,
@@ -22,9 +19,9 @@ from helpers import (
     read_timeline,
     run_args,
     server_gone,
+    start_campaign,
     write_scenario,
 )
-from test_campaign import _wait_for_hold
 
 from lkload.server.ports import free_tcp_port
 
@@ -60,23 +57,17 @@ def _fresh_recorded(port: int) -> tuple[float, int]:
 def test_sigkilled_lkload_loses_at_most_the_last_flush_interval(tmp_path: Path) -> None:
     port = free_tcp_port()
     scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
-    proc = subprocess.Popen(
-        [*LKLOAD, *run_args(scenario, tmp_path, "--web", "--web-port", str(port))],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
-        time.sleep(3)
+    with start_campaign(
+        run_args(scenario, tmp_path, "--web", "--web-port", str(port)),
+        tmp_path / "results",
+        after_hold_s=3,
+        capture=False,
+    ) as c:
         early_t, early = _fresh_recorded(port)
         time.sleep(2 * (FLUSH_S + RELAY_S))
         late_t, late = _fresh_recorded(port)
-        proc.kill()  # SIGKILL, right after a fresh count
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        c.kill()  # SIGKILL, right after a fresh count
+    results = c.results
     on_disk = len(read_samples(results))
     rate = (late - early) / (late_t - early_t)
     assert rate > 5, (rate, early, late)  # the campaign was producing samples
@@ -101,22 +92,10 @@ def test_sigkilled_lkload_loses_at_most_the_last_flush_interval(tmp_path: Path) 
 @pytest.mark.timeout(180)
 def test_sigterm_stops_like_ctrl_c_with_a_report_and_no_traceback(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
-    proc = subprocess.Popen(
-        [*LKLOAD, *run_args(scenario, tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
-        time.sleep(2)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err[-2000:]
+    with start_campaign(run_args(scenario, tmp_path), tmp_path / "results", after_hold_s=2) as c:
+        out, err = c.stop(signal.SIGTERM)
+    results = c.results
+    assert c.proc.returncode == 1, err[-2000:]
     assert "Traceback" not in out + err, err[-3000:]
     meta = json.loads((results / "campaign.json").read_text())
     assert meta["status"] == "interrupted"
@@ -138,24 +117,13 @@ def test_embedded_server_sigkilled_mid_hold_ends_the_campaign_and_fails_the_tier
     tmp_path: Path,
 ) -> None:
     scenario = write_scenario(tmp_path / "s.yaml", TWO_TIERS.replace("hold_s: 6", "hold_s: 60"))
-    proc = subprocess.Popen(
-        [*LKLOAD, *run_args(scenario, tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
-        time.sleep(3)
+    with start_campaign(run_args(scenario, tmp_path), tmp_path / "results", after_hold_s=3) as c:
+        results = c.results
         pid = next(e["pid"] for e in read_timeline(results) if e["event"] == "server_started")
         killed_at = time.time()
         os.kill(pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, err[-3000:]
+        out, err = c.wait(timeout=120)
+    assert c.proc.returncode == 1, err[-3000:]
     assert "Traceback" not in out + err, err[-3000:]
     events = read_timeline(results)
     lost = next(e for e in events if e["event"] == "server_lost")
@@ -183,23 +151,12 @@ RESTARTING = TWO_TIERS.replace("hold_s: 6", "hold_s: 20") + "server: {restart_af
 @pytest.mark.timeout(300)
 def test_embedded_server_restarted_after_a_loss_measures_the_way_back(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path / "s.yaml", RESTARTING)
-    proc = subprocess.Popen(
-        [*LKLOAD, *run_args(scenario, tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        results = _wait_for_hold(tmp_path / "results", deadline_s=90)
-        time.sleep(3)
+    with start_campaign(run_args(scenario, tmp_path), tmp_path / "results", after_hold_s=3) as c:
+        results = c.results
         pid = next(e["pid"] for e in read_timeline(results) if e["event"] == "server_started")
         killed_at = time.time()
         os.kill(pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        out, err = c.wait(timeout=240)
     assert "Traceback" not in out + err, err[-3000:]
     events = read_timeline(results)
     lost = next(e for e in events if e["event"] == "server_lost")

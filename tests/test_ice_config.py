@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from livekit.protocol import rtc as pr
 
-from lkload.cli.run_cmd import ice_ips_from
+from lkload.cli.target import ice_ips_from
 from lkload.errors import UsageError
 from lkload.participants.aiortc.ice import IceAddressError, addresses_for, servers_for
 

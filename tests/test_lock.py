@@ -70,6 +70,15 @@ def test_lock_matches_pyproject_and_the_environment() -> None:
     assert not found, f"{REGENERATE} (or reinstall with scripts/setup):\n" + "\n".join(found)
 
 
+def test_pyproject_lists_each_dependency_once() -> None:
+    """Two spellings of one distribution (prometheus_client, prometheus-client) are one
+    requirement: listed twice, their bounds drift apart unnoticed."""
+    lock = _lock_module()
+    names = [canonicalize_name(r.name) for r in lock.pyproject_requirements()]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    assert not twice, f"pyproject.toml lists more than once: {', '.join(twice)}"
+
+
 def test_lock_covers_the_whole_dependency_tree() -> None:
     """A new transitive dependency (one a dependency upgrade brought) is locked too."""
     lock = _lock_module()

@@ -22,9 +22,11 @@ EVIL_ROOM = "<script>document.title='pwned'</script>"
 EVIL_PARTICIPANT = 'p"><img src=x onerror=alert(1)>'
 
 
-def _campaign(tmp_path: Path, status: str = "completed") -> Path:
+def _campaign(tmp_path: Path, status: str = "completed", failed_joins: int = 0) -> Path:
     rng = np.random.default_rng(21)
     c = Campaign(status=status)
+    # failed joins in the baseline tier's hold break its error budget: the campaign FAILs
+    c.add(1, "hold", "join_ms", None, failures=failed_joins, error="auth", rng=rng)
     for p in c.plans:
         scale = (5, 8, 12, 40, 90)[p.tier - 1]
         c.add(p.tier, "ramp", "join_ms", np.round(rng.gamma(4, scale * 6, p.size), 3), rng=rng)
@@ -99,10 +101,18 @@ def test_default_output_dir_is_reports_campaign_id(tmp_path: Path, monkeypatch) 
 
 
 def test_cli_report_exit_codes(tmp_path: Path, capsys) -> None:
-    results = _campaign(tmp_path)
-    code = main(["report", str(results), "--out", str(tmp_path / "o")])
-    out = capsys.readouterr().out
-    assert code in (0, 1) and "report.html" in out
+    # the same seeded campaign: as generated every tier is within its targets (PASS, exit
+    # 0); with failed joins in the baseline tier it FAILs (exit 1)
+    for failed_joins, code_wanted, overall in ((0, 0, "PASS"), (3, 1, "FAIL")):
+        results = _campaign(tmp_path / str(failed_joins), failed_joins=failed_joins)
+        out_dir = tmp_path / "o" / str(failed_joins)
+        code = main(["report", str(results), "--out", str(out_dir)])
+        out = capsys.readouterr().out
+        summary = json.loads((out_dir / "summary.json").read_text())
+        assert (summary["overall"], code) == (overall, code_wanted), summary["overall_reasons"]
+        if failed_joins:
+            assert "3 of 13 joins failed: auth 3" in summary["overall_reasons"][0]
+        assert "report.html" in out
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "no such results directory" in capsys.readouterr().err
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -16,13 +15,14 @@ import psutil
 import pytest
 import yaml
 from helpers import (
-    LKLOAD,
     ROOT,
+    assert_exit_matches_verdict,
     has_token,
     lkload,
     read_samples,
     read_timeline,
     run_args,
+    start_campaign,
     write_scenario,
 )
 from test_distributed import Cluster
@@ -83,20 +83,18 @@ def _embedded_secret(results_root: Path, deadline_s: float = 60) -> tuple[str, P
 @pytest.mark.timeout(180)
 def test_embedded_campaign_and_its_report_hold_no_secret(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path / "s.yaml", TINY)
-    proc = subprocess.Popen(
-        [*LKLOAD, *run_args(scenario, tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    secret, key_dir = _embedded_secret(tmp_path / "results")
-    out, err = proc.communicate(timeout=150)
-    assert proc.returncode == 0, err[-3000:]
-    assert not key_dir.exists()  # the private key directory went with the server
+    with start_campaign(run_args(scenario, tmp_path), tmp_path / "results", until_hold=False) as c:
+        secret, key_dir = _embedded_secret(tmp_path / "results")
+        out, err = c.wait(timeout=150)
+    assert "campaign completed" in err, err[-3000:]
     results = next((tmp_path / "results").iterdir())
+    # the verdict (PASS, or INCONCLUSIVE on a busy host) is not this test's subject: the
+    # exit codes must match it
+    done = subprocess.CompletedProcess(c.proc.args, c.proc.returncode, out, err)
+    assert_exit_matches_verdict(done, tmp_path / "reports" / results.name)
+    assert not key_dir.exists()  # the private key directory went with the server
     report = lkload("report", str(results), "--out", str(tmp_path / "again"), timeout=120)
-    assert report.returncode == 0, report.stderr
+    assert_exit_matches_verdict(report, tmp_path / "again")
     printed = out + err + report.stdout + report.stderr
     _assert_clean(
         secret,
@@ -131,8 +129,7 @@ def test_url_campaign_holds_no_secret(tmp_path: Path) -> None:
     assert "campaign completed" in proc.stderr, proc.stderr[-3000:]
     # the verdict (PASS, or INCONCLUSIVE on a busy host) is not this test's subject: its
     # exit code must match it
-    summary = json.loads(next((tmp_path / "reports").glob("*/summary.json")).read_text())
-    assert proc.returncode == (0 if summary["passed"] else 1), summary["overall_reasons"]
+    assert_exit_matches_verdict(proc, next((tmp_path / "reports").glob("*/summary.json")).parent)
     written = _everything_written(tmp_path / "results", tmp_path / "reports")
     _assert_clean(creds.api_secret, proc.stdout + proc.stderr + written)
 
@@ -163,18 +160,12 @@ def test_distributed_campaign_holds_no_secret_and_workers_never_see_it(
 @pytest.mark.timeout(120)
 def test_key_directory_of_a_sigkilled_lkload_is_removed_at_the_next_start(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path / "s.yaml", TINY.replace("hold_s: 3", "hold_s: 30"))
-    proc = subprocess.Popen(
-        [*LKLOAD, *run_args(scenario, tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with start_campaign(
+        run_args(scenario, tmp_path), tmp_path / "results", until_hold=False, capture=False
+    ) as c:
         _secret, key_dir = _embedded_secret(tmp_path / "results")
         assert key_dir.name.startswith(SECRET_DIR_PREFIX)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
+        c.kill()
     assert key_dir.exists()  # nothing could clean up after a SIGKILL
     mine = EmbeddedServer(log_path=tmp_path / "next.log")
     mine.start()  # the next start sweeps directories whose lkload is gone

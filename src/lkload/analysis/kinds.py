@@ -35,8 +35,6 @@ from lkload.metrics.schema import (
     VIEWER_METRICS,
 )
 
-MEDIA_STALL_METRIC = STALL_METRIC
-
 KINDS: tuple[str, ...] = (
     "join",
     "publish",
@@ -57,7 +55,7 @@ KIND_OF_METRIC: dict[str, str] = {
     "api_ms": "api",
     "signal_rtt_ms": "ping",
     "rx_kbps": "media",
-    MEDIA_STALL_METRIC: "media",
+    STALL_METRIC: "media",
     SESSION_METRIC: "session",
 }
 # Ok rows of these are observations, never attempts (a failure row of one is `other`).

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lkload.cli.target import add_target_flags, ice_ips_from
+
 if TYPE_CHECKING:  # imported where used: the CLI starts without loading the checks
     from lkload.checks.config import CheckConfig
     from lkload.checks.session import CheckRun
@@ -26,38 +28,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
         epilog="Exit codes: 0 nothing failed, 1 a check failed, 2 bad flags or --deployment file.",
     )
-    add_check_flags(p, with_url=True)
+    add_target_flags(p)
+    add_check_flags(p)
     p.add_argument(
         "--results", type=Path, default=Path("results"), help="results root (default: results/)"
     )
     p.set_defaults(func=run)
 
 
-def add_check_flags(p: argparse.ArgumentParser, with_url: bool) -> None:
-    """The flags `check` and `run --check` share (run has its own --url and credentials)."""
-    if with_url:
-        p.add_argument(
-            "--url",
-            default=os.environ.get("LIVEKIT_URL"),
-            help="LiveKit signalling URL, ws(s)://HOST[:PORT] (env LIVEKIT_URL); omit to check "
-            "the embedded server",
-        )
-        p.add_argument(
-            "--api-key", default=os.environ.get("LIVEKIT_API_KEY"), help="env LIVEKIT_API_KEY"
-        )
-        p.add_argument(
-            "--api-secret",
-            default=os.environ.get("LIVEKIT_API_SECRET"),
-            help="env LIVEKIT_API_SECRET (prefer the variable: flags show up in ps)",
-        )
-        p.add_argument(
-            "--ice-ip",
-            action="append",
-            dest="ice_ips",
-            metavar="ADDR",
-            help="local address for the media check's WebRTC, repeatable (default: "
-            "$LKLOAD_ICE_IPS, or 127.0.0.1 for the embedded server)",
-        )
+def add_check_flags(p: argparse.ArgumentParser) -> None:
+    """The checks' own flags, which `check` and `run --check` share (both take the target
+    flags, cli/target.py, besides)."""
     g = p.add_argument_group("deployment checks (docs/check.md)")
     g.add_argument(
         "--deployment",
@@ -71,22 +52,11 @@ def add_check_flags(p: argparse.ArgumentParser, with_url: bool) -> None:
         metavar="HOST[:PORT]",
         help="TLS endpoint to check, SNI = HOST, repeatable (default: the wss:// URL's host)",
     )
-    if with_url:  # `run` has its own --ca-file (the load and the checks alike)
-        g.add_argument(
-            "--ca-file",
-            type=Path,
-            metavar="PEM",
-            help="a private CA (PEM) to trust instead of the system's (TLS and wss:// checks)",
-        )
     g.add_argument(
         "--redis",
         metavar="URL",
         help="redis://[:PASSWORD@]HOST[:PORT][/DB] (prefer $REDIS_PASSWORD for the password)",
     )
-    if with_url:  # `run` has its own --prometheus (scraped through the load, checked too)
-        g.add_argument(
-            "--prometheus", metavar="URL", help="the server's metrics page, http(s)://…/metrics"
-        )
     g.add_argument(
         "--prometheus-server",
         metavar="URL",
@@ -134,7 +104,7 @@ def config_from(args: argparse.Namespace) -> CheckConfig:
         api_key=args.api_key,
         api_secret=args.api_secret,
         tls=args.tls,
-        ca_file=getattr(args, "ca_file", None),
+        ca_file=Path(args.ca_file) if args.ca_file else None,
         redis=args.redis,
         prometheus=args.prometheus,
         prometheus_server=args.prometheus_server,
@@ -149,8 +119,6 @@ def config_from(args: argparse.Namespace) -> CheckConfig:
 def check_ice_ips(flags: list[str] | None, remote: bool) -> tuple[str, ...]:
     """Media addresses: flags, $LKLOAD_ICE_IPS, loopback for the embedded server; none for a
     deployment unless given (its media check then says how to enable it)."""
-    from lkload.cli.run_cmd import ice_ips_from
-
     if flags or os.environ.get("LKLOAD_ICE_IPS") or not remote:
         return ice_ips_from(flags, remote) or ()
     return ()

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from lkload.cli.target import add_target_flags, ca_file_from, check_ips, ice_ips_from
 from lkload.errors import UsageError
 
 DEFAULT_SCENARIO = "smoke"
-ICE_IP_HELP = (
-    "local address for media, repeatable (default: $LKLOAD_ICE_IPS). With --url, aiortc "
-    "participants restrict their ICE host candidates to these (spread over them), e.g. to "
-    "pick a NIC or several source addresses; without it they gather the machine's own "
-    "addresses and use the STUN/TURN servers the deployment hands out, as any WebRTC client "
-    "does. Without --url, the embedded server offers these for media and aiortc "
-    "participants use them (default 127.0.0.1: nothing leaves the machine; the sdk engine "
-    "needs a non-loopback address, see scripts/netns)"
-)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,35 +35,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="scenario YAML file, or a bundled name: smoke (default), checklist, meeting",
     )
     p.add_argument(
-        "--url",
-        default=os.environ.get("LIVEKIT_URL"),
-        help="LiveKit signalling URL of an existing deployment, ws(s)://HOST[:PORT][/PATH] "
-        "(env LIVEKIT_URL); omit to use the embedded server",
-    )
-    p.add_argument(
-        "--ca-file",
-        default=os.environ.get("LKLOAD_CA_FILE"),
-        metavar="PEM",
-        help="trust this CA (PEM) for the deployment's TLS, besides the system's CAs; for a "
-        "private CA or a proxy's internal one (env LKLOAD_CA_FILE)",
-    )
-    p.add_argument(
-        "--api-key", default=os.environ.get("LIVEKIT_API_KEY"), help="env LIVEKIT_API_KEY"
-    )
-    p.add_argument(
-        "--api-secret",
-        default=os.environ.get("LIVEKIT_API_SECRET"),
-        help="env LIVEKIT_API_SECRET (prefer the variable: flags show up in ps)",
-    )
-    p.add_argument(
-        "--prometheus",
-        metavar="URL",
-        help="the deployment's livekit-server Prometheus endpoint, http://HOST:PORT[/metrics] "
-        "(its prometheus_port; scenario key server.prometheus): server CPU, memory and "
-        "packets are scraped from it each second. Without it a --url campaign cannot judge "
-        "server CPU/memory and its verdict is INCOMPLETE",
-    )
-    p.add_argument(
         "--server-memory-mb",
         type=float,
         metavar="MB",
@@ -96,13 +58,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="parquet",
         help="samples/ as Parquet (default: compact, fast to analyse) or CSV (to grep); "
         "lkload report reads both (docs/results-format.md)",
-    )
-    p.add_argument(
-        "--ice-ip",
-        action="append",
-        dest="ice_ips",
-        metavar="ADDR",
-        help=ICE_IP_HELP,
     )
     p.add_argument("--web", action="store_true", help="also serve Locust's web UI on 127.0.0.1")
     p.add_argument("--web-port", type=int, default=8089, help="port of the web UI (default 8089)")
@@ -161,7 +116,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     from lkload.cli.check_cmd import add_check_flags
 
-    add_check_flags(p, with_url=False)
+    add_target_flags(p)
+    add_check_flags(p)
     p.set_defaults(func=run)
 
 
@@ -229,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         from lkload.engine import link
         from lkload.engine.master import MasterCampaign
 
-        _check_ips((args.master_bind, args.server_bind), flag="--master-bind/--server-bind")
+        check_ips((args.master_bind, args.server_bind), flag="--master-bind/--server-bind")
         key = link.key_from(args.cluster_key_file)
         if key is None:
             key, key_file = link.write_new_key()
@@ -279,35 +235,3 @@ def run(args: argparse.Namespace) -> int:
 def check_port(port: int, flag: str) -> None:
     if not 1 <= port <= 65535:
         raise UsageError(f"{flag} {port}: not a TCP port (1-65535)")
-
-
-def ice_ips_from(flags: list[str] | None, remote: bool) -> tuple[str, ...] | None:
-    """--ice-ip flags, else $LKLOAD_ICE_IPS, else: against a deployment (`remote`) None, the
-    machine's own addresses as any client; for the embedded server loopback. Checked."""
-    configured = flags or [a for a in os.environ.get("LKLOAD_ICE_IPS", "").split(",") if a]
-    if not configured:
-        return None if remote else ("127.0.0.1",)
-    ips = tuple(a.strip() for a in configured)
-    _check_ips(ips)
-    return ips
-
-
-def ca_file_from(path: str | None) -> str | None:
-    """--ca-file checked; the sdk engine's native side and aioice's TURN/TLS read it from
-    SSL_CERT_FILE, so this process trusts it process-wide too (participants/tls.py)."""
-    from lkload.participants.tls import check_ca_file, trust_process_wide
-
-    checked = check_ca_file(path)
-    if checked is not None:
-        trust_process_wide(checked)
-    return checked
-
-
-def _check_ips(ips: tuple[str, ...], flag: str = "--ice-ip") -> None:
-    import ipaddress
-
-    for ip in ips:
-        try:
-            ipaddress.ip_address(ip.strip())
-        except ValueError:
-            raise UsageError(f"{flag} {ip!r}: not an IP address") from None

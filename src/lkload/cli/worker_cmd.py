@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from lkload.cli.run_cmd import ICE_IP_HELP
+from lkload.cli.target import add_connection_flags
 
 DEFAULT_MASTER_PORT = 5557
 
@@ -46,20 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=int(os.environ.get("LKLOAD_MASTER_PORT", DEFAULT_MASTER_PORT)),
         help=f"the master's port (env LKLOAD_MASTER_PORT, default {DEFAULT_MASTER_PORT})",
     )
-    p.add_argument(
-        "--ice-ip",
-        action="append",
-        dest="ice_ips",
-        metavar="ADDR",
-        help=ICE_IP_HELP + "; a worker of an embedded-server master defaults to 127.0.0.1",
-    )
-    p.add_argument(
-        "--ca-file",
-        default=os.environ.get("LKLOAD_CA_FILE"),
-        metavar="PEM",
-        help="trust this CA (PEM) for the deployment's TLS, besides the system's CAs "
-        "(env LKLOAD_CA_FILE); each worker needs it when the master's --url needs it",
-    )
+    add_connection_flags(p)
     p.add_argument(
         "--cluster-key-file",
         type=Path,
@@ -90,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.master_host:
         raise UsageError("--master-host is required (or set LKLOAD_MASTER_HOST)")
-    from lkload.cli.run_cmd import ca_file_from, ice_ips_from
+    from lkload.cli.target import ca_file_from, ice_ips_from
     from lkload.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from lkload.metrics.schema import FailureKind
+from lkload.participants.base import ParticipantContext
+
 TOPIC = "lkload"
 
 
@@ -91,3 +94,10 @@ class DataSequences:
         out = [Missing(s, q, t) for s, m in self._missing.items() for q, t in m.items()]
         self._missing.clear()
         return out
+
+
+def write_lost(ctx: ParticipantContext, lost: list[Missing]) -> None:
+    """One `media` failure per data message missing from a sender's sequence."""
+    for m in lost:
+        detail = f"message {m.seq} from {m.sender} missing"
+        ctx.fail("data_e2e_ms", FailureKind.MEDIA, detail=detail, at=m.noticed)

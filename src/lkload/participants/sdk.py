@@ -29,7 +29,6 @@ from livekit import rtc
 
 from lkload.metrics.schema import (
     PUBLISH_METRIC,
-    SESSION_METRIC,
     TICK_METRIC,
     TRANSPORT_METRICS,
     FailureKind,
@@ -43,8 +42,8 @@ from lkload.participants.base import (
     ParticipantContext,
     TrackRef,
 )
-from lkload.participants.datamsg import TOPIC, DataMessage, DataSequences, Missing
-from lkload.participants.expectations import TrackExpectations
+from lkload.participants.datamsg import TOPIC, DataMessage
+from lkload.participants.session import SessionParticipant
 from lkload.participants.tls import certificate_text_problem, trust_process_wide
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ class _Rx:
     iv_lost: int = 0
     # previous poll: time and packets, and the packet rate while media flowed
     poll_t: float = 0.0
-    poll_packets: int = 0
+    poll_packets: float = 0.0
     rate: float = 0.0
     silent_since: float | None = None  # unix s: last packet before a silence seen by a poll
     muted: bool = False  # the publisher muted it: silence is no stall, its rate not judged
@@ -146,21 +145,14 @@ def _tone_frame(samples: int) -> rtc.AudioFrame:
     return frame
 
 
-class SdkParticipant(Participant):
+class SdkParticipant(SessionParticipant[_Rx]):
     engine = "sdk"
 
     def __init__(self, ctx: ParticipantContext) -> None:
         super().__init__(ctx)
         self.room: rtc.Room | None = None  # made on the loop's thread, in join()
         self._tasks: list[asyncio.Task[None]] = []
-        self._joined_at = 0.0
-        self._leaving = False
-        self._ended = asyncio.Event()
-        self._session_recorded = False
-        self._expect = TrackExpectations(ctx)
-        self._seqs = DataSequences()
         self._subscribed: dict[str, rtc.RemoteTrack] = {}
-        self._rx: dict[str, _Rx] = {}
         self._ping_n = 0
         self._ping_echo: tuple[str, asyncio.Future[None]] | None = None
         self.echoed_pings = 0  # pings answered by the server's echo before the SDK's response
@@ -170,10 +162,6 @@ class SdkParticipant(Participant):
         """The room join() made (what runs after join uses it; join() narrows it itself)."""
         assert self.room is not None, "used before join()"
         return self.room
-
-    @property
-    def connected(self) -> bool:
-        return self._joined_at > 0 and not self._ended.is_set()
 
     # -- join -------------------------------------------------------------------------
 
@@ -268,11 +256,11 @@ class SdkParticipant(Participant):
 
         @room.on("track_muted")
         def _muted(_p: rtc.Participant, pub: rtc.TrackPublication) -> None:
-            self._set_muted(pub.sid, True)
+            self._set_muted(pub.sid, True, time.time())
 
         @room.on("track_unmuted")
         def _unmuted(_p: rtc.Participant, pub: rtc.TrackPublication) -> None:
-            self._set_muted(pub.sid, False)
+            self._set_muted(pub.sid, False, time.time())
 
         @room.on("track_unpublished")
         def _unpublished(pub: rtc.RemoteTrackPublication, _p: rtc.RemoteParticipant) -> None:
@@ -448,11 +436,6 @@ class SdkParticipant(Participant):
         if self._seqs.arrived(msg.sender, msg.seq, now):
             self.ctx.ok("data_e2e_ms", max(0.0, (now - msg.sent) * 1000))
 
-    def _write_lost(self, lost: list[Missing]) -> None:
-        for m in lost:
-            detail = f"message {m.seq} from {m.sender} missing"
-            self.ctx.fail("data_e2e_ms", FailureKind.MEDIA, detail=detail, at=m.noticed)
-
     async def _signal_pings(self) -> None:
         while True:
             await asyncio.sleep(SIGNAL_PING_S)
@@ -539,26 +522,6 @@ class SdkParticipant(Participant):
         if rx is not None:
             self._write_open_stall(rx, time.time())
 
-    def _set_muted(self, sid: str, muted: bool) -> None:
-        """A muted track is silent on purpose: a stall going on ends at the mute (written
-        now); silence is counted again from the unmute."""
-        rx = self._rx.get(sid)
-        if rx is None:
-            return
-        now = time.time()
-        if muted:
-            self._write_open_stall(rx, now)
-        else:
-            rx.unmuted_at = now
-        rx.silent_since = None
-        rx.muted = muted
-        rx.muted_in_interval = rx.muted_in_interval or muted
-
-    def _write_open_stall(self, rx: _Rx, now: float) -> None:
-        if rx.silent_since is not None and now - rx.silent_since > self.ctx.plan.stall_threshold_s:
-            mediacheck.stall_row(self.ctx, rx.ref, rx.silent_since, now - rx.silent_since)
-        rx.silent_since = None
-
     async def _sample_stats(self) -> None:
         """Poll every subscribed track's stats often enough to see each stall (at most
         stall_threshold_s / 2 apart, so a silence longer than the threshold spans a whole
@@ -601,27 +564,9 @@ class SdkParticipant(Participant):
         self, rx: _Rx, inbound: rtc.stats.RtcStats.InboundRtp, now: float, report: bool
     ) -> None:
         i = inbound
-        packets = int(i.received.packets_received)
+        packets = float(i.received.packets_received)
         last = float(i.inbound.last_packet_received_timestamp) / 1000.0
-        if rx.muted:
-            pass  # silent on purpose
-        elif packets == rx.poll_packets:
-            if rx.silent_since is None:  # silent for a whole poll: since its last packet
-                rx.silent_since = max(last if last > 0 else rx.poll_t, rx.unmuted_at)
-        elif rx.silent_since is not None:
-            # resumed between the previous poll and `last`: back from `last` by the packets
-            # that came since, at the rate media flowed before the silence
-            new = packets - rx.poll_packets
-            resumed = last - new / rx.rate if rx.rate > 0 else rx.poll_t
-            resumed = min(max(resumed, rx.poll_t), max(last, rx.poll_t))
-            duration = resumed - rx.silent_since
-            if duration > self.ctx.plan.stall_threshold_s:
-                mediacheck.stall_row(self.ctx, rx.ref, rx.silent_since, duration)
-            rx.silent_since = None
-        elif now > rx.poll_t:
-            rate = (packets - rx.poll_packets) / (now - rx.poll_t)
-            rx.rate = rate if rx.rate == 0 else 0.7 * rx.rate + 0.3 * rate
-        rx.poll_t, rx.poll_packets = now, packets
+        self._poll_silence(rx, packets, last, now)
         if report:
             self._report(rx, i, now)
 
@@ -646,31 +591,6 @@ class SdkParticipant(Participant):
         rx.iv_t, rx.iv_bytes, rx.iv_packets, rx.iv_lost = now, rx_bytes, received, lost
 
     # -- leave ------------------------------------------------------------------------
-
-    def _record_session(
-        self, ok: bool, kind: FailureKind = FailureKind.DISCONNECT, detail: str = ""
-    ) -> None:
-        if self._session_recorded or not self._joined_at:
-            return
-        self._session_recorded = True
-        duration = time.perf_counter() - self._joined_at
-        if ok:
-            self.ctx.ok(SESSION_METRIC, duration)
-        else:
-            self.ctx.fail(SESSION_METRIC, kind, detail=detail)
-
-    async def leave(self) -> None:
-        was_leaving, self._leaving = self._leaving, True
-        if not was_leaving and self._joined_at:
-            now = time.time()
-            for rx in self._rx.values():
-                self._write_open_stall(rx, now)
-            self._write_lost(self._seqs.drain())
-        if not self._ended.is_set():
-            self._record_session(ok=True)
-        self._expect.withdraw_all()
-        await self._release()
-        self._ended.set()
 
     async def _release(self) -> None:
         for task in self._tasks:

@@ -66,7 +66,7 @@ from lkload.participants.base import (
     ParticipantContext,
     TrackRef,
 )
-from lkload.participants.datamsg import DataSequences, Missing
+from lkload.participants.datamsg import DataSequences, write_lost
 
 __all__ = ["AiortcParticipant", "State"]
 
@@ -910,12 +910,7 @@ class AiortcParticipant(Participant):
                 )
         for _ in range(self.signal.expired_pings(PING_TIMEOUT_S)):
             self.ctx.fail("signal_rtt_ms", FailureKind.TIMEOUT)
-        self._write_lost(self._seqs.lost(time.time()))
-
-    def _write_lost(self, lost: list[Missing]) -> None:
-        for m in lost:
-            detail = f"message {m.seq} from {m.sender} missing"
-            self.ctx.fail("data_e2e_ms", FailureKind.MEDIA, detail=detail, at=m.noticed)
+        write_lost(self.ctx, self._seqs.lost(time.time()))
 
     def _flush_receive(self) -> None:
         """Leaving: the stalls going on and the data messages still missing are written."""
@@ -926,7 +921,7 @@ class AiortcParticipant(Participant):
                 self._write_stalls(
                     account, remote.ref, None if remote.muted or remote.paused else now
                 )
-        self._write_lost(self._seqs.drain())
+        write_lost(self.ctx, self._seqs.drain())
 
     # ---- release ------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lkload.metrics.schema import PUBLISH_METRIC, SESSION_METRIC, TICK_METRIC, FailureKind
+from lkload.metrics.schema import PUBLISH_METRIC, TICK_METRIC, FailureKind
 from lkload.participants import mediacheck
 from lkload.participants.base import (
     JoinFailed,
@@ -29,8 +29,8 @@ from lkload.participants.base import (
 from lkload.participants.browser.cdp import CdpError, CdpPipe
 from lkload.participants.browser.chromium import Chromium
 from lkload.participants.browser.pages import page_url
-from lkload.participants.datamsg import DataMessage, DataSequences, Missing
-from lkload.participants.expectations import TrackExpectations
+from lkload.participants.datamsg import DataMessage
+from lkload.participants.session import SessionParticipant
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _delta(s: dict[str, float], iv: dict[str, float], key: str) -> float:
     return max(0.0, float(s.get(key, 0)) - float(iv.get(key, 0)))
 
 
-class BrowserParticipant(Participant):
+class BrowserParticipant(SessionParticipant[_Rx]):
     engine = ENGINE
 
     def __init__(self, ctx: ParticipantContext) -> None:
@@ -91,20 +91,8 @@ class BrowserParticipant(Participant):
         self.cdp: CdpPipe | None = None
         self._session: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._joined_at = 0.0  # perf_counter
-        self._joined = False
         self._early: list[dict[str, Any]] = []  # page events before our join row
-        self._leaving = False
-        self._ended = asyncio.Event()
-        self._session_recorded = False
-        self._expect = TrackExpectations(ctx)
-        self._seqs = DataSequences()
-        self._rx: dict[str, _Rx] = {}
         self.published: list[str] = []  # sids of our own tracks
-
-    @property
-    def connected(self) -> bool:
-        return self._joined and not self._ended.is_set()
 
     # -- Chromium and the page ----------------------------------------------------------
 
@@ -225,7 +213,6 @@ class BrowserParticipant(Participant):
             self.ctx.fail("join_ms", kind, detail=detail)
             raise JoinFailed(kind, detail)
         self._joined_at = time.perf_counter()
-        self._joined = True
         self.ctx.ok("join_ms", float(result["joinMs"]))
         for t in result.get("tracks", []):
             self._expect.expect(t["sid"], TrackRef(t["publisher"], t["sid"]), self._joined_at)
@@ -328,28 +315,6 @@ class BrowserParticipant(Participant):
             if msg is not None and self._seqs.arrived(msg.sender, msg.seq, at):
                 self.ctx.ok("data_e2e_ms", max(0.0, (at - msg.sent) * 1000), at=at)
 
-    def _set_muted(self, sid: str, muted: bool, now: float) -> None:
-        rx = self._rx.get(sid)
-        if rx is None:
-            return
-        if muted:
-            self._write_open_stall(rx, now)
-        else:
-            rx.unmuted_at = now
-        rx.silent_since = None
-        rx.muted = muted
-        rx.muted_in_interval = rx.muted_in_interval or muted
-
-    def _write_open_stall(self, rx: _Rx, now: float) -> None:
-        if rx.silent_since is not None and now - rx.silent_since > self.ctx.plan.stall_threshold_s:
-            mediacheck.stall_row(self.ctx, rx.ref, rx.silent_since, now - rx.silent_since)
-        rx.silent_since = None
-
-    def _write_lost(self, lost: list[Missing]) -> None:
-        for m in lost:
-            detail = f"message {m.seq} from {m.sender} missing"
-            self.ctx.fail("data_e2e_ms", FailureKind.MEDIA, detail=detail, at=m.noticed)
-
     # -- stats: polled often enough to see each stall, written every interval ----------
 
     async def _sample_stats(self) -> None:
@@ -389,33 +354,12 @@ class BrowserParticipant(Participant):
                 rx.iv, rx.iv_t = dict(s), now
                 rx.poll_t, rx.poll_packets = now, float(s.get("packetsReceived", 0))
                 continue
-            self._poll(rx, s, now)
+            packets = float(s.get("packetsReceived", 0))
+            last = float(s.get("lastPacketReceivedTimestamp", 0)) / 1000.0
+            self._poll_silence(rx, packets, last, now)
             if report:
                 self._report(rx, s, now, str(t.get("engine", "")))
         self._write_lost(self._seqs.lost(time.time()))
-
-    def _poll(self, rx: _Rx, s: dict[str, float], now: float) -> None:
-        """Stall bookkeeping, as the sdk engine: a poll with no new packet starts a silence at
-        the last packet's time; its end is estimated from the packets since and the rate."""
-        packets = float(s.get("packetsReceived", 0))
-        last = float(s.get("lastPacketReceivedTimestamp", 0)) / 1000.0
-        if rx.muted:
-            pass
-        elif packets == rx.poll_packets:
-            if rx.silent_since is None:
-                rx.silent_since = max(last if last > 0 else rx.poll_t, rx.unmuted_at)
-        elif rx.silent_since is not None:
-            new = packets - rx.poll_packets
-            resumed = last - new / rx.rate if rx.rate > 0 else rx.poll_t
-            resumed = min(max(resumed, rx.poll_t), max(last, rx.poll_t))
-            duration = resumed - rx.silent_since
-            if duration > self.ctx.plan.stall_threshold_s:
-                mediacheck.stall_row(self.ctx, rx.ref, rx.silent_since, duration)
-            rx.silent_since = None
-        elif now > rx.poll_t:
-            rate = (packets - rx.poll_packets) / (now - rx.poll_t)
-            rx.rate = rate if rx.rate == 0 else 0.7 * rx.rate + 0.3 * rate
-        rx.poll_t, rx.poll_packets = now, packets
 
     def _report(self, rx: _Rx, s: dict[str, float], now: float, engine: str) -> None:
         ctx, iv, ref = self.ctx, rx.iv, rx.ref
@@ -453,30 +397,6 @@ class BrowserParticipant(Participant):
         rx.iv, rx.iv_t = dict(s), now
 
     # -- leave ------------------------------------------------------------------------
-
-    def _record_session(
-        self, ok: bool, kind: FailureKind = FailureKind.DISCONNECT, detail: str = ""
-    ) -> None:
-        if self._session_recorded or not self._joined:
-            return
-        self._session_recorded = True
-        if ok:
-            self.ctx.ok(SESSION_METRIC, time.perf_counter() - self._joined_at)
-        else:
-            self.ctx.fail(SESSION_METRIC, kind, detail=detail)
-
-    async def leave(self) -> None:
-        was_leaving, self._leaving = self._leaving, True
-        if not was_leaving and self._joined:
-            now = time.time()
-            for rx in self._rx.values():
-                self._write_open_stall(rx, now)
-            self._write_lost(self._seqs.drain())
-        if not self._ended.is_set():
-            self._record_session(ok=True)
-        self._expect.withdraw_all()
-        await self._release()
-        self._ended.set()
 
     async def _release(self) -> None:
         """Cancel our tasks, leave the room politely (bounded), then close Chromium and kill
