@@ -263,7 +263,6 @@ class ParquetShard:
                     [sys.executable, "-m", "lkload.metrics.shards", str(self._sealed.pop(0))],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
-                    preexec_fn=lambda: os.nice(10),  # noqa: PLW1509 - samples come first
                 )
             )
 
@@ -353,5 +352,8 @@ def convert(journal: Path) -> None:
     journal.unlink()
 
 
-if __name__ == "__main__":  # the master's compactor: python -m lkload.metrics.shards JOURNAL
+if __name__ == "__main__":  # a compactor: python -m lkload.metrics.shards JOURNAL
+    # Lower priority: the samples being recorded come first. Set here, not by the parent
+    # (preexec_fn): code run between fork and exec can deadlock in a threaded process.
+    os.nice(10)
     convert(Path(sys.argv[1]))
