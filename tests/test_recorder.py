@@ -174,6 +174,27 @@ def test_a_full_part_becomes_parquet_in_a_compactor_process_not_in_the_generator
     assert sorted(df["participant"].astype(str)) == sorted(f"p{i}" for i in range(210))
 
 
+def test_a_compactor_rewrites_a_journal_and_prints_nothing(tmp_path: Path) -> None:
+    """It runs beside a campaign every 5 minutes: any line it printed would land in the
+    user's terminal (run as `-m lkload.metrics.shards`, Python warned at every start)."""
+    shard = shards.ParquetShard(tmp_path, "c")
+    for i in range(30):
+        shard.add(_sample(i))
+    shard.flush()
+    shard._seal()
+    (journal,) = shard._sealed
+    proc = subprocess.run(
+        [sys.executable, "-m", "lkload.metrics.compactor", str(journal)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"PYTHONWARNINGS": "default"},
+    )
+    assert proc.returncode == 0 and proc.stdout == proc.stderr == "", proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples-c-00001.parquet"]
+    assert len(lkload_read_samples(sample_files(tmp_path), {})) == 30
+
+
 def test_a_journal_cut_mid_batch_keeps_every_whole_batch_and_counts_the_cut(
     tmp_path: Path,
 ) -> None:

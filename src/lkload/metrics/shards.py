@@ -260,7 +260,7 @@ class ParquetShard:
         while self._sealed and len(self._compactors) < MAX_COMPACTORS:
             self._compactors.append(
                 subprocess.Popen(  # a failed conversion leaves the journal: still read
-                    [sys.executable, "-m", "lkload.metrics.shards", str(self._sealed.pop(0))],
+                    [sys.executable, "-m", "lkload.metrics.compactor", str(self._sealed.pop(0))],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                 )
@@ -350,10 +350,3 @@ def convert(journal: Path) -> None:
     """A sealed journal becomes the Parquet file of the same name; the journal goes."""
     journal_to_parquet(journal, journal.with_suffix(".parquet"))
     journal.unlink()
-
-
-if __name__ == "__main__":  # a compactor: python -m lkload.metrics.shards JOURNAL
-    # Lower priority: the samples being recorded come first. Set here, not by the parent
-    # (preexec_fn): code run between fork and exec can deadlock in a threaded process.
-    os.nice(10)
-    convert(Path(sys.argv[1]))
