@@ -4,7 +4,7 @@ Every Locust StatsEntry counts requests and failures per whole second
 (`num_reqs_per_sec`, `num_fail_per_sec`) and never forgets one: a dictionary entry per
 metric per second for as long as the campaign runs (+0.03 MB/min in the soak, ~15 MB in
 an 8-hour one). Locust reads only the last ~12 s of them (`current_rps`,
-`current_fail_per_sec`: the web UI and the progress line); the totals lkload writes to
+`current_fail_per_sec`: its web UI and headless summary); the totals lkload writes to
 locust_stats.csv come from running counts. So the seconds older than KEEP_S are dropped.
 """
 
