@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from lkload.analysis.leak import window_slope
 from lkload.analysis.load import load_results
 from lkload.analysis.windows import tier_windows
+from lkload.metrics.shards import read_journal, sample_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,9 +61,14 @@ def recorded_vs_on_disk(results: Path) -> tuple[int, int]:
             int(r["Request Count"]) for r in csv.DictReader(fh) if r["Name"] != "Aggregated"
         )
     on_disk = 0
-    for shard in sorted((results / "samples").glob("*.csv")):
-        with open(shard, newline="") as fh:
-            on_disk += sum(1 for _ in csv.DictReader(fh))
+    for shard in sample_files(results / "samples"):  # CSV, Parquet, unconverted journals
+        if shard.suffix == ".parquet":
+            on_disk += pq.ParquetFile(shard).metadata.num_rows
+        elif shard.suffix == ".csv":
+            with open(shard, newline="") as fh:
+                on_disk += sum(1 for _ in csv.DictReader(fh))
+        else:
+            on_disk += sum(b.num_rows for b in read_journal(shard)[0])
     return recorded, on_disk
 
 

@@ -140,6 +140,61 @@ def test_parquet_parts_rotate_and_a_journal_already_rewritten_is_not_read_twice(
     assert len(read_samples(tmp_path)) == 100
 
 
+def test_a_full_part_becomes_parquet_in_a_compactor_process_not_in_the_generator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Converting a part holds it whole in memory: in the generator's own process that
+    stayed as allocator high water (docs/reliability.md, soak). Only the last part, at
+    close, is converted here."""
+    monkeypatch.setattr(shards, "PART_ROWS", 40)
+    here: list[str] = []
+    real = shards.journal_to_parquet
+    monkeypatch.setattr(
+        shards, "journal_to_parquet", lambda j, t: here.append(j.name) or real(j, t)
+    )
+    shard = shards.ParquetShard(tmp_path, "g")
+    for part in range(5):
+        for i in range(40):
+            shard.add(_sample(part * 40 + i))
+        shard.flush()  # 40 rows: the part is sealed and handed to a compactor
+        for proc in shard._compactors:
+            assert proc.pid != os.getpid()
+            assert proc.wait(timeout=120) == 0
+    assert here == []
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names[:5] == [f"samples-g-{n:05d}.parquet" for n in range(1, 6)], names
+    assert names[5:] == ["samples-g-00006.arrows"], names  # the open part
+    for i in range(10):
+        shard.add(_sample(200 + i))
+    shard.close()
+    assert here == ["samples-g-00006.arrows"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f"samples-g-{n:05d}.parquet" for n in range(1, 7)], names
+    df = lkload_read_samples(sample_files(tmp_path), {})
+    assert sorted(df["participant"].astype(str)) == sorted(f"p{i}" for i in range(210))
+
+
+def test_a_compactor_rewrites_a_journal_and_prints_nothing(tmp_path: Path) -> None:
+    """It runs beside a campaign every 5 minutes: any line it printed would land in the
+    user's terminal (run as `-m lkload.metrics.shards`, Python warned at every start)."""
+    shard = shards.ParquetShard(tmp_path, "c")
+    for i in range(30):
+        shard.add(_sample(i))
+    shard.flush()
+    shard._seal()
+    (journal,) = shard._sealed
+    proc = subprocess.run(
+        [sys.executable, "-m", "lkload.metrics.compactor", str(journal)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"PYTHONWARNINGS": "default"},
+    )
+    assert proc.returncode == 0 and proc.stdout == proc.stderr == "", proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples-c-00001.parquet"]
+    assert len(lkload_read_samples(sample_files(tmp_path), {})) == 30
+
+
 def test_a_journal_cut_mid_batch_keeps_every_whole_batch_and_counts_the_cut(
     tmp_path: Path,
 ) -> None:

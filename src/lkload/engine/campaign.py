@@ -28,6 +28,7 @@ from locust.stats import StatsCSV
 
 from lkload.engine.bridge import AsyncioBridge
 from lkload.engine.environment import host_info, versions
+from lkload.engine.locust_stats import TRIM_EVERY, trim_per_second
 from lkload.engine.progress import Progress
 from lkload.engine.roomservice import RoomServiceProbe
 from lkload.engine.shape import TierShape, teardown
@@ -418,9 +419,13 @@ class Campaign:
             with Progress(state, len(scenario.tiers), self.show_progress) as progress:
                 self._before_start(runner, recorder, progress)
                 runner.start_shape()
+                turns = 0
                 while runner.state != STATE_STOPPED or runner.shape_greenlet is not None:
                     gevent.sleep(0.5)
                     progress.update()
+                    turns += 1
+                    if turns % TRIM_EVERY == 0:  # else Locust keeps a count per second forever
+                        trim_per_second(env.stats, time.time())
                     self._watch(runner, recorder)
                     if self.server is not None and not self.server.alive():
                         self._server_lost(self.server, recorder)

@@ -4,11 +4,12 @@ A Parquet file is readable only once its footer is written, so an open Parquet f
 SIGKILL interrupts is lost whole. Each part of a shard is therefore first written as an
 Arrow IPC *stream* (`samples-<worker>-<part>.arrows`, the journal): every flush appends one
 compressed record batch and flushes the file, and a stream cut anywhere still yields every
-batch before the cut. When the part is full (rows or age) or the recorder closes, the
-journal is rewritten as `samples-<worker>-<part>.parquet` (written to `.tmp`, renamed) and
-only then deleted: a reader that finds both keeps the Parquet one, so no row is read twice.
-A finished campaign holds Parquet only; a killed one, Parquet plus at most one journal per
-shard, losing at most the last flush interval.
+batch before the cut. When the part is full (rows or age) the journal is rewritten as
+`samples-<worker>-<part>.parquet` (written to `.tmp`, renamed) by a separate, lower-priority
+process (the last part, at close, in this one), and only then deleted: a reader that finds
+both keeps the Parquet one, so no row is read twice. A finished campaign holds Parquet only;
+a killed one, Parquet plus the journals not yet rewritten (the open one, and one a
+compactor was converting), losing at most the last flush interval.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ PARQUET_SCHEMA = pa.schema(
 PART_ROWS = 500_000  # rows per Parquet file (one row group): ~10-20 MB, ~50 MB to convert
 PART_S = 300.0  # and at most this old: a 10-hour soak is ~120 files per shard
 JOURNAL_SUFFIX = ".arrows"
-MAX_COMPACTORS = 1  # per worker shard on a master: conversion processes at a time
+MAX_COMPACTORS = 1  # per shard: conversion processes at a time
 _IPC_OPTIONS = ipc.IpcWriteOptions(compression="zstd")
 
 
@@ -181,7 +182,13 @@ def sample_files(directory: Path) -> list[Path]:
 
 
 class ParquetShard:
-    """One worker's samples: buffered rows, one journal batch per flush, Parquet parts."""
+    """One worker's samples: buffered rows, one journal batch per flush, Parquet parts.
+
+    A full part is rewritten as Parquet by a compactor process, not here: the rewrite holds
+    the whole part in memory (Arrow columns, dictionaries, zstd), and in the generator's own
+    process that memory stayed as allocator high water (measured: +12 MB of RSS at the
+    first part of a soak, docs/reliability.md). In a process of its own it is given back
+    when the process exits, and the recorder's thread is not held up by it."""
 
     def __init__(self, directory: Path, name: str) -> None:
         self.directory = directory
@@ -192,6 +199,8 @@ class ParquetShard:
         self._fh: Any = None
         self._part_rows = 0
         self._part_started = 0.0
+        self._compactors: list[subprocess.Popen[bytes]] = []
+        self._sealed: list[Path] = []  # full parts waiting for a compactor
         self._open()  # now, not at the first sample: a limit hit later cannot stop it
 
     def _open(self) -> None:
@@ -213,9 +222,6 @@ class ParquetShard:
         """The file being written (for an error line)."""
         return self.directory / f"samples-{self.name}-{self._part:05d}{JOURNAL_SUFFIX}"
 
-    def parquet_path(self) -> Path:
-        return self.directory / f"samples-{self.name}-{self._part:05d}.parquet"
-
     def add(self, sample: Sample) -> None:
         self._rows.append(sample)
 
@@ -234,29 +240,55 @@ class ParquetShard:
         ):
             self._seal()
             self._open()  # the next part's journal, at once
+        self._start_compactors()
 
     def _seal(self) -> None:
-        """The journal becomes a Parquet file; the next flush starts the next part."""
+        """The journal is complete: a compactor makes it a Parquet file."""
         assert self._writer is not None
         self._writer.close()
         self._fh.close()
         self._writer, self._fh = None, None
-        journal_to_parquet(self.path, self.parquet_path())
-        self.path.unlink()
+        self._sealed.append(self.path)
         self._part += 1
         self._part_rows = 0
 
+    def _start_compactors(self) -> None:
+        """At most MAX_COMPACTORS conversions at a time per shard: when they fall behind,
+        the sealed journals wait (they are readable as they are) and the rest are
+        converted at close."""
+        self._compactors = [p for p in self._compactors if p.poll() is None]
+        while self._sealed and len(self._compactors) < MAX_COMPACTORS:
+            self._compactors.append(
+                subprocess.Popen(  # a failed conversion leaves the journal: still read
+                    [sys.executable, "-m", "lkload.metrics.compactor", str(self._sealed.pop(0))],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                )
+            )
+
+    def _finish(self) -> None:
+        """At close: the parts no compactor took, converted here; every conversion still
+        running, waited for."""
+        for journal in self._sealed:
+            convert(journal)
+        self._sealed.clear()
+        for proc in self._compactors:
+            try:
+                proc.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # its journal stays and is read as it is
+
     def close(self) -> None:
         self.flush()
-        if self._writer is None:
-            return
-        if self._part_rows:
-            self._seal()
-        else:  # an empty last part: no file
-            self._writer.close()
-            self._fh.close()
-            self._writer, self._fh = None, None
-            self.path.unlink()
+        if self._writer is not None:
+            if self._part_rows:
+                self._seal()
+            else:  # an empty last part: no file
+                self._writer.close()
+                self._fh.close()
+                self._writer, self._fh = None, None
+                self.path.unlink()
+        self._finish()
 
     def abandon(self) -> None:
         """After a failed write: close the journal as it is (readers read what is whole)."""
@@ -274,11 +306,6 @@ class RawShard(ParquetShard):
     the master may spend) so the master only ingests. Parts still unconverted when the
     campaign ends are converted then; after a crash they stay journals, which readers read.
     """
-
-    def __init__(self, directory: Path, name: str) -> None:
-        super().__init__(directory, name)
-        self._compactors: list[subprocess.Popen[bytes]] = []
-        self._sealed: list[Path] = []  # full parts waiting for a compactor
 
     def _open(self) -> None:
         self._fh = open(self.path, "wb")  # noqa: SIM115 - closed by flush/close/abandon
@@ -304,35 +331,13 @@ class RawShard(ParquetShard):
             self._part_rows = 0
         self._start_compactors()
 
-    def _start_compactors(self) -> None:
-        """At most MAX_COMPACTORS conversions at a time per shard: when they fall behind,
-        the sealed journals wait (they are readable as they are) and the rest are
-        converted at close."""
-        self._compactors = [p for p in self._compactors if p.poll() is None]
-        while self._sealed and len(self._compactors) < MAX_COMPACTORS:
-            self._compactors.append(
-                subprocess.Popen(  # a failed conversion leaves the journal: still read
-                    [sys.executable, "-m", "lkload.metrics.shards", str(self._sealed.pop(0))],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    preexec_fn=lambda: os.nice(10),  # noqa: PLW1509 - ingest comes first
-                )
-            )
-
     def close(self) -> None:
         """The last part, converted here; then every conversion still running, waited for."""
         if self._fh is not None:
             self._fh.close()
             self._fh = None
             self._sealed.append(self.path)
-        for journal in self._sealed:
-            convert(journal)
-        self._sealed.clear()
-        for proc in self._compactors:
-            try:
-                proc.wait(timeout=600)
-            except subprocess.TimeoutExpired:
-                proc.kill()  # its journal stays and is read as it is
+        self._finish()
 
     def abandon(self) -> None:
         if self._fh is not None:
@@ -345,7 +350,3 @@ def convert(journal: Path) -> None:
     """A sealed journal becomes the Parquet file of the same name; the journal goes."""
     journal_to_parquet(journal, journal.with_suffix(".parquet"))
     journal.unlink()
-
-
-if __name__ == "__main__":  # the master's compactor: python -m lkload.metrics.shards JOURNAL
-    convert(Path(sys.argv[1]))
