@@ -2,8 +2,9 @@
 
 Which rows count for a tier (docs/results-format.md) is decided by time, not by the rows'
 tags: a row belongs to the span of the timeline's phases that contains its `t`
-(`windows.assign_rows`). Arrival metrics (`join_ms`, `first_track_ms`) count for the tier
-in whose ramp, settle or hold they happened; every other metric only in the tier's hold.
+(`windows.assign_rows`). Arrival metrics (`join_ms`, `publish_ms`, `first_track_ms`) count
+for the tier in whose ramp, settle or hold they happened; every other metric only in the
+tier's hold.
 Rows of other metrics during ramp and settle are shown separately (`ramp_metrics`) and never
 mixed into the judged numbers; teardown rows are counted apart (`teardown_stats`), never
 judged. Error rates are per kind of attempt (`kinds`); the pooled sum decides nothing.
