@@ -30,13 +30,16 @@ def _healthy(
     skip: tuple[str, ...] = (),
     generator: bool = True,
 ) -> tuple[Campaign, np.random.Generator]:
-    """Joins in each ramp, data messages and pings in each hold, all well within the
-    default targets; server and generator resources well within theirs."""
+    """Each tier's new participants join in its ramp; data messages and pings in each
+    hold; all well within the default targets; server and generator resources well within
+    theirs."""
     rng = np.random.default_rng(0)
     c = Campaign(tiers=tiers, recovery_s=recovery_s)
+    before = 0
     for p in c.plans:
         if "join_ms" not in skip:
-            c.add(p.tier, "ramp", "join_ms", _vals(rng, p.size, 40), rng=rng)
+            c.add(p.tier, "ramp", "join_ms", _vals(rng, p.size - before, 40), rng=rng)
+        before = p.size
         if "data_e2e_ms" not in skip:
             c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 2000, 8), rng=rng)
         if "signal_rtt_ms" not in skip:
@@ -83,3 +86,89 @@ def test_publish_failures_in_the_ramp_are_judged(tmp_path: Path) -> None:
     assert baseline is not None and baseline.stats.kinds["publish"].attempts == 40
     assert baseline.verdict.status is Status.PASS
     assert (a.overall, code) == ("FAIL", 1)
+
+
+def test_untrustworthy_peak_tier_whose_numbers_fail_is_inconclusive(tmp_path: Path) -> None:
+    """A peak tier whose measured values FAIL (20 of its 50 new joins refused) while the
+    generator saturated: the numbers cannot be trusted either way, so the campaign is
+    INCONCLUSIVE (exit 1), never PASS WITH WARNINGS."""
+    tiers = ((10, "baseline"), (50, "target"), (100, "peak"))
+    c, rng = _healthy(tiers=tiers, recovery_s=30.0, generator=False, skip=("join_ms",))
+    before = 0
+    for p in c.plans:
+        bad = 20 if p.role == "peak" else 0
+        new = p.size - before
+        c.add(p.tier, "ramp", "join_ms", _vals(rng, new - bad, 40), failures=bad, error="auth")
+        before = p.size
+    h = c.plan(3)
+    c.add_resources(
+        "generator:w1", lambda t: 95.0 if h.hold_start <= t <= h.hold_end else 30.0, 120.0
+    )
+    a, code = _analyze(c, tmp_path)
+    assert a.targets.generator_cpu_pct < 95.0  # the generator saturated in the peak hold
+    assert a.targets.error_rate.peak <= 20 / 50  # the measured joins fail the peak budget
+    peak = a.tier(3)
+    assert peak is not None and peak.verdict.untrustworthy
+    assert _check(a, 3, "error_rate:peak:join").status is Status.FAIL
+    assert peak.verdict.status is Status.WARN
+    assert "measured values would give FAIL" in peak.verdict.reason
+    assert (a.overall, code) == ("INCONCLUSIVE", 1)
+    assert any(
+        r.startswith("tier 3 untrustworthy") and "measured values would FAIL" in r
+        for r in a.overall_reasons
+    ), a.overall_reasons
+
+
+def test_untrustworthy_peak_tier_whose_numbers_pass_still_warns(tmp_path: Path) -> None:
+    """The same saturated generator over a peak tier that meets its targets: a warning
+    (the peak tier claims degradation, not a target), exit 0 as before."""
+    tiers = ((10, "baseline"), (50, "target"), (100, "peak"))
+    c, rng = _healthy(tiers=tiers, recovery_s=30.0, generator=False)
+    h = c.plan(3)
+    c.add_resources(
+        "generator:w1", lambda t: 95.0 if h.hold_start <= t <= h.hold_end else 30.0, 120.0
+    )
+    a, code = _analyze(c, tmp_path)
+    peak = a.tier(3)
+    assert peak is not None and peak.verdict.untrustworthy
+    assert "measured values would give PASS" in peak.verdict.reason
+    assert (a.overall, code) == ("PASS WITH WARNINGS", 0)
+
+
+def _lose_worker(c: Campaign, tier: int, connected: int, after_s: float = 5.0) -> None:
+    p = c.plan(tier)
+    c.workers = {
+        "w1": {"hostname": "gen-a", "joined": p.ramp_start - 20},
+        "w2": {"hostname": "gen-b", "joined": p.ramp_start - 20},
+    }
+    c.extra_events.append(
+        {"t": p.hold_start + after_s, "event": "worker_lost", "worker": "w2", "tier": tier}
+        | {"phase": "hold", "reason": "heartbeat", "samples": 1000, "joining": 0}
+        | {"last_batch_t": p.hold_start + after_s - 0.5, "connected": connected}
+    )
+    c.connected = {tier: p.size - connected}
+
+
+def test_lost_worker_makes_a_normal_tier_inconclusive(tmp_path: Path) -> None:
+    """A worker with 25 of the target tier's 50 participants lost 5 s into its hold: the
+    tier ran at half load for 55 of 60 s. No PASS may say '50 users handled': INCONCLUSIVE,
+    and the connected check sees the 25 missing (lost with the worker, not by the server)."""
+    c, _ = _healthy()
+    _lose_worker(c, 2, 25)
+    a, code = _analyze(c, tmp_path)
+    target = a.tier(2)
+    assert target is not None and target.verdict.reduced_load
+    assert target.stats.connected_over_hold is not None
+    # joined: 10 (tier 1) + 40 (tier 2); none left; 25 went with the worker
+    assert target.stats.connected_over_hold.min == 50 - 25
+    chk = _check(a, 2, "connected:normal")
+    assert chk.value == 25 and chk.status is Status.WARN, chk.evidence
+    assert "25 lost with their worker" in chk.evidence
+    assert target.verdict.status is Status.WARN
+    assert (a.overall, code) == ("INCONCLUSIVE", 1)
+    assert any(
+        r.startswith("tier 2 (50 users) ran below its size: worker w2 lost")
+        for r in a.overall_reasons
+    ), a.overall_reasons
+    line = next(ln for ln in a.checklist if ln.text.startswith("50 concurrent users"))
+    assert line.status is not Status.PASS

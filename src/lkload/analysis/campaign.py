@@ -23,7 +23,7 @@ from lkload.analysis.resources import (
 )
 from lkload.analysis.result import Analysis, TierResult
 from lkload.analysis.server_side import read_server_metrics, server_side
-from lkload.analysis.tiers import SampleArrays, compute_tiers, teardown_stats
+from lkload.analysis.tiers import SampleArrays, WorkerGone, compute_tiers, teardown_stats
 from lkload.analysis.transports import transport_mix
 from lkload.analysis.verdict_types import Status
 from lkload.analysis.verdicts import (
@@ -131,13 +131,26 @@ def _drop_lost_publishers(results: Results) -> str:
     )
 
 
+def _workers_gone(results: Results) -> list[WorkerGone]:
+    """Workers lost mid-campaign and the participants they took with them (no `session_s`
+    row says those left): the connected-over-hold count must not go on counting them."""
+    out = []
+    for e in results.timeline:
+        if e.get("event") != "worker_lost" or not isinstance(e.get("worker"), str):
+            continue
+        n = e.get("connected")
+        if isinstance(n, int) and n > 0 and isinstance(e.get("t"), (int, float)):
+            out.append(WorkerGone(e["worker"], float(e["t"]), n))
+    return out
+
+
 def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> Analysis:
     targets = results.targets
     lost_note = _drop_lost_publishers(results)
     windows = tier_windows(results)
     arrays = SampleArrays(results.samples, windows)
     stats_interval = results.scenario.stats_interval_s if results.scenario else 2.0
-    tier_stats = compute_tiers(arrays, windows.tiers, stats_interval)
+    tier_stats = compute_tiers(arrays, windows.tiers, stats_interval, _workers_gone(results))
     cores, host = server_cores(results.campaign)
     notes = list(results.notes) + ([lost_note] if lost_note else [])
     if cores is None and (results.resources["source"].astype(str) == "server").any():
@@ -267,9 +280,10 @@ def _knee_blocker(t: TierResult) -> str:
 def _overall(
     tiers: list[TierResult], lines: list, cut: str, leak: LeakCheck
 ) -> tuple[str, list[str]]:
-    """FAIL on any failed tier or line; INCONCLUSIVE when cut short or a normal-load tier is
-    untrustworthy or unmeasured; INCOMPLETE when a normal-load tier's server CPU or memory
-    was not measured (nothing failed, but a PASS would claim what nobody measured);
+    """FAIL on any failed tier or line; INCONCLUSIVE when cut short, a normal-load tier is
+    untrustworthy, unmeasured or ran below its size (a worker lost), or an untrustworthy
+    peak tier's measured values would FAIL; INCOMPLETE when a normal-load tier's server CPU
+    or memory was not measured (nothing failed, but a PASS would claim what nobody measured);
     otherwise PASS (WITH WARNINGS when anything warned).
 
     A checklist line NOT MEASURED never fails the campaign nor demotes a PASS: it is outside
@@ -287,10 +301,23 @@ def _overall(
     if cut:
         reasons.append(cut)
     for t in tiers:
-        if t.stats.role in NORMAL_ROLES and t.verdict.untrustworthy:
-            reasons.append(f"tier {t.tier} untrustworthy: {t.verdict.untrustworthy_reason}")
-        elif t.stats.role in NORMAL_ROLES and t.verdict.status is Status.NOT_MEASURED:
-            reasons.append(f"tier {t.tier} ({t.stats.size} users) not measured: {t.verdict.reason}")
+        normal = (t.stats.role or "target") in NORMAL_ROLES
+        v = t.verdict
+        if normal and v.untrustworthy:
+            reasons.append(f"tier {t.tier} untrustworthy: {v.untrustworthy_reason}")
+        elif t.stats.role == "peak" and v.untrustworthy and v.measured is Status.FAIL:
+            # a FAIL the tool may have caused itself is no PASS of graceful degradation
+            reasons.append(
+                f"tier {t.tier} untrustworthy: {v.untrustworthy_reason}; "
+                "its measured values would FAIL"
+            )
+        elif normal and v.status is Status.NOT_MEASURED:
+            reasons.append(f"tier {t.tier} ({t.stats.size} users) not measured: {v.reason}")
+        if normal and v.reduced_load and v.status is not Status.NOT_MEASURED:
+            # half the load handled is no sign-off of the tier's size
+            reasons.append(
+                f"tier {t.tier} ({t.stats.size} users) ran below its size: {v.reduced_load}"
+            )
     if not tiers or not any(t.stats.has_data for t in tiers):
         reasons.append("no samples in any tier")
     incomplete = [

@@ -10,7 +10,8 @@ whatever its numbers say, because the tool measured itself; so is a tier whose h
 busy with other processes (a noisy neighbour starved server and generator alike, see
 `resources`). A tier that ran below its size
 (a worker lost in its ramp, settle or hold) is at least WARN (`reduce_load`), and neither
-counts towards the knee.
+counts towards the knee. Neither can contribute a PASS: the campaign is INCONCLUSIVE when a
+normal-load tier is either, or an untrustworthy peak tier's measured values would FAIL.
 """
 
 from __future__ import annotations
@@ -153,16 +154,26 @@ def error_checks(ts: TierStats, targets: Targets) -> list[Check]:
         if c is not None and ts.size and ts.hold_s > 0:
             allowed = allowed_missing(ts.size, share)
             missing = max(0, ts.size - c.min)
+            status = _status(float(missing), float(allowed))
+            note = (
+                f"at least {c.min} of {ts.size} connected throughout; {ts.size - allowed} required"
+            )
+            if c.lost:
+                note += f"; {c.lost} lost with their worker"
+                # missing because the generator lost them, not the server: the tier ran
+                # below its size (reduce_load), which no PASS may hide and no FAIL blame
+                if status is Status.FAIL and missing - c.lost <= allowed:
+                    status = Status.WARN
+                    note += " (the generator's loss, not the server's)"
             checks.append(
                 Check(
                     f"connected:{budget}",
                     f"participants missing over the hold ({budget})",
-                    _status(float(missing), float(allowed)),
+                    status,
                     float(missing),
                     float(allowed),
                     "",
-                    f"at least {c.min} of {ts.size} connected throughout; "
-                    f"{ts.size - allowed} required",
+                    note,
                 )
             )
     return checks
@@ -178,6 +189,8 @@ class TierVerdict:
     # in a few words each: "generator saturated", "host busy with other processes"
     untrustworthy_causes: list[str] = field(default_factory=list)
     reduced_load: str = ""  # why the tier ran below its size (a worker lost), else ""
+    # untrustworthy: what its measured values would have given (PASS or FAIL), else None
+    measured: Status | None = None
 
 
 def _relimit(check: Check, limit: float, note: str) -> Check:
@@ -323,8 +336,9 @@ def tier_verdict(
 
 
 def _finish(v: TierVerdict, causes: list[str], untrusted: str, lost: bool = False) -> TierVerdict:
-    """A busy generator makes measured values untrustworthy (PASS or FAIL become WARN);
-    a lost server is not a measurement: its FAIL stands."""
+    """A busy generator makes measured values untrustworthy (PASS or FAIL become WARN, and
+    the campaign cannot pass on them: `campaign._overall`); a lost server is not a
+    measurement: its FAIL stands."""
     if causes:
         v.untrustworthy, v.untrustworthy_reason = True, untrusted
         v.untrustworthy_causes = list(causes)
@@ -334,13 +348,14 @@ def _finish(v: TierVerdict, causes: list[str], untrusted: str, lost: bool = Fals
             v.reason = (
                 f"UNTRUSTWORTHY ({untrusted}); measured values would give {v.status}: {v.reason}"
             )
-            v.status = Status.WARN
+            v.measured, v.status = v.status, Status.WARN
     return v
 
 
 def reduce_load(v: TierVerdict, why: str) -> TierVerdict:
-    """A tier that ran below its size (a worker lost): at least WARN, the reason says why.
-    A FAIL stays a FAIL (it failed with less than its load); NOT MEASURED stays."""
+    """A tier that ran below its size (a worker lost): at least WARN, the reason says why
+    (a normal-load one makes the campaign INCONCLUSIVE: `campaign._overall`). A FAIL stays
+    a FAIL (it failed with less than its load); NOT MEASURED stays."""
     if not why:
         return v
     v.reduced_load = why
