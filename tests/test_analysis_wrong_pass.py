@@ -172,3 +172,74 @@ def test_lost_worker_makes_a_normal_tier_inconclusive(tmp_path: Path) -> None:
     ), a.overall_reasons
     line = next(ln for ln in a.checklist if ln.text.startswith("50 concurrent users"))
     assert line.status is not Status.PASS
+
+
+def test_error_rate_exactly_at_the_budget_fails(tmp_path: Path) -> None:
+    """ "Error rate < 0.1 %": 2 failed of 2,000 data messages is 0.1 %, not below it."""
+    c, rng = _healthy(skip=("data_e2e_ms",))
+    c.add(1, "hold", "data_e2e_ms", _vals(rng, 2000, 8))
+    c.add(2, "hold", "data_e2e_ms", _vals(rng, 1998, 8), failures=2, error="media")
+    a, code = _analyze(c, tmp_path)
+    rate = 2 / 2000 * 100
+    limit = a.targets.error_rate.normal * 100
+    assert rate == limit  # exactly at the limit: not "< 0.1 %"
+    chk = _check(a, 2, "error_rate:normal:data")
+    assert chk.status is Status.FAIL and chk.value == rate
+    assert chk.evidence.startswith("data messages error rate (normal) 0.1 % ≥ 0.1 %")
+    line = next(ln for ln in a.checklist if ln.text == "Error rate < 0.1% under normal load")
+    assert line.status is Status.FAIL and "≥" in line.evidence
+    assert (a.overall, code) == ("FAIL", 1)
+
+
+def test_latency_exactly_at_its_target_fails(tmp_path: Path) -> None:
+    """ "WebSocket latency < 100ms": a P95 of exactly 100 ms is not below it."""
+    c, rng = _healthy(skip=("signal_rtt_ms",))
+    rtts = np.r_[np.full(180, 20.0), np.full(20, 100.0)]
+    for p in c.plans:
+        c.add(p.tier, "hold", "signal_rtt_ms", rtts)
+    a, code = _analyze(c, tmp_path)
+    p95 = float(np.percentile(rtts, 95, method="linear"))
+    limit = a.targets.for_metric("signal_rtt_ms").p95
+    assert p95 == limit == 100.0
+    chk = _check(a, 2, "latency:signal_rtt_ms:p95")
+    assert chk.status is Status.FAIL and chk.value == p95, chk.evidence
+    line = next(ln for ln in a.checklist if ln.text == "WebSocket latency < 100ms")
+    assert line.status is Status.FAIL
+    assert (a.overall, code) == ("FAIL", 1)
+
+
+def test_a_value_just_below_its_target_passes(tmp_path: Path) -> None:
+    c, rng = _healthy(skip=("signal_rtt_ms",))
+    rtts = np.r_[np.full(180, 20.0), np.full(20, 99.9)]
+    for p in c.plans:
+        c.add(p.tier, "hold", "signal_rtt_ms", rtts)
+    a, code = _analyze(c, tmp_path)
+    chk = _check(a, 2, "latency:signal_rtt_ms:p95")
+    assert chk.status is Status.PASS and chk.evidence.startswith("signal_rtt_ms P95 99.9 ms < ")
+    assert (a.overall, code) == ("PASS", 0)
+
+
+def test_connected_floor_is_strict_and_a_zero_budget_passes_only_zero() -> None:
+    from lkload.analysis.kinds import allowed_missing
+
+    # missing/size must stay below the budget: 1 of 100 is 1 %, not below 1 %
+    for size, budget in ((100, 0.01), (50, 0.001), (200, 0.01), (1000, 0.001), (7, 0.0)):
+        allowed = allowed_missing(size, budget)
+        assert allowed >= 0
+        assert allowed / size < budget or allowed == 0
+        assert (allowed + 1) / size >= budget
+    assert [allowed_missing(s, b) for s, b in ((100, 0.01), (200, 0.01), (7, 0.0))] == [0, 1, 0]
+
+
+def test_zero_error_budget_passes_only_zero_failures(tmp_path: Path) -> None:
+    c, rng = _healthy()
+    c.targets = {"error_rate": {"normal": 0.0, "peak": 0.01}}
+    a, code = _analyze(c, tmp_path)
+    assert a.targets.error_rate.normal == 0.0
+    assert _check(a, 2, "error_rate:normal:data").status is Status.PASS
+    assert _check(a, 2, "connected:normal").status is Status.PASS
+    assert (a.overall, code) == ("PASS", 0)
+    c.add(2, "hold", "data_e2e_ms", None, failures=1, error="media")
+    a, code = _analyze(c, tmp_path / "one")
+    assert _check(a, 2, "error_rate:normal:data").status is Status.FAIL
+    assert (a.overall, code) == ("FAIL", 1)

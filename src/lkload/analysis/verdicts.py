@@ -22,7 +22,7 @@ from lkload.analysis.kinds import KIND_NOUNS, allowed_missing
 from lkload.analysis.recovery import Recovery
 from lkload.analysis.resources import TierResources
 from lkload.analysis.tiers import TierStats
-from lkload.analysis.verdict_types import Check, Status, fmt
+from lkload.analysis.verdict_types import Check, Status, fmt, relation, within
 from lkload.metrics.schema import LATENCY_METRICS
 from lkload.scenario.model import Targets
 
@@ -37,10 +37,11 @@ NO_SERVER_SAMPLES = (
 )
 
 
-def _status(value: float | None, limit: float) -> Status:
+def _status(value: float | None, limit: float, inclusive: bool = False) -> Status:
+    """Strict unless `inclusive` (verdict_types.within)."""
     if value is None:
         return Status.NOT_MEASURED
-    return Status.PASS if value <= limit else Status.FAIL
+    return Status.PASS if within(value, limit, inclusive) else Status.FAIL
 
 
 def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[Check]:
@@ -154,7 +155,8 @@ def error_checks(ts: TierStats, targets: Targets) -> list[Check]:
         if c is not None and ts.size and ts.hold_s > 0:
             allowed = allowed_missing(ts.size, share)
             missing = max(0, ts.size - c.min)
-            status = _status(float(missing), float(allowed))
+            # `allowed` is an allowance: that many may be missing (kinds.allowed_missing)
+            status = _status(float(missing), float(allowed), inclusive=True)
             note = (
                 f"at least {c.min} of {ts.size} connected throughout; {ts.size - allowed} required"
             )
@@ -194,9 +196,9 @@ class TierVerdict:
 
 
 def _relimit(check: Check, limit: float, note: str) -> Check:
-    return Check(
-        check.id, check.label, _status(check.value, limit), check.value, limit, check.unit, note
-    )
+    """An allowance ("P99 may reach 1.5x target"): a value at it passes."""
+    status = _status(check.value, limit, inclusive=True)
+    return Check(check.id, check.label, status, check.value, limit, check.unit, note)
 
 
 def _collapse_checks(ts: TierStats, targets: Targets) -> list[Check]:
@@ -379,7 +381,12 @@ class Break:
 
     @property
     def evidence(self) -> str:
-        return f"{fmt(self.value, self.unit)} > {fmt(self.limit, self.unit)}"
+        op = (
+            ">"
+            if self.value is None or self.limit is None
+            else relation(self.value, self.limit, False)
+        )
+        return f"{fmt(self.value, self.unit)} {op} {fmt(self.limit, self.unit)}"
 
 
 def first_breaks(tiers: list[tuple[TierStats, list[Check]]]) -> list[Break]:
