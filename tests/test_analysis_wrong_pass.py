@@ -29,6 +29,7 @@ def _healthy(
     recovery_s: float | None = None,
     skip: tuple[str, ...] = (),
     generator: bool = True,
+    empty: tuple[int, ...] = (),
 ) -> tuple[Campaign, np.random.Generator]:
     """Each tier's new participants join in its ramp; data messages and pings in each
     hold; all well within the default targets; server and generator resources well within
@@ -37,6 +38,8 @@ def _healthy(
     c = Campaign(tiers=tiers, recovery_s=recovery_s)
     before = 0
     for p in c.plans:
+        if p.tier in empty:  # the tier ran (its phases are in the timeline), no samples
+            continue
         if "join_ms" not in skip:
             c.add(p.tier, "ramp", "join_ms", _vals(rng, p.size - before, 40), rng=rng)
         before = p.size
@@ -243,3 +246,105 @@ def test_zero_error_budget_passes_only_zero_failures(tmp_path: Path) -> None:
     a, code = _analyze(c, tmp_path / "one")
     assert _check(a, 2, "error_rate:normal:data").status is Status.FAIL
     assert (a.overall, code) == ("FAIL", 1)
+
+
+def test_peak_tier_that_ran_without_samples_is_inconclusive(tmp_path: Path) -> None:
+    """The peak tier ran its ramp, settle and hold (timeline complete, campaign completed)
+    but none of its samples reached the results: nothing can say it degraded gracefully."""
+    tiers = ((10, "baseline"), (50, "target"), (100, "peak"))
+    c, _ = _healthy(tiers=tiers, recovery_s=30.0, empty=(3,))
+    a, code = _analyze(c, tmp_path)
+    peak = a.tier(3)
+    assert peak is not None and peak.stats.hold_start is not None and not peak.stats.has_data
+    assert peak.verdict.status is Status.NOT_MEASURED
+    assert peak.verdict.reason.startswith("no samples in its hold")
+    assert "not reached" not in peak.verdict.reason
+    assert (a.overall, code) == ("INCONCLUSIVE", 1)
+    assert any(
+        r.startswith("tier 3 (100 users) not measured: no samples in its hold")
+        for r in a.overall_reasons
+    ), a.overall_reasons
+
+
+def _write_with_rooms(c: Campaign, directory: Path, rooms: dict) -> Path:
+    """The campaign's results, its scenario with this room layout (as `lkload run` writes
+    the scenario as run)."""
+    import json
+
+    path = c.write(directory)
+    campaign = json.loads((path / "campaign.json").read_text())
+    campaign["scenario"]["rooms"] = rooms
+    (path / "campaign.json").write_text(json.dumps(campaign))
+    return path
+
+
+def test_media_e2e_on_no_track_of_aiortc_publishers_is_not_measured(tmp_path: Path) -> None:
+    """aiortc publishers and subscribers measure media_e2e_ms (target P95 < 200 ms): 40
+    tracks received per tier, media_e2e_ms on none of them. No target was judged, so no
+    PASS: the tier is INCOMPLETE (a NOT MEASURED check), as for an unmeasured server."""
+    c, rng = _healthy()
+    for p in c.plans:
+        for k in range(40):
+            c.add(
+                p.tier, "hold", "rx_kbps", np.full(30, 48.0), participant=f"s{k}",
+                publisher=f"pub{k % 4}", track=f"TR_{k:04d}", rng=rng,
+            )  # fmt: skip
+    rooms = {"participants_per_room": 10, "publishers_per_room": 4}
+    scenario_engine = {"publisher_engine": "aiortc", "subscriber_engine": "aiortc"}
+    a = analyze(_write_with_rooms(c, tmp_path / "r", rooms | scenario_engine))
+    code = 0 if verdict_passes(a.overall, a.passed, False) else 1
+    assert a.targets.for_metric("media_e2e_ms").p95 is not None
+    for tier in (1, 2):
+        t = a.tier(tier)
+        assert t is not None and t.stats.coverage is not None
+        assert (t.stats.coverage.tracks, t.stats.coverage.measured) == (40, 0)
+        chk = _check(a, tier, "measured:media_e2e_ms")
+        assert chk.status is Status.NOT_MEASURED
+        assert "on 0 of 40 tracks" in chk.note
+        assert t.verdict.status is Status.INCOMPLETE
+        assert "media_e2e_ms not measured" in t.verdict.reason
+    assert (a.overall, code) == ("INCOMPLETE", 1)
+
+
+def test_sdk_publishers_media_e2e_is_not_expected(tmp_path: Path) -> None:
+    """sdk publishers never map RTP to capture time (docs/metrics.md): no check, PASS."""
+    c, rng = _healthy()
+    for p in c.plans:
+        c.add(p.tier, "hold", "rx_kbps", np.full(30, 48.0), publisher="pub", track="TR_1")
+    a = analyze(_write_with_rooms(c, tmp_path / "r", {"publisher_engine": "sdk"}))
+    assert not [x for x in a.tier(2).verdict.checks if x.id == "measured:media_e2e_ms"]
+    assert a.overall == "PASS"
+
+
+def test_data_measured_in_one_tier_and_missing_in_another_is_not_measured(
+    tmp_path: Path,
+) -> None:
+    """2,000 data messages received in the baseline, none in the target tier: its data
+    targets (P50/P95/P99) were not judged, so it cannot PASS."""
+    c, rng = _healthy(skip=("data_e2e_ms",))
+    c.add(1, "hold", "data_e2e_ms", _vals(rng, 2000, 8))
+    # the scenario's layout sends no data (data: false): only the other tier says it exists
+    a = analyze(_write_with_rooms(c, tmp_path / "r", {"data": False}))
+    code = 0 if verdict_passes(a.overall, a.passed, False) else 1
+    assert a.tier(1).stats.metrics["data_e2e_ms"].count == 2000
+    assert "data_e2e_ms" not in a.tier(2).stats.metrics
+    chk = _check(a, 2, "measured:data_e2e_ms")
+    assert chk.status is Status.NOT_MEASURED and "tier 1" in chk.note
+    assert a.tier(1).verdict.status is Status.PASS
+    assert a.tier(2).verdict.status is Status.INCOMPLETE
+    assert "data_e2e_ms not measured" in a.tier(2).verdict.reason
+    assert (a.overall, code) == ("INCOMPLETE", 1)
+
+
+def test_data_configured_but_never_received_is_not_measured(tmp_path: Path) -> None:
+    """The layout sends data messages (rooms.data, rooms of 5): none received anywhere."""
+    c, _ = _healthy(skip=("data_e2e_ms",))
+    a = analyze(_write_with_rooms(c, tmp_path / "r", {"data": True, "participants_per_room": 5}))
+    for tier in (1, 2):
+        chk = _check(a, tier, "measured:data_e2e_ms")
+        assert chk.status is Status.NOT_MEASURED and "rooms.data" in chk.note
+    assert a.overall == "INCOMPLETE"
+    # a layout without data: nothing expected, nothing missing
+    a = analyze(_write_with_rooms(c, tmp_path / "r2", {"data": False}))
+    assert not [x for x in a.tier(2).verdict.checks if x.id.startswith("measured:")]
+    assert a.overall == "PASS"

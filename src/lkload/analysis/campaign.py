@@ -28,6 +28,7 @@ from lkload.analysis.transports import transport_mix
 from lkload.analysis.verdict_types import Status
 from lkload.analysis.verdicts import (
     NORMAL_ROLES,
+    expected_metrics,
     first_breaks,
     knee,
     reduce_load,
@@ -176,11 +177,12 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
     teardown = teardown_stats(arrays, windows)
 
     staged = []
+    expected = expected_metrics(tier_stats, results.scenario)
     for ts in tier_stats:
         res = tier_resources(
             results.resources, ts.hold_start, ts.hold_end, cores, targets.generator_cpu_pct, hosts
         )
-        staged.append((ts, res, strict_checks(ts, res, targets)))
+        staged.append((ts, res, strict_checks(ts, res, targets, expected if ts.has_data else None)))
     breaks = first_breaks([(ts, checks) for ts, _, checks in staged])
     # failures in teardown are reported, never judged: they identify no failure mode
     anything_broke = bool(breaks) or any(tier != TEARDOWN_TIER for m in modes for tier in m.by_tier)
@@ -281,9 +283,11 @@ def _overall(
     tiers: list[TierResult], lines: list, cut: str, leak: LeakCheck
 ) -> tuple[str, list[str]]:
     """FAIL on any failed tier or line; INCONCLUSIVE when cut short, a normal-load tier is
-    untrustworthy, unmeasured or ran below its size (a worker lost), or an untrustworthy
-    peak tier's measured values would FAIL; INCOMPLETE when a normal-load tier's server CPU
-    or memory was not measured (nothing failed, but a PASS would claim what nobody measured);
+    untrustworthy, unmeasured or ran below its size (a worker lost), a tier of any role ran
+    its hold without samples, or an untrustworthy peak tier's measured values would FAIL;
+    INCOMPLETE when a normal-load tier's server CPU or memory, or a judged tier's targeted
+    latency metric that the campaign produces, was not measured (nothing failed, but a PASS
+    would claim what nobody measured);
     otherwise PASS (WITH WARNINGS when anything warned).
 
     A checklist line NOT MEASURED never fails the campaign nor demotes a PASS: it is outside
@@ -311,7 +315,8 @@ def _overall(
                 f"tier {t.tier} untrustworthy: {v.untrustworthy_reason}; "
                 "its measured values would FAIL"
             )
-        elif normal and v.status is Status.NOT_MEASURED:
+        elif v.status is Status.NOT_MEASURED and (normal or t.stats.hold_start is not None):
+            # a tier that ran but whose samples are missing judges nothing, whatever its role
             reasons.append(f"tier {t.tier} ({t.stats.size} users) not measured: {v.reason}")
         if normal and v.reduced_load and v.status is not Status.NOT_MEASURED:
             # half the load handled is no sign-off of the tier's size

@@ -24,13 +24,15 @@ from lkload.analysis.resources import TierResources
 from lkload.analysis.tiers import TierStats
 from lkload.analysis.verdict_types import Check, Status, fmt, relation, within
 from lkload.metrics.schema import LATENCY_METRICS
-from lkload.scenario.model import Targets
+from lkload.scenario.model import Scenario, Targets
 
 ACCEPTABLE_P99_FACTOR = 1.5
 COLLAPSE_P99_FACTOR = 4.0
 NORMAL_ROLES = ("baseline", "acceptable", "target")
 # Checks a normal-load PASS claims: unmeasured, the tier is INCOMPLETE, never PASS.
 SERVER_CHECKS = ("server_cpu", "server_mem")
+# ... and so is a targeted latency metric the campaign produces with no sample in the tier
+METRIC_CHECK = "measured:"
 NO_SERVER_SAMPLES = (
     "no server resource samples; against --url, pass --prometheus with the server's "
     "Prometheus endpoint"
@@ -44,12 +46,58 @@ def _status(value: float | None, limit: float, inclusive: bool = False) -> Statu
     return Status.PASS if within(value, limit, inclusive) else Status.FAIL
 
 
-def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[Check]:
-    """Every target at its plain limit (the basis of the knee and of the first breaks)."""
+def expected_metrics(tiers: list[TierStats], scenario: Scenario | None) -> dict[str, str]:
+    """Latency metrics this campaign produces, each with why: measured in some tier (then a
+    tier without them lost them), or the scenario's layout makes them (data messages sent;
+    aiortc publishers and subscribers measure media_e2e_ms, docs/metrics.md)."""
+    out: dict[str, str] = {}
+    for metric in LATENCY_METRICS:
+        having = [ts for ts in tiers if (m := ts.metrics.get(metric)) is not None and m.count]
+        if having:
+            out[metric] = f"measured in tier{'s' if len(having) > 1 else ''} " + ", ".join(
+                f"{ts.tier} ({ts.metrics[metric].count:,} samples)" for ts in having
+            )
+    if scenario is not None:
+        rooms = scenario.rooms
+        if rooms.data and rooms.participants_per_room >= 2:
+            out.setdefault(
+                "data_e2e_ms",
+                f"the scenario sends data messages (rooms.data, every {rooms.data_interval_s:g} s)",
+            )
+        media = rooms.publishers_per_room > 0 and (rooms.audio or rooms.video)
+        subscribers = rooms.participants_per_room > rooms.publishers_per_room
+        if (
+            media
+            and subscribers
+            and scenario.engine_of(True) == scenario.engine_of(False) == "aiortc"
+        ):
+            out.setdefault(
+                "media_e2e_ms",
+                "aiortc publishers and subscribers measure it (RTCP sender reports)",
+            )
+    return out
+
+
+def _unmeasured_metric(ts: TierStats, metric: str, why: str) -> Check:
+    where = "none in this tier's judged window"
+    if metric == "media_e2e_ms" and ts.coverage is not None:
+        where = f"measured on 0 of {ts.coverage.tracks} tracks received in this tier's hold"
+    return Check(f"measured:{metric}", metric, Status.NOT_MEASURED, note=f"{why}; {where}")
+
+
+def strict_checks(
+    ts: TierStats, res: TierResources, targets: Targets, expected: dict[str, str] | None = None
+) -> list[Check]:
+    """Every target at its plain limit (the basis of the knee and of the first breaks).
+    `expected` (`expected_metrics`): a targeted latency metric the campaign produces but
+    this tier has no sample of is a NOT MEASURED check (`measured:<metric>`)."""
     checks: list[Check] = []
     for metric in LATENCY_METRICS:
         m = ts.metrics.get(metric)
         pct = targets.for_metric(metric)
+        targeted = any(getattr(pct, name) is not None for name in ("p50", "p95", "p99"))
+        if targeted and (m is None or not m.count) and metric in (expected or {}):
+            checks.append(_unmeasured_metric(ts, metric, (expected or {})[metric]))
         for name in ("p50", "p95", "p99"):
             limit = getattr(pct, name)
             if limit is None or m is None or not m.count:
@@ -251,9 +299,12 @@ def tier_verdict(
 ) -> TierVerdict:
     causes, untrusted = res.untrusted_causes, res.untrusted_reason
     if not ts.has_data:
+        ran = ts.hold_start is not None  # its phases are in the timeline: its data is missing
         return TierVerdict(
             Status.NOT_MEASURED,
-            "no samples: tier not reached",
+            "no samples in its hold (the tier ran: its samples are missing)"
+            if ran
+            else "no samples: tier not reached",
             checks,
             bool(causes),
             untrusted,
@@ -274,7 +325,7 @@ def tier_verdict(
                 for c in judged
             ]
     elif role == "peak":
-        judged = [c for c in checks if is_peak_budget(c.id)]
+        judged = [c for c in checks if is_peak_budget(c.id) or c.id.startswith(METRIC_CHECK)]
         judged.append(alive)
         judged += _collapse_checks(ts, targets)
         judged.append(
@@ -313,7 +364,8 @@ def tier_verdict(
     unmeasured = [
         c
         for c in judged
-        if role in NORMAL_ROLES and c.id in SERVER_CHECKS and c.status is Status.NOT_MEASURED
+        if c.status is Status.NOT_MEASURED
+        and (c.id.startswith(METRIC_CHECK) or (role in NORMAL_ROLES and c.id in SERVER_CHECKS))
     ]
     if failed:
         reason = "; ".join(c.evidence for c in failed[:3]) + (
