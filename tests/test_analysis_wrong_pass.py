@@ -348,3 +348,27 @@ def test_data_configured_but_never_received_is_not_measured(tmp_path: Path) -> N
     a = analyze(_write_with_rooms(c, tmp_path / "r2", {"data": False}))
     assert not [x for x in a.tier(2).verdict.checks if x.id.startswith("measured:")]
     assert a.overall == "PASS"
+
+
+def test_ok_rows_without_a_finite_value_are_internal_failures(tmp_path: Path) -> None:
+    """15 of the target tier's 50 joins say ok but carry no finite value (10 'inf', 5
+    empty): they measured nothing, so each is an `internal` failure of its join, noted."""
+    c, rng = _healthy(skip=("join_ms",))
+    c.add(1, "ramp", "join_ms", _vals(rng, 10, 40))
+    good = _vals(rng, 35, 40)
+    c.add(2, "ramp", "join_ms", np.r_[good, np.full(10, np.inf), np.full(5, np.nan)])
+    a, code = _analyze(c, tmp_path)
+    target = a.tier(2)
+    assert target is not None
+    m = target.stats.metrics["join_ms"]
+    assert m.count == 35 and m.p95 == np.percentile(good, 95, method="linear")
+    k = target.stats.kinds["join"]
+    assert (k.attempts, k.failures, k.by_error) == (50, 15, {"internal": 15})
+    assert _check(a, 2, "error_rate:normal:join").status is Status.FAIL
+    assert target.verdict.status is Status.FAIL
+    assert any("15 ok rows without a finite value" in n and "join_ms 15" in n for n in a.notes), (
+        a.notes
+    )
+    internal = next(f for f in a.failure_modes if f.kind == "internal")
+    assert internal.count == 15 and internal.by_tier == {2: 15}
+    assert (a.overall, code) == ("FAIL", 1)

@@ -145,15 +145,48 @@ def _workers_gone(results: Results) -> list[WorkerGone]:
     return out
 
 
+NONFINITE_DETAIL = "ok row without a finite value (inf or empty)"
+
+
+def _nonfinite_as_failures(results: Results) -> str:
+    """An ok row always carries what it measured (participants/base.py). One whose value is
+    inf or empty measured nothing: left out of the percentiles yet counted as a success, it
+    would hide failed attempts. Each becomes an `internal` failure of its metric (a bug in
+    the generator, not the server), and a note says how many."""
+    s = results.samples
+    if not len(s):
+        return ""
+    bad = s["ok"].to_numpy(dtype=bool) & ~np.isfinite(s["value"].to_numpy(dtype=np.float64))
+    if not bad.any():
+        return ""
+    by_metric = s["metric"][bad].astype(str).value_counts()
+    s["ok"] = s["ok"].to_numpy(dtype=bool) & ~bad
+    for column, text in (("error", "internal"), ("detail", NONFINITE_DETAIL)):
+        if column not in s.columns:
+            continue
+        col = s[column]
+        if text not in col.cat.categories:
+            col = col.cat.add_categories([text])
+        codes = col.array.codes.astype(np.int64)  # a copy, wide enough for the new category
+        codes[bad] = list(col.cat.categories).index(text)
+        s[column] = pd.Categorical.from_codes(codes, col.cat.categories)
+    metrics = ", ".join(f"{m} {n:,}" for m, n in by_metric.items())
+    return (
+        f"{int(bad.sum()):,} ok rows without a finite value (inf or empty: {metrics}) "
+        "are counted as `internal` failures of their metric: they measured nothing"
+    )
+
+
 def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> Analysis:
     targets = results.targets
+    nonfinite_note = _nonfinite_as_failures(results)
     lost_note = _drop_lost_publishers(results)
     windows = tier_windows(results)
     arrays = SampleArrays(results.samples, windows)
     stats_interval = results.scenario.stats_interval_s if results.scenario else 2.0
     tier_stats = compute_tiers(arrays, windows.tiers, stats_interval, _workers_gone(results))
     cores, host = server_cores(results.campaign)
-    notes = list(results.notes) + ([lost_note] if lost_note else [])
+    notes = list(results.notes) + [n for n in (nonfinite_note, lost_note) if n]
     if cores is None and (results.resources["source"].astype(str) == "server").any():
         notes.append(
             "the server host's core count is unknown: server CPU is shown as percent of one core"
