@@ -372,3 +372,57 @@ def test_ok_rows_without_a_finite_value_are_internal_failures(tmp_path: Path) ->
     internal = next(f for f in a.failure_modes if f.kind == "internal")
     assert internal.count == 15 and internal.by_tier == {2: 15}
     assert (a.overall, code) == ("FAIL", 1)
+
+
+def test_failures_outside_every_phase_without_a_timeline_are_inconclusive(
+    tmp_path: Path,
+) -> None:
+    """timeline.jsonl lost (no phase events: windows come from the rows' tags), and 40 of
+    the target tier's joins failed in rows tagged with no phase: they belong to no tier,
+    so nothing judged them. No PASS: INCONCLUSIVE, with a note."""
+    c, rng = _healthy()
+    c.add(2, "ramp", "join_ms", None, failures=40, error="signal")
+    c.chunks["phase"][-1][:] = ""
+    path = c.write(tmp_path / "r")
+    (path / "timeline.jsonl").write_text("")
+    a = analyze(path)
+    code = 0 if verdict_passes(a.overall, a.passed, False) else 1
+    assert not a.windows.from_timeline
+    assert a.tier(2).stats.kinds["join"].failures == 0  # judged nowhere...
+    assert (a.overall, code) == ("INCONCLUSIVE", 1)  # ... so nothing may pass
+    assert any(
+        r.startswith("40 failure rows lie outside every judged phase") and "join_ms 40" in r
+        for r in a.overall_reasons
+    ), a.overall_reasons
+    assert any("no phase events" in n for n in a.notes), a.notes
+
+
+def test_failures_before_the_first_tier_are_inconclusive(tmp_path: Path) -> None:
+    """With a timeline: 5 join failures before tier 1's ramp began lie in no span."""
+    c, rng = _healthy()
+    t0 = c.plan(1).ramp_start
+    c.add(1, "ramp", "join_ms", None, failures=5, error="signal", t=t0 - 0.5 + np.zeros(5))
+    a, code = _analyze(c, tmp_path)
+    assert a.windows.from_timeline
+    assert (a.overall, code) == ("INCONCLUSIVE", 1)
+    assert any(
+        r.startswith("5 failure rows lie outside every judged phase") for r in a.overall_reasons
+    )
+
+
+def test_teardown_failures_stay_unjudged(tmp_path: Path) -> None:
+    """Failures in teardown are reported, never judged: the campaign still passes."""
+    rng = np.random.default_rng(1)
+    c2 = Campaign(tiers=((10, "baseline"), (50, "target")), recovery_s=None, teardown_s=10.0)
+    before = 0
+    for p in c2.plans:
+        c2.add(p.tier, "ramp", "join_ms", _vals(rng, p.size - before, 40))
+        c2.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 2000, 8))
+        c2.add(p.tier, "hold", "signal_rtt_ms", _vals(rng, 200, 3))
+        before = p.size
+    c2.add(2, "teardown", "join_ms", None, failures=3, error="timeout")
+    c2.add_resources("server", 30.0, 300.0, 20.0)
+    c2.add_resources("generator:w1", 30.0, 120.0, 1.0)
+    a, code = _analyze(c2, tmp_path)
+    assert a.teardown.kinds["join"].failures == 3
+    assert (a.overall, code) == ("PASS", 0)

@@ -35,7 +35,7 @@ from lkload.analysis.verdicts import (
     strict_checks,
     tier_verdict,
 )
-from lkload.analysis.windows import TEARDOWN_TIER, Windows, tier_windows
+from lkload.analysis.windows import NONE, TEARDOWN_TIER, Windows, tier_windows
 from lkload.analysis.workers import analyze_workers
 from lkload.checks.record import CHECKS_FILE
 from lkload.metrics.schema import STALL_METRIC
@@ -242,7 +242,13 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         lines += deployment_lines(checked)
         notes += check_notes
     cut = _cut_short(results, windows)
-    overall, reasons = _overall(tiers, lines, cut, leak)
+    outside = _failures_outside(arrays)
+    if not windows.from_timeline:
+        notes.append(
+            "timeline.jsonl has no phase events: each row is judged by its own tier and phase "
+            "tags, and a row with neither belongs to no tier"
+        )
+    overall, reasons = _overall(tiers, lines, cut, leak, outside)
     return Analysis(
         campaign_id=results.campaign_id,
         status=results.status,
@@ -273,6 +279,29 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         participants=_participants(arrays, windows.start, windows.end),
         workers=workers,
         teardown=teardown,
+    )
+
+
+def _failures_outside(a: SampleArrays) -> str:
+    """Failure rows outside every phase span (before tier 1, in a gap, or, without phase
+    events, tagged with no phase) were judged by no tier: "" when there are none. Teardown
+    rows are in their own span (reported, never judged)."""
+    if a.n == 0:
+        return ""
+    rows = np.flatnonzero((a.phase == NONE) & ~a.ok)
+    if rows.size == 0:
+        return ""
+    codes, counts = np.unique(a.metric[rows], return_counts=True)
+    what = ", ".join(
+        f"{a.metrics[c]} {n:,}" for c, n in zip(codes.tolist(), counts.tolist(), strict=True)
+    )
+    errors, counts = np.unique(a.error[rows], return_counts=True)
+    kinds = ", ".join(
+        f"{a.error_name(e)} {n:,}" for e, n in zip(errors.tolist(), counts.tolist(), strict=True)
+    )
+    return (
+        f"{rows.size:,} failure rows lie outside every judged phase ({what}; {kinds}): no tier "
+        "judged them"
     )
 
 
@@ -313,11 +342,12 @@ def _knee_blocker(t: TierResult) -> str:
 
 
 def _overall(
-    tiers: list[TierResult], lines: list, cut: str, leak: LeakCheck
+    tiers: list[TierResult], lines: list, cut: str, leak: LeakCheck, outside: str = ""
 ) -> tuple[str, list[str]]:
     """FAIL on any failed tier or line; INCONCLUSIVE when cut short, a normal-load tier is
     untrustworthy, unmeasured or ran below its size (a worker lost), a tier of any role ran
-    its hold without samples, or an untrustworthy peak tier's measured values would FAIL;
+    its hold without samples, an untrustworthy peak tier's measured values would FAIL, or
+    failure rows lie outside every judged phase;
     INCOMPLETE when a normal-load tier's server CPU or memory, or a judged tier's targeted
     latency metric that the campaign produces, was not measured (nothing failed, but a PASS
     would claim what nobody measured);
@@ -337,6 +367,8 @@ def _overall(
     reasons = []
     if cut:
         reasons.append(cut)
+    if outside:  # failures no tier judged: a PASS would ignore them
+        reasons.append(outside)
     for t in tiers:
         normal = (t.stats.role or "target") in NORMAL_ROLES
         v = t.verdict
