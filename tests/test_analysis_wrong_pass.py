@@ -426,3 +426,20 @@ def test_teardown_failures_stay_unjudged(tmp_path: Path) -> None:
     a, code = _analyze(c2, tmp_path)
     assert a.teardown.kinds["join"].failures == 3
     assert (a.overall, code) == ("PASS", 0)
+
+
+def test_participants_missing_beyond_a_lost_worker_still_fail(tmp_path: Path) -> None:
+    """The lost worker explains 25 missing participants; 5 more left the surviving worker
+    mid-hold (session ended): those the server lost FAIL the connected check."""
+    c, _ = _healthy()
+    _lose_worker(c, 2, 25)
+    h = c.plan(2)
+    c.add(2, "hold", "session_s", np.full(5, 30.0), t=h.hold_start + 20 + np.arange(5.0))
+    a, code = _analyze(c, tmp_path)
+    target = a.tier(2)
+    assert target is not None and target.stats.connected_over_hold is not None
+    assert target.stats.connected_over_hold.min == 50 - 25 - 5
+    chk = _check(a, 2, "connected:normal")
+    assert chk.status is Status.FAIL and chk.value == 30, chk.evidence
+    assert target.verdict.status is Status.FAIL
+    assert (a.overall, code) == ("FAIL", 1)
