@@ -240,13 +240,20 @@ def test_worker_sigkilled_mid_tier_is_recorded_and_the_campaign_goes_on(cluster:
     killed_at = time.time()
     cluster.procs["w2"].kill()
 
-    assert cluster.wait("master", 90) == 0, cluster.log("master")[-3000:]
+    # completed, but tier 1 (baseline) ran below its size: INCONCLUSIVE, exit 1
+    assert cluster.wait("master", 90) == 1, cluster.log("master")[-3000:]
     assert cluster.wait("w1", 20) == 0, cluster.log("w1")[-3000:]
     results = cluster.results()
     events = read_timeline(results)
     lost = [e for e in events if e["event"] == "worker_lost"]
     assert len(lost) == 1, lost
     (ev,) = lost
+    summary = json.loads((cluster.tmp / "reports" / results.name / "summary.json").read_text())
+    assert summary["overall"] == "INCONCLUSIVE", summary["overall_reasons"]
+    assert any(
+        r.startswith("tier 1 (4 users) ran below its size: worker ") and victim in r
+        for r in summary["overall_reasons"]
+    ), summary["overall_reasons"]
     assert ev["worker"] == victim and ev["tier"] == 1 and ev["phase"] == "hold"
     assert ev["reason"] == "heartbeat"
     assert killed_at < ev["t"] < killed_at + 10  # Locust's heartbeats: ~3-5 s

@@ -23,18 +23,19 @@ from lkload.analysis.resources import (
 )
 from lkload.analysis.result import Analysis, TierResult
 from lkload.analysis.server_side import read_server_metrics, server_side
-from lkload.analysis.tiers import SampleArrays, compute_tiers, teardown_stats
+from lkload.analysis.tiers import SampleArrays, WorkerGone, compute_tiers, teardown_stats
 from lkload.analysis.transports import transport_mix
 from lkload.analysis.verdict_types import Status
 from lkload.analysis.verdicts import (
     NORMAL_ROLES,
+    expected_metrics,
     first_breaks,
     knee,
     reduce_load,
     strict_checks,
     tier_verdict,
 )
-from lkload.analysis.windows import TEARDOWN_TIER, Windows, tier_windows
+from lkload.analysis.windows import NONE, TEARDOWN_TIER, Windows, tier_windows
 from lkload.analysis.workers import analyze_workers
 from lkload.checks.record import CHECKS_FILE
 from lkload.metrics.schema import STALL_METRIC
@@ -131,15 +132,61 @@ def _drop_lost_publishers(results: Results) -> str:
     )
 
 
+def _workers_gone(results: Results) -> list[WorkerGone]:
+    """Workers lost mid-campaign and the participants they took with them (no `session_s`
+    row says those left): the connected-over-hold count must not go on counting them."""
+    out = []
+    for e in results.timeline:
+        if e.get("event") != "worker_lost" or not isinstance(e.get("worker"), str):
+            continue
+        n = e.get("connected")
+        if isinstance(n, int) and n > 0 and isinstance(e.get("t"), (int, float)):
+            out.append(WorkerGone(e["worker"], float(e["t"]), n))
+    return out
+
+
+NONFINITE_DETAIL = "ok row without a finite value (inf or empty)"
+
+
+def _nonfinite_as_failures(results: Results) -> str:
+    """An ok row always carries what it measured (participants/base.py). One whose value is
+    inf or empty measured nothing: left out of the percentiles yet counted as a success, it
+    would hide failed attempts. Each becomes an `internal` failure of its metric (a bug in
+    the generator, not the server), and a note says how many."""
+    s = results.samples
+    if not len(s):
+        return ""
+    bad = s["ok"].to_numpy(dtype=bool) & ~np.isfinite(s["value"].to_numpy(dtype=np.float64))
+    if not bad.any():
+        return ""
+    by_metric = s["metric"][bad].astype(str).value_counts()
+    s["ok"] = s["ok"].to_numpy(dtype=bool) & ~bad
+    for column, text in (("error", "internal"), ("detail", NONFINITE_DETAIL)):
+        if column not in s.columns:
+            continue
+        col = s[column]
+        if text not in col.cat.categories:
+            col = col.cat.add_categories([text])
+        codes = col.array.codes.astype(np.int64)  # a copy, wide enough for the new category
+        codes[bad] = list(col.cat.categories).index(text)
+        s[column] = pd.Categorical.from_codes(codes, col.cat.categories)
+    metrics = ", ".join(f"{m} {n:,}" for m, n in by_metric.items())
+    return (
+        f"{int(bad.sum()):,} ok rows without a finite value (inf or empty: {metrics}) "
+        "are counted as `internal` failures of their metric: they measured nothing"
+    )
+
+
 def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> Analysis:
     targets = results.targets
+    nonfinite_note = _nonfinite_as_failures(results)
     lost_note = _drop_lost_publishers(results)
     windows = tier_windows(results)
     arrays = SampleArrays(results.samples, windows)
     stats_interval = results.scenario.stats_interval_s if results.scenario else 2.0
-    tier_stats = compute_tiers(arrays, windows.tiers, stats_interval)
+    tier_stats = compute_tiers(arrays, windows.tiers, stats_interval, _workers_gone(results))
     cores, host = server_cores(results.campaign)
-    notes = list(results.notes) + ([lost_note] if lost_note else [])
+    notes = list(results.notes) + [n for n in (nonfinite_note, lost_note) if n]
     if cores is None and (results.resources["source"].astype(str) == "server").any():
         notes.append(
             "the server host's core count is unknown: server CPU is shown as percent of one core"
@@ -163,11 +210,12 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
     teardown = teardown_stats(arrays, windows)
 
     staged = []
+    expected = expected_metrics(tier_stats, results.scenario)
     for ts in tier_stats:
         res = tier_resources(
             results.resources, ts.hold_start, ts.hold_end, cores, targets.generator_cpu_pct, hosts
         )
-        staged.append((ts, res, strict_checks(ts, res, targets)))
+        staged.append((ts, res, strict_checks(ts, res, targets, expected if ts.has_data else None)))
     breaks = first_breaks([(ts, checks) for ts, _, checks in staged])
     # failures in teardown are reported, never judged: they identify no failure mode
     anything_broke = bool(breaks) or any(tier != TEARDOWN_TIER for m in modes for tier in m.by_tier)
@@ -194,7 +242,13 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         lines += deployment_lines(checked)
         notes += check_notes
     cut = _cut_short(results, windows)
-    overall, reasons = _overall(tiers, lines, cut, leak)
+    outside = _failures_outside(arrays)
+    if not windows.from_timeline:
+        notes.append(
+            "timeline.jsonl has no phase events: each row is judged by its own tier and phase "
+            "tags, and a row with neither belongs to no tier"
+        )
+    overall, reasons = _overall(tiers, lines, cut, leak, outside)
     return Analysis(
         campaign_id=results.campaign_id,
         status=results.status,
@@ -225,6 +279,29 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         participants=_participants(arrays, windows.start, windows.end),
         workers=workers,
         teardown=teardown,
+    )
+
+
+def _failures_outside(a: SampleArrays) -> str:
+    """Failure rows outside every phase span (before tier 1, in a gap, or, without phase
+    events, tagged with no phase) were judged by no tier: "" when there are none. Teardown
+    rows are in their own span (reported, never judged)."""
+    if a.n == 0:
+        return ""
+    rows = np.flatnonzero((a.phase == NONE) & ~a.ok)
+    if rows.size == 0:
+        return ""
+    codes, counts = np.unique(a.metric[rows], return_counts=True)
+    what = ", ".join(
+        f"{a.metrics[c]} {n:,}" for c, n in zip(codes.tolist(), counts.tolist(), strict=True)
+    )
+    errors, counts = np.unique(a.error[rows], return_counts=True)
+    kinds = ", ".join(
+        f"{a.error_name(e)} {n:,}" for e, n in zip(errors.tolist(), counts.tolist(), strict=True)
+    )
+    return (
+        f"{rows.size:,} failure rows lie outside every judged phase ({what}; {kinds}): no tier "
+        "judged them"
     )
 
 
@@ -265,11 +342,15 @@ def _knee_blocker(t: TierResult) -> str:
 
 
 def _overall(
-    tiers: list[TierResult], lines: list, cut: str, leak: LeakCheck
+    tiers: list[TierResult], lines: list, cut: str, leak: LeakCheck, outside: str = ""
 ) -> tuple[str, list[str]]:
-    """FAIL on any failed tier or line; INCONCLUSIVE when cut short or a normal-load tier is
-    untrustworthy or unmeasured; INCOMPLETE when a normal-load tier's server CPU or memory
-    was not measured (nothing failed, but a PASS would claim what nobody measured);
+    """FAIL on any failed tier or line; INCONCLUSIVE when cut short, a normal-load tier is
+    untrustworthy, unmeasured or ran below its size (a worker lost), a tier of any role ran
+    its hold without samples, an untrustworthy peak tier's measured values would FAIL, or
+    failure rows lie outside every judged phase;
+    INCOMPLETE when a normal-load tier's server CPU or memory, or a judged tier's targeted
+    latency metric that the campaign produces, was not measured (nothing failed, but a PASS
+    would claim what nobody measured);
     otherwise PASS (WITH WARNINGS when anything warned).
 
     A checklist line NOT MEASURED never fails the campaign nor demotes a PASS: it is outside
@@ -286,11 +367,27 @@ def _overall(
     reasons = []
     if cut:
         reasons.append(cut)
+    if outside:  # failures no tier judged: a PASS would ignore them
+        reasons.append(outside)
     for t in tiers:
-        if t.stats.role in NORMAL_ROLES and t.verdict.untrustworthy:
-            reasons.append(f"tier {t.tier} untrustworthy: {t.verdict.untrustworthy_reason}")
-        elif t.stats.role in NORMAL_ROLES and t.verdict.status is Status.NOT_MEASURED:
-            reasons.append(f"tier {t.tier} ({t.stats.size} users) not measured: {t.verdict.reason}")
+        normal = (t.stats.role or "target") in NORMAL_ROLES
+        v = t.verdict
+        if normal and v.untrustworthy:
+            reasons.append(f"tier {t.tier} untrustworthy: {v.untrustworthy_reason}")
+        elif t.stats.role == "peak" and v.untrustworthy and v.measured is Status.FAIL:
+            # a FAIL the tool may have caused itself is no PASS of graceful degradation
+            reasons.append(
+                f"tier {t.tier} untrustworthy: {v.untrustworthy_reason}; "
+                "its measured values would FAIL"
+            )
+        elif v.status is Status.NOT_MEASURED and (normal or t.stats.hold_start is not None):
+            # a tier that ran but whose samples are missing judges nothing, whatever its role
+            reasons.append(f"tier {t.tier} ({t.stats.size} users) not measured: {v.reason}")
+        if normal and v.reduced_load and v.status is not Status.NOT_MEASURED:
+            # half the load handled is no sign-off of the tier's size
+            reasons.append(
+                f"tier {t.tier} ({t.stats.size} users) ran below its size: {v.reduced_load}"
+            )
     if not tiers or not any(t.stats.has_data for t in tiers):
         reasons.append("no samples in any tier")
     incomplete = [

@@ -13,7 +13,7 @@ from lkload.analysis.failures import FailureMode
 from lkload.analysis.leak import LeakCheck
 from lkload.analysis.recovery import Recovery
 from lkload.analysis.result import ChecklistLine, TierResult
-from lkload.analysis.verdict_types import Check, Status, fmt
+from lkload.analysis.verdict_types import Check, Status, fmt, relation, within
 from lkload.analysis.verdicts import ACCEPTABLE_P99_FACTOR, NORMAL_ROLES, Break
 from lkload.scenario.model import Targets
 
@@ -67,7 +67,7 @@ def _worst_check(
             if not select(c) or c.value is None:
                 continue
             limit = limit_of(tr, c) if limit_of else c.limit
-            status = Status.PASS if limit is None or c.value <= limit else Status.FAIL
+            status = Status.PASS if limit is None or within(c.value, limit) else Status.FAIL
             judged.append((tr, Check(c.id, c.label, status, c.value, limit, c.unit, c.note)))
     if not judged:
         return ChecklistLine(
@@ -83,14 +83,19 @@ def _worst_check(
     status = Status.FAIL if failed else Status.PASS
     limit_text = fmt(worst.limit, worst.unit)
     value = fmt(worst.value, worst.unit)
+    op = (
+        "vs"
+        if worst.value is None or worst.limit is None
+        else relation(worst.value, worst.limit, not failed)
+    )
     if failed:
         evidence = (
-            f"{worst.label} {value} at {_who(tr)} > {limit_text}; "
+            f"{worst.label} {value} at {_who(tr)} {op} {limit_text}; "
             f"{len(failed)} of {len(judged)} failed"
         )
     else:
         evidence = (
-            f"worst {worst.label} {value} at {_who(tr)} ≤ {limit_text} ({len(judged)} judged)"
+            f"worst {worst.label} {value} at {_who(tr)} {op} {limit_text} ({len(judged)} judged)"
         )
     untrusted = sorted({t.tier for t, _ in judged if t.verdict.untrustworthy})
     if failed and all(t.verdict.untrustworthy for t, _ in failed):

@@ -116,6 +116,8 @@ def attempt_mask(
 
 
 def allowed_missing(size: int, budget: float) -> int:
-    """Participants a tier of `size` may lack over its hold within the error budget:
-    floor(size x budget) (rounded so that 100 x 0.01 is 1, not 0.99...)."""
-    return int(np.floor(size * budget + 1e-9))
+    """Participants a tier of `size` may lack over its hold within the error budget: the
+    budget is strict ("< 1 %"), so missing / size must stay below it: ceil(size x budget)
+    - 1, at least 0 (rounded so that 100 x 0.01 is 1, not 1.00...01: 0 of 100 may be
+    missing at 1 %, 1 of 200)."""
+    return max(0, int(np.ceil(size * budget - 1e-9)) - 1)

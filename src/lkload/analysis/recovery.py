@@ -17,7 +17,7 @@ import numpy as np
 
 from lkload.analysis.kinds import KINDS, attempt_mask
 from lkload.analysis.tiers import SampleArrays
-from lkload.analysis.verdict_types import Status
+from lkload.analysis.verdict_types import Status, within
 from lkload.analysis.windows import RECOVERY
 from lkload.metrics.schema import LATENCY_METRICS
 from lkload.scenario.model import Targets
@@ -45,7 +45,9 @@ def _window_ok(a: SampleArrays, idx: np.ndarray, targets: Targets) -> bool | Non
     kind = a.kind_lut[metric]
     attempts = np.bincount(kind[attempt_mask(metric, ok, a.ok_attempt_lut)], minlength=len(KINDS))
     failures = np.bincount(kind[~ok], minlength=len(KINDS))
-    if np.any(failures > targets.error_rate.normal * attempts):
+    # strict budgets (verdict_types.within): a rate at the budget is not back within it
+    budget = targets.error_rate.normal
+    if np.any((failures > 0) & (failures >= budget * attempts)):
         return False
     values = a.value[idx]
     for code in np.unique(metric[ok]).tolist():
@@ -57,7 +59,7 @@ def _window_ok(a: SampleArrays, idx: np.ndarray, targets: Targets) -> bool | Non
             continue
         v = values[ok & (metric == code)]
         v = v[np.isfinite(v)]
-        if v.size and float(np.percentile(v, 95, method="linear")) > limit:
+        if v.size and not within(float(np.percentile(v, 95, method="linear")), limit):
             return False
     return True
 

@@ -2,8 +2,9 @@
 
 Which rows count for a tier (docs/results-format.md) is decided by time, not by the rows'
 tags: a row belongs to the span of the timeline's phases that contains its `t`
-(`windows.assign_rows`). Arrival metrics (`join_ms`, `first_track_ms`) count for the tier
-in whose ramp, settle or hold they happened; every other metric only in the tier's hold.
+(`windows.assign_rows`). Arrival metrics (`join_ms`, `publish_ms`, `first_track_ms`) count
+for the tier in whose ramp, settle or hold they happened; every other metric only in the
+tier's hold.
 Rows of other metrics during ramp and settle are shown separately (`ramp_metrics`) and never
 mixed into the judged numbers; teardown rows are counted apart (`teardown_stats`), never
 judged. Error rates are per kind of attempt (`kinds`); the pooled sum decides nothing.
@@ -11,6 +12,7 @@ judged. Error rates are per kind of attempt (`kinds`); the pooled sum decides no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -44,6 +46,9 @@ class Connected:
     at_start: int
     min: int
     at_end: int
+    # participants that went with a worker lost in the tier's ramp, settle or hold (its
+    # `worker_lost` event's `connected`): missing by the generator's loss, not the server's
+    lost: int = 0
 
 
 @dataclass
@@ -189,8 +194,12 @@ def kind_rates(
 
 
 def compute_tiers(
-    arrays: SampleArrays, windows: list[TierWindow], stats_interval_s: float
+    arrays: SampleArrays,
+    windows: list[TierWindow],
+    stats_interval_s: float,
+    losses: Sequence[WorkerGone] = (),
 ) -> list[TierStats]:
+    """`losses`: workers lost mid-campaign, whose participants left without a row."""
     a = arrays
     out = {
         w.tier: TierStats(
@@ -251,7 +260,7 @@ def compute_tiers(
         tier, metric = divmod(k, n_metrics)
         if tier in out:
             out[tier].ramp_metrics[a.metrics[metric]] = MetricStats(**d.__dict__)
-    joins = connected_series(a)
+    joins = connected_series(a, losses)
     coverage = track_coverage(a)
     layers = layers_received(a)
     for ts in out.values():
@@ -269,6 +278,10 @@ def compute_tiers(
         ts.throughput = _throughput(ts, stats_interval_s)
         if joins is not None and ts.hold_start is not None and ts.hold_end is not None:
             ts.connected_over_hold = _over(joins, ts.hold_start, ts.hold_end)
+            arrived = ts.hold_start - ts.arrival_s
+            ts.connected_over_hold.lost = sum(
+                g.connected for g in losses if arrived <= g.t <= ts.hold_end
+            )
         if coverage is not None:
             ts.coverage = coverage.get(ts.tier, TrackCoverage(0, 0))
     return [out[k] for k in sorted(out)]
@@ -295,16 +308,34 @@ def _kinds_of(
     return {k: kinds[k] for k in KINDS if k in kinds}
 
 
-def connected_series(a: SampleArrays) -> tuple[np.ndarray, np.ndarray] | None:
-    """(times, participants connected just after each) from ok `join_ms` rows (+1) and
-    `session_s` rows (-1), sorted by time; None when the campaign has no join rows."""
+@dataclass(frozen=True)
+class WorkerGone:
+    """A worker lost at `t` with `connected` participants: they left without a
+    `session_s` row (its rows after the loss never reached the master)."""
+
+    worker: str
+    t: float
+    connected: int
+
+
+def connected_series(
+    a: SampleArrays, losses: Sequence[WorkerGone] = ()
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(times, participants connected just after each) from ok `join_ms` rows (+1),
+    `session_s` rows (-1) and lost workers' participants (-connected at the loss), sorted by
+    time; None when the campaign has no join rows."""
     join = a.codes_of(("join_ms",))
     if not join:
         return None
     plus = np.flatnonzero(np.isin(a.metric, join) & a.ok)
-    minus = np.flatnonzero(np.isin(a.metric, a.codes_of(("session_s",))))
-    t = np.concatenate([a.t[plus], a.t[minus]])
-    step = np.concatenate([np.ones(plus.size, np.int64), -np.ones(minus.size, np.int64)])
+    minus_rows = np.isin(a.metric, a.codes_of(("session_s",)))
+    for g in losses:  # a lost worker's own session rows after the loss: counted at the loss
+        minus_rows &= ~((a.samples["worker"] == g.worker).to_numpy() & (a.t >= g.t))
+    minus = np.flatnonzero(minus_rows)
+    gone_t = np.array([g.t for g in losses], np.float64)
+    gone = np.array([-g.connected for g in losses], np.int64)
+    t = np.concatenate([a.t[plus], a.t[minus], gone_t])
+    step = np.concatenate([np.ones(plus.size, np.int64), -np.ones(minus.size, np.int64), gone])
     order = np.argsort(t, kind="stable")
     return t[order], np.cumsum(step[order])
 

@@ -32,10 +32,27 @@ class Check:
     def evidence(self) -> str:
         if self.value is None:
             return self.note or "no data"
-        op = "≤" if self.status is Status.PASS else (">" if self.status is Status.FAIL else "vs")
+        op = "vs"
+        if self.limit is not None and self.status in (Status.PASS, Status.FAIL):
+            op = relation(self.value, self.limit, self.status is Status.PASS)
         limit = "" if self.limit is None else f" {op} {fmt(self.limit, self.unit)}"
         text = f"{self.label} {fmt(self.value, self.unit)}{limit}"
         return f"{text} ({self.note})" if self.note else text
+
+
+def within(value: float, limit: float, inclusive: bool = False) -> bool:
+    """The checklist's targets are strict ("< 0.1 %", "P95 < 200 ms"): a value AT its limit
+    fails, except 0 against a zero budget (nothing may fail, and nothing did). `inclusive`
+    for limits that are allowances ("may reach 1.5x", "N participants may be missing")."""
+    return value < limit or (value == limit and (inclusive or limit == 0))
+
+
+def relation(value: float, limit: float, passed: bool) -> str:
+    """The sign between a value and its limit, as the evidence prints it: at the limit,
+    "≥" when that fails (not below it), "≤" when it passes (an allowance, a zero budget)."""
+    if value == limit:
+        return "≤" if passed else "≥"
+    return "<" if value < limit else ">"
 
 
 def fmt(value: float | None, unit: str = "") -> str:

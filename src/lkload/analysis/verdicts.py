@@ -10,7 +10,8 @@ whatever its numbers say, because the tool measured itself; so is a tier whose h
 busy with other processes (a noisy neighbour starved server and generator alike, see
 `resources`). A tier that ran below its size
 (a worker lost in its ramp, settle or hold) is at least WARN (`reduce_load`), and neither
-counts towards the knee.
+counts towards the knee. Neither can contribute a PASS: the campaign is INCONCLUSIVE when a
+normal-load tier is either, or an untrustworthy peak tier's measured values would FAIL.
 """
 
 from __future__ import annotations
@@ -21,33 +22,82 @@ from lkload.analysis.kinds import KIND_NOUNS, allowed_missing
 from lkload.analysis.recovery import Recovery
 from lkload.analysis.resources import TierResources
 from lkload.analysis.tiers import TierStats
-from lkload.analysis.verdict_types import Check, Status, fmt
+from lkload.analysis.verdict_types import Check, Status, fmt, relation, within
 from lkload.metrics.schema import LATENCY_METRICS
-from lkload.scenario.model import Targets
+from lkload.scenario.model import Scenario, Targets
 
 ACCEPTABLE_P99_FACTOR = 1.5
 COLLAPSE_P99_FACTOR = 4.0
 NORMAL_ROLES = ("baseline", "acceptable", "target")
 # Checks a normal-load PASS claims: unmeasured, the tier is INCOMPLETE, never PASS.
 SERVER_CHECKS = ("server_cpu", "server_mem")
+# ... and so is a targeted latency metric the campaign produces with no sample in the tier
+METRIC_CHECK = "measured:"
 NO_SERVER_SAMPLES = (
     "no server resource samples; against --url, pass --prometheus with the server's "
     "Prometheus endpoint"
 )
 
 
-def _status(value: float | None, limit: float) -> Status:
+def _status(value: float | None, limit: float, inclusive: bool = False) -> Status:
+    """Strict unless `inclusive` (verdict_types.within)."""
     if value is None:
         return Status.NOT_MEASURED
-    return Status.PASS if value <= limit else Status.FAIL
+    return Status.PASS if within(value, limit, inclusive) else Status.FAIL
 
 
-def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[Check]:
-    """Every target at its plain limit (the basis of the knee and of the first breaks)."""
+def expected_metrics(tiers: list[TierStats], scenario: Scenario | None) -> dict[str, str]:
+    """Latency metrics this campaign produces, each with why: measured in some tier (then a
+    tier without them lost them), or the scenario's layout makes them (data messages sent;
+    aiortc publishers and subscribers measure media_e2e_ms, docs/metrics.md)."""
+    out: dict[str, str] = {}
+    for metric in LATENCY_METRICS:
+        having = [ts for ts in tiers if (m := ts.metrics.get(metric)) is not None and m.count]
+        if having:
+            out[metric] = f"measured in tier{'s' if len(having) > 1 else ''} " + ", ".join(
+                f"{ts.tier} ({ts.metrics[metric].count:,} samples)" for ts in having
+            )
+    if scenario is not None:
+        rooms = scenario.rooms
+        if rooms.data and rooms.participants_per_room >= 2:
+            out.setdefault(
+                "data_e2e_ms",
+                f"the scenario sends data messages (rooms.data, every {rooms.data_interval_s:g} s)",
+            )
+        media = rooms.publishers_per_room > 0 and (rooms.audio or rooms.video)
+        subscribers = rooms.participants_per_room > rooms.publishers_per_room
+        if (
+            media
+            and subscribers
+            and scenario.engine_of(True) == scenario.engine_of(False) == "aiortc"
+        ):
+            out.setdefault(
+                "media_e2e_ms",
+                "aiortc publishers and subscribers measure it (RTCP sender reports)",
+            )
+    return out
+
+
+def _unmeasured_metric(ts: TierStats, metric: str, why: str) -> Check:
+    where = "none in this tier's judged window"
+    if metric == "media_e2e_ms" and ts.coverage is not None:
+        where = f"measured on 0 of {ts.coverage.tracks} tracks received in this tier's hold"
+    return Check(f"measured:{metric}", metric, Status.NOT_MEASURED, note=f"{why}; {where}")
+
+
+def strict_checks(
+    ts: TierStats, res: TierResources, targets: Targets, expected: dict[str, str] | None = None
+) -> list[Check]:
+    """Every target at its plain limit (the basis of the knee and of the first breaks).
+    `expected` (`expected_metrics`): a targeted latency metric the campaign produces but
+    this tier has no sample of is a NOT MEASURED check (`measured:<metric>`)."""
     checks: list[Check] = []
     for metric in LATENCY_METRICS:
         m = ts.metrics.get(metric)
         pct = targets.for_metric(metric)
+        targeted = any(getattr(pct, name) is not None for name in ("p50", "p95", "p99"))
+        if targeted and (m is None or not m.count) and metric in (expected or {}):
+            checks.append(_unmeasured_metric(ts, metric, (expected or {})[metric]))
         for name in ("p50", "p95", "p99"):
             limit = getattr(pct, name)
             if limit is None or m is None or not m.count:
@@ -153,16 +203,27 @@ def error_checks(ts: TierStats, targets: Targets) -> list[Check]:
         if c is not None and ts.size and ts.hold_s > 0:
             allowed = allowed_missing(ts.size, share)
             missing = max(0, ts.size - c.min)
+            # `allowed` is an allowance: that many may be missing (kinds.allowed_missing)
+            status = _status(float(missing), float(allowed), inclusive=True)
+            note = (
+                f"at least {c.min} of {ts.size} connected throughout; {ts.size - allowed} required"
+            )
+            if c.lost:
+                note += f"; {c.lost} lost with their worker"
+                # missing because the generator lost them, not the server: the tier ran
+                # below its size (reduce_load), which no PASS may hide and no FAIL blame
+                if status is Status.FAIL and missing - c.lost <= allowed:
+                    status = Status.WARN
+                    note += " (the generator's loss, not the server's)"
             checks.append(
                 Check(
                     f"connected:{budget}",
                     f"participants missing over the hold ({budget})",
-                    _status(float(missing), float(allowed)),
+                    status,
                     float(missing),
                     float(allowed),
                     "",
-                    f"at least {c.min} of {ts.size} connected throughout; "
-                    f"{ts.size - allowed} required",
+                    note,
                 )
             )
     return checks
@@ -178,12 +239,14 @@ class TierVerdict:
     # in a few words each: "generator saturated", "host busy with other processes"
     untrustworthy_causes: list[str] = field(default_factory=list)
     reduced_load: str = ""  # why the tier ran below its size (a worker lost), else ""
+    # untrustworthy: what its measured values would have given (PASS or FAIL), else None
+    measured: Status | None = None
 
 
 def _relimit(check: Check, limit: float, note: str) -> Check:
-    return Check(
-        check.id, check.label, _status(check.value, limit), check.value, limit, check.unit, note
-    )
+    """An allowance ("P99 may reach 1.5x target"): a value at it passes."""
+    status = _status(check.value, limit, inclusive=True)
+    return Check(check.id, check.label, status, check.value, limit, check.unit, note)
 
 
 def _collapse_checks(ts: TierStats, targets: Targets) -> list[Check]:
@@ -236,9 +299,12 @@ def tier_verdict(
 ) -> TierVerdict:
     causes, untrusted = res.untrusted_causes, res.untrusted_reason
     if not ts.has_data:
+        ran = ts.hold_start is not None  # its phases are in the timeline: its data is missing
         return TierVerdict(
             Status.NOT_MEASURED,
-            "no samples: tier not reached",
+            "no samples in its hold (the tier ran: its samples are missing)"
+            if ran
+            else "no samples: tier not reached",
             checks,
             bool(causes),
             untrusted,
@@ -259,7 +325,7 @@ def tier_verdict(
                 for c in judged
             ]
     elif role == "peak":
-        judged = [c for c in checks if is_peak_budget(c.id)]
+        judged = [c for c in checks if is_peak_budget(c.id) or c.id.startswith(METRIC_CHECK)]
         judged.append(alive)
         judged += _collapse_checks(ts, targets)
         judged.append(
@@ -298,7 +364,8 @@ def tier_verdict(
     unmeasured = [
         c
         for c in judged
-        if role in NORMAL_ROLES and c.id in SERVER_CHECKS and c.status is Status.NOT_MEASURED
+        if c.status is Status.NOT_MEASURED
+        and (c.id.startswith(METRIC_CHECK) or (role in NORMAL_ROLES and c.id in SERVER_CHECKS))
     ]
     if failed:
         reason = "; ".join(c.evidence for c in failed[:3]) + (
@@ -323,8 +390,9 @@ def tier_verdict(
 
 
 def _finish(v: TierVerdict, causes: list[str], untrusted: str, lost: bool = False) -> TierVerdict:
-    """A busy generator makes measured values untrustworthy (PASS or FAIL become WARN);
-    a lost server is not a measurement: its FAIL stands."""
+    """A busy generator makes measured values untrustworthy (PASS or FAIL become WARN, and
+    the campaign cannot pass on them: `campaign._overall`); a lost server is not a
+    measurement: its FAIL stands."""
     if causes:
         v.untrustworthy, v.untrustworthy_reason = True, untrusted
         v.untrustworthy_causes = list(causes)
@@ -334,13 +402,14 @@ def _finish(v: TierVerdict, causes: list[str], untrusted: str, lost: bool = Fals
             v.reason = (
                 f"UNTRUSTWORTHY ({untrusted}); measured values would give {v.status}: {v.reason}"
             )
-            v.status = Status.WARN
+            v.measured, v.status = v.status, Status.WARN
     return v
 
 
 def reduce_load(v: TierVerdict, why: str) -> TierVerdict:
-    """A tier that ran below its size (a worker lost): at least WARN, the reason says why.
-    A FAIL stays a FAIL (it failed with less than its load); NOT MEASURED stays."""
+    """A tier that ran below its size (a worker lost): at least WARN, the reason says why
+    (a normal-load one makes the campaign INCONCLUSIVE: `campaign._overall`). A FAIL stays
+    a FAIL (it failed with less than its load); NOT MEASURED stays."""
     if not why:
         return v
     v.reduced_load = why
@@ -364,7 +433,12 @@ class Break:
 
     @property
     def evidence(self) -> str:
-        return f"{fmt(self.value, self.unit)} > {fmt(self.limit, self.unit)}"
+        op = (
+            ">"
+            if self.value is None or self.limit is None
+            else relation(self.value, self.limit, False)
+        )
+        return f"{fmt(self.value, self.unit)} {op} {fmt(self.limit, self.unit)}"
 
 
 def first_breaks(tiers: list[tuple[TierStats, list[Check]]]) -> list[Break]:

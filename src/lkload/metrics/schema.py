@@ -73,8 +73,9 @@ TRANSPORTS: tuple[str, ...] = ("udp", "tcp", "turn/udp", "turn/tcp", "turn/tls",
 TRANSPORT_METRICS: dict[str, str] = {t: "transport_" + t.replace("/", "_") for t in TRANSPORTS}
 
 # Attempts that happen when a participant arrives: they belong to the tier in whose
-# ramp or settle they happened. All other metrics are read over the hold window only.
-ARRIVAL_METRICS: tuple[str, ...] = ("join_ms", "first_track_ms")
+# ramp or settle they happened (a publisher publishes right after it joins). All other
+# metrics are read over the hold window only.
+ARRIVAL_METRICS: tuple[str, ...] = ("join_ms", PUBLISH_METRIC, "first_track_ms")
 
 # Version of the results directory's layout, written to campaign.json as `schema_version`.
 # 1: the first eleven columns. 2: + publisher, track (per-track metrics) and detail (a
