@@ -19,6 +19,7 @@ import pandas as pd
 
 from lkload.analysis.kinds import KINDS, KindRate, attempt_mask, kind_luts
 from lkload.analysis.percentiles import Distribution, grouped_distributions
+from lkload.analysis.track_loss import TrackLoss, track_loss
 from lkload.analysis.windows import ARRIVAL, HOLD, TEARDOWN, TierWindow, Windows, assign_rows
 from lkload.metrics.schema import ARRIVAL_METRICS
 
@@ -79,6 +80,8 @@ class TierStats:
     # video layers received in the hold ("WxH" -> subscriptions that received it at some
     # point: distinct participant and track; from the rx_kbps rows' "layer WxH" detail)
     layers: dict[str, int] = field(default_factory=dict)
+    # subscribed tracks' loss over the hold, each lost / expected (None: no loss rows)
+    track_loss: TrackLoss | None = None
 
     @property
     def error_rate(self) -> float | None:
@@ -254,8 +257,10 @@ def compute_tiers(
     joins = connected_series(a)
     coverage = track_coverage(a)
     layers = layers_received(a)
+    losses = track_loss(a)
     for ts in out.values():
         ts.layers = layers.get(ts.tier, {})
+        ts.track_loss = losses.get(ts.tier)
         ts.metrics = dict(sorted(ts.metrics.items()))
         ts.kinds = _kinds_of(a, ts, by_error, n_metrics, n_err)
         ts.attempts = sum(k.attempts for k in ts.kinds.values())

@@ -101,17 +101,17 @@ def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[C
             mem_note,
         )
     )
-    loss = ts.metrics.get("loss_pct")
-    if loss is not None and loss.count:
+    loss = ts.track_loss
+    if loss is not None:
         checks.append(
             Check(
                 "loss",
                 "packet loss",
-                _status(loss.mean, targets.loss_pct),
-                loss.mean,
+                _status(loss.worst_pct, targets.loss_pct),
+                loss.worst_pct,
                 targets.loss_pct,
                 "%",
-                "mean over tracks and intervals",
+                loss.describe(),
             )
         )
     return checks

@@ -33,6 +33,7 @@ from lkload.metrics.schema import (
     TICK_METRIC,
     TRANSPORT_METRICS,
     FailureKind,
+    loss_detail,
 )
 from lkload.participants import mediacheck
 from lkload.participants.base import (
@@ -640,7 +641,12 @@ class SdkParticipant(Participant):
         rx.muted_in_interval = rx.muted
         mediacheck.rx_row(self.ctx, kbps, rx.kind, rx.ref, judged)
         if d_recv + d_lost > 0:
-            self.ctx.ok("loss_pct", 100.0 * d_lost / (d_recv + d_lost), track=rx.ref)
+            self.ctx.ok(
+                "loss_pct",
+                100.0 * d_lost / (d_recv + d_lost),
+                track=rx.ref,
+                detail=loss_detail(d_lost, d_recv + d_lost),
+            )
         if d_recv > 0:
             self.ctx.ok("jitter_ms", float(i.received.jitter) * 1000, track=rx.ref)
         rx.iv_t, rx.iv_bytes, rx.iv_packets, rx.iv_lost = now, rx_bytes, received, lost

@@ -544,7 +544,7 @@ SERVER_HEAD = [
     "Dropped at the server's host (qdisc) of sent",
     "Lost publisher → server",
     "Lost server → subscribers (their RTCP)",
-    "Subscribers' measured loss_pct (mean)",
+    "Subscribers' measured loss (worst track)",
     "Forward latency",
     "Participants / rooms (max)",
 ]
@@ -564,8 +564,8 @@ def _plus(a: float | None, b: float | None) -> float | None:
 def _server_row(t: TierResult) -> list[Cell]:
     s = t.server_side
     assert s is not None
-    loss = t.stats.metrics.get("loss_pct")
-    measured = "—" if loss is None or not loss.count else fmt(loss.mean, "%")
+    loss = t.stats.track_loss
+    measured = "—" if loss is None else fmt(loss.worst_pct, "%")
     sent = _plus(s.sent, s.dropped)
     return [
         Cell(f"T{t.tier} · {t.stats.size}"),

@@ -18,7 +18,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lkload.metrics.schema import PUBLISH_METRIC, SESSION_METRIC, TICK_METRIC, FailureKind
+from lkload.metrics.schema import (
+    PUBLISH_METRIC,
+    SESSION_METRIC,
+    TICK_METRIC,
+    FailureKind,
+    loss_detail,
+)
 from lkload.participants import mediacheck
 from lkload.participants.base import (
     JoinFailed,
@@ -430,7 +436,12 @@ class BrowserParticipant(Participant):
         recv = _delta(s, iv, "packetsReceived")
         lost = _delta(s, iv, "packetsLost")
         if recv + lost > 0:
-            ctx.ok("loss_pct", 100.0 * lost / (recv + lost), track=ref)
+            ctx.ok(
+                "loss_pct",
+                100.0 * lost / (recv + lost),
+                track=ref,
+                detail=loss_detail(int(lost), int(recv + lost)),
+            )
         if recv > 0:
             ctx.ok("jitter_ms", float(s.get("jitter", 0)) * 1000, track=ref)
         # what a viewer sees

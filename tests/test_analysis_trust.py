@@ -1,0 +1,123 @@
+"""Verdicts that must not PASS on untrustworthy or partial evidence (review defects 4a, 7,
+8, 11, 14): synthetic results whose right answer each test computes itself."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import Campaign  # noqa: E402
+
+from lkload.analysis import Status, analyze  # noqa: E402
+
+
+def _vals(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
+    return np.round(rng.gamma(3.0, scale, n), 3)
+
+
+def _healthy(
+    tiers: tuple[tuple[int, str], ...] = ((10, "baseline"), (50, "target")),
+    skip: tuple[str, ...] = (),
+    gen: bool = True,
+    server: bool = True,
+    **kw: object,
+) -> tuple[Campaign, np.random.Generator]:
+    """Every target met in every tier, server and generator:w1 monitored throughout."""
+    rng = np.random.default_rng(0)
+    c = Campaign(tiers=tiers, recovery_s=None, **kw)  # type: ignore[arg-type]
+    for p in c.plans:
+        c.add(p.tier, "ramp", "join_ms", _vals(rng, p.size, 40), rng=rng)
+        if "data_e2e_ms" not in skip:
+            c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 2000, 8), rng=rng)
+        c.add(p.tier, "hold", "signal_rtt_ms", _vals(rng, 200, 3), rng=rng)
+    if server:
+        c.add_resources("server", 30.0, 300.0, 20.0)
+    if gen:
+        c.add_resources("generator:w1", 30.0, 120.0, 1.0)
+    return c, rng
+
+
+def _check(a, tier: int, check_id: str):  # noqa: ANN001, ANN202
+    return next(c for c in a.tier(tier).verdict.checks if c.id == check_id)
+
+
+def _loss_rows(c: Campaign, rng: np.random.Generator, tier: int, k: int, pct: np.ndarray) -> None:
+    """One subscription's loss_pct rows over the hold, 50 packets expected per interval,
+    with the counts in the detail as the engines write them."""
+    lost = np.round(pct * 50 / 100).astype(int)
+    a, b = c.window(tier, "hold")
+    t = np.linspace(a + 0.5, b - 0.5, pct.size)
+    for ti, n, v in zip(t, lost, pct, strict=True):
+        c.add(
+            tier,
+            "hold",
+            "loss_pct",
+            [float(v)],
+            participant=f"s{k}",
+            publisher="pub",
+            track=f"TR_{k:04d}",
+            ok_detail=f"{n} of 50 packets",
+            t=np.array([ti]),
+            rng=rng,
+        )
+
+
+def test_loss_judged_on_the_worst_track_not_the_mean(tmp_path: Path) -> None:
+    """One subscribed track losing 30 % over the target tier's hold among 40 clean ones:
+    the mean over all rows is under 1 %, the worst track is not: FAIL, and the evidence
+    names the track and its loss."""
+    c, rng = _healthy()
+    per_track = {}
+    for p in c.plans:
+        for k in range(41):
+            pct = np.full(30, 30.0 if (p.tier == 2 and k == 0) else 0.0)
+            if p.tier == 2 and k == 1:  # one track losing 2 % in one interval only
+                pct[3] = 2.0
+            _loss_rows(c, rng, p.tier, k, pct)
+            per_track[(p.tier, k)] = 100 * np.round(pct * 0.5).sum() / (50 * pct.size)
+    a = analyze(c.write(tmp_path / "r"))
+    mean2 = float(np.mean([per_track[(2, k)] for k in range(41)]))
+    assert mean2 < 1.0  # what the mean-based check judged
+    worst = max(per_track[(2, k)] for k in range(41))
+    loss = _check(a, 2, "loss")
+    assert loss.status is Status.FAIL
+    assert loss.value == pytest.approx(worst)
+    assert "TR_0000" in loss.evidence and "41" in loss.evidence
+    assert a.tier(2).verdict.status is Status.FAIL and a.overall == "FAIL"
+    assert a.tier(2).stats.track_loss is not None
+    assert a.tier(2).stats.track_loss.tracks == 41
+    # tier 1: every track clean
+    assert _check(a, 1, "loss").status is Status.PASS and _check(a, 1, "loss").value == 0.0
+
+
+def test_track_loss_is_lost_over_expected_not_the_mean_of_intervals(tmp_path: Path) -> None:
+    """A track whose intervals expect different packet counts: its hold loss is the sum of
+    lost over the sum of expected (docs/metrics.md), here under the limit while the mean of
+    its interval percentages is over it."""
+    c, rng = _healthy(tiers=((10, "baseline"),))
+    a0, b0 = c.window(1, "hold")
+    # interval 1: 1 of 2 packets lost (50 %); 29 intervals of 100 packets, none lost
+    rows = [(50.0, "1 of 2 packets")] + [(0.0, "0 of 100 packets")] * 29
+    for i, (v, d) in enumerate(rows):
+        c.add(
+            1,
+            "hold",
+            "loss_pct",
+            [v],
+            participant="s",
+            publisher="pub",
+            track="TR_x",
+            ok_detail=d,
+            t=np.array([a0 + 1 + i]),
+            rng=rng,
+        )
+    a = analyze(c.write(tmp_path / "r"))
+    expected = 100 * 1 / (2 + 29 * 100)
+    assert np.mean([v for v, _ in rows]) > 1.0
+    loss = _check(a, 1, "loss")
+    assert loss.value == pytest.approx(expected) and loss.status is Status.PASS
