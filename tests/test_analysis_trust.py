@@ -121,3 +121,47 @@ def test_track_loss_is_lost_over_expected_not_the_mean_of_intervals(tmp_path: Pa
     assert np.mean([v for v, _ in rows]) > 1.0
     loss = _check(a, 1, "loss")
     assert loss.value == pytest.approx(expected) and loss.status is Status.PASS
+
+
+def test_generator_cpu_never_measured_is_not_a_pass(tmp_path: Path) -> None:
+    """No generator:<worker> rows at all: whether the generator saturated is unknown, so no
+    tier may PASS: a NOT MEASURED 'generator CPU' check makes each INCOMPLETE."""
+    c, _ = _healthy(gen=False)
+    a = analyze(c.write(tmp_path / "r"))
+    for t in a.tiers:
+        chk = _check(a, t.tier, "generator_cpu")
+        assert chk.status is Status.NOT_MEASURED, chk
+        assert "w1" in chk.evidence
+        assert t.verdict.status is Status.INCOMPLETE
+        assert "generator CPU" in t.verdict.reason
+    assert a.overall == "INCOMPLETE"
+
+
+def test_generator_cpu_of_one_worker_missing_is_not_a_pass(tmp_path: Path) -> None:
+    """Two workers wrote samples in every hold; only w1's generator CPU arrived (w2's
+    monitor rows covered only 10 s of the target tier's hold)."""
+    c, rng = _healthy()
+    for p in c.plans:
+        c.add(p.tier, "hold", "data_e2e_ms", [5.0] * 500, worker="w2", rng=rng)
+    p2 = c.plan(2)
+    c.add_resources("generator:w2", 30.0, 120.0, 1.0, end=p2.hold_start + 10)
+    a = analyze(c.write(tmp_path / "r"))
+    # tier 1: w2's rows cover its whole hold
+    assert _check(a, 1, "generator_cpu").status is Status.PASS
+    assert a.tier(1).verdict.status is Status.PASS
+    chk = _check(a, 2, "generator_cpu")
+    assert chk.status is Status.NOT_MEASURED and "w2" in chk.evidence and "w1" not in chk.evidence
+    assert a.tier(2).verdict.status is Status.INCOMPLETE
+    assert a.overall == "INCOMPLETE"
+
+
+def test_generator_rows_needed_only_while_its_worker_wrote_samples(tmp_path: Path) -> None:
+    """A worker that wrote samples only in the first 20 s of a hold (it stopped, e.g. was
+    lost) needs generator rows over those 20 s, not over the whole hold."""
+    c, rng = _healthy(tiers=((10, "baseline"),))
+    a0, _ = c.window(1, "hold")
+    c.add(1, "hold", "data_e2e_ms", [5.0] * 100, worker="w2", t=np.linspace(a0, a0 + 20, 100))
+    c.add_resources("generator:w2", 30.0, 120.0, 1.0, end=a0 + 21)
+    a = analyze(c.write(tmp_path / "r"))
+    assert _check(a, 1, "generator_cpu").status is Status.PASS
+    assert a.tier(1).verdict.status is Status.PASS

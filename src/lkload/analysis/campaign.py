@@ -165,7 +165,13 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
     staged = []
     for ts in tier_stats:
         res = tier_resources(
-            results.resources, ts.hold_start, ts.hold_end, cores, targets.generator_cpu_pct, hosts
+            results.resources,
+            ts.hold_start,
+            ts.hold_end,
+            cores,
+            targets.generator_cpu_pct,
+            hosts,
+            _until_lost(ts.worker_spans, results.timeline),
         )
         staged.append((ts, res, strict_checks(ts, res, targets)))
     breaks = first_breaks([(ts, checks) for ts, _, checks in staged])
@@ -226,6 +232,24 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         workers=workers,
         teardown=teardown,
     )
+
+
+def _until_lost(
+    spans: dict[str, tuple[float, float]], timeline: list[dict]
+) -> dict[str, tuple[float, float]]:
+    """Each worker's sample span, ended at its loss: after it the master hears nothing from
+    it, monitor rows included, so its generator rows cannot cover later rows."""
+    lost = {
+        e["worker"]: float(e["t"])
+        for e in timeline
+        if e.get("event") == "worker_lost" and isinstance(e.get("t"), int | float)
+    }
+    out = {}
+    for worker, (first, last) in spans.items():
+        end = min(last, lost.get(worker, last))
+        if end >= first:
+            out[worker] = (first, end)
+    return out
 
 
 def _host_notes(resources: pd.DataFrame, hosts: HostMap) -> list[str]:

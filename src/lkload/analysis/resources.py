@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lkload.analysis.coverage import covered
 from lkload.metrics.monitor import LOOP_LAG_LIMIT_MS
 
 GENERATOR_PREFIX = "generator:"
@@ -134,6 +135,9 @@ class TierResources:
     server: ServerUsage | None = None
     generators: dict[str, GeneratorUsage] = field(default_factory=dict)
     hosts: dict[str, HostUsage] = field(default_factory=dict)  # by hostname
+    # each worker that wrote samples in the hold: (seconds with a generator:<worker> row,
+    # seconds from its first to its last sample there) — see analysis.coverage
+    generator_coverage: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def saturated(self) -> list[GeneratorUsage]:
@@ -300,12 +304,20 @@ def tier_resources(
     cores: int | None,
     generator_limit: float,
     hosts: HostMap | None = None,
+    spans: dict[str, tuple[float, float]] | None = None,
 ) -> TierResources:
+    """spans: the workers that wrote samples in the hold, each its first and last sample's
+    t there (whose generator rows must cover them)."""
     out = TierResources()
     rows = _window(resources, start, end)
+    source = rows["source"].astype(str).to_numpy()
+    for worker, (first, last) in sorted((spans or {}).items()):
+        mine = rows[source == GENERATOR_PREFIX + worker]
+        cpu = mine["cpu_pct"].to_numpy(dtype=float)
+        seconds = np.floor(mine["t"].to_numpy(dtype=float)[np.isfinite(cpu)])
+        out.generator_coverage[worker] = covered(seconds, first, last)
     if rows.empty:
         return out
-    source = rows["source"].astype(str).to_numpy()
     server = rows[source == "server"]
     if len(server):
         cpu = _finite(server["cpu_pct"].to_numpy(dtype=float)) / (cores or 1)

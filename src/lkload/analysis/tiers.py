@@ -17,6 +17,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from lkload.analysis.coverage import worker_spans
 from lkload.analysis.kinds import KINDS, KindRate, attempt_mask, kind_luts
 from lkload.analysis.percentiles import Distribution, grouped_distributions
 from lkload.analysis.track_loss import TrackLoss, track_loss
@@ -82,6 +83,8 @@ class TierStats:
     layers: dict[str, int] = field(default_factory=dict)
     # subscribed tracks' loss over the hold, each lost / expected (None: no loss rows)
     track_loss: TrackLoss | None = None
+    # workers that wrote samples in the hold: their first and last sample's t there
+    worker_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float | None:
@@ -258,9 +261,11 @@ def compute_tiers(
     coverage = track_coverage(a)
     layers = layers_received(a)
     losses = track_loss(a)
+    spans = worker_spans(a)
     for ts in out.values():
         ts.layers = layers.get(ts.tier, {})
         ts.track_loss = losses.get(ts.tier)
+        ts.worker_spans = spans.get(ts.tier, {})
         ts.metrics = dict(sorted(ts.metrics.items()))
         ts.kinds = _kinds_of(a, ts, by_error, n_metrics, n_err)
         ts.attempts = sum(k.attempts for k in ts.kinds.values())

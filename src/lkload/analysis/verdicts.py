@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lkload.analysis.coverage import GENERATOR_CHECK, generator_check
 from lkload.analysis.kinds import KIND_NOUNS, allowed_missing
 from lkload.analysis.recovery import Recovery
 from lkload.analysis.resources import TierResources
@@ -30,6 +31,9 @@ COLLAPSE_P99_FACTOR = 4.0
 NORMAL_ROLES = ("baseline", "acceptable", "target")
 # Checks a normal-load PASS claims: unmeasured, the tier is INCOMPLETE, never PASS.
 SERVER_CHECKS = ("server_cpu", "server_mem")
+# Checks whose NOT MEASURED makes a normal-load or peak tier INCOMPLETE: whether the tool
+# measured itself (generator CPU) or whether its clocks agreed is unknown.
+TRUST_CHECKS = (GENERATOR_CHECK,)
 NO_SERVER_SAMPLES = (
     "no server resource samples; against --url, pass --prometheus with the server's "
     "Prometheus endpoint"
@@ -101,6 +105,9 @@ def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[C
             mem_note,
         )
     )
+    gen = generator_check(res.generator_coverage)
+    if gen is not None:
+        checks.append(gen)
     loss = ts.track_loss
     if loss is not None:
         checks.append(
@@ -259,7 +266,7 @@ def tier_verdict(
                 for c in judged
             ]
     elif role == "peak":
-        judged = [c for c in checks if is_peak_budget(c.id)]
+        judged = [c for c in checks if is_peak_budget(c.id) or c.id in TRUST_CHECKS]
         judged.append(alive)
         judged += _collapse_checks(ts, targets)
         judged.append(
@@ -298,7 +305,8 @@ def tier_verdict(
     unmeasured = [
         c
         for c in judged
-        if role in NORMAL_ROLES and c.id in SERVER_CHECKS and c.status is Status.NOT_MEASURED
+        if ((role in NORMAL_ROLES and c.id in SERVER_CHECKS) or c.id in TRUST_CHECKS)
+        and c.status is Status.NOT_MEASURED
     ]
     if failed:
         reason = "; ".join(c.evidence for c in failed[:3]) + (
