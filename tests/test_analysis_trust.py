@@ -165,3 +165,72 @@ def test_generator_rows_needed_only_while_its_worker_wrote_samples(tmp_path: Pat
     a = analyze(c.write(tmp_path / "r"))
     assert _check(a, 1, "generator_cpu").status is Status.PASS
     assert a.tier(1).verdict.status is Status.PASS
+
+
+def _server_campaign(rows: list[tuple[float, float]]) -> Campaign:
+    """Healthy baseline and target tiers; the server monitored only as `rows` say
+    ((start, end) spans of 1 s rows at 40 % of one core = 20 % of the 2-core host)."""
+    c, _ = _healthy(server=False)
+    for start, end in rows:
+        c.add_resources("server", 40.0, 300.0, 20.0, start=start, end=end)
+    return c
+
+
+def test_server_rows_covering_two_seconds_of_a_hold_are_not_a_measurement(
+    tmp_path: Path,
+) -> None:
+    """The server monitor recorded 2 s of the target tier's 60 s hold: server CPU and
+    memory are NOT MEASURED there (INCOMPLETE), measured in tier 1 (rows throughout)."""
+    base = _healthy()[0]
+    p1, p2 = base.plan(1), base.plan(2)
+    c = _server_campaign([(p1.ramp_start, p1.hold_end + 1), (p2.hold_start + 1, p2.hold_start + 3)])
+    a = analyze(c.write(tmp_path / "r"))
+    assert _check(a, 1, "server_cpu").status is Status.PASS
+    for check_id in ("server_cpu", "server_mem"):
+        chk = _check(a, 2, check_id)
+        assert chk.status is Status.NOT_MEASURED, chk
+        assert "2 of 60 s" in chk.evidence
+    assert a.tier(2).verdict.status is Status.INCOMPLETE
+    assert a.overall == "INCOMPLETE"
+
+
+def test_server_coverage_boundary_is_80_percent_of_the_hold(tmp_path: Path) -> None:
+    """48 of 60 s (80 %) is a measurement; 47 of 60 s is not."""
+    base = _healthy()[0]
+    h = base.plan(2).hold_start
+    p1 = base.plan(1)
+    for seconds, status in ((48, Status.PASS), (47, Status.NOT_MEASURED)):
+        c = _server_campaign([(p1.ramp_start, p1.hold_end + 1), (h, h + seconds)])
+        a = analyze(c.write(tmp_path / f"r{seconds}"))
+        assert _check(a, 2, "server_cpu").status is status, seconds
+
+
+def test_server_cpu_judged_on_its_p90_not_the_holds_mean(tmp_path: Path) -> None:
+    """Sustained load: the server at 190 % of one core (95 % of the 2-core host) for 15 s
+    of the target tier's 60 s hold and 60 % of one core otherwise: the hold's mean is under
+    the 70 % limit, its P90 is not: FAIL."""
+    c, _ = _healthy(server=False)
+    h = c.plan(2).hold_start
+
+    def cpu(t: float) -> float:
+        return 190.0 if h + 20 <= t < h + 35 else 60.0
+
+    c.add_resources("server", cpu, 300.0, 20.0)
+    a = analyze(c.write(tmp_path / "r"))
+    p2 = c.plan(2)
+    in_hold = (
+        np.array(
+            [
+                cpu(t)
+                for t in np.arange(c.plans[0].ramp_start - 1, c.end, 1.0)
+                if p2.hold_start <= t <= p2.hold_end
+            ]
+        )
+        / c.cores
+    )
+    assert in_hold.mean() < 70.0
+    p90 = float(np.percentile(in_hold, 90))
+    chk = _check(a, 2, "server_cpu")
+    assert chk.value == pytest.approx(p90) and p90 > 70.0
+    assert chk.status is Status.FAIL and a.tier(2).verdict.status is Status.FAIL
+    assert "P90" in chk.evidence

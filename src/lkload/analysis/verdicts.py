@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from lkload.analysis.coverage import GENERATOR_CHECK, generator_check
 from lkload.analysis.kinds import KIND_NOUNS, allowed_missing
 from lkload.analysis.recovery import Recovery
-from lkload.analysis.resources import TierResources
+from lkload.analysis.resources import SERVER_QUANTILE, TierResources
 from lkload.analysis.tiers import TierStats
 from lkload.analysis.verdict_types import Check, Status, fmt
 from lkload.metrics.schema import LATENCY_METRICS
@@ -69,24 +69,26 @@ def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[C
             )
     checks += error_checks(ts, targets)
     srv = res.server
+    short = "" if srv is None else srv.coverage_short
     cpu_limit = (
         targets.server_cpu_pct.baseline if ts.role == "baseline" else targets.server_cpu_pct.normal
     )
-    cpu_note = "mean over the hold" + ("" if srv is None or srv.cores else ", core count unknown")
-    checks.append(
-        Check(
-            "server_cpu",
-            "server CPU",
-            _status(None if srv is None else srv.cpu_mean, cpu_limit),
-            None if srv is None else srv.cpu_mean,
-            cpu_limit,
-            "%",
-            cpu_note if srv is not None else NO_SERVER_SAMPLES,
+    cpu = None if srv is None or short else srv.cpu_p90
+    if srv is None:
+        cpu_note = NO_SERVER_SAMPLES
+    else:
+        cpu_note = short or (
+            f"P{SERVER_QUANTILE:g} of the hold's 1 s samples (mean {fmt(srv.cpu_mean, '%')})"
+            + ("" if srv.cores else ", core count unknown")
         )
+    checks.append(
+        Check("server_cpu", "server CPU", _status(cpu, cpu_limit), cpu, cpu_limit, "%", cpu_note)
     )
-    mem = None if srv is None else srv.mem_pct_max
+    mem = None if srv is None or short else srv.mem_pct_max
     if srv is None:
         mem_note = NO_SERVER_SAMPLES
+    elif short:
+        mem_note = short
     elif mem is None:
         mem_note = (
             "the server host's memory is unknown, only its RSS was scraped: give it with "
