@@ -25,11 +25,15 @@ def _healthy(
     skip: tuple[str, ...] = (),
     gen: bool = True,
     server: bool = True,
+    recovery_s: float | None = None,
     **kw: object,
 ) -> tuple[Campaign, np.random.Generator]:
-    """Every target met in every tier, server and generator:w1 monitored throughout."""
+    """Every target met in every tier (and the recovery), server and generator:w1
+    monitored throughout."""
     rng = np.random.default_rng(0)
-    c = Campaign(tiers=tiers, recovery_s=None, **kw)  # type: ignore[arg-type]
+    c = Campaign(tiers=tiers, recovery_s=recovery_s, **kw)  # type: ignore[arg-type]
+    if recovery_s:
+        c.add(-1, "recovery", "signal_rtt_ms", _vals(rng, 300, 3), rng=rng)
     for p in c.plans:
         c.add(p.tier, "ramp", "join_ms", _vals(rng, p.size, 40), rng=rng)
         if "data_e2e_ms" not in skip:
@@ -234,3 +238,36 @@ def test_server_cpu_judged_on_its_p90_not_the_holds_mean(tmp_path: Path) -> None
     assert chk.value == pytest.approx(p90) and p90 > 70.0
     assert chk.status is Status.FAIL and a.tier(2).verdict.status is Status.FAIL
     assert "P90" in chk.evidence
+
+
+def test_negative_end_to_end_latency_means_clocks_disagree_never_a_pass(tmp_path: Path) -> None:
+    """True data latency ~400 ms (fails P95 < 200 ms) read through a subscriber clock 450 ms
+    behind: the values are mostly negative. No PASS on them: the metric's latency checks
+    give way to a NOT MEASURED 'clocks disagree' check naming how far, the tier INCOMPLETE."""
+    c, rng = _healthy(
+        skip=("data_e2e_ms",),
+        tiers=((10, "baseline"), (50, "target"), (100, "peak")),
+        recovery_s=30.0,
+    )
+    values = {}
+    for p in c.plans:
+        v = np.round(400 + _vals(rng, 2000, 5) - 450.0, 3)
+        if p.tier == 1:  # tier 1: healthy but for one value
+            v = _vals(rng, 2000, 8)
+            v[17] = -3.25
+        values[p.tier] = v
+        c.add(p.tier, "hold", "data_e2e_ms", v, rng=rng)
+    a = analyze(c.write(tmp_path / "r"))
+    for p in c.plans:
+        v = values[p.tier]
+        chk = _check(a, p.tier, "clocks:data_e2e_ms")
+        assert chk.status is Status.NOT_MEASURED, chk
+        assert f"clocks disagree by ≥ {-v.min():.1f} ms" in chk.evidence, chk.evidence
+        assert f"{(v < 0).sum():,} of {v.size:,}" in chk.evidence
+        ids = [x.id for x in a.tier(p.tier).verdict.checks]
+        assert not any(i.startswith("latency:data_e2e_ms") for i in ids), ids
+        assert not any(i == "collapse:data_e2e_ms" for i in ids), ids
+        assert a.tier(p.tier).verdict.status is Status.INCOMPLETE, a.tier(p.tier).verdict
+    # the signalling pings (one clock) are still judged
+    assert _check(a, 2, "latency:signal_rtt_ms:p95").status is Status.PASS
+    assert a.overall == "INCOMPLETE"

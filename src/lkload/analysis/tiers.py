@@ -17,6 +17,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from lkload.analysis.clocks import NegativeLatency, negative_latencies
 from lkload.analysis.coverage import worker_spans
 from lkload.analysis.kinds import KINDS, KindRate, attempt_mask, kind_luts
 from lkload.analysis.percentiles import Distribution, grouped_distributions
@@ -85,6 +86,8 @@ class TierStats:
     track_loss: TrackLoss | None = None
     # workers that wrote samples in the hold: their first and last sample's t there
     worker_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # e2e metrics with negative values in the hold (clocks disagree): not judged as latency
+    negative_e2e: dict[str, NegativeLatency] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float | None:
@@ -262,10 +265,12 @@ def compute_tiers(
     layers = layers_received(a)
     losses = track_loss(a)
     spans = worker_spans(a)
+    negatives = negative_latencies(a)
     for ts in out.values():
         ts.layers = layers.get(ts.tier, {})
         ts.track_loss = losses.get(ts.tier)
         ts.worker_spans = spans.get(ts.tier, {})
+        ts.negative_e2e = negatives.get(ts.tier, {})
         ts.metrics = dict(sorted(ts.metrics.items()))
         ts.kinds = _kinds_of(a, ts, by_error, n_metrics, n_err)
         ts.attempts = sum(k.attempts for k in ts.kinds.values())

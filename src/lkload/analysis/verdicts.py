@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lkload.analysis.clocks import CLOCKS_PREFIX
 from lkload.analysis.coverage import GENERATOR_CHECK, generator_check
 from lkload.analysis.kinds import KIND_NOUNS, allowed_missing
 from lkload.analysis.recovery import Recovery
@@ -34,6 +35,12 @@ SERVER_CHECKS = ("server_cpu", "server_mem")
 # Checks whose NOT MEASURED makes a normal-load or peak tier INCOMPLETE: whether the tool
 # measured itself (generator CPU) or whether its clocks agreed is unknown.
 TRUST_CHECKS = (GENERATOR_CHECK,)
+
+
+def is_trust_check(check_id: str) -> bool:
+    return check_id in TRUST_CHECKS or check_id.startswith(CLOCKS_PREFIX)
+
+
 NO_SERVER_SAMPLES = (
     "no server resource samples; against --url, pass --prometheus with the server's "
     "Prometheus endpoint"
@@ -50,6 +57,9 @@ def strict_checks(ts: TierStats, res: TierResources, targets: Targets) -> list[C
     """Every target at its plain limit (the basis of the knee and of the first breaks)."""
     checks: list[Check] = []
     for metric in LATENCY_METRICS:
+        if metric in ts.negative_e2e:  # clocks disagree: no value of it is a latency
+            checks.append(ts.negative_e2e[metric].check())
+            continue
         m = ts.metrics.get(metric)
         pct = targets.for_metric(metric)
         for name in ("p50", "p95", "p99"):
@@ -199,7 +209,7 @@ def _collapse_checks(ts: TierStats, targets: Targets) -> list[Check]:
     out = []
     for metric in LATENCY_METRICS:
         m = ts.metrics.get(metric)
-        if m is None or not m.count:
+        if m is None or not m.count or metric in ts.negative_e2e:
             continue
         pct = targets.for_metric(metric)
         base = pct.p99 or max(v for v in (pct.p50, pct.p95, pct.p99) if v is not None)
@@ -268,7 +278,7 @@ def tier_verdict(
                 for c in judged
             ]
     elif role == "peak":
-        judged = [c for c in checks if is_peak_budget(c.id) or c.id in TRUST_CHECKS]
+        judged = [c for c in checks if is_peak_budget(c.id) or is_trust_check(c.id)]
         judged.append(alive)
         judged += _collapse_checks(ts, targets)
         judged.append(
@@ -307,7 +317,7 @@ def tier_verdict(
     unmeasured = [
         c
         for c in judged
-        if ((role in NORMAL_ROLES and c.id in SERVER_CHECKS) or c.id in TRUST_CHECKS)
+        if ((role in NORMAL_ROLES and c.id in SERVER_CHECKS) or is_trust_check(c.id))
         and c.status is Status.NOT_MEASURED
     ]
     if failed:

@@ -447,7 +447,8 @@ class SdkParticipant(Participant):
             return
         now = time.time()
         if self._seqs.arrived(msg.sender, msg.seq, now):
-            self.ctx.ok("data_e2e_ms", max(0.0, (now - msg.sent) * 1000))
+            # not clamped: a negative value means the clocks disagree (analysis.clocks)
+            self.ctx.ok("data_e2e_ms", (now - msg.sent) * 1000)
 
     def _write_lost(self, lost: list[Missing]) -> None:
         for m in lost:

@@ -332,7 +332,8 @@ class BrowserParticipant(Participant):
         elif kind == "data":
             msg = DataMessage.decode(str(event.get("payload", "")).encode())
             if msg is not None and self._seqs.arrived(msg.sender, msg.seq, at):
-                self.ctx.ok("data_e2e_ms", max(0.0, (at - msg.sent) * 1000), at=at)
+                # not clamped: a negative value means the clocks disagree (analysis.clocks)
+                self.ctx.ok("data_e2e_ms", (at - msg.sent) * 1000, at=at)
 
     def _set_muted(self, sid: str, muted: bool, now: float) -> None:
         rx = self._rx.get(sid)
