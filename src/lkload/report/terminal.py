@@ -220,7 +220,7 @@ def tier_table(a: Analysis, inline: list[str]) -> Table:
         table.add_column(f"{metric}\nP50 / P95 / P99", justify="right")
     table.add_column("Worst kind's error rate\n(failed/attempts)", justify="right")
     table.add_column("Error\nbudget", justify="right")
-    table.add_column("Server CPU P90\n% of host", justify="right")
+    table.add_column("Server CPU\nP90 % host", justify="right")
     table.add_column("Server\nmemory", justify="right")
     table.add_column("Generator CPU\nP90, % of core", justify="right")
     hosts = any(t.resources.hosts for t in a.tiers)
