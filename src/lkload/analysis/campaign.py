@@ -196,7 +196,10 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
     knee_tier, knee_reason = knee([(t.stats, t.checks, _knee_blocker(t)) for t in tiers])
     lines = checklist_lines(tiers, targets, recovery, leak, modes, breaks, knee_tier)
     if checks_dirs:
-        checked, check_notes = load_checks(list(checks_dirs))
+        target = results.campaign.get("target")
+        checked, check_notes = load_checks(
+            list(checks_dirs), target if isinstance(target, dict) else {}, results.directory
+        )
         lines += deployment_lines(checked)
         notes += check_notes
     cut = _cut_short(results, windows)
