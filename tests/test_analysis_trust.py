@@ -193,7 +193,8 @@ def test_server_rows_covering_two_seconds_of_a_hold_are_not_a_measurement(
     for check_id in ("server_cpu", "server_mem"):
         chk = _check(a, 2, check_id)
         assert chk.status is Status.NOT_MEASURED, chk
-        assert "2 of 60 s" in chk.evidence
+        # 2 readings cover the 3 seconds whose middles lie within 1 s of them
+        assert "3 of 60 s" in chk.evidence
     assert a.tier(2).verdict.status is Status.INCOMPLETE
     assert a.overall == "INCOMPLETE"
 
@@ -271,3 +272,16 @@ def test_negative_end_to_end_latency_means_clocks_disagree_never_a_pass(tmp_path
     # the signalling pings (one clock) are still judged
     assert _check(a, 2, "latency:signal_rtt_ms:p95").status is Status.PASS
     assert a.overall == "INCOMPLETE"
+
+
+def test_coverage_tolerates_the_monitors_jitter_not_gaps() -> None:
+    """A 1 s monitor that ticks every 1.05 s covers a short hold wholly; readings every 5 s
+    cover the 2 seconds around each (the first only 1): 40 %, under the 80 % needed."""
+    from lkload.analysis.coverage import MIN_COVERAGE, covered
+
+    start = 1_000.3
+    jitter = start + 0.99 + 1.05 * np.arange(4)  # inside a 4 s hold
+    assert covered(jitter[jitter <= start + 4], start, start + 4) == (4, 4)
+    sparse = start + 5.0 * np.arange(12)
+    seen, total = covered(sparse, start, start + 60)
+    assert total == 60 and seen == 1 + 2 * 11 and seen < MIN_COVERAGE * total

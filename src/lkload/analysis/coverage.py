@@ -8,7 +8,6 @@ saturated all along. So a resource check needs its rows to cover at least
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, cast
 
 import numpy as np
@@ -20,20 +19,26 @@ if TYPE_CHECKING:
     from lkload.analysis.tiers import SampleArrays
 
 GENERATOR_CHECK = "generator_cpu"
-MIN_COVERAGE = 0.8  # share of a span's whole seconds with at least one monitor row
+MIN_COVERAGE = 0.8  # share of a span's seconds with a monitor reading near them
+NEAR_S = 1.0  # a reading covers the seconds whose middle is this close (the monitors' period)
 
 
-def span_seconds(start: float, end: float) -> np.ndarray:
-    """The whole seconds a span touches (at least one)."""
-    first = math.floor(start)
-    return np.arange(first, max(first + 1, math.ceil(end)), dtype=np.int64)
-
-
-def covered(seconds: np.ndarray, start: float, end: float) -> tuple[int, int]:
-    """(seconds of the span with a row, seconds of the span); `seconds`: the rows' whole
-    seconds (floor of t)."""
-    span = span_seconds(start, end)
-    return int(np.isin(span, seconds).sum()), int(span.size)
+def covered(times: np.ndarray, start: float, end: float) -> tuple[int, int]:
+    """(seconds of the span with a reading, seconds of the span): the span cut into whole
+    seconds (at least one), each covered when a reading (`times`, unix s) lies within
+    `NEAR_S` of its middle. Jitter in the monitor's period (1.05 s) loses nothing; two
+    readings in a minute cover three seconds of it."""
+    n = max(1, round(end - start))
+    width = (end - start) / n if end > start else 0.0
+    grid = start + (np.arange(n) + 0.5) * width
+    t = np.sort(np.asarray(times, dtype=float))
+    if t.size == 0:
+        return 0, n
+    i = np.searchsorted(t, grid)
+    left = t[np.clip(i - 1, 0, t.size - 1)]
+    right = t[np.clip(i, 0, t.size - 1)]
+    near = np.minimum(np.abs(grid - left), np.abs(right - grid)) <= NEAR_S
+    return int(near.sum()), n
 
 
 def worker_spans(a: SampleArrays) -> dict[int, dict[str, tuple[float, float]]]:

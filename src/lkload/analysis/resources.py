@@ -328,14 +328,14 @@ def tier_resources(
     for worker, (first, last) in sorted((spans or {}).items()):
         mine = rows[source == GENERATOR_PREFIX + worker]
         cpu = mine["cpu_pct"].to_numpy(dtype=float)
-        seconds = np.floor(mine["t"].to_numpy(dtype=float)[np.isfinite(cpu)])
-        out.generator_coverage[worker] = covered(seconds, first, last)
+        seen = mine["t"].to_numpy(dtype=float)[np.isfinite(cpu)]
+        out.generator_coverage[worker] = covered(seen, first, last)
     if rows.empty:
         return out
     server = rows[source == "server"]
     if len(server):
         raw = server["cpu_pct"].to_numpy(dtype=float)
-        seen = np.floor(server["t"].to_numpy(dtype=float)[np.isfinite(raw)])
+        seen = server["t"].to_numpy(dtype=float)[np.isfinite(raw)]
         assert start is not None and end is not None  # rows came from the window
         covered_s, hold_s = covered(seen, start, end)
         cpu = _finite(raw) / (cores or 1)
