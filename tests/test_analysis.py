@@ -44,6 +44,7 @@ def _healthy(c: Campaign, rng: np.random.Generator) -> dict[tuple[int, str], np.
         c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 300, 8), rng=rng)
     c.add_resources("server", 40.0, 300.0, 20.0)
     c.add_resources("generator:w1", 30.0, 120.0, 1.0)
+    c.add_resources("generator:w2", 30.0, 120.0, 1.0)
     return judged
 
 

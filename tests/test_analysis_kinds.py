@@ -79,6 +79,8 @@ def _healthy(c: Campaign, rng: np.random.Generator) -> None:
     the hold (many data messages, fewer of everything else)."""
     _arrivals(c, rng)
     c.add_resources("server", 10.0, 100.0, 1.0)  # server CPU/memory measured
+    for w in ("w1", "w2"):  # generator CPU measured (every worker that wrote)
+        c.add_resources(f"generator:{w}", 10.0, 90.0, 1.0)
     before = 0
     for p in c.plans:
         new = p.size - before
@@ -169,6 +171,8 @@ def test_fewer_connected_over_the_hold_than_the_budget_allows_fails(tmp_path: Pa
     for p in c.plans:
         c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 5_000, 8), rng=rng)
     c.add_resources("server", 10.0, 100.0, 1.0)  # server CPU/memory measured
+    for w in ("w1", "w2"):  # generator CPU measured (every worker that wrote)
+        c.add_resources(f"generator:{w}", 10.0, 90.0, 1.0)
     a = analyze(c.write(tmp_path / "r"))
     t2 = a.tier(2)
     over = t2.stats.connected_over_hold

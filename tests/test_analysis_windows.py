@@ -35,6 +35,8 @@ def _two_tiers(teardown_event: bool, recovery_s: float | None = None) -> Campaig
         teardown_event=teardown_event,
     )
     c.add_resources("server", 10.0, 100.0, 1.0)  # server CPU/memory measured
+    for w in ("w1", "w2"):  # generator CPU measured (every worker that wrote)
+        c.add_resources(f"generator:{w}", 10.0, 90.0, 1.0)
     c.add(1, "ramp", "join_ms", _vals(rng, 10, 60), rng=rng)
     c.add(2, "ramp", "join_ms", _vals(rng, 10, 60), rng=rng)
     for p in c.plans:
@@ -132,6 +134,8 @@ def test_rows_belong_to_the_span_containing_their_time_not_their_tag(tmp_path: P
     s0, _ = c.window(2, "settle")
     c.add(1, "hold", "join_ms", None, failures=1, error="signal", t=np.array([s0 + 1.0]))
     c.add_resources("server", 10.0, 100.0, 1.0)  # server CPU/memory measured
+    for w in ("w1", "w2"):  # generator CPU measured (every worker that wrote)
+        c.add_resources(f"generator:{w}", 10.0, 90.0, 1.0)
     a = analyze(c.write(tmp_path / "r"))
     assert a.tier(1).stats.kinds["data"].failures == 0
     assert a.tier(1).verdict.status is Status.PASS
@@ -169,6 +173,8 @@ def test_a_server_lost_mid_hold_fails_the_tier_naming_the_cause(
     c = Campaign(tiers=((5, "baseline"), (10, role)), recovery_s=None)
     add_healthy(c, np.random.default_rng(9))
     c.add_resources("server", 10.0, 100.0, 1.0)
+    for w in ("w1", "w2"):  # generator CPU measured (every worker that wrote)
+        c.add_resources(f"generator:{w}", 10.0, 90.0, 1.0)
     hold = c.plan(2)
     lost_t = hold.hold_start + 7.5
     c.extra_events.append(
@@ -194,6 +200,8 @@ def test_a_server_lost_while_the_generator_saturated_still_fails(tmp_path: Path)
     c = Campaign(tiers=((10, "target"),), recovery_s=None)
     add_healthy(c, np.random.default_rng(9))
     c.add_resources("server", 10.0, 100.0, 1.0)
+    for w in ("w1", "w2"):  # generator CPU measured (every worker that wrote)
+        c.add_resources(f"generator:{w}", 10.0, 90.0, 1.0)
     c.add_resources("generator:master", 97.0, 100.0, 1.0)  # saturated throughout
     lost_t = c.plan(1).hold_start + 4.0
     c.extra_events.append({"t": lost_t, "event": "server_lost", "tier": 1, "phase": "hold"})

@@ -18,19 +18,31 @@ from lkload.cli.main import main
 EVIL = "<img src=x onerror=alert(1)>"
 
 
-def _campaign(tmp_path: Path) -> Path:
+def _campaign(tmp_path: Path, url: str = "wss://lk.example.com") -> Path:
+    """A healthy campaign against `url` (the deployment _checks checked)."""
     c = Campaign(tiers=((10, "baseline"), (25, "acceptable")), recovery_s=None)
     add_healthy(c, np.random.default_rng(3))
     c.add_resources("server", 10.0, 100.0, 1.0)  # server CPU/memory measured
-    return c.write(tmp_path / "results" / "synthetic-20260101-000000")
+    c.add_resources("generator:w1", 10.0, 90.0, 1.0)  # generator CPU measured
+    d = c.write(tmp_path / "results" / "synthetic-20260101-000000")
+    meta = json.loads((d / "campaign.json").read_text())
+    meta["target"] = {"url": url, "embedded": False, "server_host": "master"}
+    (d / "campaign.json").write_text(json.dumps(meta))
+    return d
 
 
 def _result(id: str, line: Line, verdict: Verdict, seen: str, where: str, took: float):  # type: ignore[no-untyped-def]
     return CheckResult(id, verdict, seen, took, line.section, line.group, line.text, where, 1.7e9)
 
 
-def _checks(tmp_path: Path, *extra: CheckResult) -> Path:
-    d = tmp_path / "results" / "check-20260101-000000-abcd"
+def _checks(
+    tmp_path: Path,
+    *extra: CheckResult,
+    url: str = "wss://lk.example.com",
+    status: str = "completed",
+    name: str = "check-20260101-000000-abcd",
+) -> Path:
+    d = tmp_path / "results" / name
     w = CheckWriter(d)
     for r in (
         _result(
@@ -77,9 +89,7 @@ def _checks(tmp_path: Path, *extra: CheckResult) -> Path:
         *extra,
     ):
         w.write(r)
-    w.write_meta(
-        {"kind": "check", "id": d.name, "status": "completed", "url": "wss://lk.example.com"}
-    )
+    w.write_meta({"kind": "check", "id": d.name, "status": status, "settings": {"url": url}})
     w.close()
     return d
 
@@ -208,3 +218,27 @@ def test_report_of_a_check_dir_alone_says_how_to_merge_it(
     assert main(["report", str(checks)]) == 2
     err = capsys.readouterr().err
     assert "a result of lkload check" in err and f"--checks {checks}" in err
+
+
+def test_checks_of_another_deployment_or_unfinished_are_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A check run against another URL than the campaign's, or one that did not complete,
+    must not enter the sign-off: exit 2, one line naming what is wrong and the fix."""
+    camp = _campaign(tmp_path)
+    other = _checks(tmp_path, url="wss://staging.other.example", name="check-other")
+    assert main(["report", str(camp), "--checks", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"--checks {other}" in err
+    assert "wss://staging.other.example" in err and "wss://lk.example.com" in err
+    for status in ("running", "interrupted"):
+        d = _checks(tmp_path, status=status, name=f"check-{status}")
+        assert main(["report", str(camp), "--checks", str(d)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--checks {d}" in err and status in err
+    # the same deployment spelled with its default port and a trailing slash: merged
+    same = _checks(tmp_path, url="wss://LK.example.com:443/", name="check-same")
+    a = analyze(camp, [same])
+    assert [ln for ln in a.checklist if ln.source == "check"]
+    assert a.overall == "PASS WITH WARNINGS"  # the TLS expiry WARN of _checks

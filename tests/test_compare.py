@@ -31,6 +31,7 @@ def _results(path: Path, slow: float = 1.0, failures: int = 0) -> Path:
             rng=rng,
         )
     c.add_resources("server", 20.0, 100.0)
+    c.add_resources("generator:w1", 20.0, 100.0)
     return c.write(path)
 
 
@@ -78,7 +79,8 @@ def test_tier_with_a_lost_worker_is_not_comparable(tmp_path: Path) -> None:
     result = compare(base, new)
     assert result.unmatched == ["tier 2 (20 users): NEW ran below the tier's size (a worker lost)"]
     assert not result.regressions and not result.ok
-    assert {c.tier for c in result.changes} == {1}  # tier 2's numbers are not compared
+    # tier 2's numbers are not compared (tier 0: the campaign-level verdicts)
+    assert {c.tier for c in result.changes} == {0, 1}
 
 
 def _failed_at_start(path: Path) -> Path:
@@ -144,3 +146,55 @@ def test_a_summary_before_per_kind_rates_is_not_comparable(tmp_path: Path) -> No
     assert not result.ok
     assert result.unmatched[0].startswith("BASE summary.json is schema 1")
     assert compare(base, json.loads(json.dumps(base))).ok
+
+
+def _campaign_level(path: Path, bad: bool, gen: bool = True) -> Path:
+    """Baseline, target and peak tiers all within targets, a recovery phase and a flat
+    server RSS; `bad`: the recovery never gets back within targets (its data messages take
+    ~1 s) and the server's RSS grows 30 MB a minute (a leak). The tiers are the same."""
+    rng = np.random.default_rng(3)
+    c = Campaign(tiers=((10, "baseline"), (50, "target"), (100, "peak")), recovery_s=30.0)
+    for p in c.plans:
+        c.add(p.tier, "ramp", "join_ms", np.round(rng.gamma(3.0, 40, p.size), 3), rng=rng)
+        c.add(p.tier, "hold", "data_e2e_ms", np.round(rng.gamma(3.0, 8, 2000), 3), rng=rng)
+    rec = np.round(rng.gamma(3.0, 8, 300), 3)
+    c.add(-1, "recovery", "data_e2e_ms", rec + 1000 if bad else rec, rng=rng)
+    t0 = c.plans[0].ramp_start
+    c.add_resources("server", 30.0, (lambda t: 300.0 + 0.5 * (t - t0)) if bad else 300.0, 20.0)
+    if gen:
+        c.add_resources("generator:w1", 30.0, 120.0, 1.0)
+    return c.write(path)
+
+
+def test_campaign_level_pass_to_fail_is_a_regression(tmp_path: Path, capsys) -> None:
+    """NEW fails through what no tier shows (recovery, leak, the checklist lines they
+    decide): compare names each PASS → FAIL as a regression and exits 1."""
+    from lkload.analysis import analyze
+    from lkload.report.summary import build_summary
+
+    base_dir, new_dir = (
+        _campaign_level(tmp_path / "a", False),
+        _campaign_level(tmp_path / "b", True),
+    )
+    base, new = analyze(base_dir), analyze(new_dir)
+    assert base.overall == "PASS" and new.overall == "FAIL"
+    assert [t.verdict.status for t in base.tiers] == [t.verdict.status for t in new.tiers]
+    assert (str(base.recovery.status), str(new.recovery.status)) == ("PASS", "FAIL")
+    assert (str(base.leak.status), str(new.leak.status)) == ("PASS", "FAIL")
+    failed_lines = [ln.text for ln in new.checklist if str(ln.status) == "FAIL"]
+    passed_before = {ln.text for ln in base.checklist if str(ln.status) == "PASS"}
+    assert failed_lines and set(failed_lines) <= passed_before
+    assert main(["compare", str(base_dir), str(new_dir)]) == 1
+    out = capsys.readouterr().out
+    regressions = [ln for ln in out.splitlines() if "REGRESSION" in ln]
+    for what in ("overall verdict", "recovery", "memory leak", *failed_lines):
+        assert any(what in ln and "PASS → FAIL" in ln for ln in regressions), (what, out)
+    assert "no regression" not in out
+    # NEW INCOMPLETE (its generator CPU never recorded) with nothing else amiss
+    inc = compare(
+        build_summary(base),
+        build_summary(analyze(_campaign_level(tmp_path / "d", False, gen=False))),
+    )
+    assert inc.unmatched == ["campaign: overall verdict PASS in BASE, INCOMPLETE in NEW"]
+    # the same campaign twice: nothing at campaign level regressed
+    assert main(["compare", str(base_dir), str(_campaign_level(tmp_path / "c", False))]) == 0

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
+import sys
 import threading
 from pathlib import Path
 
 import pytest
-from helpers import has_token, needs_netns, read_samples
+from helpers import has_token, needs_netns, read_samples, read_timeline
 from test_distributed import Cluster
 
 from lkload.engine import link
+from lkload.engine import messages as m
 from lkload.server.ports import free_tcp_port
 
 TINY = """
@@ -155,5 +158,61 @@ def test_a_worker_without_any_key_is_bad_input(tmp_path: Path) -> None:
         c.worker("w1", key="")
         assert c.wait("w1", 30) == 2
         assert "no cluster key: set LKLOAD_CLUSTER_KEY" in c.log("w1")
+    finally:
+        c.close()
+
+
+def test_clock_offset_is_the_worker_against_the_midpoint_of_the_round_trip() -> None:
+    """offset = worker - (sent + received) / 2, bound = RTT / 2; the best of several
+    rounds is the one with the shortest round trip (as NTP)."""
+    sent, worker, received = 1000.000, 1060.2105, 1000.021
+    off = m.clock_offset([(sent, worker, received), (1001.0, 1061.3, 1001.4)])
+    assert off.offset_ms == pytest.approx((worker - (sent + received) / 2) * 1000)
+    assert off.bound_ms == pytest.approx((received - sent) / 2 * 1000)
+    text = m.clock_problem("w2", off)
+    assert text is not None and text.startswith("worker w2's clock is 60.2 s ahead of the master's")
+    assert "NTP" in text
+    behind = m.clock_offset([(10.0, 9.9265, 10.001)])
+    assert "w3's clock is 74 ms behind" in (m.clock_problem("w3", behind) or "")
+    # within the limit, or not provably beyond it (the round trip's uncertainty): admitted
+    assert m.clock_problem("w1", m.clock_offset([(10.0, 10.0305, 10.001)])) is None
+    assert m.clock_problem("w1", m.clock_offset([(10.0, 10.06, 10.04)])) is None
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_whose_clock_is_off_is_refused_on_both_sides(tmp_path: Path) -> None:
+    """w1 (this machine's clock) is admitted, its offset recorded in the timeline and in
+    campaign.json; w2, whose time.time() runs 60 s ahead (a test-only wrapper), is refused
+    with one line on both sides before it runs anything."""
+    c = Cluster(tmp_path, TINY)
+    try:
+        c.master("--expect-workers-timeout", "15", expect=2)
+        c.worker("w1", "--name", "w1")
+        skewed = [
+            sys.executable,
+            "-c",
+            "import sys, time; real = time.time; time.time = lambda: real() + 60.0; "
+            "from lkload.cli.main import main; sys.exit(main(sys.argv[1:]))",
+        ]
+        c.worker("w2", "--name", "w2", argv=skewed)
+        assert c.wait("w2", 40) == 2, c.log("w2")[-3000:]
+        lines = [ln for ln in c.log("w2").splitlines() if ln.startswith("lkload")]
+        refusal = [ln for ln in lines if "refused" in ln]
+        assert len(refusal) == 1, c.log("w2")
+        found = re.search(r"worker w2's clock is (\d+\.\d) s ahead of the master's", refusal[0])
+        assert found and abs(float(found[1]) - 60.0) <= 0.5, refusal[0]
+        assert "NTP" in refusal[0] and "Traceback" not in c.log("w2")
+        assert c.wait("master", 60) != 0  # w2 never joined: 1 of 2 workers
+        master = c.log("master")
+        assert master.count("refused a worker: worker w2's clock is") == 1, master[-3000:]
+        assert "Traceback" not in master
+        events = read_timeline(c.results())
+        refused = [e for e in events if e["event"] == "worker_refused"]
+        assert len(refused) == 1 and "clock" in refused[0]["reason"]
+        (joined,) = [e for e in events if e["event"] == "worker_joined"]
+        assert joined["worker"] == "w1"
+        assert abs(joined["clock_offset_ms"]) < m.CLOCK_LIMIT_MS and joined["clock_bound_ms"] >= 0
+        meta = json.loads((c.results() / "campaign.json").read_text())
+        assert meta["workers"]["w1"]["clock_offset_ms"] == joined["clock_offset_ms"]
     finally:
         c.close()

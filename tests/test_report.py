@@ -232,7 +232,8 @@ def test_terminal_summary_prints_the_numbers_the_analysis_found(
             if not failures:
                 attempts = values[(p.tier, "join_ms")].size
             in_hold = seconds[(seconds >= p.hold_start) & (seconds <= p.hold_end)]
-            cpu = np.mean(np.array([server_cpu(t) for t in in_hold]) / c.cores)
+            # judged (and shown) on the P90 of the hold's 1 s samples
+            cpu = np.percentile(np.array([server_cpu(t) for t in in_hold]) / c.cores, 90)
             assert row[:2] == [label, f"{p.size}/{p.size}"]
             assert row[-6:] == [
                 f"{failures / attempts * 100:.3f} % {kind} ({failures:,}/{attempts:,})",

@@ -213,7 +213,13 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
     expected = expected_metrics(tier_stats, results.scenario)
     for ts in tier_stats:
         res = tier_resources(
-            results.resources, ts.hold_start, ts.hold_end, cores, targets.generator_cpu_pct, hosts
+            results.resources,
+            ts.hold_start,
+            ts.hold_end,
+            cores,
+            targets.generator_cpu_pct,
+            hosts,
+            _until_lost(ts.worker_spans, results.timeline),
         )
         staged.append((ts, res, strict_checks(ts, res, targets, expected if ts.has_data else None)))
     breaks = first_breaks([(ts, checks) for ts, _, checks in staged])
@@ -238,7 +244,10 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
     knee_tier, knee_reason = knee([(t.stats, t.checks, _knee_blocker(t)) for t in tiers])
     lines = checklist_lines(tiers, targets, recovery, leak, modes, breaks, knee_tier)
     if checks_dirs:
-        checked, check_notes = load_checks(list(checks_dirs))
+        target = results.campaign.get("target")
+        checked, check_notes = load_checks(
+            list(checks_dirs), target if isinstance(target, dict) else {}, results.directory
+        )
         lines += deployment_lines(checked)
         notes += check_notes
     cut = _cut_short(results, windows)
@@ -303,6 +312,24 @@ def _failures_outside(a: SampleArrays) -> str:
         f"{rows.size:,} failure rows lie outside every judged phase ({what}; {kinds}): no tier "
         "judged them"
     )
+
+
+def _until_lost(
+    spans: dict[str, tuple[float, float]], timeline: list[dict]
+) -> dict[str, tuple[float, float]]:
+    """Each worker's sample span, ended at its loss: after it the master hears nothing from
+    it, monitor rows included, so its generator rows cannot cover later rows."""
+    lost = {
+        e["worker"]: float(e["t"])
+        for e in timeline
+        if e.get("event") == "worker_lost" and isinstance(e.get("t"), int | float)
+    }
+    out = {}
+    for worker, (first, last) in spans.items():
+        end = min(last, lost.get(worker, last))
+        if end >= first:
+            out[worker] = (first, end)
+    return out
 
 
 def _host_notes(resources: pd.DataFrame, hosts: HostMap) -> list[str]:

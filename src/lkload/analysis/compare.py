@@ -5,7 +5,8 @@ index and must have the same size to be compared. A latency percentile regresses
 grew by more than `threshold` (relative) and by more than `min_ms`; a kind of attempt's
 error rate regresses when it grew and the new one exceeds the tier's error budget; server
 CPU regresses when it grew by more than `threshold` (relative) and by more than 5 points;
-a tier verdict PASS → FAIL is a regression.
+a tier verdict PASS → FAIL is a regression; so is PASS → FAIL of the overall verdict, the
+recovery, the memory-leak check or any checklist line (`campaign_changes`).
 
 What cannot be compared is named, never passed over: a tier in one campaign only, of
 another size, or unjudged on either side (NOT MEASURED: no samples; UNTRUSTWORTHY: its
@@ -127,7 +128,49 @@ def compare(
             continue
         changes += _tier_changes(base, new, bt, nt, threshold, min_ms, unmatched)
     unmatched += [f"{_who(t)} only in NEW" for t in new_tiers.values()]
+    changes += campaign_changes(base, new, unmatched)
     return Comparison(changes, unmatched)
+
+
+PASSING = ("PASS", "PASS WITH WARNINGS")
+CAMPAIGN = 0  # Change.tier of campaign-level changes (tiers count from 1)
+
+
+def _verdict_change(what: str, b: Any, n: Any, passing: tuple[str, ...] = ("PASS",)) -> Change:
+    """A campaign-level verdict: PASS → FAIL is a regression."""
+    reg = b in passing and n == "FAIL"
+    return Change(CAMPAIGN, 0, what, None, None, "", reg, f"{b} → {n}")
+
+
+def campaign_changes(
+    base: dict[str, Any], new: dict[str, Any], unmatched: list[str]
+) -> list[Change]:
+    """What no tier shows: the overall verdict, the recovery after the top tier, the
+    memory-leak check and the checklist lines. PASS → FAIL in any is a regression; a passing
+    BASE whose NEW is neither passing nor failing (INCOMPLETE, INCONCLUSIVE) is not
+    comparable: nothing can be said of it."""
+    out = []
+    b, n = base.get("overall"), new.get("overall")
+    out.append(_verdict_change("overall verdict", b, n, PASSING))
+    if b in PASSING and n not in PASSING and n != "FAIL" and not unmatched:
+        # (when a tier or a metric is already named not comparable, that line says why)
+        unmatched.append(f"campaign: overall verdict {b} in BASE, {n} in NEW")
+    for key, what in (("recovery", "recovery"), ("leak", "memory leak")):
+        bs = (base.get(key) or {}).get("status")
+        ns = (new.get(key) or {}).get("status")
+        if bs is not None or ns is not None:
+            out.append(_verdict_change(what, bs, ns))
+    before = {(ln.get("source"), ln.get("text")): ln.get("status") for ln in _lines(base)}
+    for ln in _lines(new):
+        was = before.get((ln.get("source"), ln.get("text")))
+        if ln.get("status") == "FAIL" and was != "FAIL":
+            text = f"checklist: {ln.get('text')}"
+            out.append(Change(CAMPAIGN, 0, text, None, None, "", True, f"{was} → FAIL"))
+    return out
+
+
+def _lines(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [ln for ln in summary.get("checklist") or [] if isinstance(ln, dict)]
 
 
 def _tier_changes(

@@ -36,10 +36,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lkload.analysis.coverage import MIN_COVERAGE, covered
 from lkload.metrics.monitor import LOOP_LAG_LIMIT_MS
 
 GENERATOR_PREFIX = "generator:"
 GENERATOR_QUANTILE = 90.0
+SERVER_QUANTILE = 90.0  # server CPU: sustained load over the hold (docs/report.md)
 HOST_PREFIX = "host:"
 HOST_QUANTILE = 90.0
 HOST_BUSY_PCT = 90.0  # whole host P90 above this share of all its cores: near saturation
@@ -57,6 +59,19 @@ class ServerUsage:
     mem_pct_max: float | None
     rss_mb_mean: float | None
     rss_mb_max: float | None
+    cpu_p90: float | None = None  # judged: sustained load, not the hold's mean
+    covered_s: int = 0  # seconds of the hold with a server CPU reading
+    hold_s: int = 0  # whole seconds of the hold
+
+    @property
+    def coverage_short(self) -> str:
+        """Why the rows are too few to judge the hold by, or "" (analysis.coverage)."""
+        if self.covered_s >= MIN_COVERAGE * self.hold_s:
+            return ""
+        return (
+            f"server resource rows cover {self.covered_s} of {self.hold_s} s of the hold "
+            f"(< {MIN_COVERAGE * 100:.0f} %): not a measurement of the hold"
+        )
 
 
 @dataclass
@@ -134,6 +149,9 @@ class TierResources:
     server: ServerUsage | None = None
     generators: dict[str, GeneratorUsage] = field(default_factory=dict)
     hosts: dict[str, HostUsage] = field(default_factory=dict)  # by hostname
+    # each worker that wrote samples in the hold: (seconds with a generator:<worker> row,
+    # seconds from its first to its last sample there) — see analysis.coverage
+    generator_coverage: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def saturated(self) -> list[GeneratorUsage]:
@@ -300,15 +318,27 @@ def tier_resources(
     cores: int | None,
     generator_limit: float,
     hosts: HostMap | None = None,
+    spans: dict[str, tuple[float, float]] | None = None,
 ) -> TierResources:
+    """spans: the workers that wrote samples in the hold, each its first and last sample's
+    t there (whose generator rows must cover them)."""
     out = TierResources()
     rows = _window(resources, start, end)
+    source = rows["source"].astype(str).to_numpy()
+    for worker, (first, last) in sorted((spans or {}).items()):
+        mine = rows[source == GENERATOR_PREFIX + worker]
+        cpu = mine["cpu_pct"].to_numpy(dtype=float)
+        seen = mine["t"].to_numpy(dtype=float)[np.isfinite(cpu)]
+        out.generator_coverage[worker] = covered(seen, first, last)
     if rows.empty:
         return out
-    source = rows["source"].astype(str).to_numpy()
     server = rows[source == "server"]
     if len(server):
-        cpu = _finite(server["cpu_pct"].to_numpy(dtype=float)) / (cores or 1)
+        raw = server["cpu_pct"].to_numpy(dtype=float)
+        seen = server["t"].to_numpy(dtype=float)[np.isfinite(raw)]
+        assert start is not None and end is not None  # rows came from the window
+        covered_s, hold_s = covered(seen, start, end)
+        cpu = _finite(raw) / (cores or 1)
         mem = _finite(server["mem_pct"].to_numpy(dtype=float))
         rss = _finite(server["rss_mb"].to_numpy(dtype=float))
         out.server = ServerUsage(
@@ -320,6 +350,9 @@ def tier_resources(
             mem_pct_max=float(mem.max()) if mem.size else None,
             rss_mb_mean=float(rss.mean()) if rss.size else None,
             rss_mb_max=float(rss.max()) if rss.size else None,
+            cpu_p90=float(np.percentile(cpu, SERVER_QUANTILE)) if cpu.size else None,
+            covered_s=covered_s,
+            hold_s=hold_s,
         )
     for name in sorted({s for s in source if s.startswith(GENERATOR_PREFIX)}):
         gen = rows[source == name]

@@ -19,8 +19,11 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from lkload.analysis.clocks import NegativeLatency, negative_latencies
+from lkload.analysis.coverage import worker_spans
 from lkload.analysis.kinds import KINDS, KindRate, attempt_mask, kind_luts
 from lkload.analysis.percentiles import Distribution, grouped_distributions
+from lkload.analysis.track_loss import TrackLoss, track_loss
 from lkload.analysis.windows import ARRIVAL, HOLD, TEARDOWN, TierWindow, Windows, assign_rows
 from lkload.metrics.schema import ARRIVAL_METRICS
 
@@ -84,6 +87,12 @@ class TierStats:
     # video layers received in the hold ("WxH" -> subscriptions that received it at some
     # point: distinct participant and track; from the rx_kbps rows' "layer WxH" detail)
     layers: dict[str, int] = field(default_factory=dict)
+    # subscribed tracks' loss over the hold, each lost / expected (None: no loss rows)
+    track_loss: TrackLoss | None = None
+    # workers that wrote samples in the hold: their first and last sample's t there
+    worker_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # e2e metrics with negative values in the hold (clocks disagree): not judged as latency
+    negative_e2e: dict[str, NegativeLatency] = field(default_factory=dict)
 
     @property
     def error_rate(self) -> float | None:
@@ -263,8 +272,14 @@ def compute_tiers(
     joins = connected_series(a, losses)
     coverage = track_coverage(a)
     layers = layers_received(a)
+    track_losses = track_loss(a)
+    spans = worker_spans(a)
+    negatives = negative_latencies(a)
     for ts in out.values():
         ts.layers = layers.get(ts.tier, {})
+        ts.track_loss = track_losses.get(ts.tier)
+        ts.worker_spans = spans.get(ts.tier, {})
+        ts.negative_e2e = negatives.get(ts.tier, {})
         ts.metrics = dict(sorted(ts.metrics.items()))
         ts.kinds = _kinds_of(a, ts, by_error, n_metrics, n_err)
         ts.attempts = sum(k.attempts for k in ts.kinds.values())

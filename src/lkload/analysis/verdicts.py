@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lkload.analysis.clocks import CLOCKS_PREFIX
+from lkload.analysis.coverage import GENERATOR_CHECK, generator_check
 from lkload.analysis.kinds import KIND_NOUNS, allowed_missing
 from lkload.analysis.recovery import Recovery
-from lkload.analysis.resources import TierResources
+from lkload.analysis.resources import SERVER_QUANTILE, TierResources
 from lkload.analysis.tiers import TierStats
 from lkload.analysis.verdict_types import Check, Status, fmt, relation, within
 from lkload.metrics.schema import LATENCY_METRICS
@@ -33,6 +35,15 @@ NORMAL_ROLES = ("baseline", "acceptable", "target")
 SERVER_CHECKS = ("server_cpu", "server_mem")
 # ... and so is a targeted latency metric the campaign produces with no sample in the tier
 METRIC_CHECK = "measured:"
+# Checks whose NOT MEASURED makes a normal-load or peak tier INCOMPLETE: whether the tool
+# measured itself (generator CPU) or whether its clocks agreed is unknown.
+TRUST_CHECKS = (GENERATOR_CHECK,)
+
+
+def is_trust_check(check_id: str) -> bool:
+    return check_id in TRUST_CHECKS or check_id.startswith(CLOCKS_PREFIX)
+
+
 NO_SERVER_SAMPLES = (
     "no server resource samples; against --url, pass --prometheus with the server's "
     "Prometheus endpoint"
@@ -93,6 +104,9 @@ def strict_checks(
     this tier has no sample of is a NOT MEASURED check (`measured:<metric>`)."""
     checks: list[Check] = []
     for metric in LATENCY_METRICS:
+        if metric in ts.negative_e2e:  # clocks disagree: no value of it is a latency
+            checks.append(ts.negative_e2e[metric].check())
+            continue
         m = ts.metrics.get(metric)
         pct = targets.for_metric(metric)
         targeted = any(getattr(pct, name) is not None for name in ("p50", "p95", "p99"))
@@ -115,24 +129,26 @@ def strict_checks(
             )
     checks += error_checks(ts, targets)
     srv = res.server
+    short = "" if srv is None else srv.coverage_short
     cpu_limit = (
         targets.server_cpu_pct.baseline if ts.role == "baseline" else targets.server_cpu_pct.normal
     )
-    cpu_note = "mean over the hold" + ("" if srv is None or srv.cores else ", core count unknown")
-    checks.append(
-        Check(
-            "server_cpu",
-            "server CPU",
-            _status(None if srv is None else srv.cpu_mean, cpu_limit),
-            None if srv is None else srv.cpu_mean,
-            cpu_limit,
-            "%",
-            cpu_note if srv is not None else NO_SERVER_SAMPLES,
+    cpu = None if srv is None or short else srv.cpu_p90
+    if srv is None:
+        cpu_note = NO_SERVER_SAMPLES
+    else:
+        cpu_note = short or (
+            f"P{SERVER_QUANTILE:g} of the hold's 1 s samples (mean {fmt(srv.cpu_mean, '%')})"
+            + ("" if srv.cores else ", core count unknown")
         )
+    checks.append(
+        Check("server_cpu", "server CPU", _status(cpu, cpu_limit), cpu, cpu_limit, "%", cpu_note)
     )
-    mem = None if srv is None else srv.mem_pct_max
+    mem = None if srv is None or short else srv.mem_pct_max
     if srv is None:
         mem_note = NO_SERVER_SAMPLES
+    elif short:
+        mem_note = short
     elif mem is None:
         mem_note = (
             "the server host's memory is unknown, only its RSS was scraped: give it with "
@@ -151,17 +167,20 @@ def strict_checks(
             mem_note,
         )
     )
-    loss = ts.metrics.get("loss_pct")
-    if loss is not None and loss.count:
+    gen = generator_check(res.generator_coverage)
+    if gen is not None:
+        checks.append(gen)
+    loss = ts.track_loss
+    if loss is not None:
         checks.append(
             Check(
                 "loss",
                 "packet loss",
-                _status(loss.mean, targets.loss_pct),
-                loss.mean,
+                _status(loss.worst_pct, targets.loss_pct),
+                loss.worst_pct,
                 targets.loss_pct,
                 "%",
-                "mean over tracks and intervals",
+                loss.describe(),
             )
         )
     return checks
@@ -253,7 +272,7 @@ def _collapse_checks(ts: TierStats, targets: Targets) -> list[Check]:
     out = []
     for metric in LATENCY_METRICS:
         m = ts.metrics.get(metric)
-        if m is None or not m.count:
+        if m is None or not m.count or metric in ts.negative_e2e:
             continue
         pct = targets.for_metric(metric)
         base = pct.p99 or max(v for v in (pct.p50, pct.p95, pct.p99) if v is not None)
@@ -325,7 +344,11 @@ def tier_verdict(
                 for c in judged
             ]
     elif role == "peak":
-        judged = [c for c in checks if is_peak_budget(c.id) or c.id.startswith(METRIC_CHECK)]
+        judged = [
+            c
+            for c in checks
+            if is_peak_budget(c.id) or c.id.startswith(METRIC_CHECK) or is_trust_check(c.id)
+        ]
         judged.append(alive)
         judged += _collapse_checks(ts, targets)
         judged.append(
@@ -365,7 +388,11 @@ def tier_verdict(
         c
         for c in judged
         if c.status is Status.NOT_MEASURED
-        and (c.id.startswith(METRIC_CHECK) or (role in NORMAL_ROLES and c.id in SERVER_CHECKS))
+        and (
+            c.id.startswith(METRIC_CHECK)
+            or is_trust_check(c.id)
+            or (role in NORMAL_ROLES and c.id in SERVER_CHECKS)
+        )
     ]
     if failed:
         reason = "; ".join(c.evidence for c in failed[:3]) + (

@@ -86,8 +86,9 @@ def run(args: argparse.Namespace) -> int:
         change = "" if c.change_pct is None else f"{c.change_pct:+.1f} %"
         verdict = "REGRESSION" if c.regression else "ok"
         note = f"  ({c.note})" if c.note else ""
+        where = "campaign" if c.tier == 0 else f"T{c.tier}·{c.size:<7}"
         print(
-            f"T{c.tier}·{c.size:<7} {c.metric:<24} {fmt(c.base, c.unit):>10} "
+            f"{where:<10} {c.metric:<24} {fmt(c.base, c.unit):>10} "
             f"{fmt(c.new, c.unit):>10} {change:>9}  {verdict}{note}"
         )
     for u in result.unmatched:

@@ -73,6 +73,16 @@ class WorkerInfo:
     last_batch_t: float | None = None
     drained: bool = False
     lost: bool = False
+    clock: m.ClockOffset | None = None  # its clock against the master's, at connect
+
+
+@dataclass
+class _ClockProbe:
+    """A worker whose hello passed, being timed (messages.CLOCK) before its welcome."""
+
+    hello: dict[str, Any]
+    sent: float
+    rounds: list[tuple[float, float, float]] = field(default_factory=list)
 
 
 class _MasterRunner(MasterRunner):
@@ -145,6 +155,7 @@ class MasterCampaign(Campaign):
         self.recorder_max_pending = RECORDER_MAX_PENDING
         self.link_keys = link.link_keys(cluster_key)
         self._link_refusals = 0
+        self._clock_probes: dict[str, _ClockProbe] = {}
 
     # -- hooks of Campaign ------------------------------------------------------------
 
@@ -177,6 +188,7 @@ class MasterCampaign(Campaign):
             ) from None
         runner.campaign = self
         runner.register_message(m.HELLO, self._on_hello)
+        runner.register_message(m.CLOCK, self._on_clock)
         runner.register_message(m.SEAT, self._on_seat)
         runner.register_message(m.BATCH, self._on_batch)
         runner.register_message(m.DRAINED, self._on_drained)
@@ -299,10 +311,44 @@ class MasterCampaign(Campaign):
         if self._began:
             self._refuse(cid, "the campaign has already started; start workers before tier 1")
             return
+        if cid in self._clock_probes:
+            return  # a repeated hello while its clock is being measured
+        # its clock first: asynchronously, the message loop must go on meanwhile
+        probe = _ClockProbe(dict(data), time.time())
+        self._clock_probes[cid] = probe
+        self._send(m.CLOCK, {"master_t": probe.sent}, cid)
+
+    def _on_clock(self, environment: Environment, msg: Message, **_kw: Any) -> None:
+        cid, data = msg.node_id, msg.data or {}
+        probe = self._clock_probes.get(cid)
+        if probe is None or data.get("master_t") != probe.sent:
+            return  # not asked, or a stale answer
+        try:
+            worker_t = float(data["worker_t"])
+        except (KeyError, TypeError, ValueError):
+            return
+        probe.rounds.append((probe.sent, worker_t, time.time()))
+        if len(probe.rounds) < m.CLOCK_ROUNDS:
+            probe.sent = time.time()
+            self._send(m.CLOCK, {"master_t": probe.sent}, cid)
+            return
+        del self._clock_probes[cid]
+        clock = m.clock_offset(probe.rounds)
+        hello = probe.hello
+        shown = hello.get("name") or (hello.get("host") or {}).get("hostname") or cid
+        problem = m.clock_problem(str(shown), clock)
+        if problem:
+            self._refuse(cid, problem)
+        elif self._began:
+            self._refuse(cid, "the campaign has already started; start workers before tier 1")
+        else:
+            self._admit(cid, hello, clock)
+
+    def _admit(self, cid: str, data: dict[str, Any], clock: m.ClockOffset) -> None:
         name = data.get("name") or f"w{next(self._names)}"
         if any(w.name == name for w in self.workers.values()):
             name = f"{name}-{next(self._names)}"
-        info = WorkerInfo(cid, name, dict(data.get("host") or {}))
+        info = WorkerInfo(cid, name, dict(data.get("host") or {}), clock=clock)
         self.workers[cid] = info
         assert self._recorder is not None
         self._recorder.event(
@@ -311,6 +357,8 @@ class MasterCampaign(Campaign):
             tier=self.state.tier,
             hostname=info.host.get("hostname"),
             pid=data.get("pid"),
+            clock_offset_ms=round(clock.offset_ms, 3),
+            clock_bound_ms=round(clock.bound_ms, 3),
         )
         hosts = dict(self._meta.get("hosts", {}))
         hosts[name] = info.host
@@ -455,6 +503,9 @@ class MasterCampaign(Campaign):
                 "failures": w.failures,
                 "batches": w.batches,
                 "last_batch_t": w.last_batch_t,
+                # its clock minus the master's at connect, ± bound (half the round trip)
+                "clock_offset_ms": None if w.clock is None else round(w.clock.offset_ms, 3),
+                "clock_bound_ms": None if w.clock is None else round(w.clock.bound_ms, 3),
             }
             for w in self.workers.values()
         }

@@ -192,6 +192,13 @@ class Worker:
                 "`lkload run --master` first and check --master-host/--master-port"
             ) from None
         self.runner = runner
+        # the master measures our clock against its own before it welcomes us
+        runner.register_message(
+            m.CLOCK,
+            lambda msg, **_kw: runner.send_message(
+                m.CLOCK, {"master_t": msg.data["master_t"], "worker_t": time.time()}
+            ),
+        )
         runner.register_message(m.WELCOME, lambda msg, **_kw: self._welcome.set(msg.data))
         runner.register_message(
             m.REFUSE,

@@ -36,6 +36,15 @@ LATENCY_METRICS: tuple[str, ...] = (
 )
 # Receive-side media statistics, one row per track and stats interval.
 MEDIA_STAT_METRICS: tuple[str, ...] = ("rx_kbps", "loss_pct", "jitter_ms")
+
+
+def loss_detail(lost: int, expected: int) -> str:
+    """A `loss_pct` row's detail: the interval's packet counts, lost of expected (analysis
+    judges each track's hold loss as the sum of lost over the sum of expected)."""
+    return f"{lost} of {expected} packets"
+
+
+LOSS_DETAIL_PATTERN = r"^\s*(\d+) of (\d+) packets"
 # One row per participant that joined, written when its session ends: ok when it stayed
 # connected until it was asked to leave, a `disconnect` failure otherwise.
 SESSION_METRIC = "session_s"

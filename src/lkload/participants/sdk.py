@@ -32,6 +32,7 @@ from lkload.metrics.schema import (
     TICK_METRIC,
     TRANSPORT_METRICS,
     FailureKind,
+    loss_detail,
 )
 from lkload.participants import mediacheck
 from lkload.participants.base import (
@@ -434,7 +435,8 @@ class SdkParticipant(SessionParticipant[_Rx]):
             return
         now = time.time()
         if self._seqs.arrived(msg.sender, msg.seq, now):
-            self.ctx.ok("data_e2e_ms", max(0.0, (now - msg.sent) * 1000))
+            # not clamped: a negative value means the clocks disagree (analysis.clocks)
+            self.ctx.ok("data_e2e_ms", (now - msg.sent) * 1000)
 
     async def _signal_pings(self) -> None:
         while True:
@@ -585,7 +587,12 @@ class SdkParticipant(SessionParticipant[_Rx]):
         rx.muted_in_interval = rx.muted
         mediacheck.rx_row(self.ctx, kbps, rx.kind, rx.ref, judged)
         if d_recv + d_lost > 0:
-            self.ctx.ok("loss_pct", 100.0 * d_lost / (d_recv + d_lost), track=rx.ref)
+            self.ctx.ok(
+                "loss_pct",
+                100.0 * d_lost / (d_recv + d_lost),
+                track=rx.ref,
+                detail=loss_detail(d_lost, d_recv + d_lost),
+            )
         if d_recv > 0:
             self.ctx.ok("jitter_ms", float(i.received.jitter) * 1000, track=rx.ref)
         rx.iv_t, rx.iv_bytes, rx.iv_packets, rx.iv_lost = now, rx_bytes, received, lost

@@ -143,9 +143,9 @@ def _errors(a: Analysis, tr: TierResult) -> Text:
 
 def _server_cpu(tr: TierResult) -> Text:
     srv = tr.resources.server
-    if srv is None or srv.cpu_mean is None:
+    if srv is None or srv.cpu_p90 is None:
         return Text("—")
-    cell = _value(f"{srv.cpu_mean:.1f} %", _failed(tr, "server_cpu"))
+    cell = _value(f"{srv.cpu_p90:.1f} %", _failed(tr, "server_cpu"))
     if not srv.cores:
         cell.append(" of 1 core")
     return cell
@@ -220,7 +220,7 @@ def tier_table(a: Analysis, inline: list[str]) -> Table:
         table.add_column(f"{metric}\nP50 / P95 / P99", justify="right")
     table.add_column("Worst kind's error rate\n(failed/attempts)", justify="right")
     table.add_column("Error\nbudget", justify="right")
-    table.add_column("Server CPU\n% of host", justify="right")
+    table.add_column("Server CPU\nP90 % host", justify="right")
     table.add_column("Server\nmemory", justify="right")
     table.add_column("Generator CPU\nP90, % of core", justify="right")
     hosts = any(t.resources.hosts for t in a.tiers)

@@ -221,7 +221,7 @@ def build_view(a: Analysis) -> View:
         "Joins/s",
         "Data msg/s",
         "Media kbps",
-        "Server CPU mean / max",
+        "Server CPU P90 / mean / max",
         "Server mem max",
         "Generator CPU P90",
     ] + (["Host CPU P90 (other processes)"] if show_hosts else [])
@@ -252,7 +252,10 @@ def build_view(a: Analysis) -> View:
                 Cell(num(st.throughput.data_msgs_per_s)),
                 Cell(num(st.throughput.media_kbps, 0)),
                 Cell(
-                    "—" if srv is None else f"{fmt(srv.cpu_mean, '%')} / {fmt(srv.cpu_max, '%')}",
+                    "—"
+                    if srv is None
+                    else f"{fmt(srv.cpu_p90, '%')} / {fmt(srv.cpu_mean, '%')} / "
+                    f"{fmt(srv.cpu_max, '%')}",
                     _check_cls(t.checks, "server_cpu"),
                 ),
                 Cell(
@@ -431,11 +434,16 @@ def build_view(a: Analysis) -> View:
         ],
         [
             "server CPU",
-            f"< {tg.server_cpu_pct.normal:g} % normal, < {tg.server_cpu_pct.baseline:g} % baseline",
+            f"< {tg.server_cpu_pct.normal:g} % normal, < {tg.server_cpu_pct.baseline:g} % baseline "
+            "(P90 of the hold's 1 s samples; rows over at least 80 % of the hold)",
         ],
         ["server memory", f"< {tg.server_mem_pct:g} %"],
-        ["generator CPU", f"< {tg.generator_cpu_pct:g} % of one core (P90 over the hold)"],
-        ["packet loss", f"< {tg.loss_pct:g} %"],
+        [
+            "generator CPU",
+            f"< {tg.generator_cpu_pct:g} % of one core (P90 over the hold); every worker that "
+            "wrote samples monitored over at least 80 % of those seconds",
+        ],
+        ["packet loss", f"< {tg.loss_pct:g} % (the worst subscribed track over the hold)"],
     ]
     rates = rate_rows(a)
     untrusted = [
@@ -544,7 +552,7 @@ SERVER_HEAD = [
     "Dropped at the server's host (qdisc) of sent",
     "Lost publisher → server",
     "Lost server → subscribers (their RTCP)",
-    "Subscribers' measured loss_pct (mean)",
+    "Subscribers' measured loss (worst track)",
     "Forward latency",
     "Participants / rooms (max)",
 ]
@@ -564,8 +572,8 @@ def _plus(a: float | None, b: float | None) -> float | None:
 def _server_row(t: TierResult) -> list[Cell]:
     s = t.server_side
     assert s is not None
-    loss = t.stats.metrics.get("loss_pct")
-    measured = "—" if loss is None or not loss.count else fmt(loss.mean, "%")
+    loss = t.stats.track_loss
+    measured = "—" if loss is None else fmt(loss.worst_pct, "%")
     sent = _plus(s.sent, s.dropped)
     return [
         Cell(f"T{t.tier} · {t.stats.size}"),

@@ -889,7 +889,7 @@ class AiortcParticipant(Participant):
             remote.muted_in_interval = remote.muted
             mediacheck.rx_row(self.ctx, st.rx_kbps, account.kind, ref, judged, st.layer)
             if st.loss_pct is not None:
-                self.ctx.ok("loss_pct", st.loss_pct, track=ref)
+                self.ctx.ok("loss_pct", st.loss_pct, track=ref, detail=st.loss_detail)
             if st.jitter_ms is not None:
                 self.ctx.ok("jitter_ms", st.jitter_ms, track=ref)
             if mediacheck.capture_clock(attrs):

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiortc.rtp import RtcpReceiverInfo, RtcpSrPacket, RtpPacket
 
+from lkload.metrics.schema import loss_detail
 from lkload.participants.aiortc.rtcp import SenderClock
 
 __all__ = ["IntervalStats", "TrackAccount"]
@@ -70,6 +71,7 @@ class IntervalStats:
     jitter_ms: float | None  # None: nothing received in the interval
     media_e2e_ms: list[tuple[float, float]]  # (arrival unix s, ms) per sampled frame
     layer: str = ""  # video: "WxH" of the last keyframe received by the interval's end
+    loss_detail: str = ""  # "L of E packets": the counts behind loss_pct
 
 
 @dataclass(slots=True)
@@ -323,15 +325,17 @@ class TrackAccount:
             return None
         expected = self._iv_expected
         received = self._iv_packets  # includes late/duplicate packets, as RFC 3550 does
-        loss = None
+        loss, loss_counts = None, ""
         if expected > 0:
             loss = max(0.0, (expected - received) / expected * 100.0)
+            loss_counts = loss_detail(max(0, expected - received), expected)
         stats = IntervalStats(
             rx_kbps=self._iv_bytes * 8 / 1000.0 / seconds,
             loss_pct=loss,
             jitter_ms=self._jitter / self.clockrate * 1000.0 if received else None,
             media_e2e_ms=self._iv_e2e,
             layer=f"{self.frame_size[0]}x{self.frame_size[1]}" if self.frame_size else "",
+            loss_detail=loss_counts,
         )
         self._iv_since = now
         self._done_bytes += self._iv_bytes

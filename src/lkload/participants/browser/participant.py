@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lkload.metrics.schema import PUBLISH_METRIC, TICK_METRIC, FailureKind
+from lkload.metrics.schema import PUBLISH_METRIC, TICK_METRIC, FailureKind, loss_detail
 from lkload.participants import mediacheck
 from lkload.participants.base import (
     JoinFailed,
@@ -313,7 +313,8 @@ class BrowserParticipant(SessionParticipant[_Rx]):
         elif kind == "data":
             msg = DataMessage.decode(str(event.get("payload", "")).encode())
             if msg is not None and self._seqs.arrived(msg.sender, msg.seq, at):
-                self.ctx.ok("data_e2e_ms", max(0.0, (at - msg.sent) * 1000), at=at)
+                # not clamped: a negative value means the clocks disagree (analysis.clocks)
+                self.ctx.ok("data_e2e_ms", (at - msg.sent) * 1000, at=at)
 
     # -- stats: polled often enough to see each stall, written every interval ----------
 
@@ -374,7 +375,12 @@ class BrowserParticipant(SessionParticipant[_Rx]):
         recv = _delta(s, iv, "packetsReceived")
         lost = _delta(s, iv, "packetsLost")
         if recv + lost > 0:
-            ctx.ok("loss_pct", 100.0 * lost / (recv + lost), track=ref)
+            ctx.ok(
+                "loss_pct",
+                100.0 * lost / (recv + lost),
+                track=ref,
+                detail=loss_detail(int(lost), int(recv + lost)),
+            )
         if recv > 0:
             ctx.ok("jitter_ms", float(s.get("jitter", 0)) * 1000, track=ref)
         # what a viewer sees

@@ -1,0 +1,97 @@
+"""Packet loss per subscribed track over a tier's hold (docs/metrics.md "Packet loss").
+
+The engines write one `loss_pct` row per received track and stats interval, with the
+interval's counts in the detail ("L of E packets": lost of expected). A track's loss over
+the hold is its lost packets over its expected packets (the interval percentages averaged,
+one interval one weight, for rows without counts: results written before the counts). The
+tier is judged on its WORST track: a mean over every track would let one subscriber losing
+a third of its packets hide among forty clean ones, and a P95 over tracks would still let
+one track in twenty lose anything. Noise is averaged over the hold first, so one bad
+interval of an otherwise clean track weighs 1/n of its hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import pandas as pd
+
+from lkload.metrics.schema import LOSS_DETAIL_PATTERN
+
+if TYPE_CHECKING:
+    from lkload.analysis.tiers import SampleArrays
+
+
+@dataclass
+class TrackLoss:
+    """A tier's subscribed tracks' loss over its hold."""
+
+    tracks: int  # subscriptions (subscriber, publisher, track) with loss rows in the hold
+    worst_pct: float
+    worst: str  # "subscriber ← publisher/track" of the worst one
+    mean_pct: float  # over tracks, each its own hold loss: shown, decides nothing
+    over: int = 0  # tracks whose hold loss reached the limit (set when judged)
+
+    def describe(self) -> str:
+        return (
+            f"worst of {self.tracks:,} subscribed track{'s' if self.tracks != 1 else ''}: "
+            f"{self.worst}; mean of tracks {self.mean_pct:.2f} %"
+        )
+
+
+def track_loss(a: SampleArrays) -> dict[int, TrackLoss]:
+    """Per tier (>= 1): its tracks' hold loss; tiers without loss rows are absent."""
+    codes = a.codes_of(("loss_pct",))
+    if not codes or a.n == 0:
+        return {}
+    mask = a.metric == codes[0]
+    mask &= a.is_hold
+    mask &= a.ok
+    mask &= np.isfinite(a.value)
+    rows = np.flatnonzero(mask)
+    if rows.size == 0:
+        return {}
+    s = a.samples
+
+    def col(name: str) -> np.ndarray:
+        if name not in s.columns:
+            return np.full(rows.size, "", dtype=object)
+        return s[name].iloc[rows].astype(str).to_numpy()
+
+    counts = pd.Series(col("detail")).str.extract(LOSS_DETAIL_PATTERN).astype(float)
+    df = pd.DataFrame(
+        {
+            "tier": a.tier[rows],
+            "who": col("participant"),
+            "pub": col("publisher"),
+            "track": col("track"),
+            "pct": a.value[rows],
+            "lost": counts[0].to_numpy(),
+            "expected": counts[1].to_numpy(),
+        }
+    )
+    g = df.groupby(["tier", "who", "pub", "track"], sort=True)
+    per = g.agg(
+        pct=("pct", "mean"),
+        lost=("lost", "sum"),
+        expected=("expected", "sum"),
+        counted=("expected", "count"),
+        rows=("pct", "size"),
+    )
+    with_counts = (per["counted"] == per["rows"]) & (per["expected"] > 0)
+    loss = per["pct"].where(~with_counts, 100.0 * per["lost"] / per["expected"].where(with_counts))
+    out: dict[int, TrackLoss] = {}
+    for tier, part in loss.groupby(level="tier"):
+        key = cast(tuple[Any, Any, Any, Any], part.idxmax())
+        who, pub, track = str(key[1]), str(key[2]), str(key[3])
+        name = f"{who} ← {pub}/{track}" if pub or track else who
+        worst = float(part.max())
+        out[int(cast(int, tier))] = TrackLoss(
+            tracks=int(part.size),
+            worst_pct=worst,
+            worst=f"{name} {worst:.2f} %",
+            mean_pct=float(part.mean()),
+        )
+    return out
