@@ -193,6 +193,8 @@ class ParquetShard:
         self._part_rows = 0
         self._part_started = 0.0
         self._open()  # now, not at the first sample: a limit hit later cannot stop it
+        # the same for pyarrow's first batch: it imports modules (files) on first use
+        to_batch([])
 
     def _open(self) -> None:
         self._fh = open(self.path, "wb")  # noqa: SIM115 - closed by _seal/close/abandon
