@@ -202,10 +202,12 @@ def tabulate(results: Path, sockets: Path) -> list[dict[str, Any]]:
             "join_failures": {
                 str(e): int(n)
                 for e, n in joins[~joins["ok"].astype(bool)]["error"].value_counts().items()
+                if n
             },
             "failures_by_kind": {
                 f"{m}:{e}": int(n)
-                for (m, e), n in failed.groupby(["metric", "error"]).size().items()
+                for (m, e), n in failed.groupby(["metric", "error"], observed=True).size().items()
+                if n
             }
             if len(failed)
             else {},
@@ -221,6 +223,10 @@ def tabulate(results: Path, sockets: Path) -> list[dict[str, Any]]:
             "data_e2e_ms_p95": _q(data_e2e["value"], 0.95),
             "data_messages": len(data_e2e),
         }
+        row["gc_full"], row["gc_pause_ms_max"] = gc_pauses(results.parent.parent / "gc.jsonl", a, b)
+        host = res[src.str.startswith("host:")]
+        host = host[(host["t"] >= a) & (host["t"] <= b)]
+        row["host_cpu_pct_mean"] = float(host["cpu_pct"].mean()) if len(host) else None
         for col in socks.columns:
             if col != "t" and len(k):
                 row[col] = int(k[col].max())
@@ -253,6 +259,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         ("ephemeral_udp", "eph_u"),
         ("ephemeral_tcp", "eph_t"),
         ("data_e2e_ms_p95", "d95"),
+        ("gc_pause_ms_max", "gcmax"),
+        ("host_cpu_pct_mean", "host%"),
     ]
     print(" ".join(f"{h:>7}" for _, h in cols))
     for r in rows:
@@ -266,13 +274,47 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 # ---- main -----------------------------------------------------------------------------------
 
 
+# Loaded into the generator (PYTHONPATH): the wall time of each full (generation 2) garbage
+# collection, a pause of the whole process that grows with the number of live objects.
+_GC_LOG = """
+import gc, json, os, time
+_f = open(os.environ["THOUSANDS_GC_LOG"], "a")
+_t = [0.0]
+def _cb(phase, info):
+    if info["generation"] == 2:
+        if phase == "start":
+            _t[0] = time.perf_counter()
+        else:
+            _f.write(json.dumps({"t": time.time(), "ms": (time.perf_counter() - _t[0]) * 1e3}))
+            _f.write("\\n")
+            _f.flush()
+gc.callbacks.append(_cb)
+"""
+
+
+def gc_pauses(path: Path, start: float, end: float) -> tuple[int, float | None]:
+    """(full collections, longest pause in ms) between start and end."""
+    if not path.exists():
+        return 0, None
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    ms = [r["ms"] for r in rows if start <= r["t"] <= end]
+    return len(ms), (max(ms) if ms else None)
+
+
 def run(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="thousands-", dir=out))
     scenario = work / "scenario.yaml"
     scenario.write_text(scenario_yaml(args))
-    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{os.environ.get('PYTHONPATH', '')}")
+    site = work / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_GC_LOG)
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{site}:{ROOT / 'src'}:{os.environ.get('PYTHONPATH', '')}",
+        THOUSANDS_GC_LOG=str(work / "gc.jsonl"),
+    )
     cmd = [sys.executable, "-m", "lkload.cli", "run", str(scenario)]
     cmd += ["--results", str(work / "results"), "--reports", str(work / "reports")]
     cmd += ["--no-progress"]
