@@ -59,3 +59,29 @@ def test_a_ramp_tops_up_by_itself() -> None:
     assert state.phase is Phase.RAMP
     state.server_restarts = 1
     assert shape.tick() == shape.tick() == (3, 5.0)
+
+
+def test_the_collector_skips_the_joined_participants_during_settle_and_hold() -> None:
+    import gc
+
+    from lkload.engine.state import CampaignState
+    from lkload.metrics.schema import Phase
+
+    state = CampaignState()
+    try:
+        state.enter(1, Phase.RAMP, 10)
+        assert gc.get_freeze_count() == 0
+        kept = [[object()] for _ in range(1000)]  # a tier's long-lived objects
+        state.enter(1, Phase.SETTLE, 10)
+        frozen = gc.get_freeze_count()
+        assert frozen >= len(kept)
+        state.enter(1, Phase.HOLD, 10)  # still frozen, not collected again
+        assert gc.get_freeze_count() == frozen
+        state.enter(2, Phase.RAMP, 20)  # participants may leave: collected as usual again
+        assert gc.get_freeze_count() == 0
+        state.enter(2, Phase.HOLD, 20)  # no settle: frozen at the hold
+        assert gc.get_freeze_count() > 0
+        assert state.enter_teardown()
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
