@@ -61,27 +61,35 @@ def test_a_ramp_tops_up_by_itself() -> None:
     assert shape.tick() == shape.tick() == (3, 5.0)
 
 
-def test_the_collector_skips_the_joined_participants_during_settle_and_hold() -> None:
+def test_the_collector_skips_joined_participants_until_they_leave() -> None:
     import gc
 
+    from lkload.engine import gcfreeze
     from lkload.engine.state import CampaignState
     from lkload.metrics.schema import Phase
 
     state = CampaignState()
+    gc.unfreeze()
     try:
         state.enter(1, Phase.RAMP, 10)
         assert gc.get_freeze_count() == 0
-        kept = [[object()] for _ in range(1000)]  # a tier's long-lived objects
-        state.enter(1, Phase.SETTLE, 10)
+        kept = [[object()] for _ in range(1000)]  # what joined participants hold
+        for _ in range(gcfreeze.FREEZE_EVERY_JOINS):  # frozen as they join
+            gcfreeze.joined()
+        assert gc.get_freeze_count() >= len(kept)
+        gc.unfreeze()
+        state.enter(1, Phase.SETTLE, 10)  # and once all of a tier's have joined
         frozen = gc.get_freeze_count()
         assert frozen >= len(kept)
-        state.enter(1, Phase.HOLD, 10)  # still frozen, not collected again
-        assert gc.get_freeze_count() == frozen
-        state.enter(2, Phase.RAMP, 20)  # participants may leave: collected as usual again
+        garbage = [[] for _ in range(3)]
+        garbage[0].append(garbage)  # a cycle made in the hold: still collected
+        del garbage
+        assert gc.collect() > 0
+        state.enter(2, Phase.RAMP, 20)  # joining more: the joined stay frozen
+        assert gc.get_freeze_count() >= frozen
+        assert state.enter_teardown()  # leaving: what they leave is collected again
         assert gc.get_freeze_count() == 0
-        state.enter(2, Phase.HOLD, 20)  # no settle: frozen at the hold
-        assert gc.get_freeze_count() > 0
-        assert state.enter_teardown()
+        state.enter(-1, Phase.RECOVERY, 10)
         assert gc.get_freeze_count() == 0
     finally:
         gc.unfreeze()

@@ -1,12 +1,15 @@
-"""Garbage collection out of the measured window.
+"""Garbage collection out of the way of thousands of participants.
 
 A full (generation 2) collection pauses the whole generator for a time that grows with its
-live objects: ~0.25 s at 300 aiortc participants, more at thousands (docs/benchmarks.md,
-Thousands). In a hold such a pause is measured as latency of the server (data_e2e_ms,
-signal_rtt_ms) and as loop lag. So once a tier's participants have joined (settle, or hold
-when there is no settle) the process collects once and freezes what survives (gc.freeze: the
-collector skips it from then on); when participants may leave or join again (ramp, recovery,
-teardown) it unfreezes, so that what they leave behind is collected as usual.
+live objects: 1-3.7 s at 1,000-2,000 aiortc participants, every ~10 s while they joined
+(docs/benchmarks.md, Thousands). Such a pause stops DTLS and STUN timers (joins then fail)
+and, in a hold, is measured as the server's latency (data_e2e_ms, signal_rtt_ms) and as
+loop lag. Joined participants live until they leave, so they are frozen (gc.freeze: the
+collector skips them from then on): every FREEZE_EVERY_JOINS joins, and once a tier's
+participants have all joined (settle, or hold when there is no settle), after a collection
+of what is not frozen yet. When participants leave in numbers (recovery, teardown) the
+process unfreezes, so that what they leave behind is collected as usual. Cyclic garbage
+that existed at a freeze waits until then: bounded by the campaign.
 """
 
 from __future__ import annotations
@@ -15,16 +18,22 @@ import gc
 
 from lkload.metrics.schema import Phase
 
-_frozen = False
+FREEZE_EVERY_JOINS = 100
+_joins = 0
 
 
 def on_phase(phase: Phase) -> None:
-    global _frozen
     if phase in (Phase.SETTLE, Phase.HOLD):
-        if not _frozen:
-            gc.collect()
-            gc.freeze()
-            _frozen = True
-    elif _frozen:
+        gc.collect()  # only what is not frozen yet: cheap
+        gc.freeze()
+    elif phase in (Phase.RECOVERY, Phase.TEARDOWN):
         gc.unfreeze()
-        _frozen = False
+
+
+def joined() -> None:
+    """A participant joined (any thread)."""
+    global _joins
+    _joins += 1
+    if _joins % FREEZE_EVERY_JOINS == 0:
+        gc.collect(1)  # the young garbage first
+        gc.freeze()
