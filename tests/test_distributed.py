@@ -11,9 +11,11 @@ import collections
 import csv
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,11 +64,17 @@ class Cluster:
         argv: list[str],
         prefix: list[str] | None = None,
         key: str | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         env = {**os.environ, "LKLOAD_CLUSTER_KEY": self.key if key is None else key}
         self.procs[name] = subprocess.Popen(
-            [*(prefix or []), *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+            [*(prefix or []), *argv],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=preexec_fn,
         )
         log.close()
 
@@ -274,6 +282,41 @@ def test_worker_sigkilled_mid_tier_is_recorded_and_the_campaign_goes_on(cluster:
     assert tier2 and {r["worker"] for r in tier2} == {"w1" if victim == "w2" else "w2"}
     connected = [e["connected"] for e in events if e["event"] == "tier_end"]
     assert connected[1] == 6, events  # the lost participants were replaced at tier 2's ramp
+
+
+@needs_netns
+@pytest.mark.timeout(180)
+def test_a_worker_out_of_file_descriptors_stops_the_campaign_with_one_line(
+    cluster: Cluster,
+) -> None:
+    # data-only rooms: ~40 participants use up the worker's 160 file descriptors
+    cluster.scenario.write_text(
+        "name: dist-many\nengine: aiortc\nspawn_rate: 20\nsettle_s: 1\nhold_s: 5\n"
+        "join_timeout_s: 10\ntiers:\n  - {size: 80, role: baseline}\n"
+        "  - {size: 160, role: acceptable}\n"
+        "rooms: {participants_per_room: 10, publishers_per_room: 0, audio: false, data: true}\n"
+    )
+    limit = 160  # the worker's only; the master and its server keep the usual one
+    cluster.master(expect=1)
+    cluster.worker(
+        "w1", preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    )
+    assert cluster.wait("master", 150) == 1, cluster.log("master")[-3000:]
+    cluster.wait("w1", 30)
+    line = (
+        f"out of file descriptors: this process may open {limit} (RLIMIT_NOFILE, hard {limit}); "
+        "raise it (ulimit -n / LimitNOFILE= / docker --ulimit nofile=) or run fewer "
+        "participants per worker"
+    )
+    master = cluster.log("master")
+    errors = [x for x in master.splitlines() if x.startswith("lkload: error:")]
+    assert len(errors) == 1 and errors[0].endswith(f": {line}; the campaign stopped"), master
+    assert errors[0].startswith("lkload: error: worker ")  # which worker hit it
+    assert f": {line}" in cluster.log("w1")
+    assert "Traceback" not in master + cluster.log("w1")
+    timeline = read_timeline(cluster.results())
+    assert [e["reason"] for e in timeline if e["event"] == "abort"] == ["generator_limit"]
+    assert not [e for e in timeline if e.get("event") == "phase" and e.get("tier") == 2]
 
 
 @needs_netns

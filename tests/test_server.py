@@ -117,3 +117,17 @@ def test_a_port_taken_before_the_server_binds_it_means_new_ports(tmp_path) -> No
                 assert resp.status == 200
     log = (tmp_path / "server.log").read_text()
     assert f":{taken}: bind: address already in use" in log  # the first try failed on it
+
+
+def test_udp_port_range_is_sized_to_the_campaign() -> None:
+    # one port per peer connection, two per aiortc participant: 1,000 ports refused ICE from
+    # the ~500th data participant on (docs/benchmarks.md, Thousands)
+    from lkload.server import udp_ports_for
+
+    assert udp_ports_for(10) == 1000
+    assert udp_ports_for(2000) == 4100
+    assert udp_ports_for(100_000) == 20_000  # what fits outside the ephemeral range
+    server = EmbeddedServer(udp_ports=udp_ports_for(2500))  # ports picked, nothing started
+    rtc = server.config(Path("/nonexistent"))["rtc"]
+    assert isinstance(rtc, dict)
+    assert rtc["port_range_end"] - rtc["port_range_start"] + 1 == 5100

@@ -59,3 +59,37 @@ def test_a_ramp_tops_up_by_itself() -> None:
     assert state.phase is Phase.RAMP
     state.server_restarts = 1
     assert shape.tick() == shape.tick() == (3, 5.0)
+
+
+def test_the_collector_skips_joined_participants_until_they_leave() -> None:
+    import gc
+
+    from lkload.engine import gcfreeze
+    from lkload.engine.state import CampaignState
+    from lkload.metrics.schema import Phase
+
+    state = CampaignState()
+    gc.unfreeze()
+    try:
+        state.enter(1, Phase.RAMP, 10)
+        assert gc.get_freeze_count() == 0
+        kept = [[object()] for _ in range(1000)]  # what joined participants hold
+        for _ in range(gcfreeze.FREEZE_EVERY_JOINS):  # frozen as they join
+            gcfreeze.joined()
+        assert gc.get_freeze_count() >= len(kept)
+        gc.unfreeze()
+        state.enter(1, Phase.SETTLE, 10)  # and once all of a tier's have joined
+        frozen = gc.get_freeze_count()
+        assert frozen >= len(kept)
+        garbage = [[] for _ in range(3)]
+        garbage[0].append(garbage)  # a cycle made in the hold: still collected
+        del garbage
+        assert gc.collect() > 0
+        state.enter(2, Phase.RAMP, 20)  # joining more: the joined stay frozen
+        assert gc.get_freeze_count() >= frozen
+        assert state.enter_teardown()  # leaving: what they leave is collected again
+        assert gc.get_freeze_count() == 0
+        state.enter(-1, Phase.RECOVERY, 10)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()

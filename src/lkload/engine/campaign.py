@@ -37,13 +37,14 @@ from lkload.engine.target import Deployment, preflight
 from lkload.engine.user import ParticipantFactory, ParticipantUser
 from lkload.errors import UsageError
 from lkload.metrics import Recorder, ResourceSample, Sample, prometheus, redact, write_json_atomic
+from lkload.metrics.limits import limit_reached
 from lkload.metrics.monitor import ResourceMonitor, generator_over
 from lkload.metrics.redact import failure_detail
 from lkload.metrics.schema import SCHEMA_VERSION, FailureKind
 from lkload.participants.browser.chromium import live_roots as chromium_roots
 from lkload.participants.browser.chromium import missing as browser_missing
 from lkload.scenario.model import Scenario
-from lkload.server import EmbeddedServer
+from lkload.server import EmbeddedServer, udp_ports_for
 
 STOP_USERS_TIMEOUT_S = 30.0
 RELAY_INTERVAL_S = 0.25
@@ -104,6 +105,9 @@ class Campaign:
         self.state = CampaignState()
         self.server: EmbeddedServer | None = None
         self._abort: str | None = None
+        # the first failure caused by the generator's own limits (open files, local ports):
+        # what it measures from then on is the generator, so the campaign stops, saying so
+        self._limit: str | None = None
         self._meta: dict[str, Any] = {}
         self._meta_written = False
         # A deployment's Prometheus endpoint: the flag, else the scenario's server.prometheus.
@@ -217,15 +221,16 @@ class Campaign:
             if recorder.error is not None:
                 status = "failed"
             final: dict[str, Any] = {"status": status, "ended": time.time()}
-            if recorder.error is not None:
-                final["error"] = recorder.error
+            error = recorder.error or self._limit
+            if error is not None:
+                final["error"] = error
             self._write_final_meta(**final)
         return CampaignResult(
             self.dir,
             status,
             recorder.counts["samples"],
             recorder.counts["failures"],
-            recorder.error or "",
+            error or "",
         )
 
     def _server_metrics_url(self) -> str | None:
@@ -283,7 +288,10 @@ class Campaign:
         if self.ice_ips is None:
             self.ice_ips = ("127.0.0.1",)  # the embedded server's media address
         self.server = EmbeddedServer(
-            log_path=self.dir / "server.log", ice_ips=self.ice_ips, bind=self.server_bind
+            log_path=self.dir / "server.log",
+            ice_ips=self.ice_ips,
+            bind=self.server_bind,
+            udp_ports=udp_ports_for(max(t.size for t in self.scenario.tiers)),
         )
         self.server.start()
         creds = self.server.credentials
@@ -313,6 +321,8 @@ class Campaign:
         def on_sample(sample: Sample) -> None:
             relay.append(sample)
             state.count(sample)
+            if not sample.ok and self._limit is None:
+                self._limit = limit_reached(sample.detail)
 
         recorder.add_listener(on_sample)
 
@@ -431,6 +441,9 @@ class Campaign:
                         self._server_lost(self.server, recorder)
                     if recorder.error is not None and self._abort is None:
                         self._abort = "results_write_failed"
+                    if self._limit is not None and self._abort is None:
+                        self._abort = "generator_limit"
+                        recorder.event("abort", reason="generator_limit", message=self._limit)
                     if self._abort is not None:
                         break
                 if self._abort is not None:

@@ -412,6 +412,8 @@ class MasterCampaign(Campaign):
             ev["worker"] = name
             if event == "generator_saturated":
                 self.state.saturated = True
+            if event == "generator_limit" and self._limit is None:
+                self._limit = f"worker {name}: {ev.get('message', 'a limit was reached')}"
             recorder.event(event, **ev)
         info.samples += counts["samples"]
         info.failures += counts["failures"]

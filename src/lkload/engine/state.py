@@ -6,6 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from lkload.engine import gcfreeze
 from lkload.metrics.schema import Phase, Sample
 
 JOIN_METRIC = "join_ms"
@@ -38,6 +39,7 @@ class CampaignState:
         with self._lock:
             self.tier, self.phase, self.target_size = tier, phase, size
             self.phase_started = time.monotonic()
+        gcfreeze.on_phase(phase)
 
     def enter_teardown(self) -> bool:
         """The campaign is stopping (the last tier or the recovery ended, or it was
@@ -48,7 +50,8 @@ class CampaignState:
                 return False
             self.phase = Phase.TEARDOWN
             self.phase_started = time.monotonic()
-            return True
+        gcfreeze.on_phase(Phase.TEARDOWN)
+        return True
 
     def add(self, **deltas: int) -> None:
         """Atomic counter updates from greenlets and the asyncio thread alike."""

@@ -16,6 +16,7 @@ from gevent import GreenletExit
 from locust import User, constant, task
 from locust.exception import StopUser
 
+from lkload.engine import gcfreeze
 from lkload.engine.bridge import AsyncioBridge
 from lkload.engine.state import JOIN_METRIC, CampaignState
 from lkload.metrics.redact import failure_detail
@@ -245,4 +246,5 @@ async def _join(engine: str, ctx: ParticipantContext) -> Participant | None:
     except Exception as exc:  # a surprise: its first line says what (redacted by emit)
         ctx.fail("join_ms", FailureKind.INTERNAL, detail=f"{type(exc).__name__}: {exc}")
         return None
+    gcfreeze.joined()
     return participant

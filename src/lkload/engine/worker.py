@@ -37,6 +37,7 @@ from lkload.engine.environment import host_info
 from lkload.engine.state import CampaignState
 from lkload.engine.user import ParticipantFactory, ParticipantUser, seat
 from lkload.errors import UsageError
+from lkload.metrics.limits import limit_reached
 from lkload.metrics.monitor import ResourceMonitor
 from lkload.metrics.schema import Phase, ResourceSample, Sample
 from lkload.participants import Target
@@ -100,6 +101,7 @@ class Worker:
         self._last_heartbeat = time.monotonic()
         self._hub_thread = threading.get_ident()
         self._interrupted = False
+        self._limit_told = False  # a generator_limit event was sent (once)
         self.worker = "?"  # the name the master gives us
 
     # -- the run ----------------------------------------------------------------------
@@ -282,6 +284,11 @@ class Worker:
     def _record(self, sample: Sample) -> None:
         """Any thread: a full buffer makes the producer wait (never grows, never drops)."""
         on_hub = threading.get_ident() == self._hub_thread
+        if not sample.ok and not self._limit_told and (line := limit_reached(sample.detail)):
+            # this worker ran out of fds or ports: the master stops the campaign, saying so
+            self._limit_told = True
+            print(f"lkload worker {self.worker}: {line}", file=sys.stderr)
+            self._put(("e", {"event": "generator_limit", "message": line, "tier": sample.tier}))
         while not self.samples.add(sample, self.worker, OUTBOX_MAX):
             if on_hub:
                 gevent.sleep(0.01)  # wait without blocking the other greenlets

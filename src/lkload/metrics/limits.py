@@ -72,8 +72,15 @@ def exhaustion_message(exc: BaseException, short: bool = False) -> str | None:
     )
 
 
-_MARKERS = {
-    errno.EMFILE: "Too many open files",
+_MARKERS = {  # the system-wide text first: it contains the per-process one
     errno.ENFILE: "Too many open files in system",
+    errno.EMFILE: "Too many open files",
     errno.EADDRNOTAVAIL: "Cannot assign requested address",
 }
+
+
+def limit_reached(detail: str) -> str | None:
+    """The one line for a failure row whose detail says the generator ran out of file
+    descriptors or local ports, else None. Such a row measures the generator, not the
+    server: a campaign stops at the first one (engine/campaign.py)."""
+    return exhaustion_message(Exception(detail)) if detail else None

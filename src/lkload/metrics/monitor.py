@@ -187,7 +187,10 @@ class ResourceMonitor:
             with self._lock:
                 watched = list(self._watched)
             for w in watched:
-                sample = w.read(now, total)
+                try:
+                    sample = w.read(now, total)
+                except OSError:  # e.g. out of file descriptors: /proc cannot be opened
+                    sample = None  # this second goes unsampled; the campaign says why
                 if sample is None:
                     continue
                 self.latest[w.source] = sample

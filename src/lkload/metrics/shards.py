@@ -202,6 +202,8 @@ class ParquetShard:
         self._compactors: list[subprocess.Popen[bytes]] = []
         self._sealed: list[Path] = []  # full parts waiting for a compactor
         self._open()  # now, not at the first sample: a limit hit later cannot stop it
+        # the same for pyarrow's first batch: it imports modules (files) on first use
+        to_batch([])
 
     def _open(self) -> None:
         self._fh = open(self.path, "wb")  # noqa: SIM115 - closed by _seal/close/abandon

@@ -42,6 +42,21 @@ class Credentials:
         return creds
 
 
+# livekit-server with a port range (no rtc.udp_port) binds one UDP port per peer connection,
+# and an aiortc participant has two (subscriber, and publisher when it publishes or sends
+# data): a range of 1,000 refused ICE from the ~500th participant on (docs/benchmarks.md,
+# Thousands). The range is sized to the campaign, within what fits outside the ephemeral range.
+DEFAULT_UDP_PORTS = 1000
+MAX_UDP_PORTS = 20_000
+PORTS_PER_PARTICIPANT = 2
+
+
+def udp_ports_for(participants: int) -> int:
+    """The embedded server's UDP port range for a campaign of at most `participants`."""
+    wanted = PORTS_PER_PARTICIPANT * participants + 100  # + probes, rejoins in flight
+    return min(MAX_UDP_PORTS, max(DEFAULT_UDP_PORTS, wanted))
+
+
 @dataclass(frozen=True)
 class ServerPorts:
     http: int
@@ -58,7 +73,7 @@ class EmbeddedServer:
         self,
         log_path: Path | None = None,
         ice_ips: tuple[str, ...] = ("127.0.0.1",),
-        udp_ports: int = 1000,
+        udp_ports: int = DEFAULT_UDP_PORTS,
         health_timeout_s: float = 30.0,
         bind: str = "127.0.0.1",
     ) -> None:
