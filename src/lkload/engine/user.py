@@ -17,7 +17,8 @@ from locust import User, constant, task
 from locust.exception import StopUser
 
 from lkload.engine.bridge import AsyncioBridge
-from lkload.engine.state import JOIN_METRIC, CampaignState
+from lkload.engine.state import CampaignState
+from lkload.metrics.live import JOIN_METRIC
 from lkload.metrics.redact import failure_detail
 from lkload.metrics.schema import SESSION_METRIC, FailureKind, Sample
 from lkload.participants import (
