@@ -358,9 +358,16 @@ class Campaign:
             env.create_web_ui("127.0.0.1", self.web_port)
             print(f"Locust web UI: http://127.0.0.1:{self.web_port}", file=sys.stderr)
 
+        # Locust clears its statistics when its test starts (the shape's first tick): what
+        # was merged before (a master's RoomService probe while it waits for workers) is
+        # handed to Locust only after that.
+        locust_started = gevent.event.Event()
+        env.events.test_start.add_listener(lambda **_kw: locust_started.set())
+
         def relay_live() -> None:
             self._merge_live(local.take())
-            locust_stats.feed(env.stats, self.live.take_unflushed())
+            if locust_started.is_set():
+                locust_stats.feed(env.stats, self.live.take_unflushed())
 
         def relay_forever() -> None:
             while True:
