@@ -10,8 +10,10 @@ the master's CPU time (psutil) and counts the rows the master wrote.
     .venv/bin/python benchmarks/distribution.py --workers 8 --rate 0     # as fast as allowed
 
 Synthetic workers send what real workers send (compressed Arrow batches with their
-counts, engine/messages.py), each batch encoded once a second and resent, so that a few
-processes on a small machine can offer a million samples per second. The driver checks
+aggregates: counts, failures by kind, histograms; engine/messages.py, metrics/live.py),
+each batch encoded and aggregated once a second and resent, so that a few processes on a
+small machine can offer a million samples per second; the master merges every batch's
+aggregates into its live view and Locust's statistics as it does for real workers. The driver checks
 that every sample sent is on disk (`dropped`) by reading every shard back.
 
 A worker running 200 participants sends roughly 1,000 samples/s (data_e2e_ms at 2/s per
@@ -42,6 +44,10 @@ tiers:
 rooms: {{participants_per_room: 5, publishers_per_room: 1}}
 """
 
+# What a loaded worker's batch mixes (metric, base value, step): four aggregates per batch
+METRICS = [("data_e2e_ms", 10.0, 0.5), ("rx_kbps", 30.0, 0.7), ("loss_pct", 0.0, 0.02),
+           ("jitter_ms", 1.0, 0.3)]  # fmt: skip
+
 
 def fake_worker(scenario_path: str, port: int, rate: float, name: str) -> int:
     os.environ.setdefault("LOCUST_SKIP_MONKEY_PATCH", "1")  # as lkload.engine does
@@ -53,6 +59,7 @@ def fake_worker(scenario_path: str, port: int, rate: float, name: str) -> int:
     from lkload import __version__
     from lkload.engine import messages as m
     from lkload.engine.environment import host_info
+    from lkload.metrics.live import aggregate
     from lkload.scenario import load_scenario
 
     class LiveKitParticipant(User):  # the master dispatches users by this class name
@@ -99,9 +106,9 @@ def fake_worker(scenario_path: str, port: int, rate: float, name: str) -> int:
     seq = sent = 0
     start = time.monotonic()
     due = 0.0
-    payloads: dict[int, tuple[float, bytes]] = {}  # by batch size: (second, payload)
+    payloads: dict[int, tuple[float, bytes, list]] = {}  # by size: (second, payload, stats)
 
-    def payload(n: int) -> bytes:
+    def payload(n: int) -> tuple[bytes, list]:
         """n realistic rows, encoded as a worker encodes them; re-encoded once a second
         (fresh t) so that a synthetic worker can offer far more than a real one."""
         now = int(time.time())
@@ -112,12 +119,13 @@ def fake_worker(scenario_path: str, port: int, rate: float, name: str) -> int:
                 "t": [t] * n, "tier": [credit["tier"]] * n, "phase": [credit["phase"]] * n,
                 "worker": [name] * n, "room": [room] * n,
                 "participant": [f"p{i % 500:05d}" for i in range(n)], "engine": ["sdk"] * n,
-                "metric": ["data_e2e_ms"] * n, "value": [10.0 + (i % 97) * 0.5 for i in range(n)],
+                "metric": [METRICS[i % 4][0] for i in range(n)],
+                "value": [METRICS[i % 4][1] + (i % 97) * METRICS[i % 4][2] for i in range(n)],
                 "ok": [True] * n, "error": [""] * n, "publisher": [""] * n, "track": [""] * n,
                 "detail": [""] * n,
             }  # fmt: skip
-            cached = payloads[n] = (now, m.encode_samples(cols))
-        return cached[1]
+            cached = payloads[n] = (now, m.encode_samples(cols), aggregate(cols))
+        return cached[1], cached[2]
 
     while not all(g.dead for g in runner.greenlet):
         now = time.monotonic()
@@ -126,10 +134,10 @@ def fake_worker(scenario_path: str, port: int, rate: float, name: str) -> int:
             n = int(min(m.BATCH_MAX, due - sent)) or 1
             seq += 1
             credit["in_flight"] += 1
-            counts = {"samples": n, "failures": 0, "joins_ok": 0, "joins_failed": 0}
+            samples, stats = payload(n)
             runner.send_message(
                 m.BATCH,
-                {"seq": seq, "samples": payload(n), "counts": counts, "resources": [],
+                {"seq": seq, "samples": samples, "stats": stats, "resources": [],
                  "events": [], "joining": 0, "connected": 1},
             )  # fmt: skip
             sent += n

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from helpers import (
@@ -34,6 +35,7 @@ from helpers import (
 )
 
 from lkload.engine import messages
+from lkload.metrics.live import ALPHA
 from lkload.metrics.schema import ATTEMPT_METRICS, FailureKind, Phase, ResourceSample, Sample
 from lkload.scenario import parse_scenario
 from lkload.server.ports import free_tcp_port
@@ -78,7 +80,9 @@ class Cluster:
         )
         log.close()
 
-    def master(self, *extra: str, expect: int = 2, key: str | None = None) -> None:
+    def master(
+        self, *extra: str, expect: int = 2, key: str | None = None, progress: bool = False
+    ) -> None:
         self._spawn(
             "master",
             [
@@ -94,7 +98,7 @@ class Cluster:
                 str(self.tmp / "results"),
                 "--reports",
                 str(self.tmp / "reports"),
-                "--no-progress",
+                *([] if progress else ["--no-progress"]),
                 *extra,
             ],
             key=key,
@@ -164,7 +168,7 @@ def _no_secret(results: Path, *logs: str) -> None:
 @needs_netns
 @pytest.mark.timeout(120)
 def test_master_and_two_workers_account_for_every_participant(cluster: Cluster) -> None:
-    cluster.master()
+    cluster.master(progress=True)  # plain progress lines in its log (not a terminal)
     cluster.worker("w1")
     cluster.worker("w2")
     assert cluster.wait("master", 100) == 0, cluster.log("master")[-3000:]
@@ -216,10 +220,45 @@ def test_master_and_two_workers_account_for_every_participant(cluster: Cluster) 
     assert {w: meta["workers"][w]["failures"] for w in ("w1", "w2")} == {
         w: failed[w] for w in ("w1", "w2")
     }
-    # Locust's statistics merged the workers' own reports: every join attempt is there.
+    # Locust's statistics come from the batches' aggregates (the master decodes no row):
+    # per engine and metric, every row on disk is a request, every failure row a failure,
+    # and its errors are the failures by kind; so attempts = successes + failures.
     with open(results / "locust_stats.csv", newline="") as fh:
         stats = {(r["Type"], r["Name"]): r for r in csv.DictReader(fh)}
     assert sum(int(r["Request Count"]) for (_t, n), r in stats.items() if n == "join_ms") == 6
+    total = stats.pop(("", "Aggregated"))
+    assert int(total["Request Count"]) == len(rows)
+    assert int(total["Failure Count"]) == sum(r["ok"] == "false" for r in rows)
+    by_key = collections.Counter((r["engine"], r["metric"]) for r in rows)
+    assert {k: int(r["Request Count"]) for k, r in stats.items()} == dict(by_key)
+    for (engine, metric), r in stats.items():
+        ok = sum(x["ok"] == "true" for x in rows if (x["engine"], x["metric"]) == (engine, metric))
+        assert int(r["Request Count"]) == ok + int(r["Failure Count"]), (engine, metric)
+    with open(results / "locust_failures.csv", newline="") as fh:
+        errors = {
+            (r["Method"], r["Name"], r["Error"]): int(r["Occurrences"]) for r in csv.DictReader(fh)
+        }
+    kinds = collections.Counter(
+        (r["engine"], r["metric"], r["error"]) for r in rows if r["ok"] == "false"
+    )
+    assert errors == dict(kinds)
+    # The master's live view: its last progress block counts every row on disk, and its
+    # percentiles of the last tier are within the stated 1 % of the exact ones.
+    log = cluster.log("master")
+    last = log[log.rindex("\ntier 2/2 ") + 1 :].splitlines()
+    assert f"samples {len(rows)} failures {total['Failure Count']} |" in last[0], last[0]
+    for metric in ("join_ms", "data_e2e_ms"):
+        key = ("2", metric, "true")
+        values = np.array(
+            [float(r["value"]) for r in rows if (r["tier"], r["metric"], r["ok"]) == key]
+        )
+        line = next(ln for ln in last[1:] if ln.split()[0] == metric)
+        assert f"n={values.size} " in line, line
+        for q in (50, 95, 99):
+            shown = float(line.split(f"P{q}")[1].split()[0])
+            exact = float(np.percentile(values, q))
+            # the histogram's 1 %, the line's 4 significant digits, the CSV's 3 decimals
+            assert abs(shown - exact) <= (ALPHA + 5e-4) * abs(exact) + 1e-3, (metric, q, line)
 
     events = read_timeline(results)
     names = [e["event"] for e in events]
@@ -414,6 +453,7 @@ def test_samples_cross_the_wire_columnar_and_land_undecoded_in_the_workers_shard
 ) -> None:
     from lkload.engine.columns import SampleColumns
     from lkload.metrics import Recorder
+    from lkload.metrics.live import totals
 
     samples = [
         Sample(1.5, 2, Phase.HOLD, "ignored", "r", "p00001", "sdk", "join_ms", 12.25, True),
@@ -428,11 +468,19 @@ def test_samples_cross_the_wire_columnar_and_land_undecoded_in_the_workers_shard
     for s in samples:
         assert buffer.add(s, "w7", limit=10)
     assert not buffer.add(samples[0], "w7", limit=4)  # full: the producer must wait
-    first, counts1 = buffer.take(3)
-    rest, counts2 = buffer.take(3)
+    first, stats1 = buffer.take(3)
+    rest, stats2 = buffer.take(3)
     assert buffer.rows == 0
+    counts1, counts2 = totals(stats1), totals(stats2)
     assert counts1 == {"samples": 3, "failures": 2, "joins_ok": 1, "joins_failed": 1}
     assert counts2 == {"samples": 1, "failures": 0, "joins_ok": 0, "joins_failed": 0}
+    # per (tier, engine, metric): ok rows, failures by kind, the ok values' histogram
+    assert [g[:5] for g in stats1] == [
+        [2, "sdk", "join_ms", 1, {}],
+        [-1, "sdk", "data_e2e_ms", 0, {"timeout": 1}],
+        [1, "aiortc", "join_ms", 0, {"ice": 1}],
+    ]
+    assert stats1[0][7:] == [12.25, 12.25, 12.25] and stats1[1][5] == b""
     rec = Recorder(tmp_path, worker="master")
     for cols, counts in ((first, counts1), (rest, counts2)):
         rec.shipped("w7", messages.encode_samples(cols), counts["samples"], counts["failures"])

@@ -240,6 +240,7 @@ def test_shipped_batches_rotate_into_parts_converted_by_compactors_none_lost_or_
     (or at close when they fall behind); every row once."""
     from lkload.engine.columns import SampleColumns
     from lkload.engine.messages import encode_samples
+    from lkload.metrics.live import totals
 
     monkeypatch.setattr(shards, "PART_ROWS", 100)
     rec = Recorder(tmp_path, worker="master", flush_s=0.01)
@@ -247,7 +248,8 @@ def test_shipped_batches_rotate_into_parts_converted_by_compactors_none_lost_or_
     for i in range(1000):
         assert buffer.add(_sample(i, ok=i % 10 != 0), "w1", limit=10_000)
         if i % 50 == 49:
-            cols, counts = buffer.take(50)
+            cols, stats = buffer.take(50)
+            counts = totals(stats)
             rec.shipped("w1", encode_samples(cols), counts["samples"], counts["failures"])
             time.sleep(0.02)
     rec.close()
@@ -264,12 +266,14 @@ def test_shipped_batches_with_samples_format_csv_are_rows_in_the_masters_csv(
 ) -> None:
     from lkload.engine.columns import SampleColumns
     from lkload.engine.messages import encode_samples
+    from lkload.metrics.live import totals
 
     buffer = SampleColumns()
     samples = [_sample(i, ok=i % 3 != 0) for i in range(10)]
     for s in samples:
         buffer.add(s, "w2", limit=100)
-    cols, counts = buffer.take(100)
+    cols, stats = buffer.take(100)
+    counts = totals(stats)
     rec = Recorder(tmp_path, worker="master", samples_format="csv")
     rec.shipped("w2", encode_samples(cols), counts["samples"], counts["failures"])
     rec.close()

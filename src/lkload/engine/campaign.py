@@ -7,7 +7,6 @@ interrupted (Ctrl-C, SIGTERM) or failed.
 
 from __future__ import annotations
 
-import collections
 import csv
 import os
 import signal
@@ -26,6 +25,7 @@ from locust.env import Environment
 from locust.runners import STATE_STOPPED, Runner
 from locust.stats import StatsCSV
 
+from lkload.engine import locust_stats
 from lkload.engine.bridge import AsyncioBridge
 from lkload.engine.environment import host_info, versions
 from lkload.engine.locust_stats import TRIM_EVERY, trim_per_second
@@ -38,6 +38,7 @@ from lkload.engine.user import ParticipantFactory, ParticipantUser
 from lkload.errors import UsageError
 from lkload.metrics import Recorder, ResourceSample, Sample, prometheus, redact, write_json_atomic
 from lkload.metrics.limits import limit_reached
+from lkload.metrics.live import Group, LiveBuffer, LiveStats
 from lkload.metrics.monitor import ResourceMonitor, generator_over
 from lkload.metrics.redact import failure_detail
 from lkload.metrics.schema import SCHEMA_VERSION, FailureKind
@@ -103,6 +104,7 @@ class Campaign:
         self.show_progress = progress
         self.worker = worker
         self.state = CampaignState()
+        self.live = LiveStats()
         self.server: EmbeddedServer | None = None
         self._abort: str | None = None
         # the first failure caused by the generator's own limits (open files, local ports):
@@ -314,17 +316,17 @@ class Campaign:
         scenario = self.scenario
         bridge = AsyncioBridge().start()
 
-        # Locust's own statistics see every measurement too (stats, CSV, web UI). Locust's
-        # stats live on the gevent hub, so samples queue here and a greenlet fires them.
-        relay: collections.deque[Sample] = collections.deque()
+        # The live view (progress, Locust's statistics: stats, CSV, web UI) comes from
+        # aggregates of this process's samples, as a master's from its workers' batches:
+        # they queue as columns here and a greenlet on the gevent hub merges them.
+        local = LiveBuffer()
+        recorder.add_listener(local.add)
 
-        def on_sample(sample: Sample) -> None:
-            relay.append(sample)
-            state.count(sample)
+        def on_failure(sample: Sample) -> None:
             if not sample.ok and self._limit is None:
                 self._limit = limit_reached(sample.detail)
 
-        recorder.add_listener(on_sample)
+        recorder.add_listener(on_failure)
 
         monitor = ResourceMonitor(
             emit=lambda r: self._on_resource(r, recorder),
@@ -371,23 +373,23 @@ class Campaign:
             env.create_web_ui("127.0.0.1", self.web_port)
             print(f"Locust web UI: http://127.0.0.1:{self.web_port}", file=sys.stderr)
 
-        def fire_to_locust() -> None:
+        # Locust clears its statistics when its test starts (the shape's first tick): what
+        # was merged before (a master's RoomService probe while it waits for workers) is
+        # handed to Locust only after that.
+        locust_started = gevent.event.Event()
+        env.events.test_start.add_listener(lambda **_kw: locust_started.set())
+
+        def relay_live() -> None:
+            self._merge_live(local.take())
+            if locust_started.is_set():
+                locust_stats.feed(env.stats, self.live.take_unflushed())
+
+        def relay_forever() -> None:
             while True:
-                while relay:
-                    s = relay.popleft()
-                    env.events.request.fire(
-                        request_type=s.engine,
-                        name=s.metric,
-                        response_time=s.value if s.value is not None else 0.0,
-                        response_length=0,
-                        exception=None
-                        if s.ok
-                        else Exception(s.error.value if s.error else "failed"),
-                        context={},
-                    )
+                relay_live()
                 gevent.sleep(RELAY_INTERVAL_S)
 
-        relay_greenlet = gevent.spawn(fire_to_locust)
+        relay_greenlet = gevent.spawn(relay_forever)
         probe = RoomServiceProbe(
             deployment,
             scenario.api_interval_s,
@@ -425,8 +427,9 @@ class Campaign:
             gevent.signal_handler(signal.SIGTERM, interrupt, "interrupted"),
         ]
         status = "completed"
+        progress = Progress(state, len(scenario.tiers), self.show_progress, self.live)
         try:
-            with Progress(state, len(scenario.tiers), self.show_progress) as progress:
+            with progress:
                 self._before_start(runner, recorder, progress)
                 runner.start_shape()
                 turns = 0
@@ -461,17 +464,17 @@ class Campaign:
                 if not stopper.dead:
                     recorder.event("abort", reason="interrupted", message="leave cut short")
                 self._after_stop(runner, recorder)
-                progress.update()
         finally:
             for h in handlers:
                 h.cancel()
             probe_future.cancel()
-            gevent.sleep(RELAY_INTERVAL_S * 2)  # let the relay hand over the last samples
-            relay_greenlet.kill(block=False)
+            relay_greenlet.kill()
             bridge.stop()
             monitor.stop()
             if scraper is not None:
                 scraper.stop()
+            relay_live()  # the last samples, before the final counts and Locust's CSV
+            progress.final()
             self._write_locust_csv(env)
             runner.quit()
         return status
@@ -520,6 +523,12 @@ class Campaign:
         self._abort = "server_lost"
 
     # -- what a distributed master does differently (engine/master.py overrides these) ---
+
+    def _merge_live(self, groups: list[Group]) -> None:
+        """A batch's aggregates into the live view; the counters the shape and the
+        progress line read follow from them (every join attempt is one join_ms row)."""
+        if groups:
+            self.state.add(**self.live.merge(groups))
 
     def _on_shape_event(self, recorder: Recorder) -> Callable[..., None]:
         """Where the shape's timeline events go (phase changes, tier ends)."""

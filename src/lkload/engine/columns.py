@@ -1,8 +1,9 @@
 """A worker's samples, kept columnar as they are recorded, with per-batch aggregates.
 
 Appending a sample is fourteen list appends under a lock (any thread records); `take`
-hands the shipper up to one batch of columns and the counts the master's live view needs
-(samples, failures, joins ok/failed), so the master never reads the rows themselves.
+hands the shipper up to one batch of columns and their aggregates (metrics/live.py: per
+tier, engine and metric, ok rows, failures by kind and a mergeable histogram), from which
+the master's live view and Locust's statistics come: it never reads the rows themselves.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from lkload.metrics.live import Group, aggregate
 from lkload.metrics.schema import SAMPLE_COLUMNS, Sample
-
-JOIN_METRIC = "join_ms"
-COUNT_NAMES = ("samples", "failures", "joins_ok", "joins_failed")
 
 
 class SampleColumns:
@@ -48,8 +47,8 @@ class SampleColumns:
             c["detail"].append(s.detail)
             return True
 
-    def take(self, limit: int) -> tuple[dict[str, list[Any]], dict[str, int]]:
-        """Up to `limit` of the oldest rows, removed, and their counts."""
+    def take(self, limit: int) -> tuple[dict[str, list[Any]], list[Group]]:
+        """Up to `limit` of the oldest rows, removed, and their aggregates."""
         with self._lock:
             n = min(limit, len(self._cols["t"]))
             if n == len(self._cols["t"]):
@@ -58,13 +57,4 @@ class SampleColumns:
                 taken = {c: v[:n] for c, v in self._cols.items()}
                 for v in self._cols.values():
                     del v[:n]
-        ok, metric = taken["ok"], taken["metric"]
-        joins = [i for i, name in enumerate(metric) if name == JOIN_METRIC]
-        joins_ok = sum(1 for i in joins if ok[i])
-        counts = {
-            "samples": n,
-            "failures": n - sum(ok),
-            "joins_ok": joins_ok,
-            "joins_failed": len(joins) - joins_ok,
-        }
-        return taken, counts
+        return taken, aggregate(taken)

@@ -8,8 +8,9 @@ each (the API secret never leaves the master); it tells workers each phase chang
 tag their samples as a single process would; it writes every sample and resource reading
 the workers send, so percentiles are exact over all of them; and it records workers that
 join, are refused or are lost. Samples arrive as compressed Arrow batches and go to each
-worker's own shard undecoded; the live counts come with each batch and Locust's statistics
-from Locust's own per-worker reports (engine/messages.py).
+worker's own shard undecoded; each batch's aggregates (counts, failures by kind, mergeable
+histograms: metrics/live.py) are merged into the live view and Locust's statistics
+(engine/messages.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from lkload.engine.target import Deployment
 from lkload.engine.user import seat
 from lkload.errors import UsageError
 from lkload.metrics import Recorder, ResourceSample
+from lkload.metrics.live import totals
 from lkload.participants import Target
 from lkload.scenario.model import Scenario
 
@@ -396,14 +398,15 @@ class MasterCampaign(Campaign):
             return
         data = msg.data
         name = info.name
-        counts = data["counts"]
+        stats = data["stats"]
+        counts = totals(stats)
         if counts["samples"]:
             try:  # appended to the worker's shard as shipped: no row is decoded here
                 recorder.shipped(name, data["samples"], counts["samples"], counts["failures"])
             except ValueError as exc:  # a worker of another lkload build: say so, go on
                 recorder.event("batch_refused", worker=name, reason=str(exc), tier=0)
-                counts = dict.fromkeys(counts, 0)
-        self.state.add(**counts)
+                counts, stats = dict.fromkeys(counts, 0), []
+        self._merge_live(stats)
         for w in data["resources"]:
             self._on_resource(m.resource_from_wire(w, name), recorder)
         for ev in data["events"]:

@@ -1,11 +1,11 @@
 """What master and workers say to each other, on top of Locust's own messages.
 
-Locust carries users (spawn/stop), heartbeats and its statistics; these custom messages
+Locust carries users (spawn/stop) and heartbeats; these custom messages
 (`runner.register_message` / `send_message`, msgpack over Locust's ZeroMQ link, encrypted
-and authenticated with CurveZMQ: engine/link.py) carry the rest. Locust's own statistics
-reach the master as Locust sends them: each worker fires its samples into its own
-statistics and Locust merges them. It never carries the API secret: the master mints one
-join token per participant and hands it out with the participant's number.
+and authenticated with CurveZMQ: engine/link.py) carry the rest. Workers fire nothing into
+Locust's statistics: the master feeds its own from the batches' aggregates. It never
+carries the API secret: the master mints one join token per participant and hands it out
+with the participant's number.
 
     worker → master   HELLO   {version, scenario, scenario_hash, host, pid, name}
     master → worker   CLOCK   {master_t}       CLOCK_ROUNDS times, one after the other:
@@ -15,10 +15,12 @@ join token per participant and hands it out with the participant's number.
     worker → master   SEAT    {req}            a new participant needs its global number
     master → worker   SEAT    {req, n, token}  (identity and room follow from n: user.seat)
     master → worker   PHASE   {tier, phase, size}      the shape entered a new phase
-    worker → master   BATCH   {seq, samples, counts, resources, events, joining, connected}
+    worker → master   BATCH   {seq, samples, stats, resources, events, joining, connected}
                       samples: one zstd-compressed Arrow IPC stream of sample rows (the
                       worker column written by the worker), appended to disk by the master
-                      undecoded; counts: {samples, failures, joins_ok, joins_failed} of it
+                      undecoded; stats: their aggregates per (tier, engine, metric): ok
+                      rows, failures by kind, a mergeable histogram (metrics/live.py), from
+                      which the master's counts, live view and Locust's statistics come
     master → worker   ACK     {seq}            credit back: the batch is in the recorder queue
     worker → master   DRAINED {seq}            after its users stopped: nothing more to send
 """

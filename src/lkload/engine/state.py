@@ -7,9 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from lkload.engine import gcfreeze
-from lkload.metrics.schema import Phase, Sample
-
-JOIN_METRIC = "join_ms"
+from lkload.metrics.schema import Phase
 
 
 @dataclass
@@ -58,20 +56,6 @@ class CampaignState:
         with self._lock:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
-
-    def count(self, sample: Sample) -> None:
-        """Counters derived from the samples themselves, so a master that only sees the
-        samples its workers send keeps the same counts as a single process: every join
-        attempt ends as exactly one join_ms row (ok or failed)."""
-        with self._lock:
-            self.samples += 1
-            if not sample.ok:
-                self.failures += 1
-            if sample.metric == JOIN_METRIC:
-                if sample.ok:
-                    self.joins_ok += 1
-                else:
-                    self.joins_failed += 1
 
     @property
     def in_phase_s(self) -> float:

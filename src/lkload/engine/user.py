@@ -18,7 +18,8 @@ from locust.exception import StopUser
 
 from lkload.engine import gcfreeze
 from lkload.engine.bridge import AsyncioBridge
-from lkload.engine.state import JOIN_METRIC, CampaignState
+from lkload.engine.state import CampaignState
+from lkload.metrics.live import JOIN_METRIC
 from lkload.metrics.redact import failure_detail
 from lkload.metrics.schema import SESSION_METRIC, FailureKind, Sample
 from lkload.participants import (

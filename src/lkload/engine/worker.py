@@ -13,7 +13,6 @@ master refuses it or cannot be reached.
 
 from __future__ import annotations
 
-import collections
 import itertools
 import os
 import queue
@@ -87,9 +86,9 @@ class Worker:
         self.state = CampaignState()
         self.outbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=OUTBOX_MAX)
         # Samples are kept columnar as they are recorded and shipped as compressed Arrow
-        # IPC (messages.py): the master appends them to disk without decoding a row.
+        # IPC with their aggregates (messages.py): the master appends them to disk without
+        # decoding a row, and its live view and Locust's statistics merge the aggregates.
         self.samples = SampleColumns()
-        self._relay: collections.deque[Sample] = collections.deque()  # to Locust's stats
         self.runner: WorkerRunner | None = None
         self._welcome: gevent.event.AsyncResult[dict[str, Any]] = gevent.event.AsyncResult()
         self._seats: dict[int, gevent.event.AsyncResult[tuple[int, str]]] = {}
@@ -156,12 +155,10 @@ class Worker:
             monitor.watch_host(f"host:{self.worker}")
             monitor.start()
             shipper = gevent.spawn(self._ship_forever)
-            relay = gevent.spawn(self._fire_to_locust, env)
             try:
                 return self._serve(runner)
             finally:
                 shipper.kill(block=False)
-                relay.kill(block=False)
         finally:
             if monitor is not None:
                 monitor.stop()
@@ -294,24 +291,6 @@ class Worker:
                 gevent.sleep(0.01)  # wait without blocking the other greenlets
             else:
                 time.sleep(0.01)
-        self._relay.append(sample)
-
-    def _fire_to_locust(self, env: Environment) -> None:
-        """This worker's Locust statistics see its samples; Locust merges every worker's
-        into the master's (its response-time histogram merges exactly), so the master's
-        live statistics never need the rows."""
-        while True:
-            while self._relay:
-                s = self._relay.popleft()
-                env.events.request.fire(
-                    request_type=s.engine,
-                    name=s.metric,
-                    response_time=s.value if s.value is not None else 0.0,
-                    response_length=0,
-                    exception=None if s.ok else Exception(s.error.value if s.error else "failed"),
-                    context={},
-                )
-            gevent.sleep(0.2)
 
     def _put(self, item: tuple[str, Any]) -> None:
         """Any thread: a full outbox makes the producer wait (never grows, never drops)."""
@@ -355,8 +334,8 @@ class Worker:
                 except queue.Empty:
                     break
                 (resources if kind == "r" else events).append(item)
-            columns, counts = self.samples.take(m.BATCH_MAX)
-            rows = counts["samples"]
+            columns, stats = self.samples.take(m.BATCH_MAX)
+            rows = len(columns["t"])
             n = rows + len(resources) + len(events)
             if n == 0 and time.monotonic() - self._last_ship < STATUS_EVERY_S:
                 break
@@ -368,7 +347,7 @@ class Worker:
                 {
                     "seq": self._seq,
                     "samples": m.encode_samples(columns) if rows else b"",
-                    "counts": counts,
+                    "stats": stats,
                     "resources": resources,
                     "events": events,
                     "joining": joining,
