@@ -1,7 +1,11 @@
 """Density benchmark: participants per core of generator CPU for the aiortc engine, the sdk
 engine and `lk perf load-test`, same machine, same embedded livekit-server, fixed layout (rooms
-of 1 audio+video publisher and 9 subscribers). A step is sustained when the generator's CPU is
-< 80 % of one core and receive loss < 1 %. See docs/benchmarks.md, "Density".
+of 1 audio+video publisher and 9 subscribers, --room-size) with lk's default media on every
+side (three VP8 simulcast layers up to 1280x720 30 fps, subscribers watching the top one; Opus).
+A step is sustained when the generator's CPU is < 80 % of one core and receive loss < 1 %.
+Beside each step: the server's CPU and its own Prometheus counters (packets, bytes, NACKs,
+PLIs per participant-second). `browser` rooms (Chromium) show the server's work for real
+clients. See docs/benchmarks.md, "Density"; benchmarks/lk_media.py builds a usable lk.
 
     python benchmarks/density.py            # re-runs itself inside scripts/netns
     python benchmarks/density.py --engines aiortc --max-rooms 6 --hold 20
