@@ -1,7 +1,11 @@
 """Density benchmark: participants per core of generator CPU for the aiortc engine, the sdk
 engine and `lk perf load-test`, same machine, same embedded livekit-server, fixed layout (rooms
-of 1 audio+video publisher and 9 subscribers). A step is sustained when the generator's CPU is
-< 80 % of one core and receive loss < 1 %. See docs/benchmarks.md, "Density".
+of 1 audio+video publisher and 9 subscribers, --room-size) with lk's default media on every
+side (three VP8 simulcast layers up to 1280x720 30 fps, subscribers watching the top one; Opus).
+A step is sustained when the generator's CPU is < 80 % of one core and receive loss < 1 %.
+Beside each step: the server's CPU and its own Prometheus counters (packets, bytes, NACKs,
+PLIs per participant-second). `browser` rooms (Chromium) show the server's work for real
+clients. See docs/benchmarks.md, "Density"; benchmarks/lk_media.py builds a usable lk.
 
     python benchmarks/density.py            # re-runs itself inside scripts/netns
     python benchmarks/density.py --engines aiortc --max-rooms 6 --hold 20
@@ -32,13 +36,13 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LK_VERSION = "v2.16.3"
 LK_BIN = ROOT / ".tools" / "bin" / "lk"
-ROOM_SIZE = 10  # 1 publisher + 9 subscribers
+ROOM_SIZE = 10  # default: 1 publisher + 9 subscribers (--room-size)
 CPU_LIMIT = 80.0
 LOSS_LIMIT = 1.0
 JOIN_RATE = 20.0  # joins/s: the child's pace, and lk's overall pace (rooms started apart)
@@ -60,6 +64,9 @@ class Step:
     processes: int = 1  # generator processes (lk: one per room)
     loss_max_pct: float = 0.0  # lk: the worst room's loss (loss_pct is the mean)
     server_cpu_pct: float = 0.0  # livekit-server, same hold window
+    # livekit-server's own counters over the hold (Prometheus), per second: RTP packets and
+    # bytes in/out, NACKs, PLIs, ... (what the server did for these participants)
+    server_rates: dict[str, float] = field(default_factory=dict)
     loadavg_1m: float = 0.0  # machine load average at the end of the step
     detail: str = ""
 
@@ -79,15 +86,22 @@ def child(args: argparse.Namespace) -> None:
         import uvloop
 
         uvloop.install()
+    # lk's defaults (`lk perf load-test`: --video-resolution high, simulcast, --layout
+    # speaker): three VP8 layers up to 1280x720 30 fps 2 Mbps, and every subscriber asks for
+    # the one video track at 1280x720 (the top layer); audio Opus 32 kbps all the time
     layout = RoomLayout(
-        participants_per_room=ROOM_SIZE,
+        participants_per_room=args.room_size,
         publishers_per_room=1,
         audio=True,
         video=True,
         data=False,
-        video_width=320,
-        video_height=180,
-        video_fps=15,
+        video_width=1280,
+        video_height=720,
+        video_fps=30,
+        video_bitrate_kbps=2000,
+        simulcast=True,
+        video_view_width=1280,
+        video_view_height=720,
     )
     loss: list[float] = []
     failures: list[str] = []
@@ -116,7 +130,7 @@ def child(args: argparse.Namespace) -> None:
     async def main() -> None:
         parts = []
         for r in range(args.rooms):
-            for i in range(ROOM_SIZE):
+            for i in range(args.room_size):
                 ident = f"{args.engine}-r{r}-p{i}"
                 plan = ParticipantPlan(
                     ident, f"{args.engine}-room{r}", i == 0, layout, stats_interval_s=2.0
@@ -195,15 +209,51 @@ class _CpuWindow:
         return total / 1e6
 
 
-class _Hold:
-    """CPU % (of one core) of the generator and of the server over one hold window."""
+_DROP_LABELS = {"node_id", "node_type", "env", "project_id", "le", "quantile"}
 
-    def __init__(self, gen: _CpuWindow, server: _CpuWindow) -> None:
-        self.gen, self.server = gen, server
+
+def server_counters(prom_url: str) -> dict[str, float]:
+    """livekit-server's livekit_* counters from its Prometheus page, summed over everything
+    but the labels that say what was counted (direction, type, kind, ...); {} when the page
+    cannot be read (the step then has no server rates, never zeros)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(prom_url, timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError as e:
+        print(f"server metrics: {prom_url}: {e}", flush=True)
+        return {}
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.type != "counter" or not fam.name.startswith("livekit_"):
+            continue
+        for sample in fam.samples:
+            if not sample.name.endswith("_total"):
+                continue  # _created
+            labels = ",".join(
+                f"{k}={v}" for k, v in sorted(sample.labels.items()) if k not in _DROP_LABELS
+            )
+            key = f"{sample.name}{{{labels}}}" if labels else sample.name
+            out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+class _Hold:
+    """CPU % (of one core) of the generator and of the server over one hold window, and the
+    server's counters per second over it."""
+
+    def __init__(self, gen: _CpuWindow, server: _CpuWindow, prom_url: str = "") -> None:
+        self.gen, self.server, self.prom_url = gen, server, prom_url
         self.t0 = self.g0 = self.s0 = 0.0
         self.cpu_pct = self.server_cpu_pct = self.rss_mb = 0.0
+        self.c0: dict[str, float] = {}
+        self.server_rates: dict[str, float] = {}
 
     def start(self) -> None:
+        self.c0 = server_counters(self.prom_url) if self.prom_url else {}
         self.t0, self.g0, self.s0 = time.monotonic(), self.gen.cpu(), self.server.cpu()
 
     def stop(self) -> None:
@@ -211,6 +261,13 @@ class _Hold:
         self.cpu_pct = (self.gen.cpu() - self.g0) / dt * 100
         self.server_cpu_pct = (self.server.cpu() - self.s0) / dt * 100
         self.rss_mb = self.gen.rss_mb()
+        c1 = server_counters(self.prom_url) if self.prom_url else {}
+        if self.c0 and c1:
+            self.server_rates = {
+                k: round((v - self.c0.get(k, 0.0)) / dt, 2)
+                for k, v in sorted(c1.items())
+                if v != self.c0.get(k, 0.0)
+            }
 
 
 def _reader(proc: subprocess.Popen[str], sink: list[str], markers: dict) -> None:  # type: ignore[type-arg]
@@ -250,8 +307,10 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
         str(args.hold),
         "--settle",
         str(args.settle),
+        "--room-size",
+        str(args.room_size),
     ]
-    timeout = rooms * ROOM_SIZE / JOIN_RATE + args.hold + args.settle + 60
+    timeout = rooms * args.room_size / JOIN_RATE + args.hold + args.settle + 60
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
@@ -260,7 +319,7 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
         cwd=ROOT,
         env={**os.environ, "LIVEKIT_API_SECRET": srv.credentials.api_secret},
     )
-    hold = _Hold(_CpuWindow([proc.pid]), _CpuWindow([srv.process.pid]))
+    hold = _Hold(_CpuWindow([proc.pid]), _CpuWindow([srv.process.pid]), _prom(srv))
     lines: list[str] = []
     started, ended = threading.Event(), threading.Event()
     markers = {"HOLD_START": started, "HOLD_END": ended}
@@ -287,10 +346,14 @@ def run_engine(engine: str, rooms: int, srv, args) -> Step:  # type: ignore[no-u
     res = json.loads(m.group(1)) if m else {"loss_pct": 100.0, "n_failures": -1}
     if not m or not measured:
         print(out[-3000:], file=sys.stderr)
-    n = rooms * ROOM_SIZE
+    n = rooms * args.room_size
     if res.get("failures"):
         print(f"{engine} x{rooms} rooms failures: {sorted(set(res['failures']))}", flush=True)
     return _step(engine, rooms, n, hold, res["loss_pct"], res["loss_pct"], res["n_failures"], 1, "")
+
+
+def _prom(srv) -> str:  # type: ignore[no-untyped-def]
+    return f"http://127.0.0.1:{srv.ports.prometheus}/metrics"
 
 
 def _profile(pid: int, seconds: float, out: Path) -> None:
@@ -317,7 +380,10 @@ def _step(
     detail: str,
 ) -> Step:
     cpu = hold.cpu_pct
-    ok = 0 < cpu < CPU_LIMIT and loss < LOSS_LIMIT and failures == 0
+    # browser rooms are there for the server's side (real clients' work per participant);
+    # a Chromium per participant is never a density contender, so no generator CPU limit
+    fits = gen == "browser" or 0 < cpu < CPU_LIMIT
+    ok = fits and loss < LOSS_LIMIT and failures == 0
     return Step(
         gen,
         rooms,
@@ -333,6 +399,7 @@ def _step(
         loss_max_pct=round(loss_max, 3),
         server_cpu_pct=round(hold.server_cpu_pct, 1),
         loadavg_1m=round(os.getloadavg()[0], 2),
+        server_rates=hold.server_rates,
         detail=detail,
     )
 
@@ -422,8 +489,8 @@ def run_lk(rooms: int, lk: Path, srv, args) -> Step:  # type: ignore[no-untyped-
     (Total row), printed when it gets SIGINT at the end of the hold."""
     import threading
 
-    n = rooms * ROOM_SIZE
-    stagger = ROOM_SIZE / JOIN_RATE
+    n = rooms * args.room_size
+    stagger = args.room_size / JOIN_RATE
     join_timeout = rooms * stagger + 60
     # a bound only: each process is stopped with SIGINT at the end of the hold
     duration = int(join_timeout + args.settle + args.hold + 60)
@@ -446,10 +513,7 @@ def run_lk(rooms: int, lk: Path, srv, args) -> Step:  # type: ignore[no-untyped-
             "--audio-publishers",
             "1",
             "--subscribers",
-            str(ROOM_SIZE - 1),
-            "--video-resolution",
-            "low",
-            "--no-simulcast",
+            str(args.room_size - 1),
             "--video-codec",
             "vp8",
             "--num-per-second",
@@ -479,7 +543,7 @@ def run_lk(rooms: int, lk: Path, srv, args) -> Step:  # type: ignore[no-untyped-
     deadline = time.monotonic() + join_timeout
     all_joined = all(ev.wait(max(0.0, deadline - time.monotonic())) for ev in joined)
     all_joined = all_joined and all(p.poll() is None for p in procs)
-    hold = _Hold(_CpuWindow([p.pid for p in procs]), _CpuWindow([srv.process.pid]))
+    hold = _Hold(_CpuWindow([p.pid for p in procs]), _CpuWindow([srv.process.pid]), _prom(srv))
     detail = ""
     if all_joined:
         time.sleep(args.settle)
@@ -546,6 +610,29 @@ def parent(args: argparse.Namespace) -> None:
     log = Path(args.out).with_suffix(".server.log")
     print(f"load average at start: {os.getloadavg()}", flush=True)
     with EmbeddedServer(log_path=log, ice_ips=(ice,), udp_ports=5000) as srv:
+        # the server's own CPU with no participant, to subtract from each step's
+        idle = _Hold(_CpuWindow([]), _CpuWindow([srv.process.pid]), _prom(srv))
+        idle.start()
+        time.sleep(args.hold)
+        idle.stop()
+        results.append(
+            Step(
+                "server-idle",
+                0,
+                0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+                0,
+                False,
+                server_cpu_pct=round(idle.server_cpu_pct, 1),
+                loadavg_1m=round(os.getloadavg()[0], 2),
+                detail="no participant: the server's idle CPU",
+            )
+        )
+        print(json.dumps(asdict(results[-1])), flush=True)
         # interleaved (all generators at R rooms, then at the next R), so a change in the
         # shared machine's load hits every generator alike; a generator stops at its first
         # step that is not sustained
@@ -571,6 +658,7 @@ def parent(args: argparse.Namespace) -> None:
     print(f"load average at end: {os.getloadavg()}", flush=True)
     Path(args.out).write_text(json.dumps([asdict(s) for s in results], indent=1) + "\n")
     print_table(results)
+    print_server_table(results)
 
 
 def print_table(results: list[Step]) -> None:
@@ -608,7 +696,48 @@ def print_table(results: list[Step]) -> None:
                 if s:
                     ms = s.cpu_ms_per_participant_s
                     cells.append(f"{g} {ms:.2f} ({base / ms:.2f}x)")
-            print(f"  {rooms * ROOM_SIZE} participants: " + ", ".join(cells))
+            print(f"  {by[('lk', rooms)].participants} participants: " + ", ".join(cells))
+
+
+def _rate(step: Step, name: str, **labels: str) -> float:
+    """Sum of the step's server rates of counter `name` whose labels include `labels`."""
+    total = 0.0
+    for key, v in step.server_rates.items():
+        base, _, rest = key.partition("{")
+        have = dict(kv.split("=", 1) for kv in rest.rstrip("}").split(",") if "=" in kv)
+        if base == name and all(have.get(k) == v2 for k, v2 in labels.items()):
+            total += v
+    return total
+
+
+def print_server_table(results: list[Step]) -> None:
+    """What the server did per participant at each step: its CPU net of its idle CPU, and
+    its own counters (RTP packets and bytes in/out, NACKs and PLIs) per participant-second."""
+    idle = next((s.server_cpu_pct for s in results if s.generator == "server-idle"), 0.0)
+    print(
+        f"\nserver per participant-second (idle server {idle:.1f} % subtracted): "
+        "| generator | participants | server CPU % | server CPU ms | pkts in | pkts out "
+        "| kB in | kB out | NACKs in/out | PLIs in/out | CPU µs per packet in+out |"
+    )
+    for s in results:
+        if not s.participants:
+            continue
+        n = s.participants
+        net = max(0.0, s.server_cpu_pct - idle)
+        pin = _rate(s, "livekit_packet_total", direction="incoming")
+        pout = _rate(s, "livekit_packet_total", direction="outgoing")
+        bin_ = _rate(s, "livekit_packet_bytes_total", direction="incoming")
+        bout = _rate(s, "livekit_packet_bytes_total", direction="outgoing")
+        nin = _rate(s, "livekit_nack_total", direction="incoming")
+        nout = _rate(s, "livekit_nack_total", direction="outgoing")
+        plin = _rate(s, "livekit_pli_total", direction="incoming")
+        plout = _rate(s, "livekit_pli_total", direction="outgoing")
+        per_pkt = net * 1e4 / (pin + pout) if pin + pout else 0.0
+        print(
+            f"| {s.generator} | {n} | {s.server_cpu_pct:.1f} | {net * 10 / n:.2f} "
+            f"| {pin / n:.0f} | {pout / n:.0f} | {bin_ / n / 1e3:.1f} | {bout / n / 1e3:.1f} "
+            f"| {nin / n:.2f}/{nout / n:.2f} | {plin / n:.2f}/{plout / n:.2f} | {per_pkt:.1f} |"
+        )
 
 
 def main() -> None:
@@ -622,6 +751,7 @@ def main() -> None:
     c.add_argument("--ice", required=True)
     c.add_argument("--hold", type=float, default=20)
     c.add_argument("--settle", type=float, default=5)
+    c.add_argument("--room-size", type=int, default=ROOM_SIZE)
     ap.add_argument("--engines", nargs="+", default=["aiortc", "sdk", "lk"])
     ap.add_argument("--max-rooms", type=int, default=12)
     ap.add_argument(
@@ -633,6 +763,9 @@ def main() -> None:
     )
     ap.add_argument("--hold", type=float, default=20)
     ap.add_argument("--settle", type=float, default=5)
+    ap.add_argument(
+        "--room-size", type=int, default=ROOM_SIZE, help="participants per room (1 publisher)"
+    )
     ap.add_argument(
         "--profile",
         default="",

@@ -1061,3 +1061,45 @@ def test_publisher_video_carries_transport_wide_sequence_numbers_the_server_answ
     assert seq > 2 * 30  # the video packets sent, numbered
     assert twcc.get(dtls, 0) >= 2, twcc
     assert not [r for r in rows.rows if not r.ok]
+
+
+def test_screen_share_reaches_subscribers_as_screen_share(lk_server):  # noqa: F811
+    """rooms.screen_share: an aiortc publisher sends a second video track; the server lists
+    it with source SCREEN_SHARE (RoomService, as an operator sees it) next to the camera, and
+    a subscriber receives packets of both."""
+    from livekit import api
+
+    layout = RoomLayout(audio=False, video=True, data=False, screen_share=True)
+    rows = Rows()
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        pub = AiortcParticipant(
+            make_ctx(lk_server, rows, "ss-pub", "ss", publisher=True, layout=layout)
+        )
+        sub = AiortcParticipant(
+            make_ctx(lk_server, rows, "ss-sub", "ss", publisher=False, layout=layout)
+        )
+        await pub.join()
+        await sub.join()
+        tasks = [asyncio.create_task(p.run()) for p in (pub, sub)]
+        await asyncio.sleep(4.0)
+        creds = lk_server.credentials
+        lk = api.LiveKitAPI(lk_server.http_url, creds.api_key, creds.api_secret)
+        try:
+            res = await lk.room.list_participants(api.ListParticipantsRequest(room="ss"))
+        finally:
+            await lk.aclose()
+        for p in (sub, pub):
+            await p.leave()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return sub, res
+
+    sub, res = asyncio.run(scenario())
+    (info,) = [p for p in res.participants if p.identity == "ss-pub"]
+    sources = {t.sid: t.source for t in info.tracks}
+    assert sorted(sources.values()) == sorted(
+        [api.TrackSource.CAMERA, api.TrackSource.SCREEN_SHARE]
+    ), sources
+    received = {sid for sid, a in sub.counters.tracks.items() if a.first_packet_at is not None}
+    assert received == set(sources), (received, sources)
+    assert not [r for r in rows.rows if not r.ok], [r for r in rows.rows if not r.ok]

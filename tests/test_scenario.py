@@ -97,6 +97,14 @@ def test_targets_default_to_design_and_override_per_metric() -> None:
         ),
         ({**BASE, "rooms": {"talk_spurt_s": 0.1}}, "rooms.talk_spurt_s:"),
         ({**BASE, "rooms": {"simulcast": "yes please"}}, "rooms.simulcast:"),
+        (
+            {**BASE, "rooms": {"video": True, "screen_share": True}},
+            "rooms.screen_share is sent by aiortc publishers only",
+        ),
+        (
+            {**BASE, "engine": "aiortc", "rooms": {"video": False, "screen_share": True}},
+            "rooms.screen_share needs rooms.video: true",
+        ),
     ],
 )
 def test_one_line_errors(raw, expected) -> None:

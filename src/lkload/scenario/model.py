@@ -65,6 +65,10 @@ class RoomLayout(Strict):
     # full video_width x video_height, at 0.1, 0.26 and 1 x video_bitrate_kbps), as
     # LiveKit's SDKs do by default; the server forwards each subscriber the layer that fits.
     simulcast: bool = False
+    # Video publishers also share a screen (aiortc publishers): a second video track with
+    # source SCREEN_SHARE at video_width x video_height and video_bitrate_kbps, 5 fps (a
+    # slide deck's frame rate), one layer as LiveKit's SDKs send screen shares by default.
+    screen_share: bool = False
     # The receive bandwidth aiortc subscribers report to the server (REMB, once a second),
     # as a client on a link this fast whose estimator has converged.
     subscriber_bandwidth_kbps: Annotated[int, Field(ge=100, le=1_000_000)] = 10_000
@@ -227,6 +231,17 @@ class Scenario(Strict):
                 "rooms.video_paused_share and rooms.video_view_width/height are sent by aiortc "
                 "subscribers only: set rooms.subscriber_engine: aiortc or drop them"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _screen_share_needs_aiortc(self) -> Scenario:
+        if self.rooms.screen_share and self.engine_of(True) != "aiortc":
+            raise ValueError(
+                "rooms.screen_share is sent by aiortc publishers only: set "
+                "rooms.publisher_engine: aiortc or drop it"
+            )
+        if self.rooms.screen_share and not self.rooms.video:
+            raise ValueError("rooms.screen_share needs rooms.video: true (it is a video track)")
         return self
 
     @model_validator(mode="after")

@@ -54,6 +54,7 @@ from lkload.participants.aiortc.publisher import (
     add_transceivers,
     prepare_samples,
     samples_for,
+    screen_spec,
 )
 from lkload.participants.aiortc.signal import SignalClient, SignalClosed, SignalError
 from lkload.participants.aiortc.subscriber import NACK_RETRY_S, TrackAccount
@@ -428,6 +429,11 @@ class AiortcParticipant(Participant):
             self.tracks = add_transceivers(
                 pc, samples_for(layout), simulcast=layout.simulcast, talk=talk, twcc=self._twcc
             )
+            screen = screen_spec(layout)
+            if screen is not None:  # one layer, as the SDKs send a screen share
+                (share,) = add_transceivers(pc, [screen], twcc=self._twcc)
+                share.screen = True
+                self.tracks.append(share)
         if self.ctx.plan.layout.data:
             self._reliable = pc.createDataChannel("_reliable", ordered=True)
         loop = asyncio.get_running_loop()

@@ -35,6 +35,7 @@ __all__ = [
     "add_transceivers",
     "prepare_samples",
     "samples_for",
+    "screen_spec",
     "simulcast_layers",
 ]
 
@@ -62,6 +63,24 @@ def samples_for(layout: RoomLayout) -> list[SampleSpec]:
             )
         )
     return specs
+
+
+SCREEN_FPS = 5
+
+
+def screen_spec(layout: RoomLayout) -> SampleSpec | None:
+    """The screen-share track's sample (layout.screen_share), else None."""
+    if not getattr(layout, "screen_share", False):
+        return None
+    kbps = int(getattr(layout, "video_bitrate_kbps", DEFAULT_VIDEO_KBPS))
+    return SampleSpec(
+        codec=layout.video_codec,
+        bitrate_kbps=kbps,  # the camera's: subscribers' rx_kbps judges both alike
+        width=layout.video_width,
+        height=layout.video_height,
+        fps=SCREEN_FPS,
+        keyframe_interval_s=2.0,
+    )
 
 
 # rid-based simulcast as LiveKit's JS SDK sends it: quarter, half and full size; bitrates in
@@ -111,6 +130,9 @@ async def prepare_samples(layout: RoomLayout) -> None:
     specs = samples_for(layout)
     if layout.simulcast:
         specs += [s for v in specs if v.kind == "video" for s in simulcast_layers(v)]
+    screen = screen_spec(layout)
+    if screen is not None:
+        specs.append(screen)
     if not all(spec in _prepared for spec in specs):
         await asyncio.to_thread(_prepare, specs)
 
@@ -125,6 +147,7 @@ class PreEncodedTrack(MediaStreamTrack):
         self.layers = layers or []  # simulcast: q, h, f (SIMULCAST_RIDS); spec is the first
         self.transceiver: Any = None  # its mid is known once the offer is made
         self.dtx = False  # audio sent in talk spurts, silence as Opus DTX
+        self.screen = False  # a screen share (source SCREEN_SHARE), not the camera
         # not `_loop`: pyee's EventEmitter (the track's base) schedules coroutine handlers
         # on self._loop, which must stay an event loop
         self._packets = PacketLoop(load_sample(spec))
@@ -202,9 +225,9 @@ def add_track_request(track: PreEncodedTrack) -> pr.SignalRequest:
     else:
         req = pr.AddTrackRequest(
             cid=track.id,
-            name="lkload-video",
+            name="lkload-screen" if track.screen else "lkload-video",
             type=pm.TrackType.VIDEO,
-            source=pm.TrackSource.CAMERA,
+            source=pm.TrackSource.SCREEN_SHARE if track.screen else pm.TrackSource.CAMERA,
             width=spec.width,
             height=spec.height,
             layers=[
