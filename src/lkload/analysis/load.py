@@ -184,7 +184,7 @@ class _SampleColumns:
     arrive, in the narrowest integer type their category count allows.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, categories: dict[str, Any] | None = None) -> None:
         self.n = 0
         self.capacity = max(1, capacity)
         self.numeric: dict[str, np.ndarray] = {
@@ -193,8 +193,16 @@ class _SampleColumns:
             "value": np.empty(self.capacity, np.float64),
             "ok": np.empty(self.capacity, np.bool_),
         }
-        self.codes = {c: np.empty(self.capacity, np.int8) for c in _STRING_SAMPLE_COLUMNS}
-        self.categories = {c: pa.array([], pa.string()) for c in _STRING_SAMPLE_COLUMNS}
+        # shared by the batches of a streamed read: codes stay the same across batches
+        self.categories = (
+            categories
+            if categories is not None
+            else {c: pa.array([], pa.string()) for c in _STRING_SAMPLE_COLUMNS}
+        )
+        self.codes = {
+            c: np.empty(self.capacity, _code_dtype(len(self.categories[c])))
+            for c in _STRING_SAMPLE_COLUMNS
+        }
 
     def _resize(self, rows: int) -> None:
         for arr in (*self.numeric.values(), *self.codes.values()):
@@ -242,7 +250,7 @@ class _SampleColumns:
             indices = chunk.indices
             if indices.null_count:
                 indices = indices.fill_null(0)
-            out[at : at + len(chunk)] = mapping[indices.to_numpy(zero_copy_only=False)]
+            np.take(mapping, indices.to_numpy(zero_copy_only=False), out=out[at : at + len(chunk)])
             at += len(chunk)
 
     def frame(self) -> pd.DataFrame:
@@ -377,11 +385,25 @@ def _as_sample_table(table: Any, path: Path) -> Any:
     """A Parquet row group or journal batch as _SampleColumns takes it: every sample
     column, strings as one dictionary per column."""
     missing = [c for c in BASE_SAMPLE_COLUMNS if c not in table.column_names]
-    if missing:
+    if missing and path.suffix != ".parquet":  # Parquet: checked on its schema
         raise UsageError(f"{path}: not a samples file: no column {', '.join(missing)}")
-    for name in _OPTIONAL_SAMPLE_COLUMNS:
-        if name not in table.column_names:
-            table = table.append_column(name, pa.array([""] * table.num_rows, pa.string()))
+    for name in SAMPLE_COLUMNS:
+        if name in table.column_names:
+            continue
+        if name in _STRING_SAMPLE_COLUMNS:
+            empty = pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(table.num_rows, np.int32)),  # type: ignore[arg-type]
+                pa.array([""]),
+            )
+            table = table.append_column(name, empty)
+        else:  # a numeric column not read: zeros (never used by the caller)
+            kind = {"t": pa.float64(), "tier": pa.int16(), "value": pa.float64()}
+            table = table.append_column(
+                name,
+                pa.array(np.zeros(table.num_rows, bool))
+                if name == "ok"
+                else pa.array(np.zeros(table.num_rows), kind[name]),
+            )
     for name in _STRING_SAMPLE_COLUMNS:
         column = table.column(name)
         if not pa.types.is_dictionary(column.type):
@@ -392,20 +414,34 @@ def _as_sample_table(table: Any, path: Path) -> Any:
     return table.select(list(SAMPLE_COLUMNS)).unify_dictionaries()
 
 
-def _read_columnar(path: Path, columns: _SampleColumns, skipped: dict[str, int]) -> None:
+def _columnar_tables(
+    path: Path, skipped: dict[str, int], columns: list[str] | None
+) -> Iterator[Any]:
     """A Parquet file one row group at a time, or a journal (metrics/shards.py) batch by
     batch; a journal cut short by a crash counts one skipped piece."""
     try:
         if path.suffix == ".parquet":
             pf = pq.ParquetFile(path)
-            for i in range(pf.num_row_groups):
-                columns.add(_as_sample_table(pf.read_row_group(i), path))
-            return
-        batches, cut = read_journal(path)
+            present = set(pf.schema_arrow.names)
+            missing = [c for c in BASE_SAMPLE_COLUMNS if c not in present]
+            if missing:
+                raise UsageError(f"{path}: not a samples file: no column {', '.join(missing)}")
+            wanted = None if columns is None else [c for c in columns if c in present]
+            groups = range(pf.num_row_groups)
+        else:
+            batches, cut = read_journal(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise UsageError(f"{path}: unreadable samples file: {exc}") from None
+    if path.suffix == ".parquet":
+        for i in groups:
+            try:
+                table = pf.read_row_group(i, columns=wanted)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise UsageError(f"{path}: unreadable samples file: {exc}") from None
+            yield _as_sample_table(table, path)
+        return
     if batches:  # one part: at most shards.PART_ROWS rows
-        columns.add(_as_sample_table(pa.Table.from_batches(batches), path))
+        yield _as_sample_table(pa.Table.from_batches(batches), path)
     if cut:
         skipped[_shard_name(path)] = 1
 
@@ -419,13 +455,16 @@ def _estimate_all_rows(files: list[Path]) -> int:
     return rows  # journals: at most one part per shard, the columns grow for them
 
 
-def _read_samples_arrow_files(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
-    """Every shard into one set of preallocated columns: CSV 16 MB of whole lines at a
-    time, parsed by Arrow on all cores; Parquet by row group; journals by batch."""
-    columns = _SampleColumns(_estimate_all_rows(files))
+def sample_tables(
+    files: list[Path], skipped: dict[str, int], columns: list[str] | None = None
+) -> Iterator[Any]:
+    """Every shard as Arrow tables of at most a Parquet row group (or 16 MB of CSV, or a
+    journal part) each, every sample column present, strings as one dictionary per column:
+    CSV parsed by Arrow on all cores, Parquet by row group, journals by batch. `columns`:
+    the ones needed (Parquet reads only those; the others read as empty)."""
     for path in files:
         if path.suffix != ".csv":
-            _read_columnar(path, columns, skipped)
+            yield from _columnar_tables(path, skipped, columns)
             continue
         limit = _complete_length(path)
         cut = limit < path.stat().st_size
@@ -445,10 +484,18 @@ def _read_samples_arrow_files(files: list[Path], skipped: dict[str, int]) -> pd.
                 table = _parse_piece(header, piece, on_invalid)
             except pa.ArrowInvalid as exc:
                 raise UsageError(f"{path}: unreadable samples file: {exc}") from None
-            columns.add(table)
-            del table, piece
+            del piece
+            yield table
         if bad or cut:
             skipped[_shard_name(path)] = len(bad) + (1 if cut else 0)
+
+
+def _read_samples_arrow_files(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
+    """Every shard into one set of preallocated columns."""
+    columns = _SampleColumns(_estimate_all_rows(files))
+    for table in sample_tables(files, skipped):
+        columns.add(table)
+        del table
     df = columns.frame()
     del columns
     release_freed_memory()

@@ -1,0 +1,330 @@
+"""Per-tier totals of the judged rows, accumulated batch by batch (tiers.py judges them).
+
+The counts (attempts, failures by metric and error), the tracks seen and the video layers
+received are added up from any number of batches of rows (`SampleArrays`). The
+distributions (count, exact P50/P95/P99, max, mean) of each (tier, metric) group are
+computed two ways, with the same result:
+
+- `HeldValues`: every value is in memory (results that fit): the groups' values are
+  gathered by one stable sort of a small integer key, and each group's order statistics
+  selected with `numpy.partition`, as `numpy.percentile` itself does;
+- `Histograms` (streamed results): pass 1 counts each group's values in 65,536 buckets
+  of their float64 bit pattern (order preserving); the buckets holding the order
+  statistics the percentiles need are then known, and pass 2 keeps only the distinct
+  values of those buckets (with their counts), from which the order statistics are exact.
+  Memory is bounded by the number of groups, not of rows.
+
+Either way each percentile is numpy's linear interpolation (percentiles.py) between the
+same two order statistics, bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lkload.analysis.percentiles import (
+    Distribution,
+    distribution,
+    from_order_statistics,
+    ranks,
+)
+
+if TYPE_CHECKING:
+    from lkload.analysis.tiers import SampleArrays
+
+JUDGED, RAMP = 0, 1  # distribution sets: the judged rows, and ramp/settle rows shown apart
+_BUCKET_BITS = 16
+_BUCKETS = 1 << _BUCKET_BITS
+_SIGN = np.uint64(1 << 63)
+
+GroupKey = tuple[int, int, int]  # (set, tier, metric code)
+
+
+def order_key(values: np.ndarray) -> np.ndarray:
+    """float64 values as uint64 that sort in the same order as the values."""
+    bits = values.view(np.uint64)
+    return np.where(bits & _SIGN, ~bits, bits | _SIGN)
+
+
+def _compact(sets: np.ndarray, tiers: np.ndarray, metrics: np.ndarray, n_metrics: int):
+    """A small integer key per row (set, tier, metric) and its decoding table."""
+    lo = int(tiers.min())
+    n_tiers = int(tiers.max()) - lo + 1
+    top = 2 * n_tiers * n_metrics
+    dtype = np.int16 if top < np.iinfo(np.int16).max else np.int64
+    key = sets.astype(dtype) * n_tiers
+    key += (tiers - lo).astype(dtype)
+    key *= n_metrics
+    key += metrics.astype(dtype)
+
+    def decode(k: int) -> GroupKey:
+        rest, metric = divmod(k, n_metrics)
+        s, tier = divmod(rest, n_tiers)
+        return s, tier + lo, metric
+
+    return key, decode
+
+
+def _slices(key: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """(stable order of the rows by key, [(key, start, end)] of each key's run)."""
+    order = np.argsort(key, kind="stable")
+    ordered = key[order]
+    starts = np.flatnonzero(np.diff(ordered)) + 1
+    bounds = [0, *starts.tolist(), ordered.size]
+    return order, [
+        (int(ordered[bounds[i]]), bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)
+    ]
+
+
+class HeldValues:
+    """Distributions over values all held in memory (one or more batches)."""
+
+    def __init__(self) -> None:
+        self._pieces: list[tuple[list[GroupKey], np.ndarray, np.ndarray]] = []
+
+    def add(self, sets: np.ndarray, a: SampleArrays, rows: np.ndarray) -> None:
+        if rows.size == 0:
+            return
+        key, decode = _compact(sets, a.tier[rows], a.metric[rows], max(1, len(a.metrics)))
+        order, runs = _slices(key)
+        values = a.value[rows[order]]  # the gathered copy: partitioned in place below
+        groups = [decode(k) for k, _, _ in runs]
+        bounds = np.array([(s, e) for _, s, e in runs], dtype=np.int64)
+        self._pieces.append((groups, bounds, values))
+
+    def distributions(self) -> dict[GroupKey, Distribution]:
+        if len(self._pieces) == 1:  # everything in one batch: no concatenation
+            groups, bounds, values = self._pieces.pop()
+            return {
+                g: distribution(values[s:e], scratch=True)
+                for g, (s, e) in zip(groups, bounds.tolist(), strict=True)
+            }
+        parts: dict[GroupKey, list[np.ndarray]] = {}
+        for groups, bounds, values in self._pieces:
+            for g, (s, e) in zip(groups, bounds.tolist(), strict=True):
+                parts.setdefault(g, []).append(values[s:e])
+        self._pieces.clear()
+        return {g: distribution(np.concatenate(p), scratch=True) for g, p in parts.items()}
+
+
+@dataclass
+class _Group:
+    hist: np.ndarray  # int64 per bucket
+    count: int = 0
+    top: float = -np.inf
+    total: float = 0.0
+    # pass 2: needed bucket -> (distinct values, counts) pieces
+    wanted: dict[int, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+
+
+class Histograms:
+    """Exact distributions in two passes over the rows, memory bounded by the groups."""
+
+    def __init__(self) -> None:
+        self._groups: dict[GroupKey, _Group] = {}
+        self.second_pass = False
+
+    def _runs(self, sets: np.ndarray, a: SampleArrays, rows: np.ndarray):
+        key, decode = _compact(sets, a.tier[rows], a.metric[rows], max(1, len(a.metrics)))
+        order, runs = _slices(key)
+        values = a.value[rows[order]]
+        buckets = (order_key(values) >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
+        for k, s, e in runs:
+            yield decode(k), values[s:e], buckets[s:e]
+
+    def add(self, sets: np.ndarray, a: SampleArrays, rows: np.ndarray) -> None:
+        if rows.size == 0:
+            return
+        if self.second_pass:
+            self._collect(sets, a, rows)
+            return
+        for g, values, buckets in self._runs(sets, a, rows):
+            group = self._groups.get(g)
+            if group is None:
+                group = self._groups[g] = _Group(np.zeros(_BUCKETS, np.int64))
+            group.hist += np.bincount(buckets, minlength=_BUCKETS)
+            group.count += int(values.size)
+            group.top = max(group.top, float(values.max()))
+            group.total += float(values.sum())
+
+    def start_second_pass(self) -> None:
+        """After pass 1: which buckets hold the order statistics each group needs."""
+        self.second_pass = True
+        for group in self._groups.values():
+            lo, hi = ranks(group.count)[:2]
+            cum = np.cumsum(group.hist)
+            for r in {*lo.tolist(), *hi.tolist()}:
+                group.wanted.setdefault(int(np.searchsorted(cum, r, side="right")), [])
+            group.hist = cum  # kept cumulative: ranks within a bucket
+
+    def _collect(self, sets: np.ndarray, a: SampleArrays, rows: np.ndarray) -> None:
+        for g, values, buckets in self._runs(sets, a, rows):
+            group = self._groups.get(g)
+            if group is None:  # pass 2 must read exactly the rows of pass 1
+                raise RuntimeError(f"streamed analysis: group {g} appeared in pass 2 only")
+            for b, pieces in group.wanted.items():
+                hit = values[buckets == b]
+                if hit.size:
+                    pieces.append(np.unique(hit, return_counts=True))
+
+    def distributions(self) -> dict[GroupKey, Distribution]:
+        out = {}
+        for g, group in self._groups.items():
+            kth: dict[int, float] = {}
+            lo, hi = ranks(group.count)[:2]
+            for r in {*lo.tolist(), *hi.tolist()}:
+                b = int(np.searchsorted(group.hist, r, side="right"))
+                before = int(group.hist[b - 1]) if b else 0
+                pieces = group.wanted[b]
+                values = np.concatenate([v for v, _ in pieces])
+                counts = np.concatenate([c for _, c in pieces])
+                order = np.argsort(values, kind="stable")
+                cum = np.cumsum(counts[order])
+                kth[r] = float(values[order][int(np.searchsorted(cum, r - before, side="right"))])
+            mean = group.total / group.count
+            out[g] = from_order_statistics(group.count, group.top, mean, kth)
+        self._groups.clear()
+        return out
+
+
+@dataclass
+class Totals:
+    """What compute_tiers needs of every row, in category codes (stable across batches)."""
+
+    values: HeldValues | Histograms
+    rows: int = 0
+    attempts: dict[tuple[int, int], int] = field(default_factory=dict)  # (tier, metric)
+    failures: dict[tuple[int, int, int], int] = field(default_factory=dict)  # + error code
+    tracks: set[tuple[int, int, int]] = field(default_factory=set)  # (tier, pub, track)
+    measured_tracks: set[tuple[int, int, int]] = field(default_factory=set)
+    has_tracks: bool = False  # some row names a track
+    # (tier, participant, track, detail code) of rx rows with a "layer WxH" detail
+    layers: set[tuple[int, int, int, int]] = field(default_factory=set)
+
+
+def _unique_rows(columns: list[np.ndarray]) -> tuple[list[tuple[int, ...]], list[int]]:
+    """The distinct tuples of `columns` (small non-negative ints, tiers from -2) and how
+    many rows each: one int64 key per row, so one numpy unique, no Python per row."""
+    cols = [c.astype(np.int64) for c in columns]
+    cols[0] = cols[0] + 2  # tiers: -2 (teardown) and up
+    sizes = [int(c.max()) + 1 if c.size else 1 for c in cols]
+    if float(np.prod(np.array(sizes, dtype=np.float64))) >= 2.0**62:  # never in practice
+        keys2, counts2 = np.unique(np.stack(cols, axis=1), axis=0, return_counts=True)
+        return [(k[0] - 2, *k[1:]) for k in keys2.tolist()], counts2.tolist()
+    key = np.zeros(cols[0].size, np.int64)
+    for c, size in zip(cols, sizes, strict=True):
+        key *= size
+        key += c
+    keys, counts = np.unique(key, return_counts=True)
+    parts = []
+    for size in reversed(sizes):
+        keys, part = np.divmod(keys, size)
+        parts.append(part.tolist())
+    parts.reverse()
+    parts[0] = [t - 2 for t in parts[0]]
+    return list(zip(*parts, strict=True)), counts.tolist()
+
+
+def _count(into: dict, columns: list[np.ndarray]) -> None:
+    """Add the number of rows of each distinct tuple of `columns` to `into`."""
+    if columns[0].size == 0:
+        return
+    for key, n in zip(*_unique_rows(columns), strict=True):
+        into[key] = into.get(key, 0) + n
+
+
+def _distinct(into: set, columns: list[np.ndarray]) -> None:
+    if columns[0].size:
+        into.update(_unique_rows(columns)[0])
+
+
+LAYER_PREFIX = "layer "
+
+
+def accumulate(a: SampleArrays, totals: Totals) -> None:
+    """Add one batch of rows (tiers by time already assigned) to the totals."""
+    totals.rows += a.n
+    if a.n == 0:
+        return
+    judged = a.tier >= 1
+    judged &= np.where(a.is_arrival_metric, a.is_arrival_phase | a.is_hold, a.is_hold)
+    measured = a.ok & np.isfinite(a.value)
+    ramp_only = a.tier >= 1
+    ramp_only &= ~a.is_arrival_metric
+    ramp_only &= a.is_arrival_phase
+    ramp_only &= measured
+    measured &= judged
+    rows = np.flatnonzero(measured | ramp_only)
+    del measured
+    totals.values.add(ramp_only[rows].astype(np.int8), a, rows)
+    del ramp_only, rows
+
+    attempt = a.ok_attempt_lut[a.metric] | ~a.ok
+    attempt &= judged
+    idx = np.flatnonzero(attempt)
+    del attempt
+    _count_tier_metric(totals.attempts, a.tier[idx], a.metric[idx], max(1, len(a.metrics)))
+    failed = np.flatnonzero(judged & ~a.ok)  # failures are few
+    _count(totals.failures, [a.tier[failed], a.metric[failed], a.error[failed]])
+    del judged, idx, failed
+    _tracks(a, totals)
+    _layers(a, totals)
+
+
+def _count_tier_metric(into: dict, tier: np.ndarray, metric: np.ndarray, n_metrics: int) -> None:
+    """Rows per (tier, metric): tiers >= 1 here, so one bincount of a small key."""
+    if tier.size == 0:
+        return
+    key = tier.astype(np.int64) * n_metrics + metric
+    counts = np.bincount(key)
+    for k in np.flatnonzero(counts).tolist():
+        t, m = divmod(k, n_metrics)
+        into[(t, m)] = into.get((t, m), 0) + int(counts[k])
+
+
+def _tracks(a: SampleArrays, totals: Totals) -> None:
+    """Distinct (tier, publisher, track) of the hold's rx_kbps and media_e2e_ms rows."""
+    s = a.samples
+    tracks = s["track"].cat.categories
+    if not any(str(t) for t in tracks):
+        return
+    totals.has_tracks = True
+    track_codes = s["track"].array.codes
+    pub_codes = s["publisher"].array.codes
+    empty = tracks.get_loc("") if "" in tracks else -2
+    for names, into in (
+        (("rx_kbps",), totals.tracks),
+        (("media_e2e_ms",), totals.measured_tracks),
+    ):
+        codes = a.codes_of(names)
+        if not codes:
+            continue
+        rows = a.metric == codes[0]
+        rows &= a.is_hold  # hold spans are tiers >= 1
+        rows &= track_codes != empty
+        idx = np.flatnonzero(rows)
+        _distinct(into, [a.tier[idx], pub_codes[idx], track_codes[idx]])
+
+
+def _layers(a: SampleArrays, totals: Totals) -> None:
+    s = a.samples
+    rx = a.codes_of(("rx_kbps",))
+    if not rx:
+        return
+    details = s["detail"].cat.categories
+    layer = np.array([str(d).startswith(LAYER_PREFIX) for d in details] + [False])
+    if not layer.any():
+        return
+    detail = s["detail"].array.codes
+    rows = a.metric == rx[0]
+    rows &= a.is_hold
+    rows &= a.ok
+    rows &= layer[detail]  # code -1 (missing) reads the last entry: False
+    idx = np.flatnonzero(rows)
+    _distinct(
+        totals.layers,
+        [a.tier[idx], s["participant"].array.codes[idx], s["track"].array.codes[idx], detail[idx]],
+    )
