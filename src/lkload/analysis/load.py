@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - exercised only without pyarrow
     pacsv = None  # type: ignore[assignment]
     pq = None  # type: ignore[assignment]
 
-_STRING_SAMPLE_COLUMNS = (
+STRING_SAMPLE_COLUMNS = (
     "phase",
     "worker",
     "room",
@@ -77,6 +77,9 @@ class Results:
     resources: pd.DataFrame
     skipped_lines: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # set when the samples are too many to hold: `samples` is then empty and the analysis
+    # streams these files (stream.py)
+    sample_files: list[Path] = field(default_factory=list)
 
     @property
     def campaign_id(self) -> str:
@@ -148,7 +151,7 @@ def _empty_samples() -> pd.DataFrame:
             "ok": np.empty(0, dtype=bool),
         }
     )
-    for col in _STRING_SAMPLE_COLUMNS:
+    for col in STRING_SAMPLE_COLUMNS:
         df[col] = pd.Categorical([])
     return df[list(SAMPLE_COLUMNS)]
 
@@ -174,7 +177,7 @@ def _estimate_rows(files: list[Path]) -> int:
     return rows
 
 
-class _SampleColumns:
+class SampleColumns:
     """The final sample columns, filled in place piece by piece.
 
     The arrays are allocated once at the estimated row count (pages never written are
@@ -197,11 +200,11 @@ class _SampleColumns:
         self.categories = (
             categories
             if categories is not None
-            else {c: pa.array([], pa.string()) for c in _STRING_SAMPLE_COLUMNS}
+            else {c: pa.array([], pa.string()) for c in STRING_SAMPLE_COLUMNS}
         )
         self.codes = {
             c: np.empty(self.capacity, _code_dtype(len(self.categories[c])))
-            for c in _STRING_SAMPLE_COLUMNS
+            for c in STRING_SAMPLE_COLUMNS
         }
 
     def _resize(self, rows: int) -> None:
@@ -223,7 +226,7 @@ class _SampleColumns:
             for chunk in column.chunks:
                 out[at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
                 at += len(chunk)
-        for name in _STRING_SAMPLE_COLUMNS:
+        for name in STRING_SAMPLE_COLUMNS:
             self._add_codes(name, table.column(name))
         self.n += rows
 
@@ -256,7 +259,7 @@ class _SampleColumns:
     def frame(self) -> pd.DataFrame:
         self._resize(self.n)
         data: dict[str, Any] = dict(self.numeric)
-        for c in _STRING_SAMPLE_COLUMNS:
+        for c in STRING_SAMPLE_COLUMNS:
             cats = pd.Index(self.categories[c].to_pylist(), dtype=object)
             data[c] = pd.Categorical.from_codes(self.codes[c], categories=cats, validate=False)
         self.numeric.clear()
@@ -292,7 +295,7 @@ def _pieces(path: Path, limit: int) -> Iterator[tuple[list[str], memoryview]]:
 
 def _parse_piece(header: list[str], piece: memoryview, on_invalid: Any) -> Any:
     dict_t = pa.dictionary(pa.int32(), pa.string())
-    types: dict[str, pa.DataType] = {c: dict_t for c in _STRING_SAMPLE_COLUMNS}
+    types: dict[str, pa.DataType] = {c: dict_t for c in STRING_SAMPLE_COLUMNS}
     types.update({"t": pa.float64(), "tier": pa.int16(), "value": pa.float64(), "ok": pa.bool_()})
     table = pacsv.read_csv(
         pa.py_buffer(piece),  # type: ignore[arg-type]  # pyarrow-stubs: a Buffer is a file too
@@ -327,7 +330,7 @@ def release_freed_memory() -> None:
 
 
 def _read_samples_pandas(source: Any) -> pd.DataFrame:
-    dtypes: dict[str, Any] = {c: "category" for c in _STRING_SAMPLE_COLUMNS}
+    dtypes: dict[str, Any] = {c: "category" for c in STRING_SAMPLE_COLUMNS}
     dtypes.update({"t": "float64", "tier": "int16", "value": "float64"})
     df = pd.read_csv(
         source,
@@ -369,7 +372,7 @@ def read_samples(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
             skipped[_shard_name(path)] = 1
     if not frames:
         return _empty_samples()
-    for col in _STRING_SAMPLE_COLUMNS:
+    for col in STRING_SAMPLE_COLUMNS:
         cats = pd.api.types.union_categoricals([f[col] for f in frames]).categories
         for f in frames:
             f[col] = f[col].cat.set_categories(cats)
@@ -382,7 +385,7 @@ def _shard_name(path: Path) -> str:
 
 
 def _as_sample_table(table: Any, path: Path) -> Any:
-    """A Parquet row group or journal batch as _SampleColumns takes it: every sample
+    """A Parquet row group or journal batch as SampleColumns takes it: every sample
     column, strings as one dictionary per column."""
     missing = [c for c in BASE_SAMPLE_COLUMNS if c not in table.column_names]
     if missing and path.suffix != ".parquet":  # Parquet: checked on its schema
@@ -390,21 +393,17 @@ def _as_sample_table(table: Any, path: Path) -> Any:
     for name in SAMPLE_COLUMNS:
         if name in table.column_names:
             continue
-        if name in _STRING_SAMPLE_COLUMNS:
+        if name in STRING_SAMPLE_COLUMNS:
             empty = pa.DictionaryArray.from_arrays(
                 pa.array(np.zeros(table.num_rows, np.int32)),  # type: ignore[arg-type]
                 pa.array([""]),
             )
             table = table.append_column(name, empty)
         else:  # a numeric column not read: zeros (never used by the caller)
-            kind = {"t": pa.float64(), "tier": pa.int16(), "value": pa.float64()}
-            table = table.append_column(
-                name,
-                pa.array(np.zeros(table.num_rows, bool))
-                if name == "ok"
-                else pa.array(np.zeros(table.num_rows), kind[name]),
-            )
-    for name in _STRING_SAMPLE_COLUMNS:
+            dtype = {"t": np.float64, "tier": np.int16, "value": np.float64, "ok": np.bool_}
+            zeros: Any = np.zeros(table.num_rows, dtype[name])
+            table = table.append_column(name, pa.array(zeros))
+    for name in STRING_SAMPLE_COLUMNS:
         column = table.column(name)
         if not pa.types.is_dictionary(column.type):
             column = pc.dictionary_encode(column.fill_null(""))
@@ -492,7 +491,7 @@ def sample_tables(
 
 def _read_samples_arrow_files(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
     """Every shard into one set of preallocated columns."""
-    columns = _SampleColumns(_estimate_all_rows(files))
+    columns = SampleColumns(_estimate_all_rows(files))
     for table in sample_tables(files, skipped):
         columns.add(table)
         del table
@@ -580,6 +579,18 @@ def _scenario_and_targets(
     return scenario, (scenario.targets if scenario is not None else Targets())
 
 
+def skip_notes(skipped: dict[str, int]) -> list[str]:
+    return [
+        f"{name}: {n} incomplete or malformed line(s) skipped"
+        for name, n in sorted(skipped.items())
+    ]
+
+
+# More samples than this (counted from the Parquet footers, estimated for CSV) are analysed
+# streamed (stream.py): memory bounded by a batch, at the cost of reading the files 3 times.
+STREAM_ROWS = 30_000_000
+
+
 def load_results(directory: Path) -> Results:
     directory = Path(directory)
     if not directory.exists():
@@ -604,11 +615,12 @@ def load_results(directory: Path) -> Results:
     notes: list[str] = []
     scenario, targets = _scenario_and_targets(campaign, notes)
     skipped: dict[str, int] = {}
-    samples = read_samples(sample_files(directory / "samples"), skipped)
+    files = [f for f in sample_files(directory / "samples") if f.stat().st_size > 0]
+    streamed = pa is not None and _estimate_all_rows(files) > STREAM_ROWS
+    samples = _empty_samples() if streamed else read_samples(files, skipped)
     resources = read_resources(directory / "resources.csv", skipped)
     timeline = read_timeline(directory / "timeline.jsonl", skipped)
-    for name, n in sorted(skipped.items()):
-        notes.append(f"{name}: {n} incomplete or malformed line(s) skipped")
+    notes += skip_notes(skipped)
     return Results(
         directory=directory,
         campaign=campaign,
@@ -619,4 +631,5 @@ def load_results(directory: Path) -> Results:
         resources=resources,
         skipped_lines=skipped,
         notes=notes,
+        sample_files=files if streamed else [],
     )

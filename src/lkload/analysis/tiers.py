@@ -12,6 +12,7 @@ judged. Error rates are per kind of attempt (`kinds`); the pooled sum decides no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -274,13 +275,13 @@ def _layers_received(a: SampleArrays, totals: Totals) -> dict[int, dict[str, int
     """Per tier: the video layers subscribers received in the hold (rx_kbps rows whose
     detail is "layer WxH": aiortc subscribers of VP8 tracks), each with the number of
     subscriptions (participant, track) that received it."""
-    details = a.samples["detail"].cat.categories if "detail" in a.samples else []
+    details: Any = a.samples["detail"].cat.categories if "detail" in a.samples else []
     out: dict[int, dict[str, int]] = {}
     for tier, _who, _track, detail in sorted(totals.layers):
         layer = str(details[detail])[len(LAYER_PREFIX) :]
         per_tier = out.setdefault(tier, {})
         per_tier[layer] = per_tier.get(layer, 0) + 1
-    return out
+    return {tier: dict(sorted(layers.items())) for tier, layers in sorted(out.items())}
 
 
 def connected_series(a: SampleArrays) -> tuple[np.ndarray, np.ndarray] | None:

@@ -20,8 +20,9 @@ same two order statistics, bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,13 +50,15 @@ def order_key(values: np.ndarray) -> np.ndarray:
     return np.where(bits & _SIGN, ~bits, bits | _SIGN)
 
 
-def _compact(sets: np.ndarray, tiers: np.ndarray, metrics: np.ndarray, n_metrics: int):
+def _compact(
+    sets: np.ndarray, tiers: np.ndarray, metrics: np.ndarray, n_metrics: int
+) -> tuple[np.ndarray, Callable[[int], GroupKey]]:
     """A small integer key per row (set, tier, metric) and its decoding table."""
     lo = int(tiers.min())
     n_tiers = int(tiers.max()) - lo + 1
     top = 2 * n_tiers * n_metrics
     dtype = np.int16 if top < np.iinfo(np.int16).max else np.int64
-    key = sets.astype(dtype) * n_tiers
+    key: Any = sets.astype(dtype) * n_tiers
     key += (tiers - lo).astype(dtype)
     key *= n_metrics
     key += metrics.astype(dtype)
@@ -127,7 +130,9 @@ class Histograms:
         self._groups: dict[GroupKey, _Group] = {}
         self.second_pass = False
 
-    def _runs(self, sets: np.ndarray, a: SampleArrays, rows: np.ndarray):
+    def _runs(
+        self, sets: np.ndarray, a: SampleArrays, rows: np.ndarray
+    ) -> Iterator[tuple[GroupKey, np.ndarray, np.ndarray]]:
         key, decode = _compact(sets, a.tier[rows], a.metric[rows], max(1, len(a.metrics)))
         order, runs = _slices(key)
         values = a.value[rows[order]]
@@ -244,13 +249,18 @@ def _distinct(into: set, columns: list[np.ndarray]) -> None:
 LAYER_PREFIX = "layer "
 
 
-def accumulate(a: SampleArrays, totals: Totals) -> None:
-    """Add one batch of rows (tiers by time already assigned) to the totals."""
-    totals.rows += a.n
-    if a.n == 0:
-        return
+def _judged(a: SampleArrays) -> np.ndarray:
+    """Rows judged for their tier: arrival metrics in its ramp, settle or hold, every
+    other metric in its hold."""
     judged = a.tier >= 1
     judged &= np.where(a.is_arrival_metric, a.is_arrival_phase | a.is_hold, a.is_hold)
+    return judged
+
+
+def add_values(a: SampleArrays, totals: Totals) -> np.ndarray:
+    """Add the measured values of judged rows (set JUDGED) and of other metrics' ramp and
+    settle rows (set RAMP) to the distributions; returns the judged rows' mask."""
+    judged = _judged(a)
     measured = a.ok & np.isfinite(a.value)
     ramp_only = a.tier >= 1
     ramp_only &= ~a.is_arrival_metric
@@ -260,8 +270,15 @@ def accumulate(a: SampleArrays, totals: Totals) -> None:
     rows = np.flatnonzero(measured | ramp_only)
     del measured
     totals.values.add(ramp_only[rows].astype(np.int8), a, rows)
-    del ramp_only, rows
+    return judged
 
+
+def accumulate(a: SampleArrays, totals: Totals) -> None:
+    """Add one batch of rows (tiers by time already assigned) to the totals."""
+    totals.rows += a.n
+    if a.n == 0:
+        return
+    judged = add_values(a, totals)
     attempt = a.ok_attempt_lut[a.metric] | ~a.ok
     attempt &= judged
     idx = np.flatnonzero(attempt)
