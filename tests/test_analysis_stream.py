@@ -178,11 +178,19 @@ def test_histogram_selection_is_numpys_percentile_to_the_bit(batches: int) -> No
     perm = rng.permutation(value.size)
     sets, tier, metric, value = sets[perm], tier[perm], metric[perm], value[perm]
     cuts = np.array_split(np.arange(value.size), batches)
+    left_out = np.concatenate([rows[::5] for rows in cuts])
+    kept = np.ones(value.size, bool)
+    kept[left_out] = False
+    groups = {k: value[kept & (sets == k[0]) & (tier == k[1]) & (metric == k[2])] for k in groups}
 
     def feed(store: Any) -> None:
         for rows in cuts:
-            a = SimpleNamespace(tier=tier, metric=metric, value=value, metrics=["m0", "m1"])
-            store.add(sets[rows], a, rows)
+            a = SimpleNamespace(
+                tier=tier[rows], metric=metric[rows], value=value[rows], metrics=["m0", "m1"]
+            )
+            batch_sets = sets[rows].copy()
+            batch_sets[::5] = -1  # rows of no distribution: left out
+            store.add(batch_sets, a)
 
     hist = Histograms()
     feed(hist)

@@ -20,7 +20,7 @@ same two order statistics, bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ _BUCKETS = 1 << _BUCKET_BITS
 _SIGN = np.uint64(1 << 63)
 
 GroupKey = tuple[int, int, int]  # (set, tier, metric code)
+Run = tuple[GroupKey, int, int]  # a group's rows: order[start:end]
 
 
 def order_key(values: np.ndarray) -> np.ndarray:
@@ -50,65 +51,58 @@ def order_key(values: np.ndarray) -> np.ndarray:
     return np.where(bits & _SIGN, ~bits, bits | _SIGN)
 
 
-def _compact(
-    sets: np.ndarray, tiers: np.ndarray, metrics: np.ndarray, n_metrics: int
-) -> tuple[np.ndarray, Callable[[int], GroupKey]]:
-    """A small integer key per row (set, tier, metric) and its decoding table."""
-    lo = int(tiers.min())
-    n_tiers = int(tiers.max()) - lo + 1
-    top = 2 * n_tiers * n_metrics
-    dtype = np.int16 if top < np.iinfo(np.int16).max else np.int64
-    key: Any = sets.astype(dtype) * n_tiers
-    key += (tiers - lo).astype(dtype)
+def _grouped(sets: np.ndarray, a: SampleArrays) -> tuple[np.ndarray, list[Run]] | None:
+    """The rows of each group (set, tier, metric): one stable sort of a small integer key
+    (numpy's radix sort for int16), rows of no set (-1) sorted last and left out. Returns
+    (the order, [(group, start, end)] into it); None when no row is in a set."""
+    included = sets >= 0
+    if not included.any():
+        return None
+    tiers = a.tier[included]
+    lo, hi = int(tiers.min()), int(tiers.max())
+    del tiers
+    n_tiers, n_metrics = hi - lo + 1, max(1, len(a.metrics))
+    top = 2 * n_tiers * n_metrics  # the key of the rows left out
+    dtype = np.int16 if top < np.iinfo(np.int16).max else np.int32
+    key: Any = sets.astype(dtype)
+    key *= n_tiers
+    key += a.tier.astype(dtype)
+    key -= lo
     key *= n_metrics
-    key += metrics.astype(dtype)
-
-    def decode(k: int) -> GroupKey:
+    key += a.metric.astype(dtype)
+    key[~included] = top
+    counts = np.bincount(key, minlength=top + 1)
+    order = np.argsort(key, kind="stable")
+    del key
+    ends = np.cumsum(counts)
+    runs = []
+    for k in np.flatnonzero(counts[:top]).tolist():
         rest, metric = divmod(k, n_metrics)
         s, tier = divmod(rest, n_tiers)
-        return s, tier + lo, metric
-
-    return key, decode
-
-
-def _slices(key: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-    """(stable order of the rows by key, [(key, start, end)] of each key's run)."""
-    order = np.argsort(key, kind="stable")
-    ordered = key[order]
-    starts = np.flatnonzero(np.diff(ordered)) + 1
-    bounds = [0, *starts.tolist(), ordered.size]
-    return order, [
-        (int(ordered[bounds[i]]), bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)
-    ]
+        runs.append(((s, tier + lo, metric), int(ends[k] - counts[k]), int(ends[k])))
+    return order, runs
 
 
 class HeldValues:
     """Distributions over values all held in memory (one or more batches)."""
 
     def __init__(self) -> None:
-        self._pieces: list[tuple[list[GroupKey], np.ndarray, np.ndarray]] = []
+        self._pieces: list[tuple[np.ndarray, list[Run], np.ndarray]] = []
 
-    def add(self, sets: np.ndarray, a: SampleArrays, rows: np.ndarray) -> None:
-        if rows.size == 0:
-            return
-        key, decode = _compact(sets, a.tier[rows], a.metric[rows], max(1, len(a.metrics)))
-        order, runs = _slices(key)
-        values = a.value[rows[order]]  # the gathered copy: partitioned in place below
-        groups = [decode(k) for k, _, _ in runs]
-        bounds = np.array([(s, e) for _, s, e in runs], dtype=np.int64)
-        self._pieces.append((groups, bounds, values))
+    def add(self, sets: np.ndarray, a: SampleArrays) -> None:
+        """`sets`: per row of `a`, its set (JUDGED, RAMP), or -1 for none."""
+        grouped = _grouped(sets, a)
+        if grouped is not None:
+            self._pieces.append((*grouped, a.value))
 
     def distributions(self) -> dict[GroupKey, Distribution]:
-        if len(self._pieces) == 1:  # everything in one batch: no concatenation
-            groups, bounds, values = self._pieces.pop()
-            return {
-                g: distribution(values[s:e], scratch=True)
-                for g, (s, e) in zip(groups, bounds.tolist(), strict=True)
-            }
+        if len(self._pieces) == 1:  # everything in one batch: one group's copy at a time
+            order, runs, value = self._pieces.pop()
+            return {g: distribution(value[order[s:e]], scratch=True) for g, s, e in runs}
         parts: dict[GroupKey, list[np.ndarray]] = {}
-        for groups, bounds, values in self._pieces:
-            for g, (s, e) in zip(groups, bounds.tolist(), strict=True):
-                parts.setdefault(g, []).append(values[s:e])
+        for order, runs, value in self._pieces:
+            for g, s, e in runs:
+                parts.setdefault(g, []).append(value[order[s:e]])
         self._pieces.clear()
         return {g: distribution(np.concatenate(p), scratch=True) for g, p in parts.items()}
 
@@ -131,22 +125,22 @@ class Histograms:
         self.second_pass = False
 
     def _runs(
-        self, sets: np.ndarray, a: SampleArrays, rows: np.ndarray
+        self, sets: np.ndarray, a: SampleArrays
     ) -> Iterator[tuple[GroupKey, np.ndarray, np.ndarray]]:
-        key, decode = _compact(sets, a.tier[rows], a.metric[rows], max(1, len(a.metrics)))
-        order, runs = _slices(key)
-        values = a.value[rows[order]]
-        buckets = (order_key(values) >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
-        for k, s, e in runs:
-            yield decode(k), values[s:e], buckets[s:e]
+        grouped = _grouped(sets, a)
+        if grouped is None:
+            return
+        order, runs = grouped
+        for g, s, e in runs:
+            values = a.value[order[s:e]]
+            yield g, values, (order_key(values) >> np.uint64(64 - _BUCKET_BITS)).astype(np.int64)
 
-    def add(self, sets: np.ndarray, a: SampleArrays, rows: np.ndarray) -> None:
-        if rows.size == 0:
-            return
+    def add(self, sets: np.ndarray, a: SampleArrays) -> None:
+        """`sets`: per row of `a`, its set (JUDGED, RAMP), or -1 for none."""
         if self.second_pass:
-            self._collect(sets, a, rows)
+            self._collect(sets, a)
             return
-        for g, values, buckets in self._runs(sets, a, rows):
+        for g, values, buckets in self._runs(sets, a):
             group = self._groups.get(g)
             if group is None:
                 group = self._groups[g] = _Group(np.zeros(_BUCKETS, np.int64))
@@ -165,8 +159,8 @@ class Histograms:
                 group.wanted.setdefault(int(np.searchsorted(cum, r, side="right")), [])
             group.hist = cum  # kept cumulative: ranks within a bucket
 
-    def _collect(self, sets: np.ndarray, a: SampleArrays, rows: np.ndarray) -> None:
-        for g, values, buckets in self._runs(sets, a, rows):
+    def _collect(self, sets: np.ndarray, a: SampleArrays) -> None:
+        for g, values, buckets in self._runs(sets, a):
             group = self._groups.get(g)
             if group is None:  # pass 2 must read exactly the rows of pass 1
                 raise RuntimeError(f"streamed analysis: group {g} appeared in pass 2 only")
@@ -262,14 +256,14 @@ def add_values(a: SampleArrays, totals: Totals) -> np.ndarray:
     settle rows (set RAMP) to the distributions; returns the judged rows' mask."""
     judged = _judged(a)
     measured = a.ok & np.isfinite(a.value)
-    ramp_only = a.tier >= 1
-    ramp_only &= ~a.is_arrival_metric
-    ramp_only &= a.is_arrival_phase
-    ramp_only &= measured
-    measured &= judged
-    rows = np.flatnonzero(measured | ramp_only)
+    sets = np.full(a.n, -1, np.int8)
+    sets[measured & judged] = JUDGED
+    measured &= a.tier >= 1
+    measured &= ~a.is_arrival_metric
+    measured &= a.is_arrival_phase
+    sets[measured] = RAMP  # never judged rows: arrival phases are not holds
     del measured
-    totals.values.add(ramp_only[rows].astype(np.int8), a, rows)
+    totals.values.add(sets, a)
     return judged
 
 
@@ -281,22 +275,25 @@ def accumulate(a: SampleArrays, totals: Totals) -> None:
     judged = add_values(a, totals)
     attempt = a.ok_attempt_lut[a.metric] | ~a.ok
     attempt &= judged
-    idx = np.flatnonzero(attempt)
+    _count_tier_metric(totals.attempts, attempt, a, max(1, len(a.metrics)))
     del attempt
-    _count_tier_metric(totals.attempts, a.tier[idx], a.metric[idx], max(1, len(a.metrics)))
     failed = np.flatnonzero(judged & ~a.ok)  # failures are few
     _count(totals.failures, [a.tier[failed], a.metric[failed], a.error[failed]])
-    del judged, idx, failed
+    del judged, failed
     _tracks(a, totals)
     _layers(a, totals)
 
 
-def _count_tier_metric(into: dict, tier: np.ndarray, metric: np.ndarray, n_metrics: int) -> None:
-    """Rows per (tier, metric): tiers >= 1 here, so one bincount of a small key."""
-    if tier.size == 0:
+def _count_tier_metric(into: dict, rows: np.ndarray, a: SampleArrays, n_metrics: int) -> None:
+    """Rows (a mask; tiers >= 1) per (tier, metric): one bincount of a small key."""
+    if not rows.any():
         return
-    key = tier.astype(np.int64) * n_metrics + metric
+    key = a.tier.astype(np.int32)
+    key *= n_metrics
+    key += a.metric
+    key[~rows] = 0  # tier 0: no row in `rows`
     counts = np.bincount(key)
+    counts[0] = 0
     for k in np.flatnonzero(counts).tolist():
         t, m = divmod(k, n_metrics)
         into[(t, m)] = into.get((t, m), 0) + int(counts[k])
