@@ -196,7 +196,8 @@ t = time.perf_counter()
 from lkload.analysis import analyze
 from lkload.report import render_analysis
 t_import = time.perf_counter()
-from lkload.analysis.load import STREAM_ROWS
+import lkload.analysis.load as load
+stream_rows = getattr(load, "STREAM_ROWS", None)  # None: an lkload before streaming
 a = analyze(sys.argv[1])
 t_analyze = time.perf_counter()
 r = render_analysis(a, __import__("pathlib").Path(sys.argv[2]))
@@ -206,7 +207,8 @@ with open("/proc/self/status") as fh:
     hwm = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))
 print(json.dumps({
     "samples": a.sample_count, "overall": r.overall,
-    "how": "streamed" if a.sample_count > STREAM_ROWS else "in memory",
+    "how": "streamed" if stream_rows is not None and a.sample_count > stream_rows
+        else "in memory",
     "import_s": t_import - t, "analyze_s": t_analyze - t_import, "render_s": t_render - t_analyze,
     "cpu_s": usage.ru_utime + usage.ru_stime,
     "maxrss_mb": usage.ru_maxrss / 1024, "vmhwm_mb": hwm / 1024,
