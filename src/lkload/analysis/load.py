@@ -413,6 +413,13 @@ def _as_sample_table(table: Any, path: Path) -> Any:
     return table.select(list(SAMPLE_COLUMNS)).unify_dictionaries()
 
 
+def _row_group(pf: Any, i: int, columns: list[str] | None, path: Path) -> Any:
+    try:
+        return _as_sample_table(pf.read_row_group(i, columns=columns), path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UsageError(f"{path}: unreadable samples file: {exc}") from None
+
+
 def _columnar_tables(
     path: Path, skipped: dict[str, int], columns: list[str] | None
 ) -> Iterator[Any]:
@@ -433,11 +440,8 @@ def _columnar_tables(
         raise UsageError(f"{path}: unreadable samples file: {exc}") from None
     if path.suffix == ".parquet":
         for i in groups:
-            try:
-                table = pf.read_row_group(i, columns=wanted)
-            except (pa.ArrowInvalid, OSError) as exc:
-                raise UsageError(f"{path}: unreadable samples file: {exc}") from None
-            yield _as_sample_table(table, path)
+            # no local holds a table while the caller has it: each is freed as it is used
+            yield _row_group(pf, i, wanted, path)
         return
     if batches:  # one part: at most shards.PART_ROWS rows
         yield _as_sample_table(pa.Table.from_batches(batches), path)
@@ -480,11 +484,11 @@ def sample_tables(
                     f"{path}: not a samples file: no column {', '.join(missing)} in its header"
                 )
             try:
-                table = _parse_piece(header, piece, on_invalid)
+                parsed = [_parse_piece(header, piece, on_invalid)]
             except pa.ArrowInvalid as exc:
                 raise UsageError(f"{path}: unreadable samples file: {exc}") from None
             del piece
-            yield table
+            yield parsed.pop()  # no local keeps it alive while the caller uses it
         if bad or cut:
             skipped[_shard_name(path)] = len(bad) + (1 if cut else 0)
 

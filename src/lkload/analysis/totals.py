@@ -251,10 +251,10 @@ def _judged(a: SampleArrays) -> np.ndarray:
     return judged
 
 
-def add_values(a: SampleArrays, totals: Totals) -> np.ndarray:
+def add_values(a: SampleArrays, totals: Totals, judged: np.ndarray | None = None) -> None:
     """Add the measured values of judged rows (set JUDGED) and of other metrics' ramp and
-    settle rows (set RAMP) to the distributions; returns the judged rows' mask."""
-    judged = _judged(a)
+    settle rows (set RAMP) to the distributions."""
+    judged = _judged(a) if judged is None else judged
     measured = a.ok & np.isfinite(a.value)
     sets = np.full(a.n, -1, np.int8)
     sets[measured & judged] = JUDGED
@@ -262,9 +262,8 @@ def add_values(a: SampleArrays, totals: Totals) -> np.ndarray:
     measured &= ~a.is_arrival_metric
     measured &= a.is_arrival_phase
     sets[measured] = RAMP  # never judged rows: arrival phases are not holds
-    del measured
+    del measured, judged
     totals.values.add(sets, a)
-    return judged
 
 
 def accumulate(a: SampleArrays, totals: Totals) -> None:
@@ -272,16 +271,17 @@ def accumulate(a: SampleArrays, totals: Totals) -> None:
     totals.rows += a.n
     if a.n == 0:
         return
-    judged = add_values(a, totals)
+    judged = _judged(a)
     attempt = a.ok_attempt_lut[a.metric] | ~a.ok
     attempt &= judged
     _count_tier_metric(totals.attempts, attempt, a, max(1, len(a.metrics)))
     del attempt
     failed = np.flatnonzero(judged & ~a.ok)  # failures are few
     _count(totals.failures, [a.tier[failed], a.metric[failed], a.error[failed]])
-    del judged, failed
+    del failed
     _tracks(a, totals)
     _layers(a, totals)
+    add_values(a, totals, judged)  # last: its sort order is held until the distributions
 
 
 def _count_tier_metric(into: dict, rows: np.ndarray, a: SampleArrays, n_metrics: int) -> None:
