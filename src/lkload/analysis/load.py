@@ -6,7 +6,8 @@ string columns as pandas categorical codes: ten million rows take about 260 MB, 
 them peaks not far above that. A campaign cut short by a crash may leave a last line
 without its newline: that partial line is skipped and counted. Parquet samples (the
 default) are read one row group at a time into the same columns, and a journal left by a
-crash (metrics/shards.py) up to its last whole batch.
+crash (metrics/shards.py) up to its last whole batch. Above STREAM_ROWS samples none are
+read here: `Results.sample_files` lists them and the analysis streams them (stream.py).
 """
 
 from __future__ import annotations
