@@ -23,6 +23,7 @@ from lkload.analysis.resources import (
 )
 from lkload.analysis.result import Analysis, TierResult
 from lkload.analysis.server_side import read_server_metrics, server_side
+from lkload.analysis.stream import analyse_streamed
 from lkload.analysis.tiers import SampleArrays, WorkerGone, compute_tiers, teardown_stats
 from lkload.analysis.transports import transport_mix
 from lkload.analysis.verdict_types import Status
@@ -94,39 +95,60 @@ PER_TRACK_METRICS = (
 )
 
 
-def _drop_lost_publishers(results: Results) -> str:
-    """A worker lost mid-campaign (killed, cut off) takes its publishers with it without a
-    goodbye: until the server gives up on them, their subscribers on other workers see
-    stalls and silent intervals. The generator lost those tracks, not the server: rows about
-    them from the worker's last sample on are left out of the judgement (and said so)."""
-    s = results.samples
-    lost = [
+def lost_workers(results: Results) -> list[tuple[str, float]]:
+    """(worker, time) of each worker lost mid-campaign (its last batch, if earlier)."""
+    return [
         (e["worker"], min(float(e["t"]), float(e.get("last_batch_t") or e["t"])))
         for e in results.timeline
         if e.get("event") == "worker_lost" and isinstance(e.get("worker"), str)
     ]
+
+
+LostRule = list[tuple[str, float, set[str]]]  # (worker, rows from, its participants)
+
+
+def lost_publishers(s: pd.DataFrame, lost: list[tuple[str, float]]) -> LostRule:
+    """A worker lost mid-campaign (killed, cut off) takes its publishers with it without a
+    goodbye: until the server gives up on them, their subscribers on other workers see
+    stalls and silent intervals. The generator lost those tracks, not the server: rows about
+    them from the worker's last sample on are left out of the judgement (and said so).
+    `s`: the samples, or any rows holding each of the worker's participants with its
+    latest time (a streamed analysis's extremes)."""
     if not lost or not len(s):
-        return ""
+        return []
     t = s["t"].to_numpy()
-    per_track = s["metric"].isin(PER_TRACK_METRICS).to_numpy()
-    drop = np.zeros(len(s), dtype=bool)
-    names = []
+    rule = []
     for name, lost_t in lost:
         mine = (s["worker"] == name).to_numpy()
         if not mine.any():
             continue
         publishers = set(s["participant"][mine].astype(str).unique()) - {""}
         # from its last batch (or sample), a little before: the stalls start at the loss
-        gone_from = min(lost_t, float(t[mine].max())) - 1.0
+        rule.append((name, min(lost_t, float(t[mine].max())) - 1.0, publishers))
+    return rule
+
+
+def lost_rows(s: pd.DataFrame, rule: LostRule) -> tuple[np.ndarray | None, list[str]]:
+    """The rows of `s` about lost publishers' tracks (None: none), and whose workers."""
+    if not rule or not len(s):
+        return None, []
+    t = s["t"].to_numpy()
+    per_track = s["metric"].isin(PER_TRACK_METRICS).to_numpy()
+    drop = np.zeros(len(s), dtype=bool)
+    names = []
+    for name, gone_from, publishers in rule:
         rows = per_track & (t >= gone_from) & s["publisher"].isin(publishers).to_numpy()
         if rows.any():
             drop |= rows
             names.append(name)
-    if not drop.any():
+    return (drop if drop.any() else None), names
+
+
+def _lost_note(dropped: int, names: list[str]) -> str:
+    if not dropped:
         return ""
-    results.samples = s[~drop].reset_index(drop=True)
     return (
-        f"{int(drop.sum())} rows about tracks of publishers on lost worker(s) "
+        f"{dropped} rows about tracks of publishers on lost worker(s) "
         f"{', '.join(names)} after the loss are not judged (the generator lost those "
         "publishers, not the server)"
     )
@@ -148,17 +170,16 @@ def _workers_gone(results: Results) -> list[WorkerGone]:
 NONFINITE_DETAIL = "ok row without a finite value (inf or empty)"
 
 
-def _nonfinite_as_failures(results: Results) -> str:
+def nonfinite_as_failures(s: pd.DataFrame) -> dict[str, int]:
     """An ok row always carries what it measured (participants/base.py). One whose value is
     inf or empty measured nothing: left out of the percentiles yet counted as a success, it
     would hide failed attempts. Each becomes an `internal` failure of its metric (a bug in
-    the generator, not the server), and a note says how many."""
-    s = results.samples
+    the generator, not the server), in place; how many per metric."""
     if not len(s):
-        return ""
+        return {}
     bad = s["ok"].to_numpy(dtype=bool) & ~np.isfinite(s["value"].to_numpy(dtype=np.float64))
     if not bad.any():
-        return ""
+        return {}
     by_metric = s["metric"][bad].astype(str).value_counts()
     s["ok"] = s["ok"].to_numpy(dtype=bool) & ~bad
     for column, text in (("error", "internal"), ("detail", NONFINITE_DETAIL)):
@@ -170,23 +191,47 @@ def _nonfinite_as_failures(results: Results) -> str:
         codes = col.array.codes.astype(np.int64)  # a copy, wide enough for the new category
         codes[bad] = list(col.cat.categories).index(text)
         s[column] = pd.Categorical.from_codes(codes, col.cat.categories)
+    return {str(m): int(n) for m, n in by_metric.items()}
+
+
+def nonfinite_note(by_metric: dict[str, int]) -> str:
+    if not by_metric:
+        return ""
     metrics = ", ".join(f"{m} {n:,}" for m, n in by_metric.items())
     return (
-        f"{int(bad.sum()):,} ok rows without a finite value (inf or empty: {metrics}) "
+        f"{sum(by_metric.values()):,} ok rows without a finite value (inf or empty: {metrics}) "
         "are counted as `internal` failures of their metric: they measured nothing"
     )
 
 
+def _drop_lost_publishers(results: Results) -> str:
+    drop, names = lost_rows(
+        results.samples, lost_publishers(results.samples, lost_workers(results))
+    )
+    if drop is None:
+        return ""
+    results.samples = results.samples[~drop].reset_index(drop=True)
+    return _lost_note(int(drop.sum()), names)
+
+
 def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> Analysis:
     targets = results.targets
-    nonfinite_note = _nonfinite_as_failures(results)
-    lost_note = _drop_lost_publishers(results)
-    windows = tier_windows(results)
-    arrays = SampleArrays(results.samples, windows)
+    totals = None
+    if results.sample_files:  # too many samples to hold: streamed
+        lost = lost_workers(results)
+        windows, arrays, totals, (dropped, names), nonfinite = analyse_streamed(results, lost)
+        lost_note = _lost_note(dropped, [n for n, _ in lost if n in names])
+    else:
+        nonfinite = nonfinite_as_failures(results.samples)
+        lost_note = _drop_lost_publishers(results)
+        windows = tier_windows(results)
+        arrays = SampleArrays(results.samples, windows)
     stats_interval = results.scenario.stats_interval_s if results.scenario else 2.0
-    tier_stats = compute_tiers(arrays, windows.tiers, stats_interval, _workers_gone(results))
+    tier_stats = compute_tiers(
+        arrays, windows.tiers, stats_interval, _workers_gone(results), totals
+    )
     cores, host = server_cores(results.campaign)
-    notes = list(results.notes) + [n for n in (nonfinite_note, lost_note) if n]
+    notes = list(results.notes) + [n for n in (nonfinite_note(nonfinite), lost_note) if n]
     if cores is None and (results.resources["source"].astype(str) == "server").any():
         notes.append(
             "the server host's core count is unknown: server CPU is shown as percent of one core"
@@ -281,7 +326,7 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         overall_reasons=reasons,
         notes=notes,
         skipped_lines=results.skipped_lines,
-        sample_count=arrays.n,
+        sample_count=totals.rows if totals is not None else arrays.n,
         server_cores=cores,
         server_host=host,
         resources=results.resources,

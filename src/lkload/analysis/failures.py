@@ -104,21 +104,30 @@ def _where(a: SampleArrays, row: int, campaign_start: float | None) -> FailureDe
     )
 
 
+def _by_cause(rows: np.ndarray, details: pd.Series) -> dict[str, np.ndarray]:
+    """The rows grouped by cause, in the order each cause first appears. Each distinct
+    detail is masked once (not once per row): failures can be millions."""
+    if not isinstance(details.dtype, pd.CategoricalDtype):
+        details = details.astype("category")
+    codes = details.array.codes[rows]
+    categories = details.cat.categories
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    texts = [cause(str(categories[c]) if c >= 0 else "nan") for c in distinct.tolist()]
+    ids: dict[str, int] = {}
+    text_id = np.array([ids.setdefault(text, len(ids)) for text in texts], dtype=np.int64)
+    row_text = text_id[inverse]
+    names = list(ids)
+    present, first = np.unique(row_text, return_index=True)
+    return {names[i]: rows[row_text == i] for i in present[np.argsort(first)].tolist()}
+
+
 def _details(
     a: SampleArrays, rows: np.ndarray, details: pd.Series | None, campaign_start: float | None
 ) -> list[FailureDetail]:
     """The causes of one kind's failure rows, most frequent first (ties: earliest)."""
-    if details is None:
-        texts = [""] * rows.size
-    else:
-        # only these rows: the whole column as objects costs ~0.1 s per 10 M rows per kind
-        texts = [cause(str(d)) for d in details.iloc[rows].to_numpy()]
-    groups: dict[str, list[int]] = {}
-    for row, text in zip(rows.tolist(), texts, strict=True):
-        groups.setdefault(text, []).append(row)
+    groups = {"": rows} if details is None else _by_cause(rows, details)
     out = []
-    for text, members in groups.items():
-        idx = np.asarray(members)
+    for text, idx in groups.items():
         first = int(idx[np.argmin(a.t[idx])])
         d = _where(a, first, campaign_start)
         d.detail, d.count = text, int(idx.size)

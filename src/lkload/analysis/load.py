@@ -6,7 +6,8 @@ string columns as pandas categorical codes: ten million rows take about 260 MB, 
 them peaks not far above that. A campaign cut short by a crash may leave a last line
 without its newline: that partial line is skipped and counted. Parquet samples (the
 default) are read one row group at a time into the same columns, and a journal left by a
-crash (metrics/shards.py) up to its last whole batch.
+crash (metrics/shards.py) up to its last whole batch. Above STREAM_ROWS samples none are
+read here: `Results.sample_files` lists them and the analysis streams them (stream.py).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ except ImportError:  # pragma: no cover - exercised only without pyarrow
     pacsv = None  # type: ignore[assignment]
     pq = None  # type: ignore[assignment]
 
-_STRING_SAMPLE_COLUMNS = (
+STRING_SAMPLE_COLUMNS = (
     "phase",
     "worker",
     "room",
@@ -77,6 +78,9 @@ class Results:
     resources: pd.DataFrame
     skipped_lines: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # set when the samples are too many to hold: `samples` is then empty and the analysis
+    # streams these files (stream.py)
+    sample_files: list[Path] = field(default_factory=list)
 
     @property
     def campaign_id(self) -> str:
@@ -148,7 +152,7 @@ def _empty_samples() -> pd.DataFrame:
             "ok": np.empty(0, dtype=bool),
         }
     )
-    for col in _STRING_SAMPLE_COLUMNS:
+    for col in STRING_SAMPLE_COLUMNS:
         df[col] = pd.Categorical([])
     return df[list(SAMPLE_COLUMNS)]
 
@@ -174,7 +178,7 @@ def _estimate_rows(files: list[Path]) -> int:
     return rows
 
 
-class _SampleColumns:
+class SampleColumns:
     """The final sample columns, filled in place piece by piece.
 
     The arrays are allocated once at the estimated row count (pages never written are
@@ -184,7 +188,7 @@ class _SampleColumns:
     arrive, in the narrowest integer type their category count allows.
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, categories: dict[str, Any] | None = None) -> None:
         self.n = 0
         self.capacity = max(1, capacity)
         self.numeric: dict[str, np.ndarray] = {
@@ -193,8 +197,16 @@ class _SampleColumns:
             "value": np.empty(self.capacity, np.float64),
             "ok": np.empty(self.capacity, np.bool_),
         }
-        self.codes = {c: np.empty(self.capacity, np.int8) for c in _STRING_SAMPLE_COLUMNS}
-        self.categories = {c: pa.array([], pa.string()) for c in _STRING_SAMPLE_COLUMNS}
+        # shared by the batches of a streamed read: codes stay the same across batches
+        self.categories = (
+            categories
+            if categories is not None
+            else {c: pa.array([], pa.string()) for c in STRING_SAMPLE_COLUMNS}
+        )
+        self.codes = {
+            c: np.empty(self.capacity, _code_dtype(len(self.categories[c])))
+            for c in STRING_SAMPLE_COLUMNS
+        }
 
     def _resize(self, rows: int) -> None:
         for arr in (*self.numeric.values(), *self.codes.values()):
@@ -215,7 +227,7 @@ class _SampleColumns:
             for chunk in column.chunks:
                 out[at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
                 at += len(chunk)
-        for name in _STRING_SAMPLE_COLUMNS:
+        for name in STRING_SAMPLE_COLUMNS:
             self._add_codes(name, table.column(name))
         self.n += rows
 
@@ -242,13 +254,13 @@ class _SampleColumns:
             indices = chunk.indices
             if indices.null_count:
                 indices = indices.fill_null(0)
-            out[at : at + len(chunk)] = mapping[indices.to_numpy(zero_copy_only=False)]
+            np.take(mapping, indices.to_numpy(zero_copy_only=False), out=out[at : at + len(chunk)])
             at += len(chunk)
 
     def frame(self) -> pd.DataFrame:
         self._resize(self.n)
         data: dict[str, Any] = dict(self.numeric)
-        for c in _STRING_SAMPLE_COLUMNS:
+        for c in STRING_SAMPLE_COLUMNS:
             cats = pd.Index(self.categories[c].to_pylist(), dtype=object)
             data[c] = pd.Categorical.from_codes(self.codes[c], categories=cats, validate=False)
         self.numeric.clear()
@@ -284,7 +296,7 @@ def _pieces(path: Path, limit: int) -> Iterator[tuple[list[str], memoryview]]:
 
 def _parse_piece(header: list[str], piece: memoryview, on_invalid: Any) -> Any:
     dict_t = pa.dictionary(pa.int32(), pa.string())
-    types: dict[str, pa.DataType] = {c: dict_t for c in _STRING_SAMPLE_COLUMNS}
+    types: dict[str, pa.DataType] = {c: dict_t for c in STRING_SAMPLE_COLUMNS}
     types.update({"t": pa.float64(), "tier": pa.int16(), "value": pa.float64(), "ok": pa.bool_()})
     table = pacsv.read_csv(
         pa.py_buffer(piece),  # type: ignore[arg-type]  # pyarrow-stubs: a Buffer is a file too
@@ -319,7 +331,7 @@ def release_freed_memory() -> None:
 
 
 def _read_samples_pandas(source: Any) -> pd.DataFrame:
-    dtypes: dict[str, Any] = {c: "category" for c in _STRING_SAMPLE_COLUMNS}
+    dtypes: dict[str, Any] = {c: "category" for c in STRING_SAMPLE_COLUMNS}
     dtypes.update({"t": "float64", "tier": "int16", "value": "float64"})
     df = pd.read_csv(
         source,
@@ -361,7 +373,7 @@ def read_samples(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
             skipped[_shard_name(path)] = 1
     if not frames:
         return _empty_samples()
-    for col in _STRING_SAMPLE_COLUMNS:
+    for col in STRING_SAMPLE_COLUMNS:
         cats = pd.api.types.union_categoricals([f[col] for f in frames]).categories
         for f in frames:
             f[col] = f[col].cat.set_categories(cats)
@@ -374,15 +386,25 @@ def _shard_name(path: Path) -> str:
 
 
 def _as_sample_table(table: Any, path: Path) -> Any:
-    """A Parquet row group or journal batch as _SampleColumns takes it: every sample
+    """A Parquet row group or journal batch as SampleColumns takes it: every sample
     column, strings as one dictionary per column."""
     missing = [c for c in BASE_SAMPLE_COLUMNS if c not in table.column_names]
-    if missing:
+    if missing and path.suffix != ".parquet":  # Parquet: checked on its schema
         raise UsageError(f"{path}: not a samples file: no column {', '.join(missing)}")
-    for name in _OPTIONAL_SAMPLE_COLUMNS:
-        if name not in table.column_names:
-            table = table.append_column(name, pa.array([""] * table.num_rows, pa.string()))
-    for name in _STRING_SAMPLE_COLUMNS:
+    for name in SAMPLE_COLUMNS:
+        if name in table.column_names:
+            continue
+        if name in STRING_SAMPLE_COLUMNS:
+            empty = pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(table.num_rows, np.int32)),  # type: ignore[arg-type]
+                pa.array([""]),
+            )
+            table = table.append_column(name, empty)
+        else:  # a numeric column not read: zeros (never used by the caller)
+            dtype = {"t": np.float64, "tier": np.int16, "value": np.float64, "ok": np.bool_}
+            zeros: Any = np.zeros(table.num_rows, dtype[name])
+            table = table.append_column(name, pa.array(zeros))
+    for name in STRING_SAMPLE_COLUMNS:
         column = table.column(name)
         if not pa.types.is_dictionary(column.type):
             column = pc.dictionary_encode(column.fill_null(""))
@@ -392,20 +414,38 @@ def _as_sample_table(table: Any, path: Path) -> Any:
     return table.select(list(SAMPLE_COLUMNS)).unify_dictionaries()
 
 
-def _read_columnar(path: Path, columns: _SampleColumns, skipped: dict[str, int]) -> None:
+def _row_group(pf: Any, i: int, columns: list[str] | None, path: Path) -> Any:
+    try:
+        return _as_sample_table(pf.read_row_group(i, columns=columns), path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UsageError(f"{path}: unreadable samples file: {exc}") from None
+
+
+def _columnar_tables(
+    path: Path, skipped: dict[str, int], columns: list[str] | None
+) -> Iterator[Any]:
     """A Parquet file one row group at a time, or a journal (metrics/shards.py) batch by
     batch; a journal cut short by a crash counts one skipped piece."""
     try:
         if path.suffix == ".parquet":
             pf = pq.ParquetFile(path)
-            for i in range(pf.num_row_groups):
-                columns.add(_as_sample_table(pf.read_row_group(i), path))
-            return
-        batches, cut = read_journal(path)
+            present = set(pf.schema_arrow.names)
+            missing = [c for c in BASE_SAMPLE_COLUMNS if c not in present]
+            if missing:
+                raise UsageError(f"{path}: not a samples file: no column {', '.join(missing)}")
+            wanted = None if columns is None else [c for c in columns if c in present]
+            groups = range(pf.num_row_groups)
+        else:
+            batches, cut = read_journal(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise UsageError(f"{path}: unreadable samples file: {exc}") from None
+    if path.suffix == ".parquet":
+        for i in groups:
+            # no local holds a table while the caller has it: each is freed as it is used
+            yield _row_group(pf, i, wanted, path)
+        return
     if batches:  # one part: at most shards.PART_ROWS rows
-        columns.add(_as_sample_table(pa.Table.from_batches(batches), path))
+        yield _as_sample_table(pa.Table.from_batches(batches), path)
     if cut:
         skipped[_shard_name(path)] = 1
 
@@ -419,13 +459,16 @@ def _estimate_all_rows(files: list[Path]) -> int:
     return rows  # journals: at most one part per shard, the columns grow for them
 
 
-def _read_samples_arrow_files(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
-    """Every shard into one set of preallocated columns: CSV 16 MB of whole lines at a
-    time, parsed by Arrow on all cores; Parquet by row group; journals by batch."""
-    columns = _SampleColumns(_estimate_all_rows(files))
+def sample_tables(
+    files: list[Path], skipped: dict[str, int], columns: list[str] | None = None
+) -> Iterator[Any]:
+    """Every shard as Arrow tables of at most a Parquet row group (or 16 MB of CSV, or a
+    journal part) each, every sample column present, strings as one dictionary per column:
+    CSV parsed by Arrow on all cores, Parquet by row group, journals by batch. `columns`:
+    the ones needed (Parquet reads only those; the others read as empty)."""
     for path in files:
         if path.suffix != ".csv":
-            _read_columnar(path, columns, skipped)
+            yield from _columnar_tables(path, skipped, columns)
             continue
         limit = _complete_length(path)
         cut = limit < path.stat().st_size
@@ -442,13 +485,21 @@ def _read_samples_arrow_files(files: list[Path], skipped: dict[str, int]) -> pd.
                     f"{path}: not a samples file: no column {', '.join(missing)} in its header"
                 )
             try:
-                table = _parse_piece(header, piece, on_invalid)
+                parsed = [_parse_piece(header, piece, on_invalid)]
             except pa.ArrowInvalid as exc:
                 raise UsageError(f"{path}: unreadable samples file: {exc}") from None
-            columns.add(table)
-            del table, piece
+            del piece
+            yield parsed.pop()  # no local keeps it alive while the caller uses it
         if bad or cut:
             skipped[_shard_name(path)] = len(bad) + (1 if cut else 0)
+
+
+def _read_samples_arrow_files(files: list[Path], skipped: dict[str, int]) -> pd.DataFrame:
+    """Every shard into one set of preallocated columns."""
+    columns = SampleColumns(_estimate_all_rows(files))
+    for table in sample_tables(files, skipped):
+        columns.add(table)
+        del table
     df = columns.frame()
     del columns
     release_freed_memory()
@@ -533,6 +584,19 @@ def _scenario_and_targets(
     return scenario, (scenario.targets if scenario is not None else Targets())
 
 
+def skip_notes(skipped: dict[str, int]) -> list[str]:
+    return [
+        f"{name}: {n} incomplete or malformed line(s) skipped"
+        for name, n in sorted(skipped.items())
+    ]
+
+
+# More samples than this (counted from the Parquet footers, estimated for CSV) are analysed
+# streamed (stream.py): memory bounded by a batch, at the cost of reading the files 3 times
+# (held in memory, the analysis peaks near 65 bytes a sample: 15 M is about 1 GB).
+STREAM_ROWS = 15_000_000
+
+
 def load_results(directory: Path) -> Results:
     directory = Path(directory)
     if not directory.exists():
@@ -557,11 +621,12 @@ def load_results(directory: Path) -> Results:
     notes: list[str] = []
     scenario, targets = _scenario_and_targets(campaign, notes)
     skipped: dict[str, int] = {}
-    samples = read_samples(sample_files(directory / "samples"), skipped)
+    files = [f for f in sample_files(directory / "samples") if f.stat().st_size > 0]
+    streamed = pa is not None and _estimate_all_rows(files) > STREAM_ROWS
+    samples = _empty_samples() if streamed else read_samples(files, skipped)
     resources = read_resources(directory / "resources.csv", skipped)
     timeline = read_timeline(directory / "timeline.jsonl", skipped)
-    for name, n in sorted(skipped.items()):
-        notes.append(f"{name}: {n} incomplete or malformed line(s) skipped")
+    notes += skip_notes(skipped)
     return Results(
         directory=directory,
         campaign=campaign,
@@ -572,4 +637,5 @@ def load_results(directory: Path) -> Results:
         resources=resources,
         skipped_lines=skipped,
         notes=notes,
+        sample_files=files if streamed else [],
     )

@@ -43,14 +43,40 @@ def distribution(values: np.ndarray, scratch: bool = False) -> Distribution:
     )
 
 
-def grouped_distributions(keys: np.ndarray, values: np.ndarray) -> dict[int, Distribution]:
-    """One Distribution per distinct integer key, computed over that key's raw values.
+def ranks(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For `count` values: the 0-based ranks (in ascending order) of the two order
+    statistics each of QUANTILES interpolates between, and the interpolation weights,
+    exactly as `numpy.percentile(method="linear")` computes them (so a percentile from
+    selected order statistics is bit for bit numpy's over the whole array)."""
+    q = np.true_divide(np.asarray(QUANTILES, dtype=np.float64), 100)
+    virtual = (count - 1) * q
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= count - 1
+    previous[above] = -1  # numpy: the last element, and gamma from -1
+    following[above] = -1
+    gamma = virtual - previous
+    last = count - 1
+    lo = np.where(previous < 0, last, previous).astype(np.int64)
+    hi = np.where(following < 0, last, following).astype(np.int64)
+    return lo, hi, gamma
 
-    Groups are few (tiers of one metric), so each is cut out with a mask: the temporaries
-    are one group's values, not an argsort of every row plus sorted copies."""
-    if keys.size == 0:
-        return {}
-    uniq = np.unique(keys).tolist()
-    if len(uniq) == 1:
-        return {int(uniq[0]): distribution(values)}
-    return {int(k): distribution(values[keys == k], scratch=True) for k in uniq}
+
+def interpolate(low: np.ndarray, high: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """numpy's linear interpolation between order statistics (its `_lerp`, same rounding)."""
+    diff = high - low
+    out = low + diff * gamma
+    upper = gamma >= 0.5
+    out[upper] = (high - diff * (1 - gamma))[upper]
+    return out
+
+
+def from_order_statistics(
+    count: int, top: float, mean: float, kth: dict[int, float]
+) -> Distribution:
+    """A Distribution from the order statistics at `ranks(count)` (rank -> value)."""
+    lo, hi, gamma = ranks(count)
+    low = np.array([kth[int(r)] for r in lo], dtype=np.float64)
+    high = np.array([kth[int(r)] for r in hi], dtype=np.float64)
+    p50, p95, p99 = interpolate(low, high, gamma).tolist()
+    return Distribution(count=count, p50=p50, p95=p95, p99=p99, max=top, mean=mean)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,15 @@ import pandas as pd
 from lkload.analysis.clocks import NegativeLatency, negative_latencies
 from lkload.analysis.coverage import worker_spans
 from lkload.analysis.kinds import KINDS, KindRate, attempt_mask, kind_luts
-from lkload.analysis.percentiles import Distribution, grouped_distributions
+from lkload.analysis.percentiles import Distribution
+from lkload.analysis.totals import (
+    JUDGED,
+    LAYER_PREFIX,
+    RAMP,
+    HeldValues,
+    Totals,
+    accumulate,
+)
 from lkload.analysis.track_loss import TrackLoss, track_loss
 from lkload.analysis.windows import ARRIVAL, HOLD, TEARDOWN, TierWindow, Windows, assign_rows
 from lkload.metrics.schema import ARRIVAL_METRICS
@@ -147,32 +155,6 @@ class SampleArrays:
         return (self.errors[code] if 0 <= code < len(self.errors) else "") or "unknown"
 
 
-def _keys(a: SampleArrays, mask: np.ndarray, n_metrics: int) -> np.ndarray:
-    """tier * n_metrics + metric of the rows in `mask` (tiers >= 0), in a small int type."""
-    top = (int(a.tier.max()) + 1) * n_metrics if a.n else 1
-    dtype = np.int16 if top < np.iinfo(np.int16).max else np.int64
-    tier = a.tier[mask].astype(dtype)
-    tier *= n_metrics
-    tier += a.metric[mask]
-    return tier
-
-
-def _distributions(a: SampleArrays, mask: np.ndarray, n_metrics: int) -> dict[int, Distribution]:
-    """One Distribution per (tier, metric) key over the rows in `mask`, metric by metric,
-    so the temporaries are one metric's values, never a sorted copy of every row."""
-    out: dict[int, Distribution] = {}
-    for code in range(len(a.metrics)):
-        rows = a.metric == code
-        rows &= mask
-        if not rows.any():
-            continue
-        out.update(
-            (int(tier) * n_metrics + code, d)
-            for tier, d in grouped_distributions(a.tier[rows], a.value[rows]).items()
-        )
-    return out
-
-
 def kind_rates(
     a: SampleArrays, rows: np.ndarray, groups: np.ndarray, n_groups: int
 ) -> dict[int, dict[str, KindRate]]:
@@ -207,8 +189,11 @@ def compute_tiers(
     windows: list[TierWindow],
     stats_interval_s: float,
     losses: Sequence[WorkerGone] = (),
+    totals: Totals | None = None,
 ) -> list[TierStats]:
-    """`losses`: workers lost mid-campaign, whose participants left without a row."""
+    """Per-tier statistics. `losses`: workers lost mid-campaign, whose participants left
+    without a row. `totals`: every row's, accumulated (a streamed analysis, whose `arrays`
+    hold only some rows); by default accumulated here from `arrays`."""
     a = arrays
     out = {
         w.tier: TierStats(
@@ -224,72 +209,54 @@ def compute_tiers(
         )
         for w in windows
     }
-    if a.n == 0:
+    if totals is None:
+        totals = Totals(HeldValues())
+        accumulate(a, totals)
+    if totals.rows == 0:
         return [out[k] for k in sorted(out)]
-    n_metrics = max(1, len(a.metrics))
-    judged = a.tier >= 1
-    judged &= np.where(a.is_arrival_metric, a.is_arrival_phase | a.is_hold, a.is_hold)
-    measured = a.ok & np.isfinite(a.value)
-    judged_d = _distributions(a, judged & measured, n_metrics)
-    ramp_only = a.tier >= 1
-    ramp_only &= ~a.is_arrival_metric
-    ramp_only &= a.is_arrival_phase
-    ramp_only &= measured
-    del measured
-    ramp_d = _distributions(a, ramp_only, n_metrics)
-    del ramp_only
+    dists = totals.values.distributions()
+    failures: dict[tuple[int, int], int] = {}
+    by_kind: dict[int, dict[str, int]] = {}  # tier -> error kind -> failures
+    by_error: dict[tuple[int, int], dict[str, int]] = {}  # (tier, metric) -> error -> n
+    for (tier, metric, error), n in sorted(totals.failures.items()):
+        failures[(tier, metric)] = failures.get((tier, metric), 0) + n
+        per_metric = by_error.setdefault((tier, metric), {})
+        per_metric[a.error_name(error)] = per_metric.get(a.error_name(error), 0) + n
+    for (tier, _, error), n in sorted(totals.failures.items(), key=lambda kv: kv[0][::2]):
+        per_tier = by_kind.setdefault(tier, {})  # in error code order, as always shown
+        per_tier[a.error_name(error)] = per_tier.get(a.error_name(error), 0) + n
 
-    is_attempt = a.ok_attempt_lut[a.metric] | ~a.ok
-    is_attempt &= judged
-    attempts = np.bincount(_keys(a, is_attempt, n_metrics))
-    del is_attempt
-    failed = np.flatnonzero(judged & ~a.ok)  # failures are few: their indices are small
-    del judged
-    n_err = max(1, len(a.errors))
-    fkey = a.tier[failed].astype(np.int64) * n_metrics + a.metric[failed]
-    failures = np.bincount(fkey)
-    by_kind = np.bincount(a.tier[failed].astype(np.int64) * n_err + a.error[failed], minlength=0)
-    # per (tier, metric, error kind): each kind of attempt's failures by error
-    by_error = np.bincount(fkey * n_err + a.error[failed])
-    del failed, fkey
-
-    def stats(d: Distribution | None, k: int) -> MetricStats:
-        base = d or Distribution(0)
-        return MetricStats(
-            **base.__dict__,
-            attempts=int(attempts[k]) if k < attempts.size else 0,
-            failures=int(failures[k]) if k < failures.size else 0,
-        )
-
-    for k in set(judged_d) | set(np.flatnonzero(attempts).tolist()):
-        tier, metric = divmod(k, n_metrics)
+    judged_keys = {(tier, metric) for (s, tier, metric) in dists if s == JUDGED}
+    for tier, metric in judged_keys | {k for k, n in totals.attempts.items() if n}:
+        d = dists.get((JUDGED, tier, metric)) or Distribution(0)
         ts = out.setdefault(tier, TierStats(tier, 0, "", None, None, 0.0, 0.0, False, None))
-        ts.metrics[a.metrics[metric]] = stats(judged_d.get(k), k)
-    for k, d in ramp_d.items():
-        tier, metric = divmod(k, n_metrics)
-        if tier in out:
+        ts.metrics[a.metrics[metric]] = MetricStats(
+            **d.__dict__,
+            attempts=totals.attempts.get((tier, metric), 0),
+            failures=failures.get((tier, metric), 0),
+        )
+    for (s, tier, metric), d in dists.items():
+        if s == RAMP and tier in out:
             out[tier].ramp_metrics[a.metrics[metric]] = MetricStats(**d.__dict__)
     joins = connected_series(a, losses)
-    coverage = track_coverage(a)
-    layers = layers_received(a)
+    coverage = _coverage(totals)
+    layers = _layers_received(a, totals)
     track_losses = track_loss(a)
-    spans = worker_spans(a)
+    spans = totals.spans if totals.spans is not None else worker_spans(a)
     negatives = negative_latencies(a)
     for ts in out.values():
         ts.layers = layers.get(ts.tier, {})
         ts.track_loss = track_losses.get(ts.tier)
         ts.worker_spans = spans.get(ts.tier, {})
         ts.negative_e2e = negatives.get(ts.tier, {})
+        for e2e, neg in ts.negative_e2e.items():
+            if (m := ts.metrics.get(e2e)) is not None and m.count:
+                neg.count = m.count  # every value's count (a streamed `a` keeps negatives only)
         ts.metrics = dict(sorted(ts.metrics.items()))
-        ts.kinds = _kinds_of(a, ts, by_error, n_metrics, n_err)
+        ts.kinds = _kinds_of(a, ts, by_error)
         ts.attempts = sum(k.attempts for k in ts.kinds.values())
         ts.failures = sum(k.failures for k in ts.kinds.values())
-        base = ts.tier * n_err
-        if base < by_kind.size:
-            for e, count in enumerate(by_kind[base : base + n_err].tolist()):
-                if count and e < len(a.errors):
-                    kind = a.errors[e] or "unknown"
-                    ts.failures_by_kind[kind] = ts.failures_by_kind.get(kind, 0) + count
+        ts.failures_by_kind = by_kind.get(ts.tier, {})
         ts.throughput = _throughput(ts, stats_interval_s)
         if joins is not None and ts.hold_start is not None and ts.hold_end is not None:
             ts.connected_over_hold = _over(joins, ts.hold_start, ts.hold_end)
@@ -303,7 +270,7 @@ def compute_tiers(
 
 
 def _kinds_of(
-    a: SampleArrays, ts: TierStats, by_error: np.ndarray, n_metrics: int, n_err: int
+    a: SampleArrays, ts: TierStats, by_error: dict[tuple[int, int], dict[str, int]]
 ) -> dict[str, KindRate]:
     """Each kind of attempt of one tier, summed from its metrics' attempts and failures
     (the same rows: every failure, and ok rows of attempt metrics)."""
@@ -315,11 +282,8 @@ def _kinds_of(
         k = kinds.setdefault(KINDS[a.kind_lut[code]], KindRate())
         k.attempts += m.attempts
         k.failures += m.failures
-        base = (ts.tier * n_metrics + code) * n_err
-        for e, count in enumerate(by_error[base : base + n_err].tolist()):
-            if count:
-                err = a.error_name(e)
-                k.by_error[err] = k.by_error.get(err, 0) + count
+        for err, count in by_error.get((ts.tier, code), {}).items():
+            k.by_error[err] = k.by_error.get(err, 0) + count
     return {k: kinds[k] for k in KINDS if k in kinds}
 
 
@@ -331,6 +295,32 @@ class WorkerGone:
     worker: str
     t: float
     connected: int
+
+
+def _coverage(totals: Totals) -> dict[int, TrackCoverage] | None:
+    """Per tier: tracks with rx_kbps rows in its hold, and how many have media_e2e_ms rows.
+    None when no row names a track (results written before the track columns)."""
+    if not totals.has_tracks:
+        return None
+    out: dict[int, TrackCoverage] = {}
+    for key in totals.tracks:
+        c = out.setdefault(key[0], TrackCoverage(0, 0))
+        c.tracks += 1
+        c.measured += key in totals.measured_tracks
+    return dict(sorted(out.items()))
+
+
+def _layers_received(a: SampleArrays, totals: Totals) -> dict[int, dict[str, int]]:
+    """Per tier: the video layers subscribers received in the hold (rx_kbps rows whose
+    detail is "layer WxH": aiortc subscribers of VP8 tracks), each with the number of
+    subscriptions (participant, track) that received it."""
+    details: Any = a.samples["detail"].cat.categories if "detail" in a.samples else []
+    out: dict[int, dict[str, int]] = {}
+    for tier, _who, _track, detail in sorted(totals.layers):
+        layer = str(details[detail])[len(LAYER_PREFIX) :]
+        per_tier = out.setdefault(tier, {})
+        per_tier[layer] = per_tier.get(layer, 0) + 1
+    return {tier: dict(sorted(layers.items())) for tier, layers in sorted(out.items())}
 
 
 def connected_series(
@@ -367,79 +357,6 @@ def _over(series: tuple[np.ndarray, np.ndarray], start: float, end: float) -> Co
     first = at(start)
     low = min(first, int(inside.min())) if inside.size else first
     return Connected(at_start=first, min=low, at_end=at(end))
-
-
-LAYER_PREFIX = "layer "
-
-
-def layers_received(a: SampleArrays) -> dict[int, dict[str, int]]:
-    """Per tier: the video layers subscribers received in the hold (rx_kbps rows whose
-    detail is "layer WxH": aiortc subscribers of VP8 tracks), each with the number of
-    subscriptions (participant, track) that received it."""
-    s = a.samples
-    rx = a.codes_of(("rx_kbps",))
-    if not rx or "detail" not in s.columns or a.n == 0:
-        return {}
-    rows = np.flatnonzero((a.metric == rx[0]) & a.is_hold & a.ok)
-    if rows.size == 0:
-        return {}
-    detail = s["detail"].iloc[rows].astype(str).to_numpy()
-    has = np.char.startswith(detail.astype("U"), LAYER_PREFIX)
-    if not has.any():
-        return {}
-    rows, detail = rows[has], detail[has]
-    frame = pd.DataFrame(
-        {
-            "tier": a.tier[rows],
-            "who": s["participant"].iloc[rows].astype(str).to_numpy(),
-            "track": s["track"].iloc[rows].astype(str).to_numpy(),
-            "layer": [d[len(LAYER_PREFIX) :] for d in detail],
-        }
-    ).drop_duplicates()
-    out: dict[int, dict[str, int]] = {}
-    counts = frame.groupby(["tier", "layer"]).size()
-    for key, n in counts.items():
-        tier, layer = cast(tuple[Any, Any], key)
-        out.setdefault(int(tier), {})[str(layer)] = int(n)
-    return out
-
-
-def track_coverage(a: SampleArrays) -> dict[int, TrackCoverage] | None:
-    """Per tier: tracks with rx_kbps rows in its hold, and how many have media_e2e_ms rows.
-    None when no row names a track (results written before the track columns)."""
-    s = a.samples
-    tracks = [str(c) for c in s["track"].cat.categories]
-    if not any(tracks):
-        return None
-    rx, e2e = a.codes_of(("rx_kbps",)), a.codes_of(("media_e2e_ms",))
-    if not rx:
-        return {}
-    track_codes = s["track"].array.codes
-    pub_codes = s["publisher"].array.codes
-    empty = tracks.index("") if "" in tracks else -2
-    n_track = len(tracks) + 1
-    n_pub = len(s["publisher"].cat.categories) + 1
-
-    def keys(code: int) -> np.ndarray:
-        """Distinct (tier, publisher, track) of one metric's hold rows, as int64 keys."""
-        rows = a.metric == code
-        rows &= a.is_hold  # hold spans are tiers >= 1
-        rows &= track_codes != empty
-        idx = np.flatnonzero(rows)
-        del rows
-        key = a.tier[idx].astype(np.int64) * n_pub + pub_codes[idx]
-        key *= n_track
-        key += track_codes[idx]
-        return np.unique(key)
-
-    seen = keys(rx[0])
-    measured = np.isin(seen, keys(e2e[0])) if e2e else np.zeros(seen.size, bool)
-    tier_of = seen // (n_pub * n_track)
-    out: dict[int, TrackCoverage] = {}
-    for tier in np.unique(tier_of).tolist():
-        sel = tier_of == tier
-        out[int(tier)] = TrackCoverage(int(sel.sum()), int(measured[sel].sum()))
-    return out
 
 
 def teardown_stats(a: SampleArrays, windows: Windows) -> TeardownStats:
