@@ -443,3 +443,19 @@ def test_participants_missing_beyond_a_lost_worker_still_fail(tmp_path: Path) ->
     assert chk.status is Status.FAIL and chk.value == 30, chk.evidence
     assert target.verdict.status is Status.FAIL
     assert (a.overall, code) == ("FAIL", 1)
+
+
+def test_a_completed_campaign_whose_holds_ended_early_is_inconclusive(tmp_path: Path) -> None:
+    """campaign.json says 'completed', yet the holds ran 60 s of the 120 s the scenario
+    planned (as when Locust stops its own test on missed heartbeats): nothing in the data
+    fails, but half a hold signs nothing. The same campaign with the plan it ran PASSes."""
+    c, _ = _healthy()
+    a, code = _analyze(c, tmp_path / "as-planned")
+    assert (a.overall, code) == ("PASS", 0), a.overall_reasons
+    c.hold_s = 120.0  # the scenario the campaign claims to have run
+    a, code = _analyze(c, tmp_path / "cut")
+    assert (a.overall, code) == ("INCONCLUSIVE", 1), a.overall_reasons
+    assert any(
+        "tier 1 held 60.0 s of its planned 120 s" in r and "tier 2 held 60.0 s" in r
+        for r in a.overall_reasons
+    ), a.overall_reasons

@@ -60,7 +60,31 @@ def _cut_short(results: Results, windows: Windows) -> str:
     missing = [w.tier for w in windows.tiers if w.hold_start is None]
     if missing:
         return f"tier(s) {', '.join(map(str, missing))} never reached their hold"
-    return ""
+    return _holds_ended_early(results, windows)
+
+
+# The shape ends a hold on its first tick at or after the planned length (ticks are 1 s
+# apart at most), so a hold measured shorter than planned by more than this was cut.
+HOLD_SLACK_S = 1.0
+
+
+def _holds_ended_early(results: Results, windows: Windows) -> str:
+    """A campaign that says 'completed' but whose holds were shorter than its scenario
+    planned stopped early without saying why (e.g. Locust stopping its own test when it
+    missed every worker's heartbeat): a tier judged on 2 s of a 60 s hold signs nothing."""
+    scenario = results.scenario
+    if scenario is None:
+        return ""
+    short = []
+    for w in windows.tiers:
+        if w.hold_start is None or w.hold_end is None or not 1 <= w.tier <= len(scenario.tiers):
+            continue
+        planned = scenario.hold_of(scenario.tiers[w.tier - 1])
+        if w.hold_s < planned - HOLD_SLACK_S:
+            short.append(f"tier {w.tier} held {w.hold_s:.1f} s of its planned {planned:g} s")
+    if not short:
+        return ""
+    return "holds ended early: " + "; ".join(short) + " (the run stopped before its plan)"
 
 
 def _participants(a: SampleArrays, start: float | None, end: float | None) -> pd.DataFrame:
