@@ -302,3 +302,31 @@ def test_sub_resolution_negative_latency_is_judged_as_measured(tmp_path: Path) -
         assert not any(i.startswith("clocks:") for i in ids), ids
         assert _check(a, p.tier, "latency:media_e2e_ms:p95").status is Status.PASS
     assert a.overall == "PASS"
+
+
+@pytest.mark.parametrize(
+    ("monitor_until", "status"), [(5.0, Status.PASS), (2.0, Status.NOT_MEASURED)]
+)
+def test_a_lost_workers_rows_in_flight_are_not_missing_coverage(
+    tmp_path: Path, monitor_until: float, status: Status
+) -> None:
+    """w2 wrote samples over the first 7 s of the hold and was lost then (its link cut):
+    the last ~2 s of its batches were in flight and are lost with it, samples and monitor
+    rows apart (seen in CI: its monitor rows ended 2 s before its samples, and a 7 s span
+    read as 71 % covered). Rows to 2 s before its end cover it; rows stopping 5 s before
+    do not."""
+    c, _ = _healthy(tiers=((10, "baseline"),))
+    a0, _ = c.window(1, "hold")
+    c.add(1, "hold", "data_e2e_ms", [5.0] * 70, worker="w2", t=np.linspace(a0, a0 + 7, 70))
+    c.add_resources("generator:w2", 30.0, 120.0, 1.0, start=a0 - 5, end=a0 + monitor_until)
+    c.extra_events.append(
+        {
+            "t": a0 + 7.2,
+            "event": "worker_lost",
+            "worker": "w2",
+            "reason": "heartbeat",
+            "connected": 0,
+        }
+    )
+    a = analyze(c.write(tmp_path / "r"))
+    assert _check(a, 1, "generator_cpu").status is status

@@ -383,6 +383,9 @@ def _failures_outside(a: SampleArrays) -> str:
     )
 
 
+LOST_IN_FLIGHT_S = 2.0  # a lost worker's last seconds whose rows may not have arrived
+
+
 def _until_lost(
     spans: dict[str, tuple[float, float]], timeline: list[dict]
 ) -> dict[str, tuple[float, float]]:
@@ -396,8 +399,13 @@ def _until_lost(
     out = {}
     for worker, (first, last) in spans.items():
         end = min(last, lost.get(worker, last))
-        if end >= first:
-            out[worker] = (first, end)
+        if end < first:
+            continue
+        if worker in lost:
+            # the batches in flight when its link broke are lost with it: samples and
+            # monitor rows travel apart, so its last seconds may have one without the other
+            end = max(first, end - LOST_IN_FLIGHT_S)
+        out[worker] = (first, end)
     return out
 
 
