@@ -8,7 +8,7 @@ saturated all along. So a resource check needs its rows to cover at least
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -49,18 +49,23 @@ def worker_spans(a: SampleArrays) -> dict[int, dict[str, tuple[float, float]]]:
     rows = np.flatnonzero(a.is_hold & (a.tier >= 1))
     if rows.size == 0:
         return {}
-    df = pd.DataFrame(
-        {
-            "tier": a.tier[rows],
-            "worker": a.samples["worker"].iloc[rows].astype(str).to_numpy(),
-            "t": a.t[rows],
-        }
-    )
-    df = df[df["worker"] != ""]
+    column = a.samples["worker"]
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype("category")
+    names = column.cat.categories.astype(str)
+    codes = column.array.codes[rows].astype(np.int64)  # no string per row: 10 M rows here
+    width = len(names) + 1
+    key = a.tier[rows].astype(np.int64) * width + (codes + 1)  # one int key: a fast group-by
+    spans = pd.Series(a.t[rows]).groupby(key, sort=True).agg(["min", "max"])
     out: dict[int, dict[str, tuple[float, float]]] = {}
-    for key, t in df.groupby(["tier", "worker"], sort=True)["t"]:
-        tier, worker = cast(tuple[int, str], key)
-        out.setdefault(int(tier), {})[str(worker)] = (float(t.min()), float(t.max()))
+    for k, first, last in zip(
+        spans.index.tolist(), spans["min"].tolist(), spans["max"].tolist(), strict=True
+    ):
+        tier, code = divmod(int(k), width)
+        code -= 1
+        name = str(names[code]) if code >= 0 else ""
+        if name:  # rows without a worker name (none written by lkload) are left out
+            out.setdefault(int(tier), {})[name] = (float(first), float(last))
     return out
 
 

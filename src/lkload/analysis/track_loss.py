@@ -41,6 +41,11 @@ class TrackLoss:
         )
 
 
+def _name(names: Any, code: Any) -> str:
+    """A category code's string ("" for a missing value, code -1)."""
+    return str(names[int(code)]) if int(code) >= 0 else ""
+
+
 def track_loss(a: SampleArrays) -> dict[int, TrackLoss]:
     """Per tier (>= 1): its tracks' hold loss; tiers without loss rows are absent."""
     codes = a.codes_of(("loss_pct",))
@@ -55,21 +60,31 @@ def track_loss(a: SampleArrays) -> dict[int, TrackLoss]:
         return {}
     s = a.samples
 
-    def col(name: str) -> np.ndarray:
+    def codes_and_names(name: str) -> tuple[np.ndarray, Any]:
+        """Category codes of the rows (strings only for the few distinct values)."""
         if name not in s.columns:
-            return np.full(rows.size, "", dtype=object)
-        return s[name].iloc[rows].astype(str).to_numpy()
+            return np.zeros(rows.size, np.int64), pd.Index([""])
+        column = s[name]
+        if not isinstance(column.dtype, pd.CategoricalDtype):
+            column = column.astype("category")
+        return column.array.codes[rows].astype(np.int64), column.cat.categories.astype(str)
 
-    counts = pd.Series(col("detail")).str.extract(LOSS_DETAIL_PATTERN).astype(float)
+    detail, details = codes_and_names("detail")
+    parsed = pd.Series(details).str.extract(LOSS_DETAIL_PATTERN).astype(float).to_numpy()
+    lost = np.where(detail >= 0, parsed[np.maximum(detail, 0), 0], np.nan)
+    expected = np.where(detail >= 0, parsed[np.maximum(detail, 0), 1], np.nan)
+    who, whos = codes_and_names("participant")
+    pub, pubs = codes_and_names("publisher")
+    track, tracks = codes_and_names("track")
     df = pd.DataFrame(
         {
             "tier": a.tier[rows],
-            "who": col("participant"),
-            "pub": col("publisher"),
-            "track": col("track"),
+            "who": who,
+            "pub": pub,
+            "track": track,
             "pct": a.value[rows],
-            "lost": counts[0].to_numpy(),
-            "expected": counts[1].to_numpy(),
+            "lost": lost,
+            "expected": expected,
         }
     )
     g = df.groupby(["tier", "who", "pub", "track"], sort=True)
@@ -85,8 +100,9 @@ def track_loss(a: SampleArrays) -> dict[int, TrackLoss]:
     out: dict[int, TrackLoss] = {}
     for tier, part in loss.groupby(level="tier"):
         key = cast(tuple[Any, Any, Any, Any], part.idxmax())
-        who, pub, track = str(key[1]), str(key[2]), str(key[3])
-        name = f"{who} ← {pub}/{track}" if pub or track else who
+        who_s, pub_s = _name(whos, key[1]), _name(pubs, key[2])
+        track_s = _name(tracks, key[3])
+        name = f"{who_s} ← {pub_s}/{track_s}" if pub_s or track_s else who_s
         worst = float(part.max())
         out[int(cast(int, tier))] = TrackLoss(
             tracks=int(part.size),
