@@ -41,6 +41,9 @@ def covered(times: np.ndarray, start: float, end: float) -> tuple[int, int]:
     return int(near.sum()), n
 
 
+SPAN_CHUNK = 2_000_000  # rows per group-by in worker_spans
+
+
 def worker_spans(a: SampleArrays) -> dict[int, dict[str, tuple[float, float]]]:
     """Per tier: each worker that wrote samples in its hold, with its first and last
     sample's t there. Rows without a worker name (none written by lkload) are left out."""
@@ -53,10 +56,15 @@ def worker_spans(a: SampleArrays) -> dict[int, dict[str, tuple[float, float]]]:
     if not isinstance(column.dtype, pd.CategoricalDtype):
         column = column.astype("category")
     names = column.cat.categories.astype(str)
-    codes = column.array.codes[rows].astype(np.int64)  # no string per row: 10 M rows here
     width = len(names) + 1
-    key = a.tier[rows].astype(np.int64) * width + (codes + 1)  # one int key: a fast group-by
-    spans = pd.Series(a.t[rows]).groupby(key, sort=True).agg(["min", "max"])
+    parts = []
+    for lo in range(0, rows.size, SPAN_CHUNK):  # chunks: temporaries stay small at 10 M rows
+        part = rows[lo : lo + SPAN_CHUNK]
+        codes = column.array.codes[part].astype(np.int64)  # no string per row
+        key = a.tier[part].astype(np.int64) * width + (codes + 1)  # one int key: fast group-by
+        parts.append(pd.Series(a.t[part]).groupby(key, sort=False).agg(["min", "max"]))
+    merged = pd.concat(parts)
+    spans = merged.groupby(level=0, sort=True).agg({"min": "min", "max": "max"})
     out: dict[int, dict[str, tuple[float, float]]] = {}
     for k, first, last in zip(
         spans.index.tolist(), spans["min"].tolist(), spans["max"].tolist(), strict=True

@@ -40,12 +40,12 @@ from lkload.analysis.load import (
 )
 from lkload.analysis.tiers import SampleArrays
 from lkload.analysis.totals import Histograms, Totals, accumulate, add_values
+from lkload.analysis.track_loss import track_loss_parts
 from lkload.analysis.windows import RECOVERY, TEARDOWN, Windows, tier_windows
 from lkload.metrics.schema import SAMPLE_COLUMNS, SESSION_METRIC, TRANSPORT_METRICS
 
-# Rows of these metrics are kept whole (joins, sessions, transports: one per participant;
-# loss_pct: each track's loss over the hold and each worker's span are judged from them).
-KEPT_METRICS = ("join_ms", SESSION_METRIC, "loss_pct", *TRANSPORT_METRICS.values())
+# Rows of these metrics are kept whole (joins, sessions, transports: one per participant).
+KEPT_METRICS = ("join_ms", SESSION_METRIC, *TRANSPORT_METRICS.values())
 
 
 class _Frames:
@@ -146,6 +146,8 @@ def analyse_streamed(
         a = SampleArrays(df, windows)
         accumulate(a, totals)
         totals.add_spans(worker_spans(a))  # the generator-coverage rule reads every worker's
+        if (parts := track_loss_parts(a)) is not None:  # each track's loss over the hold
+            totals.loss_parts = [*(totals.loss_parts or []), parts]
         keep = ~a.ok
         keep |= a.phase == RECOVERY
         keep |= a.phase == TEARDOWN

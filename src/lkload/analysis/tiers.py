@@ -31,7 +31,7 @@ from lkload.analysis.totals import (
     Totals,
     accumulate,
 )
-from lkload.analysis.track_loss import TrackLoss, track_loss
+from lkload.analysis.track_loss import TrackLoss, track_loss, track_loss_of
 from lkload.analysis.windows import ARRIVAL, HOLD, TEARDOWN, TierWindow, Windows, assign_rows
 from lkload.metrics.schema import ARRIVAL_METRICS
 
@@ -241,7 +241,11 @@ def compute_tiers(
     joins = connected_series(a, losses)
     coverage = _coverage(totals)
     layers = _layers_received(a, totals)
-    track_losses = track_loss(a)
+    track_losses = (
+        track_loss_of(pd.concat(totals.loss_parts).groupby(level=[0, 1, 2, 3]).sum())
+        if totals.loss_parts
+        else track_loss(a)
+    )
     spans = totals.spans if totals.spans is not None else worker_spans(a)
     negatives = negative_latencies(a)
     for ts in out.values():

@@ -205,6 +205,8 @@ class Totals:
     # per tier, each worker's first and last sample t in the hold (coverage.worker_spans),
     # merged batch by batch; None: computed from the rows at hand (they are every row)
     spans: dict[int, dict[str, tuple[float, float]]] | None = None
+    # per batch, track_loss.track_loss_parts (summed at the end); None: from the rows at hand
+    loss_parts: list[Any] | None = None
 
     def add_spans(self, batch: dict[int, dict[str, tuple[float, float]]]) -> None:
         spans = self.spans if self.spans is not None else {}

@@ -41,23 +41,25 @@ class TrackLoss:
         )
 
 
-def _name(names: Any, code: Any) -> str:
-    """A category code's string ("" for a missing value, code -1)."""
-    return str(names[int(code)]) if int(code) >= 0 else ""
-
-
 def track_loss(a: SampleArrays) -> dict[int, TrackLoss]:
     """Per tier (>= 1): its tracks' hold loss; tiers without loss rows are absent."""
+    return track_loss_of(track_loss_parts(a))
+
+
+def track_loss_parts(a: SampleArrays) -> pd.DataFrame | None:
+    """Per (tier, subscriber, publisher, track), the sums a tier's track loss is made of
+    (pct_sum, lost, expected, counted, rows): sums of batches add up (a streamed analysis
+    reads the samples batch by batch). None: no loss rows."""
     codes = a.codes_of(("loss_pct",))
     if not codes or a.n == 0:
-        return {}
+        return None
     mask = a.metric == codes[0]
     mask &= a.is_hold
     mask &= a.ok
     mask &= np.isfinite(a.value)
     rows = np.flatnonzero(mask)
     if rows.size == 0:
-        return {}
+        return None
     s = a.samples
 
     def codes_and_names(name: str) -> tuple[np.ndarray, Any]:
@@ -87,21 +89,31 @@ def track_loss(a: SampleArrays) -> dict[int, TrackLoss]:
             "expected": expected,
         }
     )
+    for column, c, n in (("who", who, whos), ("pub", pub, pubs), ("track", track, tracks)):
+        # names by code, "" last so that code -1 (no value) reads ""; codes' few strings
+        df[column] = np.asarray([*map(str, n), ""], dtype=object)[c]
     g = df.groupby(["tier", "who", "pub", "track"], sort=True)
-    per = g.agg(
-        pct=("pct", "mean"),
+    return g.agg(
+        pct_sum=("pct", "sum"),
         lost=("lost", "sum"),
         expected=("expected", "sum"),
         counted=("expected", "count"),
         rows=("pct", "size"),
     )
+
+
+def track_loss_of(parts: pd.DataFrame | None) -> dict[int, TrackLoss]:
+    """The tiers' track loss from `track_loss_parts` (of one frame, or summed batches)."""
+    if parts is None or parts.empty:
+        return {}
+    per = parts
     with_counts = (per["counted"] == per["rows"]) & (per["expected"] > 0)
-    loss = per["pct"].where(~with_counts, 100.0 * per["lost"] / per["expected"].where(with_counts))
+    mean = per["pct_sum"] / per["rows"]
+    loss = mean.where(~with_counts, 100.0 * per["lost"] / per["expected"].where(with_counts))
     out: dict[int, TrackLoss] = {}
     for tier, part in loss.groupby(level="tier"):
         key = cast(tuple[Any, Any, Any, Any], part.idxmax())
-        who_s, pub_s = _name(whos, key[1]), _name(pubs, key[2])
-        track_s = _name(tracks, key[3])
+        who_s, pub_s, track_s = str(key[1]), str(key[2]), str(key[3])
         name = f"{who_s} ← {pub_s}/{track_s}" if pub_s or track_s else who_s
         worst = float(part.max())
         out[int(cast(int, tier))] = TrackLoss(
