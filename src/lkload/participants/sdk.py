@@ -29,7 +29,6 @@ from livekit import rtc
 
 from lkload.metrics.schema import (
     PUBLISH_METRIC,
-    TICK_METRIC,
     TRANSPORT_METRICS,
     FailureKind,
     loss_detail,
@@ -57,7 +56,6 @@ SIGNAL_PING_S = 5.0
 PING_ATTRIBUTE = "lkload_ping"
 FIRST_PACKET_POLL_S = 0.05  # first_track_ms resolution
 DATA_SEND_TIMEOUT_S = 5.0
-MAX_TICK_FAILURES = 5  # stats polls failing in a row before the participant gives up
 NOISE_FRAMES = 8  # distinct video frames cycled: content the encoder must spend its bitrate on
 
 
@@ -524,32 +522,7 @@ class SdkParticipant(SessionParticipant[_Rx]):
         if rx is not None:
             self._write_open_stall(rx, time.time())
 
-    async def _sample_stats(self) -> None:
-        """Poll every subscribed track's stats often enough to see each stall (at most
-        stall_threshold_s / 2 apart, so a silence longer than the threshold spans a whole
-        poll interval) and write the rows every stats_interval_s."""
-        plan = self.ctx.plan
-        polls = max(1, math.ceil(plan.stats_interval_s / (plan.stall_threshold_s / 2)))
-        n = failures = 0
-        while True:
-            await asyncio.sleep(plan.stats_interval_s / polls)
-            n += 1
-            try:
-                await self._poll_all(report=n % polls == 0)
-                failures = 0
-            except Exception as exc:  # a bug of ours: one row, and the stats go on
-                failures += 1
-                log.exception("%s: stats poll failed", plan.identity)
-                detail = f"{type(exc).__name__}: {exc}"
-                self.ctx.fail(TICK_METRIC, FailureKind.INTERNAL, detail=detail)
-                if failures >= MAX_TICK_FAILURES:  # gives up, as the aiortc engine does
-                    self._record_session(
-                        ok=False, kind=FailureKind.INTERNAL, detail="stats polling kept failing"
-                    )
-                    self._ended.set()
-                    return
-
-    async def _poll_all(self, report: bool) -> None:
+    async def _poll(self, report: bool) -> None:
         for sid, rx in list(self._rx.items()):
             if not rx.started:
                 continue
@@ -559,10 +532,10 @@ class SdkParticipant(SessionParticipant[_Rx]):
                 continue  # the track went away meanwhile
             if inbound is None or self._rx.get(sid) is not rx:
                 continue
-            self._poll(rx, inbound, time.time(), report=report)
+            self._poll_track(rx, inbound, time.time(), report=report)
         self._write_lost(self._seqs.lost(time.time()))
 
-    def _poll(
+    def _poll_track(
         self, rx: _Rx, inbound: rtc.stats.RtcStats.InboundRtp, now: float, report: bool
     ) -> None:
         i = inbound

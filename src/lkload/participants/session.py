@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
+import math
 import time
 from typing import Generic, Protocol, TypeVar
 
-from lkload.metrics.schema import SESSION_METRIC, FailureKind
+from lkload.metrics.schema import SESSION_METRIC, TICK_METRIC, FailureKind
 from lkload.participants import mediacheck
 from lkload.participants.base import Participant, ParticipantContext, TrackRef
 from lkload.participants.datamsg import DataSequences, Missing, write_lost
 from lkload.participants.expectations import TrackExpectations
+
+log = logging.getLogger(__name__)
+
+MAX_TICK_FAILURES = 5  # stats polls failing in a row before the participant gives up
 
 
 class Silence(Protocol):
@@ -56,6 +62,43 @@ class SessionParticipant(Participant, Generic[RxT]):
     @abc.abstractmethod
     async def _release(self) -> None:
         """Cancel the engine's tasks and leave the room, bounded in time."""
+
+    @abc.abstractmethod
+    async def _poll(self, report: bool) -> None:
+        """Read every subscribed track's stats once; write the interval's rows if `report`."""
+
+    def _stats_gone(self) -> bool:
+        """A failed poll means only that the session is going away (nothing to record)."""
+        return False
+
+    async def _sample_stats(self) -> None:
+        """Poll every subscribed track's stats often enough to see each stall (at most
+        stall_threshold_s / 2 apart, so a silence longer than the threshold spans a whole
+        poll interval) and write the rows every stats_interval_s. A failed poll is one
+        tick failure; MAX_TICK_FAILURES in a row end the session."""
+        plan = self.ctx.plan
+        polls = max(1, math.ceil(plan.stats_interval_s / (plan.stall_threshold_s / 2)))
+        n = failures = 0
+        while True:
+            await asyncio.sleep(plan.stats_interval_s / polls)
+            n += 1
+            try:
+                await self._poll(report=n % polls == 0)
+                failures = 0
+            except Exception as exc:
+                if self._stats_gone():
+                    return
+                failures += 1
+                log.warning("%s: stats poll failed", plan.identity, exc_info=True)
+                self.ctx.fail(
+                    TICK_METRIC, FailureKind.INTERNAL, detail=f"{type(exc).__name__}: {exc}"
+                )
+                if failures >= MAX_TICK_FAILURES:
+                    self._record_session(
+                        ok=False, kind=FailureKind.INTERNAL, detail="stats polling kept failing"
+                    )
+                    self._ended.set()
+                    return
 
     def _record_session(
         self, ok: bool, kind: FailureKind = FailureKind.DISCONNECT, detail: str = ""

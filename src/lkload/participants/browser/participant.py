@@ -13,12 +13,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lkload.metrics.schema import PUBLISH_METRIC, TICK_METRIC, FailureKind, loss_detail
+from lkload.metrics.schema import PUBLISH_METRIC, FailureKind, loss_detail
 from lkload.participants import mediacheck
 from lkload.participants.base import (
     JoinFailed,
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 ENGINE = "browser"
 BINDING = "lkprobeEvent"
 START_TIMEOUT_S = 30.0  # Chromium up and the probe page loaded
-MAX_TICK_FAILURES = 5
 # livekit-client's ConnectionErrorReason (src/room/errors.ts)
 _REASON_KIND = {0: FailureKind.AUTH, 1: FailureKind.SIGNAL, 3: FailureKind.SIGNAL}
 
@@ -318,31 +316,11 @@ class BrowserParticipant(SessionParticipant[_Rx]):
 
     # -- stats: polled often enough to see each stall, written every interval ----------
 
-    async def _sample_stats(self) -> None:
-        plan = self.ctx.plan
-        polls = max(1, math.ceil(plan.stats_interval_s / (plan.stall_threshold_s / 2)))
-        n = failures = 0
-        while True:
-            await asyncio.sleep(plan.stats_interval_s / polls)
-            n += 1
-            try:
-                stats = await self._call("stats", timeout=10)
-                self._poll_all(stats, report=n % polls == 0)
-                failures = 0
-            except Exception as exc:
-                if self._ended.is_set() or self._leaving:
-                    return
-                failures += 1
-                log.warning("%s: stats poll failed: %s", plan.identity, exc)
-                self.ctx.fail(
-                    TICK_METRIC, FailureKind.INTERNAL, detail=f"{type(exc).__name__}: {exc}"
-                )
-                if failures >= MAX_TICK_FAILURES:
-                    self._record_session(
-                        ok=False, kind=FailureKind.INTERNAL, detail="stats polling kept failing"
-                    )
-                    self._ended.set()
-                    return
+    async def _poll(self, report: bool) -> None:
+        self._poll_all(await self._call("stats", timeout=10), report)
+
+    def _stats_gone(self) -> bool:
+        return self._ended.is_set() or self._leaving
 
     def _poll_all(self, stats: dict[str, Any], report: bool) -> None:
         now = float(stats.get("at", time.time()))
