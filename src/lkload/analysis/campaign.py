@@ -11,7 +11,7 @@ from lkload.analysis.checklist import checklist_lines
 from lkload.analysis.deployment import deployment_lines, load_checks
 from lkload.analysis.failures import failure_modes
 from lkload.analysis.leak import LeakCheck, leak_check
-from lkload.analysis.load import Results, load_results
+from lkload.analysis.load import Results, load_results, reuse_freed_memory
 from lkload.analysis.outages import loss_in_tier, server_outages
 from lkload.analysis.recovery import recovery_time
 from lkload.analysis.resources import (
@@ -103,6 +103,7 @@ def _participants(a: SampleArrays, start: float | None, end: float | None) -> pd
 def analyze(results_dir: Path | str, checks_dirs: list[Path] | tuple[Path, ...] = ()) -> Analysis:
     """checks_dirs: results of `lkload check` to merge (the campaign's own checks.jsonl,
     written by `run --check`, is always read)."""
+    reuse_freed_memory()
     results = load_results(Path(results_dir))
     own = [Path(results_dir)] if (Path(results_dir) / CHECKS_FILE).exists() else []
     return analyze_results(results, [*own, *checks_dirs])

@@ -34,6 +34,7 @@ from lkload.analysis.load import (
     STRING_SAMPLE_COLUMNS,
     Results,
     SampleColumns,
+    read_ahead,
     release_freed_memory,
     sample_tables,
     skip_notes,
@@ -67,7 +68,7 @@ class _Frames:
         }
 
     def batches(self, skipped: dict[str, int], columns: list[str] | None) -> Iterator[pd.DataFrame]:
-        for table in sample_tables(self.files, skipped, columns):
+        for table in read_ahead(sample_tables(self.files, skipped, columns)):
             cols = SampleColumns(table.num_rows, self.categories)
             self.categories = cols.categories
             cols.add(table)

@@ -78,28 +78,38 @@ def track_loss_parts(a: SampleArrays) -> pd.DataFrame | None:
     who, whos = codes_and_names("participant")
     pub, pubs = codes_and_names("publisher")
     track, tracks = codes_and_names("track")
-    df = pd.DataFrame(
+    # grouped on one integer key of the codes (a string per row cost 0.15 s at 10 M
+    # samples), then each group named: code -1 (no value) is ""
+    columns = [a.tier[rows].astype(np.int64) + 2, who + 1, pub + 1, track + 1]
+    sizes = [int(c.max()) + 1 for c in columns]
+    key = np.zeros(rows.size, np.int64)
+    for c, size in zip(columns, sizes, strict=True):
+        key *= size
+        key += c
+    keys, group = np.unique(key, return_inverse=True)
+    counted = np.isfinite(expected)
+    n = keys.size
+    sums = pd.DataFrame(
         {
-            "tier": a.tier[rows],
-            "who": who,
-            "pub": pub,
-            "track": track,
-            "pct": a.value[rows],
-            "lost": lost,
-            "expected": expected,
+            "pct_sum": np.bincount(group, weights=a.value[rows], minlength=n),
+            "lost": np.bincount(group, weights=np.where(counted, lost, 0.0), minlength=n),
+            "expected": np.bincount(group, weights=np.where(counted, expected, 0.0), minlength=n),
+            "counted": np.bincount(group[counted], minlength=n),
+            "rows": np.bincount(group, minlength=n),
         }
     )
-    for column, c, n in (("who", who, whos), ("pub", pub, pubs), ("track", track, tracks)):
-        # names by code, "" last so that code -1 (no value) reads ""; codes' few strings
-        df[column] = np.asarray([*map(str, n), ""], dtype=object)[c]
-    g = df.groupby(["tier", "who", "pub", "track"], sort=True)
-    return g.agg(
-        pct_sum=("pct", "sum"),
-        lost=("lost", "sum"),
-        expected=("expected", "sum"),
-        counted=("expected", "count"),
-        rows=("pct", "size"),
-    )
+    levels = []
+    for size in reversed(sizes):
+        keys, part = np.divmod(keys, size)
+        levels.append(part)
+    tier, who_c, pub_c, track_c = reversed(levels)
+    names = [pd.Index((tier - 2).astype(np.int16))]
+    for group_codes, named in ((who_c, whos), (pub_c, pubs), (track_c, tracks)):
+        by_code = np.asarray(["", *map(str, named)], dtype=object)  # code + 1: 0 is ""
+        names.append(pd.Index(by_code[group_codes]))
+    sums.index = pd.MultiIndex.from_arrays(names, names=["tier", "who", "pub", "track"])
+    # codes naming the same string (never from one reader) are one track
+    return sums.groupby(level=[0, 1, 2, 3], sort=True).sum()
 
 
 def track_loss_of(parts: pd.DataFrame | None) -> dict[int, TrackLoss]:
