@@ -103,8 +103,9 @@ def _participants(a: SampleArrays, start: float | None, end: float | None) -> pd
 def analyze(results_dir: Path | str, checks_dirs: list[Path] | tuple[Path, ...] = ()) -> Analysis:
     """checks_dirs: results of `lkload check` to merge (the campaign's own checks.jsonl,
     written by `run --check`, is always read)."""
-    reuse_freed_memory()
     results = load_results(Path(results_dir))
+    if not results.sample_files:  # held in memory (streamed: memory bounded comes first)
+        reuse_freed_memory()
     own = [Path(results_dir)] if (Path(results_dir) / CHECKS_FILE).exists() else []
     return analyze_results(results, [*own, *checks_dirs])
 

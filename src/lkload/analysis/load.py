@@ -333,8 +333,8 @@ def reuse_freed_memory() -> None:
     for 10 M float64 values): glibc maps each afresh above 32 MB and unmaps it when freed,
     so every one is faulted in page by page again (at 10 M samples that was 0.4 s of
     system time, 0.35 s more where numpy asks for huge pages and the kernel compacts
-    memory to give them: lkload/__init__.py turns that off). Heap memory is reused instead;
-    `release_freed_memory` still hands it back where the peak matters."""
+    memory to give them: lkload/__init__.py turns that off). Heap memory is reused instead.
+    Only for results held in memory: a streamed analysis keeps its peak down instead."""
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
         libc = ctypes.CDLL(None)
         libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_FREED_BYTES)
