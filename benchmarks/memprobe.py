@@ -23,6 +23,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from inprocess import run_beside  # benchmarks/ is the script's folder
+
 _LIBC = ctypes.CDLL("libc.so.6")
 
 
@@ -151,14 +153,9 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("/tmp/lkload-mem"))
     args, rest = p.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    threading.Thread(
-        target=_probe, args=(args.every_s, args.trim_at_s, args.out), daemon=True
-    ).start()
-    from lkload.cli.main import main as lkload_main
-
-    sys.argv = ["lkload", "run", args.scenario, "--results", str(args.out / "results")]
-    sys.argv += ["--reports", str(args.out / "reports"), "--no-progress", *rest]
-    return lkload_main()
+    return run_beside(
+        lambda: _probe(args.every_s, args.trim_at_s, args.out), args.scenario, args.out, rest
+    )
 
 
 if __name__ == "__main__":

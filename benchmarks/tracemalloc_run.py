@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 import tracemalloc
 from pathlib import Path
+
+from inprocess import run_beside  # benchmarks/ is the script's folder
 
 
 def _snapshots(first_s: float, then_s: float, out: Path) -> None:
@@ -40,14 +41,9 @@ def main() -> int:
     args, rest = p.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
     tracemalloc.start(12)
-    threading.Thread(
-        target=_snapshots, args=(args.first_s, args.then_s, args.out), daemon=True
-    ).start()
-    from lkload.cli.main import main as lkload_main
-
-    sys.argv = ["lkload", "run", args.scenario, "--results", str(args.out / "results")]
-    sys.argv += ["--reports", str(args.out / "reports"), "--no-progress", *rest]
-    return lkload_main()
+    return run_beside(
+        lambda: _snapshots(args.first_s, args.then_s, args.out), args.scenario, args.out, rest
+    )
 
 
 if __name__ == "__main__":
