@@ -7,7 +7,8 @@ Generates each directory once, in a separate process (4 worker shards, 5 tiers p
 recovery, one resource row per source per second; Parquet as the recorder writes it,
 generated 10 M rows at a time), then analyses and renders it in a fresh process and prints
 that process's wall and CPU time and its own peak memory (ru_maxrss from
-getrusage(RUSAGE_SELF) at its end, and VmHWM). 100 M samples are over the analysis's
+getrusage(RUSAGE_SELF) at its end, and VmHWM); then times `lkload report` itself, start
+to exit (what a user waits for). 100 M samples are over the analysis's
 STREAM_ROWS: analysed streamed. Data sets over 20 M rows are deleted after (--keep keeps
 them). Goals: 10 M from Parquet under 3 s and 1 GiB; 100 M under 2 GiB.
 """
@@ -228,6 +229,17 @@ def measure(results: Path, out: Path) -> dict:
     )
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     figures["wall_s"] = time.perf_counter() - t
+    # what a user waits for: the command itself, start to exit (0 or 1: the verdict)
+    t = time.perf_counter()
+    cli = subprocess.run(
+        [sys.executable, "-m", "lkload.cli.main", "report", str(results), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if cli.returncode not in (0, 1):
+        raise RuntimeError(f"lkload report exited {cli.returncode}: {cli.stderr.strip()}")
+    figures["report_wall_s"] = time.perf_counter() - t
     return figures
 
 
@@ -291,6 +303,7 @@ def measure_format(args: argparse.Namespace, samples: int, fmt: str) -> Path:
             f"{fmt} run {run}: samples {f['samples']:,} ({f['how']}): imports "
             f"{f['import_s']:.2f} s, analyze {f['analyze_s']:.2f} s, render "
             f"{f['render_s']:.2f} s; process wall {f['wall_s']:.2f} s, CPU {f['cpu_s']:.2f} s; "
+            f"`lkload report` wall {f['report_wall_s']:.2f} s; "
             f"peak RSS {f['maxrss_mb']:.0f} MB (ru_maxrss; VmHWM {f['vmhwm_mb']:.0f} MB); "
             f"load average before {load:.2f}; verdict {f['overall']}",
             flush=True,
