@@ -459,3 +459,22 @@ def test_a_completed_campaign_whose_holds_ended_early_is_inconclusive(tmp_path: 
         "tier 1 held 60.0 s of its planned 120 s" in r and "tier 2 held 60.0 s" in r
         for r in a.overall_reasons
     ), a.overall_reasons
+
+
+# Round 2 of the review (notes/review2): one test per reproduced defect.
+
+
+def test_peak_collapse_skips_a_metric_without_any_target(tmp_path: Path) -> None:
+    """`targets.metrics.signal_rtt_ms: {}` removes the metric's targets: the peak tier's
+    collapse rule ("P99 < 4x target") has nothing to compare it with, so it judges the
+    metrics that have a target and the analysis does not crash (it raised ValueError)."""
+    tiers = ((10, "baseline"), (50, "target"), (80, "peak"))
+    c, _ = _healthy(tiers=tiers, recovery_s=60.0)
+    c.targets = {"metrics": {"signal_rtt_ms": {}}}
+    a, code = _analyze(c, tmp_path)
+    peak = a.tier(3)
+    assert peak is not None
+    ids = {ch.id for ch in peak.verdict.checks}
+    assert "collapse:data_e2e_ms" in ids and "collapse:signal_rtt_ms" not in ids, ids
+    assert not any(ch.id.startswith("latency:signal_rtt_ms") for ch in a.tiers[1].checks)
+    assert (a.overall, code) == ("PASS", 0), a.overall_reasons

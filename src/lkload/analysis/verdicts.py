@@ -275,7 +275,10 @@ def _collapse_checks(ts: TierStats, targets: Targets) -> list[Check]:
         if m is None or not m.count or metric in ts.negative_e2e:
             continue
         pct = targets.for_metric(metric)
-        base = pct.p99 or max(v for v in (pct.p50, pct.p95, pct.p99) if v is not None)
+        given = [v for v in (pct.p99, pct.p95, pct.p50) if v is not None]
+        if not given:  # no target (`metrics: {name: {}}`): nothing to collapse against
+            continue
+        base = pct.p99 or max(given)
         limit = COLLAPSE_P99_FACTOR * base
         out.append(
             Check(
