@@ -478,3 +478,22 @@ def test_peak_collapse_skips_a_metric_without_any_target(tmp_path: Path) -> None
     assert "collapse:data_e2e_ms" in ids and "collapse:signal_rtt_ms" not in ids, ids
     assert not any(ch.id.startswith("latency:signal_rtt_ms") for ch in a.tiers[1].checks)
     assert (a.overall, code) == ("PASS", 0), a.overall_reasons
+
+
+def test_a_recovery_that_ran_without_samples_is_inconclusive(tmp_path: Path) -> None:
+    """The recovery phase ran its 60 s (timeline) but none of its rows reached the results:
+    nothing shows the server came back, and the data is missing (it WARNed: exit 0)."""
+    c, _ = _healthy(recovery_s=60.0)
+    cols = c.columns()
+    keep = cols["tier"] != -1  # the recovery's rows lost
+    c.chunks = {k: [v[keep]] for k, v in cols.items()}
+    a, code = _analyze(c, tmp_path)
+    assert a.windows.recovery_start is not None
+    assert a.recovery.status is Status.NOT_MEASURED and not a.recovery.measured
+    assert a.recovery.evidence.startswith("the recovery phase ran (60 s) but recorded no sample")
+    line = next(ln for ln in a.checklist if ln.text == "Recovery time after stress measured")
+    assert line.status is Status.NOT_MEASURED
+    assert (a.overall, code) == ("INCONCLUSIVE", 1), a.overall_reasons
+    assert any(
+        r.startswith("recovery not measured: the recovery phase ran") for r in a.overall_reasons
+    )

@@ -13,7 +13,7 @@ from lkload.analysis.failures import failure_modes
 from lkload.analysis.leak import LeakCheck, leak_check
 from lkload.analysis.load import Results, load_results
 from lkload.analysis.outages import loss_in_tier, server_outages
-from lkload.analysis.recovery import recovery_time
+from lkload.analysis.recovery import Recovery, recovery_time
 from lkload.analysis.resources import (
     HOST_PREFIX,
     HostMap,
@@ -326,7 +326,7 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
             "timeline.jsonl has no phase events: each row is judged by its own tier and phase "
             "tags, and a row with neither belongs to no tier"
         )
-    overall, reasons = _overall(tiers, lines, cut, leak, outside)
+    overall, reasons = _overall(tiers, lines, cut, leak, outside, recovery)
     return Analysis(
         campaign_id=results.campaign_id,
         status=results.status,
@@ -446,12 +446,17 @@ def _knee_blocker(t: TierResult) -> str:
 
 
 def _overall(
-    tiers: list[TierResult], lines: list, cut: str, leak: LeakCheck, outside: str = ""
+    tiers: list[TierResult],
+    lines: list,
+    cut: str,
+    leak: LeakCheck,
+    outside: str = "",
+    recovery: Recovery | None = None,
 ) -> tuple[str, list[str]]:
     """FAIL on any failed tier or line; INCONCLUSIVE when cut short, a normal-load tier is
     untrustworthy, unmeasured or ran below its size (a worker lost), a tier of any role ran
     its hold without samples, an untrustworthy peak tier's measured values would FAIL, or
-    failure rows lie outside every judged phase;
+    failure rows lie outside every judged phase, or the recovery phase ran without samples;
     INCOMPLETE when a normal-load tier's server CPU or memory, or a judged tier's targeted
     latency metric that the campaign produces, was not measured (nothing failed, but a PASS
     would claim what nobody measured);
@@ -473,6 +478,8 @@ def _overall(
         reasons.append(cut)
     if outside:  # failures no tier judged: a PASS would ignore them
         reasons.append(outside)
+    if recovery is not None and recovery.missing:  # ran, and its data is lost
+        reasons.append(f"recovery not measured: {recovery.evidence}")
     for t in tiers:
         normal = (t.stats.role or "target") in NORMAL_ROLES
         v = t.verdict

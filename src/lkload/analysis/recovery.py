@@ -6,7 +6,8 @@ with a P95 target has its P95 at or under it and each kind of attempt's error ra
 (`kinds`) is within the normal budget. The phase is the recovery's time span from the
 timeline: it ends where teardown starts. The recovery time is the start of the first
 window from which every later window (with samples) stays within targets, measured from
-the start of the phase.
+the start of the phase. A recovery phase that ran without a sample in any window is NOT
+MEASURED and `missing`: its data is lost, which makes the campaign INCONCLUSIVE.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Recovery:
     recovery_s: float | None = None
     duration_s: float | None = None
     samples: int = 0
+    # the phase ran but no window of it has a sample (data lost): INCONCLUSIVE
+    missing: bool = False
 
 
 def _window_ok(a: SampleArrays, idx: np.ndarray, targets: Targets) -> bool | None:
@@ -64,6 +67,20 @@ def _window_ok(a: SampleArrays, idx: np.ndarray, targets: Targets) -> bool | Non
     return True
 
 
+def _missing(start: float | None, end: float | None, samples: int = 0) -> Recovery:
+    """The recovery phase ran (the timeline says so) yet no window of it has a sample: its
+    data is missing, so nothing shows the server came back (the campaign is INCONCLUSIVE)."""
+    ran = f"ran ({end - start:.0f} s)" if start is not None and end is not None else "started"
+    return Recovery(
+        Status.NOT_MEASURED,
+        f"the recovery phase {ran} but recorded no samples"
+        + (f" in its windows ({samples} in its last second)" if samples else "")
+        + ": its data is missing",
+        missing=True,
+        samples=samples,
+    )
+
+
 def recovery_time(
     a: SampleArrays, start: float | None, end: float | None, targets: Targets
 ) -> Recovery:
@@ -71,9 +88,7 @@ def recovery_time(
     if start is None and sel.size == 0:
         return Recovery(Status.NOT_MEASURED, "no recovery phase in this campaign")
     if sel.size == 0:
-        return Recovery(
-            Status.WARN, "recovery phase started but recorded no samples", measured=False
-        )
+        return _missing(start, end)
     t = a.t[sel]
     start = float(t.min()) if start is None else start
     end = float(t.max()) if end is None else end
@@ -89,7 +104,7 @@ def recovery_time(
         if ok is not None:
             results.append((w0 - start, ok))
     if not results:
-        return Recovery(Status.WARN, "recovery phase recorded no samples", samples=int(sel.size))
+        return _missing(start, end, int(sel.size))
     recovered_at = None
     for offset, ok in reversed(results):
         if not ok:
