@@ -6,6 +6,7 @@ have, so each test asserts the verdict that must come out and the reason that sa
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -30,12 +31,13 @@ def _healthy(
     skip: tuple[str, ...] = (),
     generator: bool = True,
     empty: tuple[int, ...] = (),
+    teardown_s: float = 0.0,
 ) -> tuple[Campaign, np.random.Generator]:
     """Each tier's new participants join in its ramp; data messages and pings in each
     hold; all well within the default targets; server and generator resources well within
     theirs."""
     rng = np.random.default_rng(0)
-    c = Campaign(tiers=tiers, recovery_s=recovery_s)
+    c = Campaign(tiers=tiers, recovery_s=recovery_s, teardown_s=teardown_s)
     before = 0
     for p in c.plans:
         if p.tier in empty:  # the tier ran (its phases are in the timeline), no samples
@@ -497,3 +499,65 @@ def test_a_recovery_that_ran_without_samples_is_inconclusive(tmp_path: Path) -> 
     assert any(
         r.startswith("recovery not measured: the recovery phase ran") for r in a.overall_reasons
     )
+
+
+def _w2_shifted(shift_s: float) -> Campaign:
+    """Two workers; w2's clock `shift_s` off the master's after it connected: its rows
+    tagged with the target tier's hold carry times shifted by that much (300 of its 1,000
+    data messages lost). A teardown phase event, as the engine writes."""
+    c, rng = _healthy(teardown_s=10.0)
+    c.workers = {"w1": {"hostname": "gen-a"}, "w2": {"hostname": "gen-b"}}
+    c.add_resources("generator:w2", 30.0, 120.0, 1.0)
+    h = c.plan(2)
+    t = rng.uniform(h.hold_start, h.hold_end - 1e-3, 1000) + shift_s  # ok and failed mixed
+    c.add(2, "hold", "data_e2e_ms", _vals(rng, 700, 8), failures=300, error="media", worker="w2")
+    cols = c.columns()  # the rows just added, at w2's clock
+    w2 = cols["worker"] == "w2"
+    cols["t"][w2] = t
+    order = np.argsort(cols["t"], kind="stable")
+    c.chunks = {k: [v[order]] for k, v in cols.items()}
+    return c
+
+
+def test_a_worker_whose_clock_moved_after_connecting_is_inconclusive(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """w2's clock 60 s ahead by the target hold, though it agreed at connect: its failures
+    landed in teardown, never judged, and the campaign PASSed. Its rows tagged with the
+    hold lie 60 s outside that hold by the master's timeline: its rows cannot be placed,
+    INCONCLUSIVE (in memory and streamed)."""
+    import lkload.analysis.load as load
+
+    cases = (
+        (60.0, "after it ended", "INCONCLUSIVE"),
+        # behind: its failures land in tier 1's hold, which FAILs; the reasons say why the
+        # tier they are blamed on may be the wrong one
+        (-60.0, "before that hold began", "FAIL"),
+    )
+    for shift, where, overall in cases:
+        d = _w2_shifted(shift).write(tmp_path / f"r{shift:+.0f}")
+        a, code = _analyze_dir(d)
+        assert (a.overall, code) == (overall, 1), (shift, a.overall_reasons)
+        reason = next(r for r in a.overall_reasons if r.startswith("worker w2's clock"))
+        # the most outlying row: within a second of the shift
+        assert re.search(r"by ≥ (59\.\d|60\.0) s: its rows tagged tier 2's hold", reason), reason
+        assert where in reason, reason
+        with monkeypatch.context() as m:
+            m.setattr(load, "STREAM_ROWS", 0)
+            assert load.load_results(d).sample_files  # streamed
+            s, _ = _analyze_dir(d)
+        assert (s.overall, s.overall_reasons) == (a.overall, a.overall_reasons)
+
+
+def test_a_worker_a_few_seconds_late_is_not_a_clock_problem(tmp_path: Path) -> None:
+    """w2's rows 3 s late (a phase message's flight, a busy event loop) are within the
+    slack: no clock reason; its 30 % lost data messages FAIL the target tier."""
+    a, code = _analyze_dir(_w2_shifted(3.0).write(tmp_path / "r"))
+    assert not any("clock" in r for r in a.overall_reasons), a.overall_reasons
+    assert (a.overall, code) == ("FAIL", 1)
+    assert _check(a, 2, "error_rate:normal:data").status is Status.FAIL
+
+
+def _analyze_dir(d: Path) -> tuple[Analysis, int]:
+    a = analyze(d)
+    return a, 0 if verdict_passes(a.overall, a.passed, False) else 1

@@ -9,6 +9,7 @@ import pandas as pd
 
 from lkload.analysis.checklist import checklist_lines
 from lkload.analysis.deployment import deployment_lines, load_checks
+from lkload.analysis.drift import Drift, clock_drift, tagged_hold_spans
 from lkload.analysis.failures import failure_modes
 from lkload.analysis.leak import LeakCheck, leak_check
 from lkload.analysis.load import Results, load_results
@@ -326,7 +327,13 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
             "timeline.jsonl has no phase events: each row is judged by its own tier and phase "
             "tags, and a row with neither belongs to no tier"
         )
-    overall, reasons = _overall(tiers, lines, cut, leak, outside, recovery)
+    tagged = totals.tagged if totals is not None and totals.tagged is not None else None
+    drift = clock_drift(
+        tagged if tagged is not None else tagged_hold_spans(arrays),
+        windows,
+        {name for name, _ in lost_workers(results)},
+    )
+    overall, reasons = _overall(tiers, lines, cut, leak, outside, recovery, drift)
     return Analysis(
         campaign_id=results.campaign_id,
         status=results.status,
@@ -452,11 +459,13 @@ def _overall(
     leak: LeakCheck,
     outside: str = "",
     recovery: Recovery | None = None,
+    drift: list[Drift] | None = None,
 ) -> tuple[str, list[str]]:
     """FAIL on any failed tier or line; INCONCLUSIVE when cut short, a normal-load tier is
     untrustworthy, unmeasured or ran below its size (a worker lost), a tier of any role ran
     its hold without samples, an untrustworthy peak tier's measured values would FAIL, or
-    failure rows lie outside every judged phase, or the recovery phase ran without samples;
+    failure rows lie outside every judged phase, the recovery phase ran without samples, or
+    a worker's rows show its clock moved after it connected (`drift`);
     INCOMPLETE when a normal-load tier's server CPU or memory, or a judged tier's targeted
     latency metric that the campaign produces, was not measured (nothing failed, but a PASS
     would claim what nobody measured);
@@ -471,8 +480,8 @@ def _overall(
         if t.verdict.status is Status.FAIL
     ]
     failed += [f"checklist: {ln.text} — {ln.evidence}" for ln in lines if ln.status is Status.FAIL]
-    if failed:
-        return "FAIL", failed
+    if failed:  # a worker's misplaced rows may put a failure in the wrong tier: say so
+        return "FAIL", failed + [d.describe() for d in drift or []]
     reasons = []
     if cut:
         reasons.append(cut)
@@ -480,6 +489,8 @@ def _overall(
         reasons.append(outside)
     if recovery is not None and recovery.missing:  # ran, and its data is lost
         reasons.append(f"recovery not measured: {recovery.evidence}")
+    # a worker's rows placed by a clock that disagrees with the master's: misplaced
+    reasons += [d.describe() for d in drift or []]
     for t in tiers:
         normal = (t.stats.role or "target") in NORMAL_ROLES
         v = t.verdict
