@@ -257,3 +257,20 @@ def test_metric_names_are_the_schemas_own_never_an_alias() -> None:
                 names = [t.id for t in node.targets if isinstance(t, ast.Name)]
                 aliases.append(f"{path.relative_to(src)}: {names} = {node.value.id}")
     assert aliases == []
+
+
+def test_ok_rows_of_an_unknown_metric_do_not_dilute_other_failures(tmp_path: Path) -> None:
+    """3 `internal` failures of the generator (tick) in the target hold, beside 5,000 ok
+    rows of a metric this lkload does not write ('quality_score', results from another
+    tool): counted as attempts they diluted the `other` kind to 0.06 % and the tier PASSed.
+    They are not attempts: the 3 failures are a 100 % rate, and a note names the metric."""
+    rng = np.random.default_rng(21)
+    c = Campaign(tiers=((10, "baseline"), (20, "target")), recovery_s=None)
+    _healthy(c, rng)
+    c.add(2, "hold", "tick", None, failures=3, error="internal", rng=rng)
+    c.add(2, "hold", "quality_score", _vals(rng, 5_000, 1), rng=rng)
+    a = analyze(c.write(tmp_path / "r"))
+    t2 = a.tier(2)
+    assert (t2.stats.kinds["other"].attempts, t2.stats.kinds["other"].failures) == (3, 3)
+    assert t2.verdict.status is Status.FAIL and a.overall == "FAIL"
+    assert any("quality_score" in n and "does not know" in n for n in a.notes), a.notes

@@ -11,6 +11,7 @@ from lkload.analysis.checklist import checklist_lines
 from lkload.analysis.deployment import deployment_lines, load_checks
 from lkload.analysis.drift import Drift, clock_drift, tagged_hold_spans
 from lkload.analysis.failures import failure_modes
+from lkload.analysis.kinds import unknown_metrics
 from lkload.analysis.leak import LeakCheck, leak_check
 from lkload.analysis.load import Results, load_results
 from lkload.analysis.outages import loss_in_tier, server_outages
@@ -260,6 +261,13 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
     if cores is None and (results.resources["source"].astype(str) == "server").any():
         notes.append(
             "the server host's core count is unknown: server CPU is shown as percent of one core"
+        )
+    unknown = unknown_metrics(arrays.metrics)
+    if unknown:
+        notes.append(
+            f"rows of metric(s) this lkload does not know: {', '.join(unknown)} (results "
+            "written by another tool?): their ok rows are judged as nothing, their failure "
+            "rows count as `other` failures"
         )
     hosts = host_map(results.campaign)
     notes += _host_notes(results.resources, hosts)
