@@ -47,6 +47,9 @@ def _data(c: Campaign, rng: np.random.Generator, tier: int, senders: int, rooms_
 
 def _recovery(c: Campaign, rng: np.random.Generator) -> None:
     c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 600, 8), rng=rng)
+    # tier 1's participants ping and the API is called on through the recovery
+    c.add(-1, "recovery", "signal_rtt_ms", _vals(rng, 1_000, 5), rng=rng)
+    c.add(-1, "recovery", "api_ms", _vals(rng, 1_000, 20), rng=rng, engine="api")
 
 
 def test_reviewers_case_failed_joins_at_peak_are_not_diluted_by_data(tmp_path: Path) -> None:
@@ -226,6 +229,8 @@ def test_recovery_judges_each_kind_in_its_windows(tmp_path: Path) -> None:
     c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 120_000, 8), rng=rng)
     c.add(-1, "recovery", "join_ms", _vals(rng, 40, 60), rng=rng)
     c.add(-1, "recovery", "join_ms", None, failures=20, error="signal", t=r0 + np.arange(20.0))
+    c.add(-1, "recovery", "signal_rtt_ms", _vals(rng, 2_000, 5), rng=rng)  # as in the holds
+    c.add(-1, "recovery", "api_ms", _vals(rng, 2_000, 20), rng=rng, engine="api")
     a = analyze(c.write(tmp_path / "r"))
     # the first window clear of failed joins starts right after the last one (at +19 s)
     assert a.recovery.status is Status.PASS and a.recovery.recovery_s == pytest.approx(20.0)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -42,8 +43,11 @@ def _healthy(
     for p in c.plans:
         if p.tier in empty:  # the tier ran (its phases are in the timeline), no samples
             continue
-        if "join_ms" not in skip:
-            c.add(p.tier, "ramp", "join_ms", _vals(rng, p.size - before, 40), rng=rng)
+        if "join_ms" not in skip:  # each participant joins once (p00000, p00001, ...)
+            who = np.array([f"p{i:05d}" for i in range(before, p.size)])
+            c.add(
+                p.tier, "ramp", "join_ms", _vals(rng, p.size - before, 40), rng=rng, participant=who
+            )
         before = p.size
         if "data_e2e_ms" not in skip:
             c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 2000, 8), rng=rng)
@@ -51,6 +55,8 @@ def _healthy(
             c.add(p.tier, "hold", "signal_rtt_ms", _vals(rng, 200, 3), rng=rng)
     if recovery_s:
         c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 300, 8), rng=rng)
+        # pings go on through the recovery, at the holds' rate
+        c.add(-1, "recovery", "signal_rtt_ms", _vals(rng, int(200 * recovery_s / 60), 3), rng=rng)
     c.add_resources("server", 30.0, 300.0, 20.0)
     if generator:
         c.add_resources("generator:w1", 30.0, 120.0, 1.0)
@@ -561,3 +567,49 @@ def test_a_worker_a_few_seconds_late_is_not_a_clock_problem(tmp_path: Path) -> N
 def _analyze_dir(d: Path) -> tuple[Analysis, int]:
     a = analyze(d)
     return a, 0 if verdict_passes(a.overall, a.passed, False) else 1
+
+
+def _recovery_pings(c: Campaign, rng: np.random.Generator) -> None:
+    """Tier 1's 10 participants (one room, as their joins say) ping through the recovery."""
+    people = np.array([f"p{i:05d}" for i in range(10)])
+    c.add(
+        -1,
+        "recovery",
+        "signal_rtt_ms",
+        _vals(rng, 200, 3),
+        rng=rng,
+        participant=people[np.arange(200) % 10],
+        room="room-1",
+    )
+
+
+@pytest.mark.parametrize("data_until_s", [0.0, 10.0], ids=["never", "stops-10s-in"])
+def test_a_recovery_whose_data_stopped_is_not_a_pass(tmp_path: Path, data_until_s: float) -> None:
+    """Pings fine through the 60 s recovery, but data messages never flow again (or stop
+    10 s in): a receiver notices a missing message only when a later one arrives, so a dead
+    data path writes no failure row until its participants leave (teardown). Tier 1's hold,
+    at the same participant count, received ~33 a second. The recovery PASSed ("back
+    within targets 0 s after the load dropped"); whether data came back is unknown."""
+    c, rng = _healthy(recovery_s=60.0)
+    cols = c.columns()
+    keep = cols["tier"] != -1
+    c.chunks = {k: [v[keep]] for k, v in cols.items()}
+    r0 = c.recovery_start
+    assert r0 is not None
+    _recovery_pings(c, rng)
+    if data_until_s:
+        t = np.sort(rng.uniform(r0, r0 + data_until_s, 300))
+        c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 300, 8), t=t, rng=rng)
+    a, code = _analyze(c, tmp_path)
+    assert a.recovery.status is Status.NOT_MEASURED and not a.recovery.measured
+    assert "no data_e2e_ms sample in the recovery's last 30 s" in a.recovery.evidence
+    assert (a.overall, code) == ("INCONCLUSIVE", 1), a.overall_reasons
+
+
+def test_a_recovery_with_every_metric_flowing_passes(tmp_path: Path) -> None:
+    """The control: data and pings through the whole recovery: PASS, recovered at 0 s."""
+    c, rng = _healthy(recovery_s=60.0)
+    _recovery_pings(c, rng)
+    a, code = _analyze(c, tmp_path)
+    assert a.recovery.status is Status.PASS and a.recovery.recovery_s == 0
+    assert (a.overall, code) == ("PASS", 0), a.overall_reasons

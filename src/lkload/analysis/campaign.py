@@ -273,7 +273,13 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
     notes += _host_notes(results.resources, hosts)
     scrapes = read_server_metrics(results.directory)
     notes += _scrape_notes(scrapes)
-    recovery = recovery_time(arrays, windows.recovery_start, windows.recovery_end, targets)
+    first = tier_stats[0] if tier_stats else None
+    rates = (
+        {m: st.count / first.hold_s for m, st in first.metrics.items() if st.count}
+        if first is not None and first.hold_s > 0
+        else {}
+    )
+    recovery = recovery_time(arrays, windows.recovery_start, windows.recovery_end, targets, rates)
     recovery_size = tier_stats[0].size if tier_stats and tier_stats[0].size else None
     leak = leak_check(
         results.resources,
