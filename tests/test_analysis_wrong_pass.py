@@ -613,3 +613,32 @@ def test_a_recovery_with_every_metric_flowing_passes(tmp_path: Path) -> None:
     a, code = _analyze(c, tmp_path)
     assert a.recovery.status is Status.PASS and a.recovery.recovery_s == 0
     assert (a.overall, code) == ("PASS", 0), a.overall_reasons
+
+
+@pytest.mark.parametrize("joins", [10, 19])
+def test_a_percentile_of_too_few_values_is_judged_on_their_max(tmp_path: Path, joins: int) -> None:
+    """One join of 10 (or 19) took 1.5 s: 10 % (5.3 %) of the baseline's joins over the
+    "join_ms P95 < 1000 ms" target, more than a P95 allows, yet the linear P95 of so few
+    values lies between the two largest and read under 1 s: PASS. Fewer than 20 values
+    cannot resolve a P95: the check is judged on their max, and says so."""
+    rng = np.random.default_rng(3)
+    c = Campaign(tiers=((joins, "baseline"), (50, "target")), recovery_s=None)
+    first = np.minimum(_vals(rng, joins, 40), 400.0)
+    first[-1] = 1500.0
+    c.add(1, "ramp", "join_ms", first, rng=rng)
+    c.add(2, "ramp", "join_ms", np.minimum(_vals(rng, 50 - joins, 40), 400.0), rng=rng)
+    for p in c.plans:
+        c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 2000, 8), rng=rng)
+        c.add(p.tier, "hold", "signal_rtt_ms", _vals(rng, 200, 3), rng=rng)
+    c.add_resources("server", 30.0, 300.0, 20.0)
+    c.add_resources("generator:w1", 30.0, 120.0, 1.0)
+    a, code = _analyze(c, tmp_path)
+    linear = float(np.percentile(first, 95, method="linear"))
+    assert linear < 1000.0  # what was judged before
+    assert a.tier(1).stats.metrics["join_ms"].p95 == linear  # still shown as measured
+    chk = _check(a, 1, "latency:join_ms:p95")
+    assert chk.status is Status.FAIL and chk.value == 1500.0
+    assert chk.note == f"{joins} values: fewer than 20 resolve a P95, judged on their max"
+    assert (a.overall, code) == ("FAIL", 1)
+    # tier 2's joins (31 or more) resolve a P95: judged on it
+    assert _check(a, 2, "latency:join_ms:p95").note == ""

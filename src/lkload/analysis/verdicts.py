@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from lkload.analysis.clocks import CLOCKS_PREFIX
 from lkload.analysis.coverage import GENERATOR_CHECK, generator_check
 from lkload.analysis.kinds import KIND_NOUNS, allowed_missing
+from lkload.analysis.percentiles import Distribution
 from lkload.analysis.recovery import Recovery
 from lkload.analysis.resources import SERVER_QUANTILE, TierResources
 from lkload.analysis.tiers import TierStats
@@ -89,6 +90,24 @@ def expected_metrics(tiers: list[TierStats], scenario: Scenario | None) -> dict[
     return out
 
 
+# Fewer values than this cannot resolve the percentile (ceil(1 / (1 - q))): below it a single
+# value over the target is more than the 5 % (P95) or 1 % (P99) the target allows, yet the
+# linear estimate lies between the two largest values and may stay under the target (one
+# join of 10 at 1.5 s read P95 0.9 s). Such a percentile is judged on the values' max.
+MIN_VALUES = {"p50": 2, "p95": 20, "p99": 100}
+
+
+def judged_percentile(m: Distribution, name: str) -> tuple[float | None, str]:
+    """The value a percentile target is judged on, and a note when it is not the
+    percentile itself (too few values: their max)."""
+    if m.count >= MIN_VALUES[name]:
+        return m.percentile(name), ""
+    return m.max, (
+        f"{m.count} value{'s' if m.count != 1 else ''}: fewer than {MIN_VALUES[name]} resolve "
+        f"a {name.upper()}, judged on their max"
+    )
+
+
 def _unmeasured_metric(ts: TierStats, metric: str, why: str) -> Check:
     where = "none in this tier's judged window"
     if metric == "media_e2e_ms" and ts.coverage is not None:
@@ -116,7 +135,7 @@ def strict_checks(
             limit = getattr(pct, name)
             if limit is None or m is None or not m.count:
                 continue
-            value = getattr(m, name)
+            value, note = judged_percentile(m, name)
             checks.append(
                 Check(
                     f"latency:{metric}:{name}",
@@ -125,6 +144,7 @@ def strict_checks(
                     value,
                     limit,
                     "ms",
+                    note,
                 )
             )
     checks += error_checks(ts, targets)
@@ -265,6 +285,7 @@ class TierVerdict:
 def _relimit(check: Check, limit: float, note: str) -> Check:
     """An allowance ("P99 may reach 1.5x target"): a value at it passes."""
     status = _status(check.value, limit, inclusive=True)
+    note = f"{check.note}; {note}" if check.note else note
     return Check(check.id, check.label, status, check.value, limit, check.unit, note)
 
 
@@ -280,15 +301,16 @@ def _collapse_checks(ts: TierStats, targets: Targets) -> list[Check]:
             continue
         base = pct.p99 or max(given)
         limit = COLLAPSE_P99_FACTOR * base
+        value, few = judged_percentile(m, "p99")
         out.append(
             Check(
                 f"collapse:{metric}",
                 f"{metric} P99",
-                _status(m.p99, limit),
-                m.p99,
+                _status(value, limit),
+                value,
                 limit,
                 "ms",
-                f"collapse limit {COLLAPSE_P99_FACTOR:g}x target",
+                f"collapse limit {COLLAPSE_P99_FACTOR:g}x target" + (f"; {few}" if few else ""),
             )
         )
     return out
