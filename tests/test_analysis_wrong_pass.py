@@ -642,3 +642,28 @@ def test_a_percentile_of_too_few_values_is_judged_on_their_max(tmp_path: Path, j
     assert (a.overall, code) == ("FAIL", 1)
     # tier 2's joins (31 or more) resolve a P95: judged on it
     assert _check(a, 2, "latency:join_ms:p95").note == ""
+
+
+def test_accept_incomplete_accepts_only_the_servers_unmeasured_cpu_and_memory(
+    tmp_path: Path, capsys
+) -> None:
+    """--accept-incomplete is for a --url campaign whose server CPU and memory nobody could
+    scrape. It also exited 0 when the INCOMPLETE came from data messages never received
+    (or an unmeasured generator, or clocks that disagree): a broken data path signed off.
+    Only the server's checks may be what is missing; anything else exits 1."""
+    from lkload.cli.main import main
+
+    c, _ = _healthy(skip=("data_e2e_ms",))
+    d = _write_with_rooms(c, tmp_path / "r", {"data": True, "participants_per_room": 5})
+    assert main(["report", str(d), "--out", str(tmp_path / "o"), "--accept-incomplete"]) == 1
+    a = analyze(d)
+    assert a.overall == "INCOMPLETE" and not a.incomplete_only_server
+    # the server's CPU and memory alone unmeasured: accepted, as documented
+    c2, _ = _healthy()
+    c2.resources = [r for r in c2.resources if r[1] != "server"]
+    d2 = c2.write(tmp_path / "r2")
+    a2 = analyze(d2)
+    assert a2.overall == "INCOMPLETE" and a2.incomplete_only_server, a2.overall_reasons
+    assert main(["report", str(d2), "--out", str(tmp_path / "o2"), "--accept-incomplete"]) == 0
+    assert main(["report", str(d2), "--out", str(tmp_path / "o3")]) == 1
+    capsys.readouterr()
