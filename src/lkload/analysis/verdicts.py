@@ -4,7 +4,8 @@ design.md "Tiers and verdicts": baseline — every target met (server CPU agains
 baseline limit); acceptable — every target, P99 may reach 1.5x its target; target — every
 target at the normal error budget; peak — each kind's error rate under the peak budget, and
 no more participants missing over the hold than that budget allows, server alive,
-no metric collapsed (P99 < 4x target) and recovery measured; stress — failure modes
+no metric collapsed (P99 < 4x target; the worst track's packet loss < 4x its target) and
+recovery measured; stress — failure modes
 identified. A tier whose generator saturated is untrustworthy: its verdict is WARN
 whatever its numbers say, because the tool measured itself; so is a tier whose host was
 busy with other processes (a noisy neighbour starved server and generator alike, see
@@ -311,6 +312,20 @@ def _collapse_checks(ts: TierStats, targets: Targets) -> list[Check]:
                 limit,
                 "ms",
                 f"collapse limit {COLLAPSE_P99_FACTOR:g}x target" + (f"; {few}" if few else ""),
+            )
+        )
+    loss = ts.track_loss
+    if loss is not None:  # a metric too: the worst track's hold loss, at 4x its target
+        limit = COLLAPSE_P99_FACTOR * targets.loss_pct
+        out.append(
+            Check(
+                "collapse:loss",
+                "packet loss",
+                _status(loss.worst_pct, limit),
+                loss.worst_pct,
+                limit,
+                "%",
+                f"collapse limit {COLLAPSE_P99_FACTOR:g}x target; {loss.describe()}",
             )
         )
     return out
