@@ -667,3 +667,23 @@ def test_accept_incomplete_accepts_only_the_servers_unmeasured_cpu_and_memory(
     assert main(["report", str(d2), "--out", str(tmp_path / "o2"), "--accept-incomplete"]) == 0
     assert main(["report", str(d2), "--out", str(tmp_path / "o3")]) == 1
     capsys.readouterr()
+
+
+def test_a_peak_tier_that_ran_below_its_size_is_inconclusive(tmp_path: Path) -> None:
+    """A worker with 50 of the peak tier's 100 participants lost 5 s into its hold: the
+    peak ran at half load and its numbers passed, WARN, and the campaign PASSed WITH
+    WARNINGS (exit 0), signing "degradation graceful at 100 users" on 50. Unlike an
+    untrustworthy peak whose numbers pass (the server coped even with the tool
+    struggling), half the load proves nothing about the full one: INCONCLUSIVE."""
+    tiers = ((10, "baseline"), (50, "target"), (100, "peak"))
+    c, _ = _healthy(tiers=tiers, recovery_s=30.0)
+    _lose_worker(c, 3, 50)
+    a, code = _analyze(c, tmp_path)
+    peak = a.tier(3)
+    assert peak is not None and peak.verdict.reduced_load
+    assert peak.verdict.status is Status.WARN  # the 50 missing: the generator's loss
+    assert (a.overall, code) == ("INCONCLUSIVE", 1), a.overall_reasons
+    assert any(
+        r.startswith("tier 3 (100 users) ran below its size: worker w2 lost")
+        for r in a.overall_reasons
+    ), a.overall_reasons

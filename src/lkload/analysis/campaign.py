@@ -476,7 +476,8 @@ def _overall(
     drift: list[Drift] | None = None,
 ) -> tuple[str, list[str]]:
     """FAIL on any failed tier or line; INCONCLUSIVE when cut short, a normal-load tier is
-    untrustworthy, unmeasured or ran below its size (a worker lost), a tier of any role ran
+    untrustworthy, unmeasured or ran below its size (a worker lost), a peak tier ran below
+    its size, a tier of any role ran
     its hold without samples, an untrustworthy peak tier's measured values would FAIL, or
     failure rows lie outside every judged phase, the recovery phase ran without samples, or
     a worker's rows show its clock moved after it connected (`drift`);
@@ -519,8 +520,10 @@ def _overall(
         elif v.status is Status.NOT_MEASURED and (normal or t.stats.hold_start is not None):
             # a tier that ran but whose samples are missing judges nothing, whatever its role
             reasons.append(f"tier {t.tier} ({t.stats.size} users) not measured: {v.reason}")
-        if normal and v.reduced_load and v.status is not Status.NOT_MEASURED:
-            # half the load handled is no sign-off of the tier's size
+        peak = t.stats.role == "peak"
+        if (normal or peak) and v.reduced_load and v.status is not Status.NOT_MEASURED:
+            # half the load handled is no sign-off of the tier's size (nor, at peak, of
+            # graceful degradation at it: less load flatters every number)
             reasons.append(
                 f"tier {t.tier} ({t.stats.size} users) ran below its size: {v.reduced_load}"
             )

@@ -12,7 +12,8 @@ busy with other processes (a noisy neighbour starved server and generator alike,
 `resources`). A tier that ran below its size
 (a worker lost in its ramp, settle or hold) is at least WARN (`reduce_load`), and neither
 counts towards the knee. Neither can contribute a PASS: the campaign is INCONCLUSIVE when a
-normal-load tier is either, or an untrustworthy peak tier's measured values would FAIL.
+normal-load tier is either, a peak tier ran below its size, or an untrustworthy peak tier's
+measured values would FAIL.
 """
 
 from __future__ import annotations
