@@ -604,6 +604,10 @@ def test_a_recovery_whose_data_stopped_is_not_a_pass(tmp_path: Path, data_until_
     assert a.recovery.status is Status.NOT_MEASURED and not a.recovery.measured
     assert "no data_e2e_ms sample in the recovery's last 30 s" in a.recovery.evidence
     assert (a.overall, code) == ("INCONCLUSIVE", 1), a.overall_reasons
+    # pings failing to the end besides: what was measured failed, FAIL stays FAIL
+    c.add(-1, "recovery", "signal_rtt_ms", None, failures=60, t=r0 + np.arange(0.5, 60.0, 1.0))
+    a, code = _analyze(c, tmp_path / "failing")
+    assert a.recovery.status is Status.FAIL and (a.overall, code) == ("FAIL", 1)
 
 
 def test_a_recovery_with_every_metric_flowing_passes(tmp_path: Path) -> None:

@@ -179,6 +179,14 @@ def recovery_time(
         if not ok:
             break
         recovered_at = offset
+    if recovered_at is None:  # what it measured failed: a missing metric changes nothing
+        return Recovery(
+            Status.FAIL,
+            f"not back within targets by the end of the {duration:.0f} s recovery phase",
+            measured=True,
+            duration_s=duration,
+            samples=int(sel.size),
+        )
     judged = {
         m: r
         for m, r in (rates or {}).items()
@@ -188,14 +196,6 @@ def recovery_time(
     if stopped:
         return Recovery(
             Status.NOT_MEASURED, stopped, duration_s=duration, samples=int(sel.size), missing=True
-        )
-    if recovered_at is None:
-        return Recovery(
-            Status.FAIL,
-            f"not back within targets by the end of the {duration:.0f} s recovery phase",
-            measured=True,
-            duration_s=duration,
-            samples=int(sel.size),
         )
     return Recovery(
         Status.PASS,
