@@ -114,6 +114,9 @@ def test_cli_report_exit_codes(tmp_path: Path, capsys) -> None:
         assert (summary["overall"], code) == (overall, code_wanted), summary["overall_reasons"]
         if failed_joins:
             assert "3 of 13 joins failed: auth 3" in summary["overall_reasons"][0]
+        # the sign-off block names the verdict it signs (report.md has no page to put it on)
+        signoff = (out_dir / "report.md").read_text().split("## Sign-off", 1)[1]
+        assert f"overall verdict **{overall}**" in signoff
         assert "report.html" in out
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "no such results directory" in capsys.readouterr().err
