@@ -47,6 +47,9 @@ def _data(c: Campaign, rng: np.random.Generator, tier: int, senders: int, rooms_
 
 def _recovery(c: Campaign, rng: np.random.Generator) -> None:
     c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 600, 8), rng=rng)
+    # tier 1's participants ping and the API is called on through the recovery
+    c.add(-1, "recovery", "signal_rtt_ms", _vals(rng, 1_000, 5), rng=rng)
+    c.add(-1, "recovery", "api_ms", _vals(rng, 1_000, 20), rng=rng, engine="api")
 
 
 def test_reviewers_case_failed_joins_at_peak_are_not_diluted_by_data(tmp_path: Path) -> None:
@@ -226,6 +229,8 @@ def test_recovery_judges_each_kind_in_its_windows(tmp_path: Path) -> None:
     c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 120_000, 8), rng=rng)
     c.add(-1, "recovery", "join_ms", _vals(rng, 40, 60), rng=rng)
     c.add(-1, "recovery", "join_ms", None, failures=20, error="signal", t=r0 + np.arange(20.0))
+    c.add(-1, "recovery", "signal_rtt_ms", _vals(rng, 2_000, 5), rng=rng)  # as in the holds
+    c.add(-1, "recovery", "api_ms", _vals(rng, 2_000, 20), rng=rng, engine="api")
     a = analyze(c.write(tmp_path / "r"))
     # the first window clear of failed joins starts right after the last one (at +19 s)
     assert a.recovery.status is Status.PASS and a.recovery.recovery_s == pytest.approx(20.0)
@@ -257,3 +262,20 @@ def test_metric_names_are_the_schemas_own_never_an_alias() -> None:
                 names = [t.id for t in node.targets if isinstance(t, ast.Name)]
                 aliases.append(f"{path.relative_to(src)}: {names} = {node.value.id}")
     assert aliases == []
+
+
+def test_ok_rows_of_an_unknown_metric_do_not_dilute_other_failures(tmp_path: Path) -> None:
+    """3 `internal` failures of the generator (tick) in the target hold, beside 5,000 ok
+    rows of a metric this lkload does not write ('quality_score', results from another
+    tool): counted as attempts they diluted the `other` kind to 0.06 % and the tier PASSed.
+    They are not attempts: the 3 failures are a 100 % rate, and a note names the metric."""
+    rng = np.random.default_rng(21)
+    c = Campaign(tiers=((10, "baseline"), (20, "target")), recovery_s=None)
+    _healthy(c, rng)
+    c.add(2, "hold", "tick", None, failures=3, error="internal", rng=rng)
+    c.add(2, "hold", "quality_score", _vals(rng, 5_000, 1), rng=rng)
+    a = analyze(c.write(tmp_path / "r"))
+    t2 = a.tier(2)
+    assert (t2.stats.kinds["other"].attempts, t2.stats.kinds["other"].failures) == (3, 3)
+    assert t2.verdict.status is Status.FAIL and a.overall == "FAIL"
+    assert any("quality_score" in n and "does not know" in n for n in a.notes), a.notes

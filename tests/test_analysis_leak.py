@@ -195,3 +195,23 @@ def test_no_server_samples_is_not_measured(tmp_path: Path) -> None:
     c.add_resources("generator:w1", 30.0, 120.0, 1.0)
     a = analyze(c.write(tmp_path / "r"))
     assert a.leak.status is Status.NOT_MEASURED and a.leak.evidence == "no server RSS samples"
+
+
+def test_one_hold_growing_then_released_warns(tmp_path: Path) -> None:
+    """The target hold's RSS climbs 30 MB/min for its whole 120 s, then the recovery gives
+    it back: load-bound, not a leak, but not "memory usage stable over time" (it PASSed)."""
+    c = Campaign(tiers=((10, "baseline"), (50, "target")), hold_s=120.0, recovery_s=90.0)
+    noise = _noise(c, 0.5)
+    h2 = c.plan(2)
+
+    def rss(t: float) -> float:
+        if h2.hold_start <= t < h2.hold_end:
+            return 300.0 + 30.0 * (t - h2.hold_start) / 60.0 + noise(t)
+        return 300.0 + noise(t)
+
+    a = _run(tmp_path, c, rss)
+    assert [h.growing for h in a.leak.holds] == [False, True]
+    assert a.leak.release is not None and a.leak.release.released
+    assert a.leak.status is Status.WARN and "load-bound, not a leak" in a.leak.evidence
+    assert {ln.status for ln in _leak_lines(a)} == {Status.WARN}
+    assert a.overall == "PASS WITH WARNINGS"

@@ -330,3 +330,24 @@ def test_a_lost_workers_rows_in_flight_are_not_missing_coverage(
     )
     a = analyze(c.write(tmp_path / "r"))
     assert _check(a, 1, "generator_cpu").status is status
+
+
+@pytest.mark.parametrize(("pct", "status"), [(30.0, Status.FAIL), (2.0, Status.PASS)])
+def test_peak_tier_judges_packet_loss_for_collapse(
+    tmp_path: Path, pct: float, status: Status
+) -> None:
+    """At peak "latencies may exceed targets but no metric collapses": every subscribed
+    track losing 30 % of its packets (30x the 1 % target) PASSed the peak tier, which
+    judged no loss at all. Loss collapses at 4x its target, like a latency's P99: 2 %
+    degrades gracefully (PASS at peak, though over the plain target), 30 % FAILs."""
+    tiers = ((10, "baseline"), (50, "target"), (80, "peak"))
+    c, rng = _healthy(tiers=tiers, recovery_s=60.0)
+    for k in range(20):
+        _loss_rows(c, rng, 3, k, np.full(30, pct))
+    a = analyze(c.write(tmp_path / "r"))
+    peak = a.tier(3)
+    assert next(x for x in peak.checks if x.id == "loss").status is Status.FAIL  # plain target
+    assert peak.verdict.status is status, peak.verdict.reason
+    chk = _check(a, 3, "collapse:loss")
+    assert chk.status is status and chk.value == pytest.approx(pct) and chk.limit == 4.0
+    assert a.overall == ("FAIL" if status is Status.FAIL else "PASS"), a.overall_reasons

@@ -25,8 +25,9 @@ def _vals(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
 def _two_tiers(teardown_event: bool, recovery_s: float | None = None) -> Campaign:
     """Tiers of 10 and 20 (rooms of 10), everything within targets, then a 10 s teardown in
     which every participant leaves (a session_s row each) and 5 joins still running at the
-    stop are cancelled — all tagged as the engine tagged them before it had a teardown
-    phase: the last tier's hold (or the recovery)."""
+    stop are cancelled — tagged as the engine tags them: `teardown` since it writes the
+    teardown phase event, and before that (old results) the last tier's hold (or the
+    recovery)."""
     rng = np.random.default_rng(30)
     c = Campaign(
         tiers=((10, "baseline"), (20, "target")),
@@ -42,6 +43,8 @@ def _two_tiers(teardown_event: bool, recovery_s: float | None = None) -> Campaig
     for p in c.plans:
         c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 5_000, 8), rng=rng)
     last, phase = (-1, "recovery") if recovery_s else (2, "hold")
+    if teardown_event:  # the event and the tags came together (engine, a83c0d0)
+        phase = "teardown"
     if recovery_s:
         c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 500, 8), rng=rng)
     t0, t1 = c.window(0, "teardown")

@@ -6,10 +6,12 @@ have, so each test asserts the verdict that must come out and the reason that sa
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -30,18 +32,22 @@ def _healthy(
     skip: tuple[str, ...] = (),
     generator: bool = True,
     empty: tuple[int, ...] = (),
+    teardown_s: float = 0.0,
 ) -> tuple[Campaign, np.random.Generator]:
     """Each tier's new participants join in its ramp; data messages and pings in each
     hold; all well within the default targets; server and generator resources well within
     theirs."""
     rng = np.random.default_rng(0)
-    c = Campaign(tiers=tiers, recovery_s=recovery_s)
+    c = Campaign(tiers=tiers, recovery_s=recovery_s, teardown_s=teardown_s)
     before = 0
     for p in c.plans:
         if p.tier in empty:  # the tier ran (its phases are in the timeline), no samples
             continue
-        if "join_ms" not in skip:
-            c.add(p.tier, "ramp", "join_ms", _vals(rng, p.size - before, 40), rng=rng)
+        if "join_ms" not in skip:  # each participant joins once (p00000, p00001, ...)
+            who = np.array([f"p{i:05d}" for i in range(before, p.size)])
+            c.add(
+                p.tier, "ramp", "join_ms", _vals(rng, p.size - before, 40), rng=rng, participant=who
+            )
         before = p.size
         if "data_e2e_ms" not in skip:
             c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 2000, 8), rng=rng)
@@ -49,6 +55,8 @@ def _healthy(
             c.add(p.tier, "hold", "signal_rtt_ms", _vals(rng, 200, 3), rng=rng)
     if recovery_s:
         c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 300, 8), rng=rng)
+        # pings go on through the recovery, at the holds' rate
+        c.add(-1, "recovery", "signal_rtt_ms", _vals(rng, int(200 * recovery_s / 60), 3), rng=rng)
     c.add_resources("server", 30.0, 300.0, 20.0)
     if generator:
         c.add_resources("generator:w1", 30.0, 120.0, 1.0)
@@ -457,5 +465,229 @@ def test_a_completed_campaign_whose_holds_ended_early_is_inconclusive(tmp_path: 
     assert (a.overall, code) == ("INCONCLUSIVE", 1), a.overall_reasons
     assert any(
         "tier 1 held 60.0 s of its planned 120 s" in r and "tier 2 held 60.0 s" in r
+        for r in a.overall_reasons
+    ), a.overall_reasons
+
+
+# Round 2 of the review (notes/review2): one test per reproduced defect.
+
+
+def test_peak_collapse_skips_a_metric_without_any_target(tmp_path: Path) -> None:
+    """`targets.metrics.signal_rtt_ms: {}` removes the metric's targets: the peak tier's
+    collapse rule ("P99 < 4x target") has nothing to compare it with, so it judges the
+    metrics that have a target and the analysis does not crash (it raised ValueError)."""
+    tiers = ((10, "baseline"), (50, "target"), (80, "peak"))
+    c, _ = _healthy(tiers=tiers, recovery_s=60.0)
+    c.targets = {"metrics": {"signal_rtt_ms": {}}}
+    a, code = _analyze(c, tmp_path)
+    peak = a.tier(3)
+    assert peak is not None
+    ids = {ch.id for ch in peak.verdict.checks}
+    assert "collapse:data_e2e_ms" in ids and "collapse:signal_rtt_ms" not in ids, ids
+    assert not any(ch.id.startswith("latency:signal_rtt_ms") for ch in a.tiers[1].checks)
+    assert (a.overall, code) == ("PASS", 0), a.overall_reasons
+
+
+def test_a_recovery_that_ran_without_samples_is_inconclusive(tmp_path: Path) -> None:
+    """The recovery phase ran its 60 s (timeline) but none of its rows reached the results:
+    nothing shows the server came back, and the data is missing (it WARNed: exit 0)."""
+    c, _ = _healthy(recovery_s=60.0)
+    cols = c.columns()
+    keep = cols["tier"] != -1  # the recovery's rows lost
+    c.chunks = {k: [v[keep]] for k, v in cols.items()}
+    a, code = _analyze(c, tmp_path)
+    assert a.windows.recovery_start is not None
+    assert a.recovery.status is Status.NOT_MEASURED and not a.recovery.measured
+    assert a.recovery.evidence.startswith("the recovery phase ran (60 s) but recorded no sample")
+    line = next(ln for ln in a.checklist if ln.text == "Recovery time after stress measured")
+    assert line.status is Status.NOT_MEASURED
+    assert (a.overall, code) == ("INCONCLUSIVE", 1), a.overall_reasons
+    assert any(
+        r.startswith("recovery not measured: the recovery phase ran") for r in a.overall_reasons
+    )
+
+
+def _w2_shifted(shift_s: float) -> Campaign:
+    """Two workers; w2's clock `shift_s` off the master's after it connected: its rows
+    tagged with the target tier's hold carry times shifted by that much (300 of its 1,000
+    data messages lost). A teardown phase event, as the engine writes."""
+    c, rng = _healthy(teardown_s=10.0)
+    c.workers = {"w1": {"hostname": "gen-a"}, "w2": {"hostname": "gen-b"}}
+    c.add_resources("generator:w2", 30.0, 120.0, 1.0)
+    h = c.plan(2)
+    t = rng.uniform(h.hold_start, h.hold_end - 1e-3, 1000) + shift_s  # ok and failed mixed
+    c.add(2, "hold", "data_e2e_ms", _vals(rng, 700, 8), failures=300, error="media", worker="w2")
+    cols = c.columns()  # the rows just added, at w2's clock
+    w2 = cols["worker"] == "w2"
+    cols["t"][w2] = t
+    order = np.argsort(cols["t"], kind="stable")
+    c.chunks = {k: [v[order]] for k, v in cols.items()}
+    return c
+
+
+def test_a_worker_whose_clock_moved_after_connecting_is_inconclusive(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """w2's clock 60 s ahead by the target hold, though it agreed at connect: its failures
+    landed in teardown, never judged, and the campaign PASSed. Its rows tagged with the
+    hold lie 60 s outside that hold by the master's timeline: its rows cannot be placed,
+    INCONCLUSIVE (in memory and streamed)."""
+    import lkload.analysis.load as load
+
+    cases = (
+        (60.0, "after it ended", "INCONCLUSIVE"),
+        # behind: its failures land in tier 1's hold, which FAILs; the reasons say why the
+        # tier they are blamed on may be the wrong one
+        (-60.0, "before that hold began", "FAIL"),
+    )
+    for shift, where, overall in cases:
+        d = _w2_shifted(shift).write(tmp_path / f"r{shift:+.0f}")
+        a, code = _analyze_dir(d)
+        assert (a.overall, code) == (overall, 1), (shift, a.overall_reasons)
+        reason = next(r for r in a.overall_reasons if r.startswith("worker w2's clock"))
+        # the most outlying row: within a second of the shift
+        assert re.search(r"by ≥ (59\.\d|60\.0) s: its rows tagged tier 2's hold", reason), reason
+        assert where in reason, reason
+        with monkeypatch.context() as m:
+            m.setattr(load, "STREAM_ROWS", 0)
+            assert load.load_results(d).sample_files  # streamed
+            s, _ = _analyze_dir(d)
+        assert (s.overall, s.overall_reasons) == (a.overall, a.overall_reasons)
+
+
+def test_a_worker_a_few_seconds_late_is_not_a_clock_problem(tmp_path: Path) -> None:
+    """w2's rows 3 s late (a phase message's flight, a busy event loop) are within the
+    slack: no clock reason; its 30 % lost data messages FAIL the target tier."""
+    a, code = _analyze_dir(_w2_shifted(3.0).write(tmp_path / "r"))
+    assert not any("clock" in r for r in a.overall_reasons), a.overall_reasons
+    assert (a.overall, code) == ("FAIL", 1)
+    assert _check(a, 2, "error_rate:normal:data").status is Status.FAIL
+
+
+def _analyze_dir(d: Path) -> tuple[Analysis, int]:
+    a = analyze(d)
+    return a, 0 if verdict_passes(a.overall, a.passed, False) else 1
+
+
+def _recovery_pings(c: Campaign, rng: np.random.Generator) -> None:
+    """Tier 1's 10 participants (one room, as their joins say) ping through the recovery."""
+    people = np.array([f"p{i:05d}" for i in range(10)])
+    c.add(
+        -1,
+        "recovery",
+        "signal_rtt_ms",
+        _vals(rng, 200, 3),
+        rng=rng,
+        participant=people[np.arange(200) % 10],
+        room="room-1",
+    )
+
+
+@pytest.mark.parametrize("data_until_s", [0.0, 10.0], ids=["never", "stops-10s-in"])
+def test_a_recovery_whose_data_stopped_is_not_a_pass(tmp_path: Path, data_until_s: float) -> None:
+    """Pings fine through the 60 s recovery, but data messages never flow again (or stop
+    10 s in): a receiver notices a missing message only when a later one arrives, so a dead
+    data path writes no failure row until its participants leave (teardown). Tier 1's hold,
+    at the same participant count, received ~33 a second. The recovery PASSed ("back
+    within targets 0 s after the load dropped"); whether data came back is unknown."""
+    c, rng = _healthy(recovery_s=60.0)
+    cols = c.columns()
+    keep = cols["tier"] != -1
+    c.chunks = {k: [v[keep]] for k, v in cols.items()}
+    r0 = c.recovery_start
+    assert r0 is not None
+    _recovery_pings(c, rng)
+    if data_until_s:
+        t = np.sort(rng.uniform(r0, r0 + data_until_s, 300))
+        c.add(-1, "recovery", "data_e2e_ms", _vals(rng, 300, 8), t=t, rng=rng)
+    a, code = _analyze(c, tmp_path)
+    assert a.recovery.status is Status.NOT_MEASURED and not a.recovery.measured
+    assert "no data_e2e_ms sample in the recovery's last 30 s" in a.recovery.evidence
+    assert (a.overall, code) == ("INCONCLUSIVE", 1), a.overall_reasons
+    # pings failing to the end besides: what was measured failed, FAIL stays FAIL
+    c.add(-1, "recovery", "signal_rtt_ms", None, failures=60, t=r0 + np.arange(0.5, 60.0, 1.0))
+    a, code = _analyze(c, tmp_path / "failing")
+    assert a.recovery.status is Status.FAIL and (a.overall, code) == ("FAIL", 1)
+
+
+def test_a_recovery_with_every_metric_flowing_passes(tmp_path: Path) -> None:
+    """The control: data and pings through the whole recovery: PASS, recovered at 0 s."""
+    c, rng = _healthy(recovery_s=60.0)
+    _recovery_pings(c, rng)
+    a, code = _analyze(c, tmp_path)
+    assert a.recovery.status is Status.PASS and a.recovery.recovery_s == 0
+    assert (a.overall, code) == ("PASS", 0), a.overall_reasons
+
+
+@pytest.mark.parametrize("joins", [10, 19])
+def test_a_percentile_of_too_few_values_is_judged_on_their_max(tmp_path: Path, joins: int) -> None:
+    """One join of 10 (or 19) took 1.5 s: 10 % (5.3 %) of the baseline's joins over the
+    "join_ms P95 < 1000 ms" target, more than a P95 allows, yet the linear P95 of so few
+    values lies between the two largest and read under 1 s: PASS. Fewer than 20 values
+    cannot resolve a P95: the check is judged on their max, and says so."""
+    rng = np.random.default_rng(3)
+    c = Campaign(tiers=((joins, "baseline"), (50, "target")), recovery_s=None)
+    first = np.minimum(_vals(rng, joins, 40), 400.0)
+    first[-1] = 1500.0
+    c.add(1, "ramp", "join_ms", first, rng=rng)
+    c.add(2, "ramp", "join_ms", np.minimum(_vals(rng, 50 - joins, 40), 400.0), rng=rng)
+    for p in c.plans:
+        c.add(p.tier, "hold", "data_e2e_ms", _vals(rng, 2000, 8), rng=rng)
+        c.add(p.tier, "hold", "signal_rtt_ms", _vals(rng, 200, 3), rng=rng)
+    c.add_resources("server", 30.0, 300.0, 20.0)
+    c.add_resources("generator:w1", 30.0, 120.0, 1.0)
+    a, code = _analyze(c, tmp_path)
+    linear = float(np.percentile(first, 95, method="linear"))
+    assert linear < 1000.0  # what was judged before
+    assert a.tier(1).stats.metrics["join_ms"].p95 == linear  # still shown as measured
+    chk = _check(a, 1, "latency:join_ms:p95")
+    assert chk.status is Status.FAIL and chk.value == 1500.0
+    assert chk.note == f"{joins} values: fewer than 20 resolve a P95, judged on their max"
+    assert (a.overall, code) == ("FAIL", 1)
+    # tier 2's joins (31 or more) resolve a P95: judged on it
+    assert _check(a, 2, "latency:join_ms:p95").note == ""
+
+
+def test_accept_incomplete_accepts_only_the_servers_unmeasured_cpu_and_memory(
+    tmp_path: Path, capsys
+) -> None:
+    """--accept-incomplete is for a --url campaign whose server CPU and memory nobody could
+    scrape. It also exited 0 when the INCOMPLETE came from data messages never received
+    (or an unmeasured generator, or clocks that disagree): a broken data path signed off.
+    Only the server's checks may be what is missing; anything else exits 1."""
+    from lkload.cli.main import main
+
+    c, _ = _healthy(skip=("data_e2e_ms",))
+    d = _write_with_rooms(c, tmp_path / "r", {"data": True, "participants_per_room": 5})
+    assert main(["report", str(d), "--out", str(tmp_path / "o"), "--accept-incomplete"]) == 1
+    a = analyze(d)
+    assert a.overall == "INCOMPLETE" and not a.incomplete_only_server
+    # the server's CPU and memory alone unmeasured: accepted, as documented
+    c2, _ = _healthy()
+    c2.resources = [r for r in c2.resources if r[1] != "server"]
+    d2 = c2.write(tmp_path / "r2")
+    a2 = analyze(d2)
+    assert a2.overall == "INCOMPLETE" and a2.incomplete_only_server, a2.overall_reasons
+    assert main(["report", str(d2), "--out", str(tmp_path / "o2"), "--accept-incomplete"]) == 0
+    assert main(["report", str(d2), "--out", str(tmp_path / "o3")]) == 1
+    capsys.readouterr()
+
+
+def test_a_peak_tier_that_ran_below_its_size_is_inconclusive(tmp_path: Path) -> None:
+    """A worker with 50 of the peak tier's 100 participants lost 5 s into its hold: the
+    peak ran at half load and its numbers passed, WARN, and the campaign PASSed WITH
+    WARNINGS (exit 0), signing "degradation graceful at 100 users" on 50. Unlike an
+    untrustworthy peak whose numbers pass (the server coped even with the tool
+    struggling), half the load proves nothing about the full one: INCONCLUSIVE."""
+    tiers = ((10, "baseline"), (50, "target"), (100, "peak"))
+    c, _ = _healthy(tiers=tiers, recovery_s=30.0)
+    _lose_worker(c, 3, 50)
+    a, code = _analyze(c, tmp_path)
+    peak = a.tier(3)
+    assert peak is not None and peak.verdict.reduced_load
+    assert peak.verdict.status is Status.WARN  # the 50 missing: the generator's loss
+    assert (a.overall, code) == ("INCONCLUSIVE", 1), a.overall_reasons
+    assert any(
+        r.startswith("tier 3 (100 users) ran below its size: worker w2 lost")
         for r in a.overall_reasons
     ), a.overall_reasons

@@ -61,6 +61,8 @@ def _campaign(tmp_path: Path, status: str = "completed", failed_joins: int = 0) 
         participant=EVIL_PARTICIPANT,
     )
     c.add(-1, "recovery", "data_e2e_ms", np.round(rng.gamma(3, 5, 300), 3), rng=rng)
+    # tier 1's participants ping on through the recovery, as they did in its hold
+    c.add(-1, "recovery", "signal_rtt_ms", np.round(rng.gamma(2, 3, 25), 3), rng=rng)
     c.add_resources("server", lambda t: 10 + (t % 50) / 2, 250.0, 15.0)
     c.add_resources("generator:w1", 35.0, 140.0, 1.0)
     return c.write(tmp_path / "results" / "synthetic-20260101-000000")
@@ -112,6 +114,9 @@ def test_cli_report_exit_codes(tmp_path: Path, capsys) -> None:
         assert (summary["overall"], code) == (overall, code_wanted), summary["overall_reasons"]
         if failed_joins:
             assert "3 of 13 joins failed: auth 3" in summary["overall_reasons"][0]
+        # the sign-off block names the verdict it signs (report.md has no page to put it on)
+        signoff = (out_dir / "report.md").read_text().split("## Sign-off", 1)[1]
+        assert f"overall verdict **{overall}**" in signoff
         assert "report.html" in out
     assert main(["report", str(tmp_path / "nope")]) == 2
     assert "no such results directory" in capsys.readouterr().err

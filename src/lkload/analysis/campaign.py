@@ -9,11 +9,13 @@ import pandas as pd
 
 from lkload.analysis.checklist import checklist_lines
 from lkload.analysis.deployment import deployment_lines, load_checks
+from lkload.analysis.drift import Drift, clock_drift, tagged_hold_spans
 from lkload.analysis.failures import failure_modes
+from lkload.analysis.kinds import unknown_metrics
 from lkload.analysis.leak import LeakCheck, leak_check
 from lkload.analysis.load import Results, load_results, reuse_freed_memory
 from lkload.analysis.outages import loss_in_tier, server_outages
-from lkload.analysis.recovery import recovery_time
+from lkload.analysis.recovery import Recovery, recovery_time
 from lkload.analysis.resources import (
     HOST_PREFIX,
     HostMap,
@@ -262,11 +264,24 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
         notes.append(
             "the server host's core count is unknown: server CPU is shown as percent of one core"
         )
+    unknown = unknown_metrics(arrays.metrics)
+    if unknown:
+        notes.append(
+            f"rows of metric(s) this lkload does not know: {', '.join(unknown)} (results "
+            "written by another tool?): their ok rows are judged as nothing, their failure "
+            "rows count as `other` failures"
+        )
     hosts = host_map(results.campaign)
     notes += _host_notes(results.resources, hosts)
     scrapes = read_server_metrics(results.directory)
     notes += _scrape_notes(scrapes)
-    recovery = recovery_time(arrays, windows.recovery_start, windows.recovery_end, targets)
+    first = tier_stats[0] if tier_stats else None
+    rates = (
+        {m: st.count / first.hold_s for m, st in first.metrics.items() if st.count}
+        if first is not None and first.hold_s > 0
+        else {}
+    )
+    recovery = recovery_time(arrays, windows.recovery_start, windows.recovery_end, targets, rates)
     recovery_size = tier_stats[0].size if tier_stats and tier_stats[0].size else None
     leak = leak_check(
         results.resources,
@@ -328,7 +343,13 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
             "timeline.jsonl has no phase events: each row is judged by its own tier and phase "
             "tags, and a row with neither belongs to no tier"
         )
-    overall, reasons = _overall(tiers, lines, cut, leak, outside)
+    tagged = totals.tagged if totals is not None and totals.tagged is not None else None
+    drift = clock_drift(
+        tagged if tagged is not None else tagged_hold_spans(arrays),
+        windows,
+        {name for name, _ in lost_workers(results)},
+    )
+    overall, reasons = _overall(tiers, lines, cut, leak, outside, recovery, drift)
     return Analysis(
         campaign_id=results.campaign_id,
         status=results.status,
@@ -448,12 +469,20 @@ def _knee_blocker(t: TierResult) -> str:
 
 
 def _overall(
-    tiers: list[TierResult], lines: list, cut: str, leak: LeakCheck, outside: str = ""
+    tiers: list[TierResult],
+    lines: list,
+    cut: str,
+    leak: LeakCheck,
+    outside: str = "",
+    recovery: Recovery | None = None,
+    drift: list[Drift] | None = None,
 ) -> tuple[str, list[str]]:
     """FAIL on any failed tier or line; INCONCLUSIVE when cut short, a normal-load tier is
-    untrustworthy, unmeasured or ran below its size (a worker lost), a tier of any role ran
+    untrustworthy, unmeasured or ran below its size (a worker lost), a peak tier ran below
+    its size, a tier of any role ran
     its hold without samples, an untrustworthy peak tier's measured values would FAIL, or
-    failure rows lie outside every judged phase;
+    failure rows lie outside every judged phase, the recovery phase ran without samples, or
+    a worker's rows show its clock moved after it connected (`drift`);
     INCOMPLETE when a normal-load tier's server CPU or memory, or a judged tier's targeted
     latency metric that the campaign produces, was not measured (nothing failed, but a PASS
     would claim what nobody measured);
@@ -468,13 +497,17 @@ def _overall(
         if t.verdict.status is Status.FAIL
     ]
     failed += [f"checklist: {ln.text} — {ln.evidence}" for ln in lines if ln.status is Status.FAIL]
-    if failed:
-        return "FAIL", failed
+    if failed:  # a worker's misplaced rows may put a failure in the wrong tier: say so
+        return "FAIL", failed + [d.describe() for d in drift or []]
     reasons = []
     if cut:
         reasons.append(cut)
     if outside:  # failures no tier judged: a PASS would ignore them
         reasons.append(outside)
+    if recovery is not None and recovery.missing:  # ran, and its data is lost
+        reasons.append(f"recovery not measured: {recovery.evidence}")
+    # a worker's rows placed by a clock that disagrees with the master's: misplaced
+    reasons += [d.describe() for d in drift or []]
     for t in tiers:
         normal = (t.stats.role or "target") in NORMAL_ROLES
         v = t.verdict
@@ -489,8 +522,10 @@ def _overall(
         elif v.status is Status.NOT_MEASURED and (normal or t.stats.hold_start is not None):
             # a tier that ran but whose samples are missing judges nothing, whatever its role
             reasons.append(f"tier {t.tier} ({t.stats.size} users) not measured: {v.reason}")
-        if normal and v.reduced_load and v.status is not Status.NOT_MEASURED:
-            # half the load handled is no sign-off of the tier's size
+        peak = t.stats.role == "peak"
+        if (normal or peak) and v.reduced_load and v.status is not Status.NOT_MEASURED:
+            # half the load handled is no sign-off of the tier's size (nor, at peak, of
+            # graceful degradation at it: less load flatters every number)
             reasons.append(
                 f"tier {t.tier} ({t.stats.size} users) ran below its size: {v.reduced_load}"
             )

@@ -12,10 +12,13 @@ kind is its own numerator and denominator:
 - `media`: `rx_kbps` rows (one per subscribed track and stats interval; an interval below
   the scenario's share of the publisher's bitrate is a failure row) + `media_stall_s`
   rows (one failure per stall).
-- `other`: failure rows of any other metric + ok rows of metrics lkload does not know.
+- `other`: failure rows of any other metric.
 
 `other` catches what no kind names (an `internal` failure of the generator, a failure row of
-an observation metric): with no ok rows beside it, any such failure is a 100 % rate.
+an observation metric or of a metric this lkload does not know): with no ok rows beside
+it, any such failure is a 100 % rate. Ok rows of a metric lkload does not know (results
+written by another tool) are no attempts of anything: counted as `other` attempts, 5,000
+of them diluted 3 internal failures to 0.06 % (a note names such metrics).
 Observation metrics (`loss_pct`, `jitter_ms`, `media_e2e_ms`, the transport rows and the
 browser probes' viewer metrics) are judged by their own
 targets, not as attempts.
@@ -31,6 +34,7 @@ from lkload.metrics.schema import (
     PUBLISH_METRIC,
     SESSION_METRIC,
     STALL_METRIC,
+    TICK_METRIC,
     TRANSPORT_METRICS,
     VIEWER_METRICS,
 )
@@ -66,6 +70,9 @@ OBSERVATION_METRICS: tuple[str, ...] = (
     *TRANSPORT_METRICS.values(),  # one per joined participant: what its media ran over
     *VIEWER_METRICS,  # a browser probe's view of each received track, per interval
 )
+# Every metric lkload writes: the attempts', the observations' and the generator's own
+# failures (a failure-only metric).
+KNOWN_METRICS: frozenset[str] = frozenset((*KIND_OF_METRIC, *OBSERVATION_METRICS, TICK_METRIC))
 # What one attempt of each kind is, for the report ("50 of 50 joins failed").
 KIND_NOUNS: dict[str, str] = {
     "join": "joins",
@@ -99,11 +106,13 @@ def kind_luts(metrics: list[str]) -> tuple[np.ndarray, np.ndarray]:
     kind = np.array(
         [KINDS.index(KIND_OF_METRIC.get(m, "other")) for m in metrics] or [OTHER], dtype=np.int8
     )
-    ok_attempt = np.array(
-        [m in KIND_OF_METRIC or m not in OBSERVATION_METRICS for m in metrics] or [False],
-        dtype=bool,
-    )
+    ok_attempt = np.array([m in KIND_OF_METRIC for m in metrics] or [False], dtype=bool)
     return kind, ok_attempt
+
+
+def unknown_metrics(metrics: list[str]) -> list[str]:
+    """Metric names no lkload engine writes (results from another tool, or edited)."""
+    return sorted(m for m in metrics if m and m not in KNOWN_METRICS)
 
 
 def attempt_mask(

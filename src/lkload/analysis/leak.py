@@ -25,9 +25,9 @@ Verdict:
   equal participant count *and* at least one hold grew; or, without a usable recovery,
   two or more holds grew (or the only judged hold did).
 - WARN: memory kept at equal participant count with no growth during holds (the Go runtime
-  may hold freed memory for minutes: rerun with a longer recovery to tell); holds grew but
-  the memory was released afterwards (load-bound, not a leak, but not stable); or one of
-  several holds grew.
+  may hold freed memory for minutes: rerun with a longer recovery to tell); any hold
+  grew but the memory was released afterwards (load-bound, not a leak, but not stable); or
+  one of several holds grew.
 - PASS: no judged hold grew and the memory (if a recovery ran) was released.
 - NOT MEASURED: no server RSS samples, or every hold too short and no usable recovery.
 """
@@ -347,7 +347,7 @@ def leak_check(
             "freed memory for minutes: a longer recovery tells",
         )
     if release is not None:  # released
-        if len(growing) >= 2:
+        if growing:  # even one hold's steady growth is no "memory usage stable over time"
             return done(
                 Status.WARN,
                 evidence + " — memory grew with time at constant load but was released: "

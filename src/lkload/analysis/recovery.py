@@ -6,7 +6,11 @@ with a P95 target has its P95 at or under it and each kind of attempt's error ra
 (`kinds`) is within the normal budget. The phase is the recovery's time span from the
 timeline: it ends where teardown starts. The recovery time is the start of the first
 window from which every later window (with samples) stays within targets, measured from
-the start of the phase.
+the start of the phase. A recovery phase that ran without a sample in any window is NOT
+MEASURED and `missing`: its data is lost, which makes the campaign INCONCLUSIVE; so is one
+where a latency metric with a P95 target that flowed in tier 1's hold (data messages,
+pings, the API) has no row in its last half where tier 1's rate promised some
+(`_stopped`; media_e2e_ms is not expected: it depends on which publishers stayed).
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from lkload.analysis.kinds import KINDS, attempt_mask
 from lkload.analysis.tiers import SampleArrays
 from lkload.analysis.verdict_types import Status, within
 from lkload.analysis.windows import RECOVERY
-from lkload.metrics.schema import LATENCY_METRICS
+from lkload.metrics.schema import ARRIVAL_METRICS, LATENCY_METRICS
 from lkload.scenario.model import Targets
 
 WINDOW_S = 5.0
@@ -35,6 +40,8 @@ class Recovery:
     recovery_s: float | None = None
     duration_s: float | None = None
     samples: int = 0
+    # the phase ran but no window of it has a sample (data lost): INCONCLUSIVE
+    missing: bool = False
 
 
 def _window_ok(a: SampleArrays, idx: np.ndarray, targets: Targets) -> bool | None:
@@ -64,16 +71,93 @@ def _window_ok(a: SampleArrays, idx: np.ndarray, targets: Targets) -> bool | Non
     return True
 
 
+def _missing(start: float | None, end: float | None, samples: int = 0) -> Recovery:
+    """The recovery phase ran (the timeline says so) yet no window of it has a sample: its
+    data is missing, so nothing shows the server came back (the campaign is INCONCLUSIVE)."""
+    ran = f"ran ({end - start:.0f} s)" if start is not None and end is not None else "started"
+    return Recovery(
+        Status.NOT_MEASURED,
+        f"the recovery phase {ran} but recorded no samples"
+        + (f" in its windows ({samples} in its last second)" if samples else "")
+        + ": its data is missing",
+        missing=True,
+        samples=samples,
+    )
+
+
+# A metric whose rate in tier 1's hold promised at least this many rows in the recovery's
+# last half yet gave none there stopped (Poisson P(0) at 10 is 5e-5).
+MIN_EXPECTED = 10.0
+# Rows written whatever the rooms: each participant's pings, the campaign's API calls. The
+# recovery keeps tier 1's participant count, so tier 1's hold rate is the recovery's.
+STEADY_METRICS = ("signal_rtt_ms", "api_ms")
+# One row per message and receiver in the sender's room: Locust picks the participants that
+# stay in the recovery at random, so their rooms differ from tier 1's; the rate scales with
+# the ordered pairs of participants sharing a room.
+PAIR_METRIC = "data_e2e_ms"
+
+
+def _pairs(a: SampleArrays, rows: np.ndarray) -> int:
+    """Ordered pairs of distinct participants sharing a room, among those of `rows`."""
+    s = a.samples
+    if rows.size == 0 or "room" not in s.columns or "participant" not in s.columns:
+        return 0
+    who = pd.DataFrame(
+        {"room": s["room"].iloc[rows].astype(str), "p": s["participant"].iloc[rows].astype(str)}
+    )
+    who = who[who["p"] != ""].drop_duplicates()
+    k = who.groupby("room").size().to_numpy(dtype=np.int64)
+    return int((k * (k - 1)).sum())
+
+
+def _stopped(
+    a: SampleArrays, sel: np.ndarray, start: float, end: float, rates: dict[str, float]
+) -> str:
+    """A latency metric with a P95 target that flowed in tier 1's hold (`rates`: rows per
+    second there) and should have flowed in the recovery's last half, with none there: ""
+    when none. A dead data path writes no failure row until its participants leave (a
+    receiver notices a missing message when a later one arrives), so the windows without
+    it would read as within targets."""
+    half = (end - start) / 2
+    late = sel[a.t[sel] >= start + half]
+    present = {a.metrics[c] for c in np.unique(a.metric[late]).tolist()}
+    expected: dict[str, tuple[float, str]] = {
+        m: (rates[m] * half, "tier 1's hold (same participant count)")
+        for m in STEADY_METRICS
+        if m in rates
+    }
+    if PAIR_METRIC in rates:
+        joins = np.flatnonzero((a.tier == 1) & a.ok & np.isin(a.metric, a.codes_of(("join_ms",))))
+        first, now = _pairs(a, joins), _pairs(a, late)
+        if first and now:
+            expected[PAIR_METRIC] = (
+                rates[PAIR_METRIC] / first * now * half,
+                f"tier 1's hold, per pair of participants in a room ({now} pairs now)",
+            )
+    for metric, (n, basis) in sorted(expected.items()):
+        if metric in present or n < MIN_EXPECTED:
+            continue
+        return (
+            f"no {metric} sample in the recovery's last {half:.0f} s, where {basis} promised "
+            f"{n:.0f}: whether it came back after the load dropped is unknown"
+        )
+    return ""
+
+
 def recovery_time(
-    a: SampleArrays, start: float | None, end: float | None, targets: Targets
+    a: SampleArrays,
+    start: float | None,
+    end: float | None,
+    targets: Targets,
+    rates: dict[str, float] | None = None,
 ) -> Recovery:
+    """`rates`: rows per second of each latency metric in tier 1's hold; one with a P95
+    target that stops in the recovery leaves it NOT MEASURED (`_stopped`)."""
     sel = np.flatnonzero(a.phase == RECOVERY) if a.n else np.empty(0, dtype=np.int64)
     if start is None and sel.size == 0:
         return Recovery(Status.NOT_MEASURED, "no recovery phase in this campaign")
     if sel.size == 0:
-        return Recovery(
-            Status.WARN, "recovery phase started but recorded no samples", measured=False
-        )
+        return _missing(start, end)
     t = a.t[sel]
     start = float(t.min()) if start is None else start
     end = float(t.max()) if end is None else end
@@ -89,19 +173,29 @@ def recovery_time(
         if ok is not None:
             results.append((w0 - start, ok))
     if not results:
-        return Recovery(Status.WARN, "recovery phase recorded no samples", samples=int(sel.size))
+        return _missing(start, end, int(sel.size))
     recovered_at = None
     for offset, ok in reversed(results):
         if not ok:
             break
         recovered_at = offset
-    if recovered_at is None:
+    if recovered_at is None:  # what it measured failed: a missing metric changes nothing
         return Recovery(
             Status.FAIL,
             f"not back within targets by the end of the {duration:.0f} s recovery phase",
             measured=True,
             duration_s=duration,
             samples=int(sel.size),
+        )
+    judged = {
+        m: r
+        for m, r in (rates or {}).items()
+        if m in LATENCY_METRICS and m not in ARRIVAL_METRICS and targets.for_metric(m).p95
+    }
+    stopped = _stopped(a, sel, start, end, judged)
+    if stopped:
+        return Recovery(
+            Status.NOT_MEASURED, stopped, duration_s=duration, samples=int(sel.size), missing=True
         )
     return Recovery(
         Status.PASS,

@@ -15,7 +15,7 @@ from lkload.analysis.resources import TierResources
 from lkload.analysis.server_side import ServerSide
 from lkload.analysis.tiers import TeardownStats, TierStats
 from lkload.analysis.verdict_types import Check, Status
-from lkload.analysis.verdicts import Break, TierVerdict
+from lkload.analysis.verdicts import METRIC_CHECK, Break, TierVerdict, is_trust_check
 from lkload.analysis.windows import Windows
 from lkload.analysis.workers import Workers
 from lkload.scenario.model import Scenario, Targets
@@ -84,6 +84,22 @@ class Analysis:
     @property
     def passed(self) -> bool:
         return self.overall in ("PASS", "PASS WITH WARNINGS")
+
+    @property
+    def incomplete_only_server(self) -> bool:
+        """INCOMPLETE only because the server's CPU or memory went unmeasured (a --url
+        campaign without --prometheus): what --accept-incomplete may accept. A targeted
+        metric never measured (data never received), an unmeasured generator or clocks
+        that disagree leave what the campaign measured itself unknown: never accepted."""
+        if self.overall != "INCOMPLETE":
+            return False
+        return not any(
+            c.status is Status.NOT_MEASURED
+            and (c.id.startswith(METRIC_CHECK) or is_trust_check(c.id))
+            for t in self.tiers
+            if t.verdict.status is Status.INCOMPLETE
+            for c in t.verdict.checks
+        )
 
     def tier(self, n: int) -> TierResult | None:
         return next((t for t in self.tiers if t.tier == n), None)

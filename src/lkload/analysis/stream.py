@@ -30,6 +30,8 @@ import pyarrow as pa
 
 from lkload.analysis.clocks import E2E_METRICS
 from lkload.analysis.coverage import worker_spans
+from lkload.analysis.drift import merge as merge_tagged
+from lkload.analysis.drift import tagged_hold_spans
 from lkload.analysis.load import (
     STRING_SAMPLE_COLUMNS,
     Results,
@@ -147,6 +149,7 @@ def analyse_streamed(
         a = SampleArrays(df, windows)
         accumulate(a, totals)
         totals.add_spans(worker_spans(a))  # the generator-coverage rule reads every worker's
+        totals.tagged = merge_tagged(totals.tagged or {}, tagged_hold_spans(a))  # clock drift
         if (parts := track_loss_parts(a)) is not None:  # each track's loss over the hold
             totals.loss_parts = [*(totals.loss_parts or []), parts]
         keep = ~a.ok

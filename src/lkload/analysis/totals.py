@@ -205,6 +205,9 @@ class Totals:
     # per tier, each worker's first and last sample t in the hold (coverage.worker_spans),
     # merged batch by batch; None: computed from the rows at hand (they are every row)
     spans: dict[int, dict[str, tuple[float, float]]] | None = None
+    # each worker's ok rows tagged with each tier's hold: first and last t (drift.py),
+    # merged batch by batch; None: computed from the rows at hand
+    tagged: dict[tuple[str, int], tuple[float, float]] | None = None
     # per batch, track_loss.track_loss_parts (summed at the end); None: from the rows at hand
     loss_parts: list[Any] | None = None
 

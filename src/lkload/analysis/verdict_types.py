@@ -12,7 +12,8 @@ class Status(StrEnum):
     WARN = "WARN"
     NOT_MEASURED = "NOT MEASURED"
     # Nothing failed, but a target that a PASS would claim was not measured (server CPU or
-    # memory of a judged tier): never a PASS; exit 1 unless --accept-incomplete.
+    # memory of a judged tier, a targeted metric, the generator, clocks): never a PASS;
+    # exit 1 unless --accept-incomplete and only the server's CPU/memory went unmeasured.
     INCOMPLETE = "INCOMPLETE"
 
 

@@ -4,14 +4,16 @@ design.md "Tiers and verdicts": baseline — every target met (server CPU agains
 baseline limit); acceptable — every target, P99 may reach 1.5x its target; target — every
 target at the normal error budget; peak — each kind's error rate under the peak budget, and
 no more participants missing over the hold than that budget allows, server alive,
-no metric collapsed (P99 < 4x target) and recovery measured; stress — failure modes
+no metric collapsed (P99 < 4x target; the worst track's packet loss < 4x its target) and
+recovery measured; stress — failure modes
 identified. A tier whose generator saturated is untrustworthy: its verdict is WARN
 whatever its numbers say, because the tool measured itself; so is a tier whose host was
 busy with other processes (a noisy neighbour starved server and generator alike, see
 `resources`). A tier that ran below its size
 (a worker lost in its ramp, settle or hold) is at least WARN (`reduce_load`), and neither
 counts towards the knee. Neither can contribute a PASS: the campaign is INCONCLUSIVE when a
-normal-load tier is either, or an untrustworthy peak tier's measured values would FAIL.
+normal-load tier is either, a peak tier ran below its size, or an untrustworthy peak tier's
+measured values would FAIL.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from lkload.analysis.clocks import CLOCKS_PREFIX
 from lkload.analysis.coverage import GENERATOR_CHECK, generator_check
 from lkload.analysis.kinds import KIND_NOUNS, allowed_missing
+from lkload.analysis.percentiles import Distribution
 from lkload.analysis.recovery import Recovery
 from lkload.analysis.resources import SERVER_QUANTILE, TierResources
 from lkload.analysis.tiers import TierStats
@@ -89,6 +92,24 @@ def expected_metrics(tiers: list[TierStats], scenario: Scenario | None) -> dict[
     return out
 
 
+# Fewer values than this cannot resolve the percentile (ceil(1 / (1 - q))): below it a single
+# value over the target is more than the 5 % (P95) or 1 % (P99) the target allows, yet the
+# linear estimate lies between the two largest values and may stay under the target (one
+# join of 10 at 1.5 s read P95 0.9 s). Such a percentile is judged on the values' max.
+MIN_VALUES = {"p50": 2, "p95": 20, "p99": 100}
+
+
+def judged_percentile(m: Distribution, name: str) -> tuple[float | None, str]:
+    """The value a percentile target is judged on, and a note when it is not the
+    percentile itself (too few values: their max)."""
+    if m.count >= MIN_VALUES[name]:
+        return m.percentile(name), ""
+    return m.max, (
+        f"{m.count} value{'s' if m.count != 1 else ''}: fewer than {MIN_VALUES[name]} resolve "
+        f"a {name.upper()}, judged on their max"
+    )
+
+
 def _unmeasured_metric(ts: TierStats, metric: str, why: str) -> Check:
     where = "none in this tier's judged window"
     if metric == "media_e2e_ms" and ts.coverage is not None:
@@ -116,7 +137,7 @@ def strict_checks(
             limit = getattr(pct, name)
             if limit is None or m is None or not m.count:
                 continue
-            value = getattr(m, name)
+            value, note = judged_percentile(m, name)
             checks.append(
                 Check(
                     f"latency:{metric}:{name}",
@@ -125,6 +146,7 @@ def strict_checks(
                     value,
                     limit,
                     "ms",
+                    note,
                 )
             )
     checks += error_checks(ts, targets)
@@ -265,6 +287,7 @@ class TierVerdict:
 def _relimit(check: Check, limit: float, note: str) -> Check:
     """An allowance ("P99 may reach 1.5x target"): a value at it passes."""
     status = _status(check.value, limit, inclusive=True)
+    note = f"{check.note}; {note}" if check.note else note
     return Check(check.id, check.label, status, check.value, limit, check.unit, note)
 
 
@@ -275,17 +298,35 @@ def _collapse_checks(ts: TierStats, targets: Targets) -> list[Check]:
         if m is None or not m.count or metric in ts.negative_e2e:
             continue
         pct = targets.for_metric(metric)
-        base = pct.p99 or max(v for v in (pct.p50, pct.p95, pct.p99) if v is not None)
+        given = [v for v in (pct.p99, pct.p95, pct.p50) if v is not None]
+        if not given:  # no target (`metrics: {name: {}}`): nothing to collapse against
+            continue
+        base = pct.p99 or max(given)
         limit = COLLAPSE_P99_FACTOR * base
+        value, few = judged_percentile(m, "p99")
         out.append(
             Check(
                 f"collapse:{metric}",
                 f"{metric} P99",
-                _status(m.p99, limit),
-                m.p99,
+                _status(value, limit),
+                value,
                 limit,
                 "ms",
-                f"collapse limit {COLLAPSE_P99_FACTOR:g}x target",
+                f"collapse limit {COLLAPSE_P99_FACTOR:g}x target" + (f"; {few}" if few else ""),
+            )
+        )
+    loss = ts.track_loss
+    if loss is not None:  # a metric too: the worst track's hold loss, at 4x its target
+        limit = COLLAPSE_P99_FACTOR * targets.loss_pct
+        out.append(
+            Check(
+                "collapse:loss",
+                "packet loss",
+                _status(loss.worst_pct, limit),
+                loss.worst_pct,
+                limit,
+                "%",
+                f"collapse limit {COLLAPSE_P99_FACTOR:g}x target; {loss.describe()}",
             )
         )
     return out

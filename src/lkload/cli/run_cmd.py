@@ -44,7 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--accept-incomplete",
         action="store_true",
-        help="exit 0 on an INCOMPLETE verdict (the report still says INCOMPLETE)",
+        help="exit 0 on an INCOMPLETE verdict whose only unmeasured checks are the server's "
+        "CPU and memory (the report still says INCOMPLETE)",
     )
     p.add_argument(
         "--results", type=Path, default=Path("results"), help="results root (default: results/)"

@@ -22,9 +22,15 @@ def report_and_verdict(
     except ImportError:
         print(f"overall: {'PASS' if result.passed else 'FAIL'}", file=sys.stderr)
     print(f"lkload: report {result.html}", file=sys.stderr)
-    return verdict_passes(result.overall, result.passed, accept_incomplete)
+    return verdict_passes(
+        result.overall, result.passed, accept_incomplete, result.analysis.incomplete_only_server
+    )
 
 
-def verdict_passes(overall: str, passed: bool, accept_incomplete: bool) -> bool:
-    """Exit 0? PASS passes; INCOMPLETE only with --accept-incomplete; anything else fails."""
-    return passed or (accept_incomplete and overall == "INCOMPLETE")
+def verdict_passes(
+    overall: str, passed: bool, accept_incomplete: bool, only_server: bool = False
+) -> bool:
+    """Exit 0? PASS passes; INCOMPLETE only with --accept-incomplete and only when what is
+    missing is the server's CPU and memory (`only_server`: Analysis.incomplete_only_server);
+    anything else fails."""
+    return passed or (accept_incomplete and overall == "INCOMPLETE" and only_server)

@@ -143,6 +143,8 @@ def render_markdown(view: View, plots: list[Plot]) -> str:
         md += _table(["Scenario", "Value"], view.scenario_rows)
     md += _table(["Metric", "Target"], view.target_rows)
     md += ["## Sign-off", ""]
+    # what is signed, right above the signatures (as the HTML's sign-off page says it)
+    md += [f"Campaign `{_esc(view.campaign_id)}` — overall verdict **{view.overall}**.", ""]
     if view.deployment:
         md += ["### Deployment checks behind this sign-off (lkload check)", ""]
         md += _table(
