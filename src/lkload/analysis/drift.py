@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
+from lkload.analysis.coverage import worker_first_last
 from lkload.analysis.windows import Windows
 from lkload.metrics.schema import STALL_METRIC
 
@@ -38,7 +38,6 @@ SLACK_S = 5.0
 # a frame's arrival, mapped to its capture time once the sender's reports allow (up to
 # 4.9 s before its row in real single-process runs, 2026-11-28).
 WRITTEN_LATER = ("media_e2e_ms", STALL_METRIC)
-_CHUNK = 2_000_000
 
 # (worker, tier tag) -> first and last t of its ok rows tagged with that tier's hold
 TaggedSpans = dict[tuple[str, int], tuple[float, float]]
@@ -55,29 +54,12 @@ def tagged_hold_spans(a: SampleArrays) -> TaggedSpans:
         return {}
     rows = a.ok & (s["phase"].array.codes == phases.index("hold")) & (a.tier_tag >= 1)
     rows &= ~np.isin(a.metric, a.codes_of(WRITTEN_LATER))
+    rows &= np.isfinite(a.t)  # a row read without its time places nothing
     idx = np.flatnonzero(rows)
     if idx.size == 0:
         return {}
-    column = s["worker"]
-    if not isinstance(column.dtype, pd.CategoricalDtype):
-        column = column.astype("category")
-    names = column.cat.categories.astype(str)
-    width = len(names) + 1
-    out: TaggedSpans = {}
-    for lo in range(0, idx.size, _CHUNK):
-        part = idx[lo : lo + _CHUNK]
-        key = a.tier_tag[part].astype(np.int64) * width + (
-            column.array.codes[part].astype(np.int64) + 1
-        )
-        spans = pd.Series(a.t[part]).groupby(key, sort=False).agg(["min", "max"])
-        for k, first, last in zip(
-            spans.index.tolist(), spans["min"].tolist(), spans["max"].tolist(), strict=True
-        ):
-            tier, code = divmod(int(k), width)
-            name = str(names[code - 1]) if code >= 1 else ""
-            if name:
-                merge(out, {(name, int(tier)): (float(first), float(last))})
-    return out
+    spans = worker_first_last(a, idx, a.tier_tag[idx])
+    return {(worker, tier): span for (tier, worker), span in sorted(spans.items())}
 
 
 def merge(into: TaggedSpans, batch: TaggedSpans) -> TaggedSpans:
