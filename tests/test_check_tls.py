@@ -188,3 +188,12 @@ def test_cbc_only_server_warns_strong_ciphers() -> None:
     assert strong.verdict is Verdict.WARN and "not AEAD" in strong.seen, strong
     assert rows["tls.weak_ciphers"].verdict is Verdict.PASS
     assert rows["tls.forward_secrecy"].verdict is Verdict.PASS
+
+
+def test_weak_leaf_key_fails_the_chain() -> None:
+    """A 1024-bit RSA leaf key: every current client refuses it (OpenSSL's default security
+    level 2 says 'EE certificate key too weak'), so the chain is not valid."""
+    with tls_server(TlsServerSpec(leaf_rsa_bits=1024)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    chain = rows["tls.chain"]
+    assert chain.verdict is Verdict.FAIL and "too weak" in chain.seen, chain

@@ -92,8 +92,10 @@ def handshake(ep: TlsEndpoint, ca_file: Path | None, timeout_s: float) -> Handsh
     ctx.check_hostname = False
     ctx.verify_flags |= _NO_CHECK_TIME
     # every suite OpenSSL allows, not just Python's modern list: a server speaking only older
-    # suites must still have its chain judged here (the suites are judged by their own lines)
-    ctx.set_ciphers("ALL:@SECLEVEL=1")
+    # suites must still have its chain judged here (the suites are judged by their own lines).
+    # Security level 2, as clients default to: a key under 2048 bits RSA or a SHA-1 signature
+    # in the chain fails it (level 1 let a 1024-bit RSA key pass)
+    ctx.set_ciphers("ALL:@SECLEVEL=2")
     ctx.set_alpn_protocols(["h2", "http/1.1"])
     hs = Handshake(chain_ok=False, trust=f"CA file {ca_file}" if ca_file else "system trust store")
     try:
