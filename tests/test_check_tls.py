@@ -197,3 +197,33 @@ def test_weak_leaf_key_fails_the_chain() -> None:
         rows = run_tls(ep, ep.ca_file)
     chain = rows["tls.chain"]
     assert chain.verdict is Verdict.FAIL and "too weak" in chain.seen, chain
+
+
+def test_expired_intermediate_fails_not_expired() -> None:
+    """The leaf is valid, the intermediate the server sends expired 3 days ago: clients
+    refuse the chain, so 'Certificates are not expired' fails and names the intermediate."""
+    with tls_server(TlsServerSpec(intermediate_days_valid=-3)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    exp = rows["tls.not_expired"]
+    assert exp.verdict is Verdict.FAIL and "lkload test intermediate" in exp.seen, exp
+    assert "expired on" in exp.seen
+    assert rows["tls.expiry"].verdict is Verdict.FAIL, rows["tls.expiry"]
+    assert rows["tls.name"].verdict is Verdict.PASS
+
+
+def test_intermediate_expiring_soon_fails_expiry() -> None:
+    with tls_server(TlsServerSpec(intermediate_days_valid=20)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    exp = rows["tls.expiry"]
+    assert exp.verdict is Verdict.FAIL and "lkload test intermediate" in exp.seen, exp
+    assert rows["tls.not_expired"].verdict is Verdict.PASS, rows["tls.not_expired"]
+    assert rows["tls.chain"].verdict is Verdict.PASS, rows["tls.chain"]
+
+
+def test_expired_root_of_the_trust_store_fails_not_expired() -> None:
+    """Nothing the server sends is expired, the root it chains to is: OpenSSL's date check of
+    the verified chain fails, and so does the line."""
+    with tls_server(TlsServerSpec(root_days_valid=-1)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    exp = rows["tls.not_expired"]
+    assert exp.verdict is Verdict.FAIL and "date check: certificate has expired" in exp.seen, exp

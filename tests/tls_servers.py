@@ -42,6 +42,7 @@ class TlsServerSpec:
     # knob: the leaf's RSA key size, the intermediate's expiry
     leaf_rsa_bits: int | None = None
     intermediate_days_valid: float | None = None  # negative: expired that many days ago
+    root_days_valid: float = 3650  # the CA file's root (not sent)
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -131,7 +132,9 @@ def _own_chain(spec: TlsServerSpec, tmp: Path) -> tuple[Path, Path, Path]:
         if spec.leaf_rsa_bits
         else ec.generate_private_key(ec.SECP256R1())
     )
-    root = cert("lkload test root", root_key, "lkload test root", root_key, 3650, True)
+    root = cert(
+        "lkload test root", root_key, "lkload test root", root_key, spec.root_days_valid, True
+    )
     inter_days = spec.intermediate_days_valid
     inter = cert(
         "lkload test intermediate",
@@ -175,7 +178,11 @@ def tls_server(spec: TlsServerSpec) -> Iterator[Endpoint]:
     with tempfile.TemporaryDirectory() as tmp:
         ca_file = Path(tmp) / "ca.pem"
         root.cert_pem.write_to_path(str(ca_file))
-        if spec.leaf_rsa_bits or spec.intermediate_days_valid is not None:
+        if (
+            spec.leaf_rsa_bits
+            or spec.intermediate_days_valid is not None
+            or spec.root_days_valid < 0
+        ):
             ca_file, chain, key = _own_chain(spec, Path(tmp))
             if spec.leaf_rsa_bits and spec.leaf_rsa_bits < 2048:
                 ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # else the server refuses the small key
