@@ -19,6 +19,7 @@ from lkload.checks.signal import try_join
 
 MEDIA_TIMEOUT_S = 30.0
 API_ROUNDS = 3
+HEALTHY = "OK"  # livekit-server's health answer body
 
 
 def http_session(env: CheckEnv) -> aiohttp.ClientSession:
@@ -29,20 +30,22 @@ def http_session(env: CheckEnv) -> aiohttp.ClientSession:
 
 
 async def health(env: CheckEnv) -> Outcome:
-    """livekit-server answers its health check on / (200 "OK"); the checklist's command asks
-    /health, which a proxy may map. Either answering 200 passes."""
+    """livekit-server answers its health check on / with 200 "OK" (406 and the reason when
+    unhealthy); the checklist's command asks /health, which a proxy may map. Either passes
+    with livekit's answer; any other 200 (a proxy's default page) is not livekit's health."""
+    seen = []
     async with http_session(env) as s:
-        async with s.get(env.http_url + "/health", allow_redirects=False) as r:
-            if r.status == 200:
-                return Verdict.PASS, "GET /health → 200"
-            first = r.status
-        async with s.get(env.http_url + "/", allow_redirects=False) as r:
-            body = (await r.text())[:40].strip()
-            if r.status == 200:
-                return Verdict.PASS, (
-                    f"GET / → 200 {body!r} (livekit-server's health endpoint; /health → {first})"
-                )
-            raise Failed(f"GET /health → {first}, GET / → {r.status} {body!r}")
+        for path in ("/health", "/"):
+            async with s.get(env.http_url + path, allow_redirects=False) as r:
+                body = (await r.text(errors="replace"))[:40].strip()
+            if r.status == 200 and body == HEALTHY:
+                before = f" ({seen[0]})" if seen else ""
+                return Verdict.PASS, f"GET {path} → 200 {body!r}, livekit-server's answer{before}"
+            seen.append(f"GET {path} → {r.status} {body!r}")
+    why = "; ".join(seen)
+    if "→ 200" in why:
+        raise Failed(f"{why}: not livekit-server's health answer (200 {HEALTHY!r})")
+    raise Failed(why)
 
 
 async def websocket(env: CheckEnv) -> Outcome:

@@ -1,0 +1,61 @@
+"""Wrong PASSes of `lkload check` caught by lkload's own judgement: small local HTTP servers
+that are not livekit-server (a proxy's default page, a gate refusing everything) must not
+make a checklist line PASS. These test lkload's reading of an answer, so a local server
+that gives that answer is the truth; no livekit-server is needed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from lkload.checks import livekit
+from lkload.checks.config import CheckConfig
+from lkload.checks.env import CheckEnv
+from lkload.checks.record import CheckResult, Verdict
+from lkload.checks.runner import Check, run_one
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def run_against(
+    handler: Handler, checks: Callable[[CheckEnv], list[Check]]
+) -> dict[str, CheckResult]:
+    """Serve `handler` on every path and method of 127.0.0.1, run the checks against it."""
+
+    async def go() -> dict[str, CheckResult]:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        url = f"ws://127.0.0.1:{port}"
+        env = CheckEnv(
+            CheckConfig(url=url, timeout_s=2.0), url=url, api_key="k", api_secret="s" * 32
+        )
+        try:
+            return {c.id: await run_one(c, 5.0) for c in checks(env)}
+        finally:
+            await env.probes.close()
+            await runner.cleanup()
+
+    return asyncio.run(go())
+
+
+def test_health_on_a_page_that_is_not_livekit_fails() -> None:
+    """A proxy's default page answers 200 on every path: that is not livekit's health."""
+
+    async def caddy_page(request: web.Request) -> web.Response:
+        return web.Response(
+            text="<!DOCTYPE html><title>Caddy works!</title>", content_type="text/html"
+        )
+
+    rows = run_against(
+        caddy_page, lambda env: [c for c in livekit.checks(env) if c.id == "livekit.health"]
+    )
+    h = rows["livekit.health"]
+    assert h.verdict is Verdict.FAIL, h
+    assert "Caddy works" in h.seen and "not livekit" in h.seen, h
