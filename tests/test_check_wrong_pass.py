@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from lkload.checks import livekit
+from lkload.checks import auth, livekit
 from lkload.checks.config import CheckConfig
 from lkload.checks.env import CheckEnv
 from lkload.checks.record import CheckResult, Verdict
@@ -59,3 +59,24 @@ def test_health_on_a_page_that_is_not_livekit_fails() -> None:
     h = rows["livekit.health"]
     assert h.verdict is Verdict.FAIL, h
     assert "Caddy works" in h.seen and "not livekit" in h.seen, h
+
+
+def test_refusals_of_a_gate_refusing_every_token_fail() -> None:
+    """A gate (a proxy's auth, a WAF) answers 401 to everything: the expired, forged and
+    grant-less tokens are refused, but so is a valid one, so the refusals prove nothing
+    about the server's token checks."""
+
+    async def gate(request: web.Request) -> web.Response:
+        return web.Response(status=401, text="unauthorized")
+
+    rows = run_against(gate, auth.checks)
+    for check_id in (
+        "auth.expired_token",
+        "auth.wrong_secret",
+        "auth.no_room_grant",
+        "auth.api_no_grant",
+    ):
+        r = rows[check_id]
+        assert r.verdict is Verdict.FAIL, r
+        assert "a valid token" in r.seen and "proves nothing" in r.seen, r
+    assert rows["auth.api_credentials"].verdict is Verdict.FAIL
