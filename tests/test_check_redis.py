@@ -217,3 +217,20 @@ def test_config_forbidden_and_memory_high_warn(redis_factory) -> None:  # type: 
     hidden = redis_factory("--appendonly", "no", "--rename-command", "CONFIG", "")
     p = run_redis(hidden.port, only=("redis.persistence",))["redis.persistence"]
     assert p.verdict is Verdict.WARN and "CONFIG not allowed" in p.seen, p
+
+
+def test_acl_user_with_the_default_user_left_open_fails_auth(redis_factory) -> None:  # type: ignore[no-untyped-def]
+    """livekit connects as ACL user 'livekit' with a password, but the default user is still
+    'on nopass': anyone reaching the port gets in without a password. The anonymous probe
+    must not send the configured user name (AUTH livekit <nothing> is refused and read as
+    'auth enforced')."""
+    r = redis_factory("--user", "livekit", "on", f">{PASSWORD}", "~*", "&*", "+@all")
+    cfg = CheckConfig(
+        redis=RedisTarget(f"redis://livekit@127.0.0.1:{r.port}/0", PASSWORD), timeout_s=2.0
+    )
+    env = CheckEnv(cfg, url="ws://127.0.0.1:1", api_key="k", api_secret="s")
+    checks = {c.id: c for c in redis_server.checks(env)}
+    ping = asyncio.run(run_one(checks["redis.ping"], 2.0))
+    assert ping.verdict is Verdict.PASS, ping  # the ACL user and its password work
+    auth = asyncio.run(run_one(checks["redis.auth"], 2.0))
+    assert auth.verdict is Verdict.FAIL and "not enforced" in auth.seen, auth

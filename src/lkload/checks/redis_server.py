@@ -19,10 +19,18 @@ MEMORY_FAIL = 0.90
 
 
 def _client(target: RedisTarget, timeout_s: float, password: bool = True) -> Any:
+    """password False: an anonymous client, without the URL's ACL user as well (redis-py
+    would send AUTH user <nothing>, refused even where the default user is open)."""
+    import urllib.parse
+
     import redis
 
+    url = target.url
+    if not password:
+        parts = urllib.parse.urlsplit(url)
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
     return redis.Redis.from_url(
-        target.url,
+        url,
         password=target.password if password else None,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
