@@ -80,3 +80,54 @@ def test_refusals_of_a_gate_refusing_every_token_fail() -> None:
         assert r.verdict is Verdict.FAIL, r
         assert "a valid token" in r.seen and "proves nothing" in r.seen, r
     assert rows["auth.api_credentials"].verdict is Verdict.FAIL
+
+
+def _whip_reach(handler: Handler) -> str:
+    """ingress._reach on the WHIP URL CreateIngress returned (here a local server's /w)."""
+    from lkload.checks import ingress
+
+    async def go() -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        env = CheckEnv(
+            CheckConfig(timeout_s=2.0), url="ws://127.0.0.1:1", api_key="k", api_secret="s"
+        )
+        try:
+            return await ingress._reach(env, "whip", f"http://127.0.0.1:{port}/w")
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(go())
+
+
+def test_whip_url_answering_404_is_not_a_whip_endpoint() -> None:
+    """The proxy does not route /w to livekit-ingress: OPTIONS → 404 is no WHIP endpoint
+    (livekit-ingress answers OPTIONS /w with 204 and Accept-Post: application/sdp)."""
+    import pytest
+
+    from lkload.checks.runner import Failed
+
+    async def not_routed(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="404 page not found")
+
+    with pytest.raises(Failed, match="OPTIONS → 404"):
+        _whip_reach(not_routed)
+
+    async def default_page(request: web.Request) -> web.Response:
+        return web.Response(text="<title>Caddy works!</title>", content_type="text/html")
+
+    with pytest.raises(Failed, match="not a WHIP endpoint"):
+        _whip_reach(default_page)
+
+    async def whip(request: web.Request) -> web.Response:  # what livekit-ingress answers
+        headers = {
+            "Accept-Post": "application/sdp",
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+        }
+        return web.Response(status=204, headers=headers)
+
+    assert "answers OPTIONS with 204" in _whip_reach(whip)

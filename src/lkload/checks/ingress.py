@@ -54,10 +54,20 @@ async def _reach(env: CheckEnv, kind: str, url: str) -> str:
             raise Failed(f"RTMP ingress {parts.hostname}:{port} unreachable: {exc!r}") from None
         w.close()
         return f"TCP {parts.hostname}:{port} accepts connections"
-    async with http_session(env) as s, s.options(url) as r:  # WHIP answers OPTIONS or 4xx
-        if r.status >= 500:
-            raise Failed(f"WHIP endpoint {url}: OPTIONS → {r.status}")
-        return f"WHIP endpoint answers OPTIONS with {r.status}"
+    # livekit-ingress answers OPTIONS on its WHIP URL with 204 and Accept-Post:
+    # application/sdp; a 4xx (a proxy not routing it) or a page without that is no endpoint
+    async with http_session(env) as s, s.options(url) as r:
+        accepts = r.headers.get("Accept-Post", "") + r.headers.get(
+            "Access-Control-Allow-Methods", ""
+        )
+        if not 200 <= r.status < 300:
+            raise Failed(f"WHIP endpoint {url}: OPTIONS → {r.status}, not livekit-ingress's 204")
+        if "application/sdp" not in accepts and "POST" not in accepts.upper():
+            raise Failed(
+                f"WHIP endpoint {url}: OPTIONS → {r.status} without Accept-Post: "
+                "application/sdp: not a WHIP endpoint"
+            )
+        return f"WHIP endpoint answers OPTIONS with {r.status} ({accepts.strip()})"
 
 
 def checks(env: CheckEnv) -> list[Check]:
