@@ -131,3 +131,31 @@ def test_whip_url_answering_404_is_not_a_whip_endpoint() -> None:
         return web.Response(status=204, headers=headers)
 
     assert "answers OPTIONS with 204" in _whip_reach(whip)
+
+
+def test_checks_of_a_url_with_a_path_ask_that_path() -> None:
+    """--url ws://HOST/livekit (a deployment under a path prefix, as `run` takes it): the
+    HTTP checks must ask /livekit/…, not the root, where something else answers 'OK'."""
+
+    async def root_ok_prefix_missing(request: web.Request) -> web.Response:
+        if request.path.startswith("/livekit"):
+            return web.Response(status=404, text="404 page not found")
+        return web.Response(text="OK")  # another service's health at the root
+
+    async def go() -> CheckResult:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", root_ok_prefix_missing)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"ws://127.0.0.1:{runner.addresses[0][1]}/livekit"
+        env = CheckEnv(CheckConfig(url=url, timeout_s=2.0), url=url, api_key="k", api_secret="s")
+        assert env.http_url.endswith("/livekit"), env.http_url
+        try:
+            (check,) = [c for c in livekit.checks(env) if c.id == "livekit.health"]
+            return await run_one(check, 5.0)
+        finally:
+            await runner.cleanup()
+
+    h = asyncio.run(go())
+    assert h.verdict is Verdict.FAIL and "GET /livekit/health → 404" in h.seen, h

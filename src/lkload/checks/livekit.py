@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+import urllib.parse
 from typing import Any
 
 import aiohttp
@@ -34,9 +35,10 @@ async def health(env: CheckEnv) -> Outcome:
     unhealthy); the checklist's command asks /health, which a proxy may map. Either passes
     with livekit's answer; any other 200 (a proxy's default page) is not livekit's health."""
     seen = []
+    prefix = urllib.parse.urlsplit(env.http_url).path
     async with http_session(env) as s:
-        for path in ("/health", "/"):
-            async with s.get(env.http_url + path, allow_redirects=False) as r:
+        for path in (f"{prefix}/health", f"{prefix}/"):
+            async with s.get(env.http_url + path.removeprefix(prefix), allow_redirects=False) as r:
                 body = (await r.text(errors="replace"))[:40].strip()
             if r.status == 200 and body == HEALTHY:
                 before = f" ({seen[0]})" if seen else ""
