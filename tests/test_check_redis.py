@@ -99,7 +99,8 @@ def run_redis(
         return [
             await run_one(c, timeout_s)
             for c in redis_server.checks(env)
-            if not only or c.id in only
+            # redis.livekit needs a livekit-server: test_livekit_keeps_its_rooms_in_redis
+            if (not only and c.id != "redis.livekit") or c.id in only
         ]
 
     return {r.id: r for r in asyncio.run(go())}
@@ -234,3 +235,44 @@ def test_acl_user_with_the_default_user_left_open_fails_auth(redis_factory) -> N
     assert ping.verdict is Verdict.PASS, ping  # the ACL user and its password work
     auth = asyncio.run(run_one(checks["redis.auth"], 2.0))
     assert auth.verdict is Verdict.FAIL and "not enforced" in auth.seen, auth
+
+
+@pytest.mark.server
+def test_livekit_keeps_its_rooms_in_the_redis_checked(redis_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """'Redis connection successful' is livekit's connection: a Redis lkload reaches but
+    livekit-server does not use (it runs without Redis) fails the line; the Redis livekit
+    is configured with passes it (its room appears in the 'rooms' hash)."""
+    from lkload.analysis.deployment import deployment_lines
+    from lkload.server import EmbeddedServer
+
+    r = redis_factory("--appendonly", "yes")
+
+    class WithRedis(EmbeddedServer):
+        def config(self, key_file: Path) -> dict[str, object]:
+            return {**super().config(key_file), "redis": {"address": f"127.0.0.1:{r.port}"}}
+
+    def conn_line(srv: EmbeddedServer) -> tuple[dict[str, CheckResult], str]:
+        creds = srv.credentials
+        cfg = CheckConfig(redis=RedisTarget(f"redis://127.0.0.1:{r.port}/0"), timeout_s=3.0)
+        env = CheckEnv(cfg, url=srv.url, api_key=creds.api_key, api_secret=creds.api_secret)
+        wanted = ("redis.ping", "redis.livekit")
+
+        async def go() -> list[CheckResult]:
+            return [await run_one(c, 10.0) for c in redis_server.checks(env) if c.id in wanted]
+
+        results = asyncio.run(go())
+        (line,) = [
+            ln for ln in deployment_lines(results) if ln.text == "Redis connection successful"
+        ]
+        return {x.id: x for x in results}, str(line.status)
+
+    with EmbeddedServer(log_path=tmp_path / "without.log") as srv:
+        rows, status = conn_line(srv)
+    assert rows["redis.ping"].verdict is Verdict.PASS  # Redis itself answers
+    assert status == "FAIL", (status, rows)
+    lk = rows["redis.livekit"]
+    assert lk.verdict is Verdict.FAIL and "runs without Redis or uses another" in lk.seen, lk
+    with WithRedis(log_path=tmp_path / "with.log") as srv:
+        rows, status = conn_line(srv)
+    assert rows["redis.livekit"].verdict is Verdict.PASS, rows
+    assert "'rooms' hash" in rows["redis.livekit"].seen and status == "PASS", rows
