@@ -34,7 +34,7 @@ async def health(env: CheckEnv) -> Outcome:
     """livekit-server answers its health check on / with 200 "OK" (406 and the reason when
     unhealthy); the checklist's command asks /health, which a proxy may map. Either passes
     with livekit's answer; any other 200 (a proxy's default page) is not livekit's health."""
-    seen = []
+    seen: list[str] = []
     prefix = urllib.parse.urlsplit(env.http_url).path
     async with http_session(env) as s:
         for path in (f"{prefix}/health", f"{prefix}/"):
