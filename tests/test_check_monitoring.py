@@ -35,6 +35,15 @@ RULES = """groups:
         for: 1m
 """
 
+OTHER_RULES = """groups:
+  - name: node
+    rules:
+      - alert: NodeDown
+        expr: up{job="node"} == 0
+      - alert: DiskFull
+        expr: node_filesystem_avail_bytes / node_filesystem_size_bytes < 0.1
+"""
+
 
 def _free_port() -> int:
     s = socket.socket()
@@ -51,10 +60,10 @@ def lk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
 
 
 def start_prometheus(
-    d: Path, target_port: int, rules: bool, alertmanager: int | None = None
+    d: Path, target_port: int, rules: bool, alertmanager: int | None = None, rules_text: str = RULES
 ) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
     d.mkdir(parents=True, exist_ok=True)
-    (d / "rules.yml").write_text(RULES)
+    (d / "rules.yml").write_text(rules_text)
     am = (
         "alerting: {alertmanagers: [{static_configs: "
         f"[{{targets: ['127.0.0.1:{alertmanager}']}}]}}]}}\n"
@@ -176,9 +185,13 @@ def test_target_down_and_no_rules_fail(tmp_path: Path) -> None:
     assert a.verdict is Verdict.FAIL and "no Alertmanager" in a.seen, a
 
 
-def test_alertmanager_down_fails(tmp_path: Path) -> None:
+def test_alertmanager_down_and_rules_about_other_services_fail(tmp_path: Path) -> None:
+    """Alerts go to an Alertmanager that is down; and the only rules loaded are about
+    other services (node exporter, disk): no alert about livekit is configured."""
     dead = _free_port()
-    proc, url = start_prometheus(tmp_path / "p", _free_port(), rules=True, alertmanager=dead)
+    proc, url = start_prometheus(
+        tmp_path / "p", _free_port(), rules=True, alertmanager=dead, rules_text=OTHER_RULES
+    )
     try:
         deadline = time.monotonic() + 20
         rows = run_monitoring(url)
@@ -193,6 +206,9 @@ def test_alertmanager_down_fails(tmp_path: Path) -> None:
         proc.wait(10)
     a = rows["monitoring.alertmanager"]
     assert a.verdict is Verdict.FAIL and f"127.0.0.1:{dead} unreachable" in a.seen, a
+    r = rows["monitoring.rules"]
+    assert r.verdict is Verdict.FAIL and "none about livekit" in r.seen, r
+    assert "NodeDown" in r.seen
 
 
 def test_no_prometheus_server_skips_with_the_reason() -> None:
