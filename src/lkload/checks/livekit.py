@@ -31,21 +31,39 @@ def http_session(env: CheckEnv) -> aiohttp.ClientSession:
 
 
 async def health(env: CheckEnv) -> Outcome:
-    """livekit-server answers its health check on / with 200 "OK" (406 and the reason when
-    unhealthy); the checklist's command asks /health, which a proxy may map. Either passes
-    with livekit's answer; any other 200 (a proxy's default page) is not livekit's health."""
-    seen: list[str] = []
+    """livekit-server's own health endpoint is / (200 "OK"; 406 and the reason when
+    unhealthy); the checklist's command asks /health, which a proxy may map to it or answer
+    itself (Caddy's `respond /health "OK"`). So / decides: "OK" passes; 406 or a gateway
+    error (the upstream is down) fails whatever /health says; a /health "OK" beside another
+    answer on / cannot be attributed to livekit: WARN. Any other 200 is not livekit's."""
     prefix = urllib.parse.urlsplit(env.http_url).path
+    got: dict[str, tuple[int, str]] = {}
     async with http_session(env) as s:
-        for path in (f"{prefix}/health", f"{prefix}/"):
-            async with s.get(env.http_url + path.removeprefix(prefix), allow_redirects=False) as r:
-                body = (await r.text(errors="replace"))[:40].strip()
-            if r.status == 200 and body == HEALTHY:
-                before = f" ({seen[0]})" if seen else ""
-                return Verdict.PASS, f"GET {path} → 200 {body!r}, livekit-server's answer{before}"
-            seen.append(f"GET {path} → {r.status} {body!r}")
-    why = "; ".join(seen)
-    if "→ 200" in why:
+        for path in ("/", "/health"):
+            async with s.get(env.http_url + path, allow_redirects=False) as r:
+                got[path] = r.status, (await r.text(errors="replace"))[:40].strip()
+
+    def shown(path: str) -> str:
+        status, body = got[path]
+        return f"GET {prefix}{path} → {status} {body!r}"
+
+    root, named = got["/"], got["/health"]
+    if root == (200, HEALTHY):
+        return Verdict.PASS, (
+            f"{shown('/')}: livekit-server's health endpoint ({shown('/health')})"
+        )
+    if root[0] == 406 or root[0] >= 500:
+        raise Failed(
+            f"{shown('/')}: livekit-server unhealthy or not answering behind the proxy "
+            f"({shown('/health')})"
+        )
+    if named == (200, HEALTHY):
+        return Verdict.WARN, (
+            f"{shown('/health')}, but livekit-server's own endpoint {shown('/')}: the OK may "
+            "be the proxy's own"
+        )
+    why = f"{shown('/')}; {shown('/health')}"
+    if 200 in (root[0], named[0]):
         raise Failed(f"{why}: not livekit-server's health answer (200 {HEALTHY!r})")
     raise Failed(why)
 
