@@ -242,3 +242,19 @@ def test_checks_of_another_deployment_or_unfinished_are_bad_input(
     a = analyze(camp, [same])
     assert [ln for ln in a.checklist if ln.source == "check"]
     assert a.overall == "PASS WITH WARNINGS"  # the TLS expiry WARN of _checks
+
+
+def test_checks_of_another_path_prefix_on_the_same_host_are_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two deployments under path prefixes of one host (wss://lk.example.com/staging and
+    /livekit): `check` now asks the prefix it is given, so a check of /staging is no
+    evidence for a campaign against /livekit. The same prefix, spelled with a trailing
+    slash, is the same deployment."""
+    camp = _campaign(tmp_path, url="wss://lk.example.com/livekit")
+    other = _checks(tmp_path, url="wss://lk.example.com/staging", name="check-staging")
+    assert main(["report", str(camp), "--checks", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "wss://lk.example.com/staging" in err and "wss://lk.example.com/livekit" in err, err
+    same = _checks(tmp_path, url="wss://lk.example.com/livekit/", name="check-same-prefix")
+    assert [ln for ln in analyze(camp, [same]).checklist if ln.source == "check"]

@@ -56,9 +56,11 @@ def _evidence(r: CheckResult, several: bool) -> str:
     return f"{head}{r.id}{where}: {r.seen}"
 
 
-def _endpoint(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of a signalling URL, default ports filled in: the same
-    deployment however its URL is spelled (case, default port, trailing slash)."""
+def _endpoint(url: str) -> tuple[str, str, int | None, str]:
+    """(scheme, host, port, path prefix) of a signalling URL, default ports filled in: the
+    same deployment however its URL is spelled (case, default port, trailing slash). The
+    path counts: two deployments may live under two prefixes of one host, and `check`
+    asks the prefix it is given."""
     u = urlsplit(url.strip())
     scheme = u.scheme.lower()
     try:
@@ -66,7 +68,7 @@ def _endpoint(url: str) -> tuple[str, str, int | None]:
     except ValueError:
         port = None
     default = {"ws": 80, "http": 80, "wss": 443, "https": 443}.get(scheme)
-    return scheme, (u.hostname or "").lower(), port or default
+    return scheme, (u.hostname or "").lower(), port or default, u.path.rstrip("/")
 
 
 def _settings(meta: dict[str, Any]) -> dict[str, Any]:
