@@ -41,6 +41,7 @@ class TlsServerSpec:
     # a chain built by hand (root -> intermediate -> leaf, both sent) where trustme has no
     # knob: the leaf's RSA key size, the intermediate's expiry
     leaf_rsa_bits: int | None = None
+    leaf_ed25519: bool = False  # an Ed25519 leaf key (private CAs issue them)
     intermediate_days_valid: float | None = None  # negative: expired that many days ago
     root_days_valid: float = 3650  # the CA file's root (not sent)
     extra: dict[str, object] = field(default_factory=dict)
@@ -104,7 +105,7 @@ def _own_chain(spec: TlsServerSpec, tmp: Path) -> tuple[Path, Path, Path]:
     """(CA file, leaf+intermediate PEM, leaf key PEM) built with cryptography."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
     from cryptography.x509.oid import NameOID
 
     def cert(subject: str, key, issuer: str, issuer_key, days: float, ca: bool, names=()):  # type: ignore[no-untyped-def]
@@ -130,6 +131,8 @@ def _own_chain(spec: TlsServerSpec, tmp: Path) -> tuple[Path, Path, Path]:
     leaf_key = (
         rsa.generate_private_key(65537, spec.leaf_rsa_bits)
         if spec.leaf_rsa_bits
+        else ed25519.Ed25519PrivateKey.generate()
+        if spec.leaf_ed25519
         else ec.generate_private_key(ec.SECP256R1())
     )
     root = cert(
@@ -180,6 +183,7 @@ def tls_server(spec: TlsServerSpec) -> Iterator[Endpoint]:
         root.cert_pem.write_to_path(str(ca_file))
         if (
             spec.leaf_rsa_bits
+            or spec.leaf_ed25519
             or spec.intermediate_days_valid is not None
             or spec.root_days_valid < 0
         ):

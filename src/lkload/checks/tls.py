@@ -297,6 +297,31 @@ async def versions(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
     return Verdict.PASS, f"TLS 1.0 and 1.1 refused; accepted: {', '.join(modern)}"
 
 
+async def _control(env: CheckEnv, ep: TlsEndpoint) -> str:
+    """The raw TLS 1.2 ClientHello offering strong suites must be answered, else its
+    refusals of weak ones prove nothing (the probe and the server disagree on something
+    else: a signature algorithm, an extension). A TLS 1.3-only server refuses it rightly.
+    Raises Failed when the refusals cannot be trusted; returns what was seen."""
+
+    async def control() -> str:
+        a = await _offer(env, ep, hello.TLS12, hello.STRONG_SUITES)
+        if a.accepted:
+            return f"strong suites taken ({hello.suite_name(a.suite)})"
+        try:
+            await asyncio.to_thread(_modern, ep, ssl.TLSVersion.TLSv1_2, env.cfg.timeout_s)
+        except ssl.SSLError:
+            return "TLS 1.3 only"
+        return (
+            f"FAIL:the raw TLS 1.2 ClientHello is refused even with strong suites ({a.detail}) "
+            "while TLS 1.2 works: the refusals of weak suites prove nothing"
+        )
+
+    seen = str(await env.probes.get(f"tls-control:{ep.where}", control))
+    if seen.startswith("FAIL:"):
+        raise Failed(seen.removeprefix("FAIL:"))
+    return seen
+
+
 async def weak_ciphers(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
     accepted = []
     for family, suites in hello.WEAK_SUITES.items():
@@ -305,7 +330,10 @@ async def weak_ciphers(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
             accepted.append(f"{family} ({hello.suite_name(a.suite)})")
     if accepted:
         raise Failed(f"accepts weak suites: {', '.join(accepted)}")
-    return Verdict.PASS, f"refused every {'/'.join(hello.WEAK_SUITES)} suite offered (TLS 1.2)"
+    control = await _control(env, ep)
+    return Verdict.PASS, (
+        f"refused every {'/'.join(hello.WEAK_SUITES)} suite offered (TLS 1.2); {control}"
+    )
 
 
 async def strong_only(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
@@ -326,10 +354,11 @@ async def forward_secrecy(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
         raise Failed(
             f"accepts RSA key exchange without forward secrecy ({hello.suite_name(a.suite)})"
         )
+    control = await _control(env, ep)
     hs = await _hs(env, ep)
     return (
         Verdict.PASS,
-        f"static-RSA suites refused ({a.detail}); negotiated {hs.cipher} ({hs.version})",
+        f"static-RSA suites refused ({a.detail}); {control}; negotiated {hs.cipher} ({hs.version})",
     )
 
 
