@@ -240,20 +240,20 @@ def test_acl_user_with_the_default_user_left_open_fails_auth(redis_factory) -> N
 @pytest.mark.server
 def test_livekit_keeps_its_rooms_in_the_redis_checked(redis_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """'Redis connection successful' is livekit's connection: a Redis lkload reaches but
-    livekit-server does not use (it runs without Redis) fails the line; the Redis livekit
+    livekit-server does not use (it uses another instance) fails the line; the Redis livekit
     is configured with passes it (its room appears in the 'rooms' hash)."""
     from lkload.analysis.deployment import deployment_lines
     from lkload.server import EmbeddedServer
 
-    r = redis_factory("--appendonly", "yes")
+    used, other = redis_factory("--appendonly", "yes"), redis_factory("--appendonly", "yes")
 
     class WithRedis(EmbeddedServer):
         def config(self, key_file: Path) -> dict[str, object]:
-            return {**super().config(key_file), "redis": {"address": f"127.0.0.1:{r.port}"}}
+            return {**super().config(key_file), "redis": {"address": f"127.0.0.1:{used.port}"}}
 
-    def conn_line(srv: EmbeddedServer) -> tuple[dict[str, CheckResult], str]:
+    def conn_line(srv: EmbeddedServer, port: int) -> tuple[dict[str, CheckResult], str]:
         creds = srv.credentials
-        cfg = CheckConfig(redis=RedisTarget(f"redis://127.0.0.1:{r.port}/0"), timeout_s=3.0)
+        cfg = CheckConfig(redis=RedisTarget(f"redis://127.0.0.1:{port}/0"), timeout_s=3.0)
         env = CheckEnv(cfg, url=srv.url, api_key=creds.api_key, api_secret=creds.api_secret)
         wanted = ("redis.ping", "redis.livekit")
 
@@ -266,13 +266,12 @@ def test_livekit_keeps_its_rooms_in_the_redis_checked(redis_factory, tmp_path: P
         ]
         return {x.id: x for x in results}, str(line.status)
 
-    with EmbeddedServer(log_path=tmp_path / "without.log") as srv:
-        rows, status = conn_line(srv)
-    assert rows["redis.ping"].verdict is Verdict.PASS  # Redis itself answers
-    assert status == "FAIL", (status, rows)
-    lk = rows["redis.livekit"]
+    with WithRedis(log_path=tmp_path / "lk.log") as srv:
+        wrong, wrong_status = conn_line(srv, other.port)
+        right, right_status = conn_line(srv, used.port)
+    assert wrong["redis.ping"].verdict is Verdict.PASS  # that Redis itself answers
+    assert wrong_status == "FAIL", (wrong_status, wrong)
+    lk = wrong["redis.livekit"]
     assert lk.verdict is Verdict.FAIL and "runs without Redis or uses another" in lk.seen, lk
-    with WithRedis(log_path=tmp_path / "with.log") as srv:
-        rows, status = conn_line(srv)
-    assert rows["redis.livekit"].verdict is Verdict.PASS, rows
-    assert "'rooms' hash" in rows["redis.livekit"].seen and status == "PASS", rows
+    assert right["redis.livekit"].verdict is Verdict.PASS, right
+    assert "'rooms' hash" in right["redis.livekit"].seen and right_status == "PASS", right
