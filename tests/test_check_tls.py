@@ -264,3 +264,18 @@ def test_raw_probe_the_server_cannot_answer_fails_instead_of_passing(
     for check_id in ("tls.weak_ciphers", "tls.forward_secrecy"):
         r = rows[check_id]
         assert r.verdict is Verdict.FAIL and "refusals of weak suites prove nothing" in r.seen, r
+
+
+def test_cbc_suites_beside_aead_warn_strong_ciphers_only() -> None:
+    """'Strong cipher suites only': a modern client gets AES-GCM, but the server still takes
+    a CBC (non-AEAD) suite from a client that offers only that; as for a CBC-only server,
+    WARN, not PASS."""
+    spec = TlsServerSpec(
+        ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA",
+        max_version=ssl.TLSVersion.TLSv1_2,
+    )
+    with tls_server(spec) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    strong = rows["tls.strong_ciphers"]
+    assert strong.verdict is Verdict.WARN and "ECDHE-ECDSA-AES128-SHA" in strong.seen, strong
+    assert rows["tls.weak_ciphers"].verdict is Verdict.PASS

@@ -65,6 +65,22 @@ STRONG_SUITES = {
     0x009E: "DHE-RSA-AES128-GCM-SHA256",
     0x009F: "DHE-RSA-AES256-GCM-SHA384",
 }
+# forward-secret but CBC (not AEAD): not weak, not strong either (current guidance, e.g.
+# Mozilla's intermediate profile, lists AEAD suites only)
+CBC_SUITES = {
+    0xC009: "ECDHE-ECDSA-AES128-SHA",
+    0xC00A: "ECDHE-ECDSA-AES256-SHA",
+    0xC023: "ECDHE-ECDSA-AES128-SHA256",
+    0xC024: "ECDHE-ECDSA-AES256-SHA384",
+    0xC013: "ECDHE-RSA-AES128-SHA",
+    0xC014: "ECDHE-RSA-AES256-SHA",
+    0xC027: "ECDHE-RSA-AES128-SHA256",
+    0xC028: "ECDHE-RSA-AES256-SHA384",
+    0x0033: "DHE-RSA-AES128-SHA",
+    0x0039: "DHE-RSA-AES256-SHA",
+    0x0067: "DHE-RSA-AES128-SHA256",
+    0x006B: "DHE-RSA-AES256-SHA256",
+}
 # RSA key exchange: no forward secrecy
 STATIC_RSA = {
     0x002F: "AES128-SHA",
@@ -199,7 +215,7 @@ VERSION_NAMES = {TLS10: "TLS 1.0", TLS11: "TLS 1.1", TLS12: "TLS 1.2", 0x0304: "
 def suite_name(code: int | None) -> str:
     if code is None:
         return "?"
-    for table in (*WEAK_SUITES.values(), STATIC_RSA, LEGACY_SUITES, STRONG_SUITES):
+    for table in (*WEAK_SUITES.values(), STATIC_RSA, LEGACY_SUITES, STRONG_SUITES, CBC_SUITES):
         if code in table:
             return table[code]
     return f"0x{code:04X}"

@@ -337,15 +337,24 @@ async def weak_ciphers(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
 
 
 async def strong_only(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
-    """No weak suite, and what a modern client gets is an AEAD suite."""
+    """No weak suite, no CBC suite taken from a client offering only those (TLS 1.2), and
+    what a modern client gets is an AEAD suite; a CBC suite is WARN (not weak, not strong)."""
     await weak_ciphers(env, ep)
     hs = await _hs(env, ep)
+    cbc = await _offer(env, ep, hello.TLS12, hello.CBC_SUITES)
+    if cbc.accepted:
+        return Verdict.WARN, (
+            f"no weak suite, but it takes the CBC (not AEAD) suite {hello.suite_name(cbc.suite)} "
+            f"from a client offering only CBC; a modern client gets {hs.cipher} ({hs.version})"
+        )
     if not re.search(r"GCM|CHACHA20|CCM", hs.cipher):
         return (
             Verdict.WARN,
             f"no weak suite, but a modern client gets {hs.cipher} ({hs.version}): not AEAD",
         )
-    return Verdict.PASS, f"no weak suite; a modern client gets {hs.cipher} ({hs.version})"
+    return Verdict.PASS, (
+        f"no weak or CBC suite taken; a modern client gets {hs.cipher} ({hs.version})"
+    )
 
 
 async def forward_secrecy(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
