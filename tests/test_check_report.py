@@ -258,3 +258,18 @@ def test_checks_of_another_path_prefix_on_the_same_host_are_bad_input(
     assert "wss://lk.example.com/staging" in err and "wss://lk.example.com/livekit" in err, err
     same = _checks(tmp_path, url="wss://lk.example.com/livekit/", name="check-same-prefix")
     assert [ln for ln in analyze(camp, [same]).checklist if ln.source == "check"]
+
+
+def test_a_check_line_that_cannot_be_read_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checks.jsonl line that cannot be read may have been a FAIL: dropping it with a note
+    let the sign-off PASS without it. Exit 2, naming the file and how many lines."""
+    camp = _campaign(tmp_path)
+    d = _checks(tmp_path)
+    with (d / "checks.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write('{"id": "tls.chain", "verdict": "FAIL", "seen": "chain not verif\n')
+    assert main(["report", str(camp), "--checks", str(d)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "checks.jsonl" in err and "1 line(s)" in err and "cannot be read" in err, err

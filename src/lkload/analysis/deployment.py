@@ -134,13 +134,16 @@ def load_checks(
                     f"{mine}: give a check run of the same deployment (lkload check --url "
                     "URL with the campaign's URL)"
                 )
+        if skipped:  # a line nobody can read may have been a FAIL: no sign-off without it
+            raise UsageError(
+                f"--checks {d}: checks.jsonl has {skipped} line(s) that cannot be read "
+                "(a check's verdict may be among them); run lkload check again"
+            )
         notes.append(
             f"deployment checks from {Path(d).name} ({len(rows)} checks against {shown}, "
             f"status {status})"
         )
         if status not in ("completed", "?"):
             notes.append(f"the check run {Path(d).name} did not complete: lines may be missing")
-        if skipped:
-            notes.append(f"{Path(d).name}/checks.jsonl: {skipped} malformed line(s) skipped")
         results += rows
     return results, notes
