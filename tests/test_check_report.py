@@ -202,6 +202,9 @@ def test_no_secrets_fails_when_the_secret_or_a_token_was_printed_or_written(tmp_
             "create median 11 ms, max 250 ms",
         ),
         ({"create": [210, 250, 11], "list": [3, 4, 5]}, Verdict.FAIL, "median ≥ 200 ms"),
+        # "< 200ms" is strict: a call of exactly 200 ms is not under it, nor a median of 200
+        ({"create": [10, 200, 11], "list": [3, 4, 5]}, Verdict.WARN, "max 200 ms"),
+        ({"create": [200, 200, 11], "list": [3, 4, 5]}, Verdict.FAIL, "median ≥ 200 ms"),
     ],
 )
 def test_api_latency_judgement(times, verdict, text) -> None:  # type: ignore[no-untyped-def]

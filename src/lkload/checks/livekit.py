@@ -130,9 +130,9 @@ def judge_latency(times: dict[str, list[float]], target: float) -> Outcome:
     for what, ms in times.items():
         med, worst = statistics.median(ms), max(ms)
         parts.append(f"{what} median {med:.0f} ms, max {worst:.0f} ms")
-        if med > target:
+        if med >= target:  # "< 200ms": the target itself is not under it
             verdict = Verdict.FAIL
-        elif worst > target and verdict is Verdict.PASS:
+        elif worst >= target and verdict is Verdict.PASS:
             verdict = Verdict.WARN
     op = {Verdict.PASS: "<", Verdict.WARN: "median <", Verdict.FAIL: "median ≥"}[verdict]
     rounds = max((len(v) for v in times.values()), default=0)
