@@ -200,3 +200,27 @@ def test_livekit_unhealthy_406_fails_and_an_unattributable_ok_warns() -> None:
 
     h = _health(site_at_root)
     assert h.verdict is Verdict.WARN and "may be the proxy's own" in h.seen, h
+
+
+def test_the_wss_urls_own_certificate_is_judged_beside_other_tls_hosts() -> None:
+    """--url wss://lk.example.com with --tls for the TURN and WHIP hosts only: the URL's own
+    certificate (every client's) must still be judged for the TLS lines; before, --tls
+    replaced it and its expiry in 10 days went unjudged while the other hosts passed."""
+    from lkload.checks.config import build_config
+
+    cfg = build_config(
+        url="wss://lk.example.com",
+        api_key="k",
+        api_secret="s" * 32,
+        tls=["lk-turn.example.com", "lk-whip.example.com:8443"],
+    )
+    assert [t.where for t in cfg.tls] == [
+        "lk.example.com:443",
+        "lk-turn.example.com:443",
+        "lk-whip.example.com:8443",
+    ]
+    # named among --tls already (any spelling of its case): not twice
+    same = build_config(
+        url="wss://LK.example.com:443", api_key="k", api_secret="s" * 32, tls=["lk.example.com"]
+    )
+    assert [t.where for t in same.tls] == ["lk.example.com:443"]
