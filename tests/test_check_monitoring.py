@@ -126,9 +126,17 @@ def _until_scraped(url: str, want: Verdict, deadline_s: float = 30) -> dict[str,
     return rows
 
 
-def start_alertmanager(d: Path) -> tuple[subprocess.Popen, int]:  # type: ignore[type-arg]
+# a receiver without any integration: Alertmanager accepts the alerts and tells nobody
+BLACKHOLE = "route: {receiver: ops}\nreceivers: [{name: ops}]\n"
+WEBHOOK = (
+    "route: {receiver: ops}\n"
+    "receivers: [{name: ops, webhook_configs: [{url: 'http://127.0.0.1:9/alerts'}]}]\n"
+)
+
+
+def start_alertmanager(d: Path, config: str = WEBHOOK) -> tuple[subprocess.Popen, int]:  # type: ignore[type-arg]
     d.mkdir(parents=True, exist_ok=True)
-    (d / "am.yml").write_text("route: {receiver: ops}\nreceivers: [{name: ops}]\n")
+    (d / "am.yml").write_text(config)
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -146,7 +154,9 @@ def start_alertmanager(d: Path) -> tuple[subprocess.Popen, int]:  # type: ignore
 
 
 def test_livekit_scraped_and_alert_rules_loaded(lk: EmbeddedServer, tmp_path: Path) -> None:
-    am, am_port = start_alertmanager(tmp_path / "am")
+    """First the Alertmanager's only receiver has no integration (alerts reach nobody):
+    the alerting line fails; its configuration reloaded with a webhook receiver, it passes."""
+    am, am_port = start_alertmanager(tmp_path / "am", BLACKHOLE)
     proc, url = start_prometheus(
         tmp_path / "p", lk.ports.prometheus, rules=True, alertmanager=am_port
     )
@@ -154,6 +164,17 @@ def test_livekit_scraped_and_alert_rules_loaded(lk: EmbeddedServer, tmp_path: Pa
         rows = _until_scraped(url, Verdict.PASS)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # Alertmanager up and discovered
+            rows.update(run_monitoring(url))
+            seen = rows["monitoring.alertmanager"].seen
+            if not any(w in seen for w in ("no Alertmanager", "unreachable", "not ready")):
+                break
+            time.sleep(0.5)
+        blackhole = rows["monitoring.alertmanager"]
+        (tmp_path / "am" / "am.yml").write_text(WEBHOOK)
+        reload = urllib.request.Request(f"http://127.0.0.1:{am_port}/-/reload", method="POST")
+        urllib.request.urlopen(reload, timeout=5).close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             rows.update(run_monitoring(url))
             if rows["monitoring.alertmanager"].verdict is Verdict.PASS:
                 break
@@ -166,6 +187,8 @@ def test_livekit_scraped_and_alert_rules_loaded(lk: EmbeddedServer, tmp_path: Pa
     assert t.verdict is Verdict.PASS and f"127.0.0.1:{lk.ports.prometheus}" in t.seen, t
     r = rows["monitoring.rules"]
     assert r.verdict is Verdict.PASS and "LiveKitDown" in r.seen, r
+    assert blackhole.verdict is Verdict.FAIL, blackhole
+    assert "no receiver delivers anywhere" in blackhole.seen, blackhole
     a = rows["monitoring.alertmanager"]
     assert a.verdict is Verdict.PASS and f"127.0.0.1:{am_port} (receivers: ops)" in a.seen, a
 

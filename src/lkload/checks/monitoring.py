@@ -108,19 +108,33 @@ async def alert_routing(env: CheckEnv) -> Outcome:
             status = (body.get("cluster") or {}).get("status")
             if status not in ("ready", "disabled"):
                 raise Failed(f"Alertmanager {base}: cluster {status or r.status}, not ready")
-            seen.append(f"{base} (receivers: {_receivers(body)})")
+            receivers = _receivers(body)
+            if receivers is None:
+                raise Failed(f"Alertmanager {base}: its configuration cannot be read")
+            names = ", ".join(receivers) or "none"
+            if not any(receivers.values()):
+                # a receiver without integration takes the alerts and tells nobody
+                raise Failed(
+                    f"Alertmanager {base}: no receiver delivers anywhere (receivers: {names}; "
+                    "none has an email, Slack, webhook, PagerDuty… config): alerts reach nobody"
+                )
+            seen.append(f"{base} (receivers: {names})")
     return Verdict.PASS, f"alerts go to {len(seen)} Alertmanager(s): {', '.join(seen)}"
 
 
-def _receivers(status: dict[str, Any]) -> str:
+def _receivers(status: dict[str, Any]) -> dict[str, bool] | None:
+    """Receiver name -> whether it has an integration (a non-empty *_configs list, as
+    email_configs, slack_configs, webhook_configs); None: the configuration is unreadable."""
     import yaml
 
     try:
         cfg = yaml.safe_load((status.get("config") or {}).get("original") or "") or {}
-        names = [str(r.get("name")) for r in cfg.get("receivers") or []]
+        return {
+            str(r.get("name")): any(k.endswith("_configs") and v for k, v in r.items())
+            for r in cfg.get("receivers") or []
+        }
     except (yaml.YAMLError, AttributeError):
-        return "?"
-    return ", ".join(names) or "none"
+        return None
 
 
 def checks(env: CheckEnv) -> list[Check]:
