@@ -224,3 +224,46 @@ def test_the_wss_urls_own_certificate_is_judged_beside_other_tls_hosts() -> None
         url="wss://LK.example.com:443", api_key="k", api_secret="s" * 32, tls=["lk.example.com"]
     )
     assert [t.where for t in same.tls] == ["lk.example.com:443"]
+
+
+def _rtmp_reach(answer: bytes | None) -> str:
+    """ingress._reach on an rtmp:// URL whose port is served by a local TCP server that
+    writes `answer` once it got the client's first bytes (None: RTMP's S0+S1+S2)."""
+    import os
+
+    from lkload.checks import ingress
+
+    async def go() -> str:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1)
+            if answer is None:  # version 3, then S1 and S2 (each 1536 bytes)
+                writer.write(b"\x03" + os.urandom(1536) + os.urandom(1536))
+            else:
+                writer.write(answer)
+            await writer.drain()
+            await asyncio.sleep(0.5)
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        env = CheckEnv(
+            CheckConfig(timeout_s=2.0), url="ws://127.0.0.1:1", api_key="k", api_secret="s"
+        )
+        try:
+            return await ingress._reach(env, "rtmp", f"rtmp://127.0.0.1:{port}/x")
+        finally:
+            server.close()
+
+    return asyncio.run(go())
+
+
+def test_rtmp_port_served_by_something_else_is_not_rtmp() -> None:
+    """Port 1935 forwarded to an HTTP server (a proxy rule gone wrong): it accepts TCP, but
+    'RTMP streams accepted' needs the RTMP handshake answered (S0 = version 3)."""
+    import pytest
+
+    from lkload.checks.runner import Failed
+
+    with pytest.raises(Failed, match="not an RTMP handshake"):
+        _rtmp_reach(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    assert "RTMP handshake answered" in _rtmp_reach(None)
