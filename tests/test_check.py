@@ -493,12 +493,15 @@ def _run_media(env):  # type: ignore[no-untyped-def]
     return asyncio.run(go())
 
 
-def test_media_without_audio_fails_the_audio_line(
+def test_media_without_audio_and_a_stalled_video_fail_their_lines(
     srv: EmbeddedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The publisher publishes video only (its layout changed): the real server forwards no
-    audio, so the audio line fails for that reason and the video line passes."""
+    """The publisher publishes video only (its layout changed), and its video stops after
+    3 s: the real server forwards no audio, so the audio line fails for that reason;
+    the video line fails too, since a few packets and then none is no streaming (it passed
+    on any packet received)."""
     from lkload.checks import media
+    from lkload.participants.aiortc.packetize import FrameSource
     from lkload.scenario.model import RoomLayout
 
     real_layout = RoomLayout
@@ -506,12 +509,24 @@ def test_media_without_audio_fails_the_audio_line(
     def video_only(**kw):  # type: ignore[no-untyped-def]
         return real_layout(**{**kw, "audio": False})
 
+    real_next = FrameSource._next
+    began: dict[int, float] = {}
+
+    def stalls(self):  # type: ignore[no-untyped-def]
+        payloads, timestamp, due = real_next(self)
+        start = began.setdefault(id(self), time.monotonic())
+        if self.sample.codec != "opus" and time.monotonic() - start > 3.0:
+            due += 3600  # the video encoder hangs after 3 s: its next frame is an hour away
+        return payloads, timestamp, due
+
     monkeypatch.setattr(media, "RoomLayout", video_only)
     monkeypatch.setattr(media, "MEDIA_TIMEOUT_S", 4.0)
+    monkeypatch.setattr(FrameSource, "_next", stalls)
     rows = _run_media(_media_env(srv))
     audio = rows["livekit.audio"]
     assert audio.verdict is Verdict.FAIL and "received no audio packets" in audio.seen, audio
-    assert rows["livekit.video"].verdict is Verdict.PASS
+    video = rows["livekit.video"]
+    assert video.verdict is Verdict.FAIL and "then no media during the last" in video.seen, video
     assert rows["livekit.join"].verdict is Verdict.PASS
 
 

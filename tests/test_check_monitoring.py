@@ -35,6 +35,15 @@ RULES = """groups:
         for: 1m
 """
 
+OTHER_RULES = """groups:
+  - name: node
+    rules:
+      - alert: NodeDown
+        expr: up{job="node"} == 0
+      - alert: DiskFull
+        expr: node_filesystem_avail_bytes / node_filesystem_size_bytes < 0.1
+"""
+
 
 def _free_port() -> int:
     s = socket.socket()
@@ -51,10 +60,10 @@ def lk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
 
 
 def start_prometheus(
-    d: Path, target_port: int, rules: bool, alertmanager: int | None = None
+    d: Path, target_port: int, rules: bool, alertmanager: int | None = None, rules_text: str = RULES
 ) -> tuple[subprocess.Popen, str]:  # type: ignore[type-arg]
     d.mkdir(parents=True, exist_ok=True)
-    (d / "rules.yml").write_text(RULES)
+    (d / "rules.yml").write_text(rules_text)
     am = (
         "alerting: {alertmanagers: [{static_configs: "
         f"[{{targets: ['127.0.0.1:{alertmanager}']}}]}}]}}\n"
@@ -117,9 +126,17 @@ def _until_scraped(url: str, want: Verdict, deadline_s: float = 30) -> dict[str,
     return rows
 
 
-def start_alertmanager(d: Path) -> tuple[subprocess.Popen, int]:  # type: ignore[type-arg]
+# a receiver without any integration: Alertmanager accepts the alerts and tells nobody
+BLACKHOLE = "route: {receiver: ops}\nreceivers: [{name: ops}]\n"
+WEBHOOK = (
+    "route: {receiver: ops}\n"
+    "receivers: [{name: ops, webhook_configs: [{url: 'http://127.0.0.1:9/alerts'}]}]\n"
+)
+
+
+def start_alertmanager(d: Path, config: str = WEBHOOK) -> tuple[subprocess.Popen, int]:  # type: ignore[type-arg]
     d.mkdir(parents=True, exist_ok=True)
-    (d / "am.yml").write_text("route: {receiver: ops}\nreceivers: [{name: ops}]\n")
+    (d / "am.yml").write_text(config)
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -137,7 +154,9 @@ def start_alertmanager(d: Path) -> tuple[subprocess.Popen, int]:  # type: ignore
 
 
 def test_livekit_scraped_and_alert_rules_loaded(lk: EmbeddedServer, tmp_path: Path) -> None:
-    am, am_port = start_alertmanager(tmp_path / "am")
+    """First the Alertmanager's only receiver has no integration (alerts reach nobody):
+    the alerting line fails; its configuration reloaded with a webhook receiver, it passes."""
+    am, am_port = start_alertmanager(tmp_path / "am", BLACKHOLE)
     proc, url = start_prometheus(
         tmp_path / "p", lk.ports.prometheus, rules=True, alertmanager=am_port
     )
@@ -145,6 +164,17 @@ def test_livekit_scraped_and_alert_rules_loaded(lk: EmbeddedServer, tmp_path: Pa
         rows = _until_scraped(url, Verdict.PASS)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # Alertmanager up and discovered
+            rows.update(run_monitoring(url))
+            seen = rows["monitoring.alertmanager"].seen
+            if not any(w in seen for w in ("no Alertmanager", "unreachable", "not ready")):
+                break
+            time.sleep(0.5)
+        blackhole = rows["monitoring.alertmanager"]
+        (tmp_path / "am" / "am.yml").write_text(WEBHOOK)
+        reload = urllib.request.Request(f"http://127.0.0.1:{am_port}/-/reload", method="POST")
+        urllib.request.urlopen(reload, timeout=5).close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             rows.update(run_monitoring(url))
             if rows["monitoring.alertmanager"].verdict is Verdict.PASS:
                 break
@@ -157,6 +187,8 @@ def test_livekit_scraped_and_alert_rules_loaded(lk: EmbeddedServer, tmp_path: Pa
     assert t.verdict is Verdict.PASS and f"127.0.0.1:{lk.ports.prometheus}" in t.seen, t
     r = rows["monitoring.rules"]
     assert r.verdict is Verdict.PASS and "LiveKitDown" in r.seen, r
+    assert blackhole.verdict is Verdict.FAIL, blackhole
+    assert "no receiver delivers anywhere" in blackhole.seen, blackhole
     a = rows["monitoring.alertmanager"]
     assert a.verdict is Verdict.PASS and f"127.0.0.1:{am_port} (receivers: ops)" in a.seen, a
 
@@ -176,9 +208,13 @@ def test_target_down_and_no_rules_fail(tmp_path: Path) -> None:
     assert a.verdict is Verdict.FAIL and "no Alertmanager" in a.seen, a
 
 
-def test_alertmanager_down_fails(tmp_path: Path) -> None:
+def test_alertmanager_down_and_rules_about_other_services_fail(tmp_path: Path) -> None:
+    """Alerts go to an Alertmanager that is down; and the only rules loaded are about
+    other services (node exporter, disk): no alert about livekit is configured."""
     dead = _free_port()
-    proc, url = start_prometheus(tmp_path / "p", _free_port(), rules=True, alertmanager=dead)
+    proc, url = start_prometheus(
+        tmp_path / "p", _free_port(), rules=True, alertmanager=dead, rules_text=OTHER_RULES
+    )
     try:
         deadline = time.monotonic() + 20
         rows = run_monitoring(url)
@@ -193,6 +229,9 @@ def test_alertmanager_down_fails(tmp_path: Path) -> None:
         proc.wait(10)
     a = rows["monitoring.alertmanager"]
     assert a.verdict is Verdict.FAIL and f"127.0.0.1:{dead} unreachable" in a.seen, a
+    r = rows["monitoring.rules"]
+    assert r.verdict is Verdict.FAIL and "none about livekit" in r.seen, r
+    assert "NodeDown" in r.seen
 
 
 def test_no_prometheus_server_skips_with_the_reason() -> None:

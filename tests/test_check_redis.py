@@ -99,7 +99,8 @@ def run_redis(
         return [
             await run_one(c, timeout_s)
             for c in redis_server.checks(env)
-            if not only or c.id in only
+            # redis.livekit needs a livekit-server: test_livekit_keeps_its_rooms_in_redis
+            if (not only and c.id != "redis.livekit") or c.id in only
         ]
 
     return {r.id: r for r in asyncio.run(go())}
@@ -217,3 +218,60 @@ def test_config_forbidden_and_memory_high_warn(redis_factory) -> None:  # type: 
     hidden = redis_factory("--appendonly", "no", "--rename-command", "CONFIG", "")
     p = run_redis(hidden.port, only=("redis.persistence",))["redis.persistence"]
     assert p.verdict is Verdict.WARN and "CONFIG not allowed" in p.seen, p
+
+
+def test_acl_user_with_the_default_user_left_open_fails_auth(redis_factory) -> None:  # type: ignore[no-untyped-def]
+    """livekit connects as ACL user 'livekit' with a password, but the default user is still
+    'on nopass': anyone reaching the port gets in without a password. The anonymous probe
+    must not send the configured user name (AUTH livekit <nothing> is refused and read as
+    'auth enforced')."""
+    r = redis_factory("--user", "livekit", "on", f">{PASSWORD}", "~*", "&*", "+@all")
+    cfg = CheckConfig(
+        redis=RedisTarget(f"redis://livekit@127.0.0.1:{r.port}/0", PASSWORD), timeout_s=2.0
+    )
+    env = CheckEnv(cfg, url="ws://127.0.0.1:1", api_key="k", api_secret="s")
+    checks = {c.id: c for c in redis_server.checks(env)}
+    ping = asyncio.run(run_one(checks["redis.ping"], 2.0))
+    assert ping.verdict is Verdict.PASS, ping  # the ACL user and its password work
+    auth = asyncio.run(run_one(checks["redis.auth"], 2.0))
+    assert auth.verdict is Verdict.FAIL and "not enforced" in auth.seen, auth
+
+
+@pytest.mark.server
+def test_livekit_keeps_its_rooms_in_the_redis_checked(redis_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """'Redis connection successful' is livekit's connection: a Redis lkload reaches but
+    livekit-server does not use (it uses another instance) fails the line; the Redis livekit
+    is configured with passes it (its room appears in the 'rooms' hash)."""
+    from lkload.analysis.deployment import deployment_lines
+    from lkload.server import EmbeddedServer
+
+    used, other = redis_factory("--appendonly", "yes"), redis_factory("--appendonly", "yes")
+
+    class WithRedis(EmbeddedServer):
+        def config(self, key_file: Path) -> dict[str, object]:
+            return {**super().config(key_file), "redis": {"address": f"127.0.0.1:{used.port}"}}
+
+    def conn_line(srv: EmbeddedServer, port: int) -> tuple[dict[str, CheckResult], str]:
+        creds = srv.credentials
+        cfg = CheckConfig(redis=RedisTarget(f"redis://127.0.0.1:{port}/0"), timeout_s=3.0)
+        env = CheckEnv(cfg, url=srv.url, api_key=creds.api_key, api_secret=creds.api_secret)
+        wanted = ("redis.ping", "redis.livekit")
+
+        async def go() -> list[CheckResult]:
+            return [await run_one(c, 10.0) for c in redis_server.checks(env) if c.id in wanted]
+
+        results = asyncio.run(go())
+        (line,) = [
+            ln for ln in deployment_lines(results) if ln.text == "Redis connection successful"
+        ]
+        return {x.id: x for x in results}, str(line.status)
+
+    with WithRedis(log_path=tmp_path / "lk.log") as srv:
+        wrong, wrong_status = conn_line(srv, other.port)
+        right, right_status = conn_line(srv, used.port)
+    assert wrong["redis.ping"].verdict is Verdict.PASS  # that Redis itself answers
+    assert wrong_status == "FAIL", (wrong_status, wrong)
+    lk = wrong["redis.livekit"]
+    assert lk.verdict is Verdict.FAIL and "runs without Redis or uses another" in lk.seen, lk
+    assert right["redis.livekit"].verdict is Verdict.PASS, right
+    assert "'rooms' hash" in right["redis.livekit"].seen and right_status == "PASS", right

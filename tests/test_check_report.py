@@ -202,6 +202,9 @@ def test_no_secrets_fails_when_the_secret_or_a_token_was_printed_or_written(tmp_
             "create median 11 ms, max 250 ms",
         ),
         ({"create": [210, 250, 11], "list": [3, 4, 5]}, Verdict.FAIL, "median ≥ 200 ms"),
+        # "< 200ms" is strict: a call of exactly 200 ms is not under it, nor a median of 200
+        ({"create": [10, 200, 11], "list": [3, 4, 5]}, Verdict.WARN, "max 200 ms"),
+        ({"create": [200, 200, 11], "list": [3, 4, 5]}, Verdict.FAIL, "median ≥ 200 ms"),
     ],
 )
 def test_api_latency_judgement(times, verdict, text) -> None:  # type: ignore[no-untyped-def]
@@ -242,3 +245,34 @@ def test_checks_of_another_deployment_or_unfinished_are_bad_input(
     a = analyze(camp, [same])
     assert [ln for ln in a.checklist if ln.source == "check"]
     assert a.overall == "PASS WITH WARNINGS"  # the TLS expiry WARN of _checks
+
+
+def test_checks_of_another_path_prefix_on_the_same_host_are_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two deployments under path prefixes of one host (wss://lk.example.com/staging and
+    /livekit): `check` now asks the prefix it is given, so a check of /staging is no
+    evidence for a campaign against /livekit. The same prefix, spelled with a trailing
+    slash, is the same deployment."""
+    camp = _campaign(tmp_path, url="wss://lk.example.com/livekit")
+    other = _checks(tmp_path, url="wss://lk.example.com/staging", name="check-staging")
+    assert main(["report", str(camp), "--checks", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "wss://lk.example.com/staging" in err and "wss://lk.example.com/livekit" in err, err
+    same = _checks(tmp_path, url="wss://lk.example.com/livekit/", name="check-same-prefix")
+    assert [ln for ln in analyze(camp, [same]).checklist if ln.source == "check"]
+
+
+def test_a_check_line_that_cannot_be_read_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checks.jsonl line that cannot be read may have been a FAIL: dropping it with a note
+    let the sign-off PASS without it. Exit 2, naming the file and how many lines."""
+    camp = _campaign(tmp_path)
+    d = _checks(tmp_path)
+    with (d / "checks.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write('{"id": "tls.chain", "verdict": "FAIL", "seen": "chain not verif\n')
+    assert main(["report", str(camp), "--checks", str(d)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "checks.jsonl" in err and "1 line(s)" in err and "cannot be read" in err, err

@@ -188,3 +188,94 @@ def test_cbc_only_server_warns_strong_ciphers() -> None:
     assert strong.verdict is Verdict.WARN and "not AEAD" in strong.seen, strong
     assert rows["tls.weak_ciphers"].verdict is Verdict.PASS
     assert rows["tls.forward_secrecy"].verdict is Verdict.PASS
+
+
+def test_weak_leaf_key_fails_the_chain() -> None:
+    """A 1024-bit RSA leaf key: every current client refuses it (OpenSSL's default security
+    level 2 says 'EE certificate key too weak'), so the chain is not valid."""
+    with tls_server(TlsServerSpec(leaf_rsa_bits=1024)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    chain = rows["tls.chain"]
+    assert chain.verdict is Verdict.FAIL and "too weak" in chain.seen, chain
+
+
+def test_expired_intermediate_fails_not_expired() -> None:
+    """The leaf is valid, the intermediate the server sends expired 3 days ago: clients
+    refuse the chain, so 'Certificates are not expired' fails and names the intermediate."""
+    with tls_server(TlsServerSpec(intermediate_days_valid=-3)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    exp = rows["tls.not_expired"]
+    assert exp.verdict is Verdict.FAIL and "lkload test intermediate" in exp.seen, exp
+    assert "expired on" in exp.seen
+    assert rows["tls.expiry"].verdict is Verdict.FAIL, rows["tls.expiry"]
+    assert rows["tls.name"].verdict is Verdict.PASS
+
+
+def test_intermediate_expiring_soon_fails_expiry() -> None:
+    with tls_server(TlsServerSpec(intermediate_days_valid=20)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    exp = rows["tls.expiry"]
+    assert exp.verdict is Verdict.FAIL and "lkload test intermediate" in exp.seen, exp
+    assert rows["tls.not_expired"].verdict is Verdict.PASS, rows["tls.not_expired"]
+    assert rows["tls.chain"].verdict is Verdict.PASS, rows["tls.chain"]
+
+
+def test_expired_root_of_the_trust_store_fails_not_expired() -> None:
+    """Nothing the server sends is expired, the root it chains to is: OpenSSL's date check of
+    the verified chain fails, and so does the line."""
+    with tls_server(TlsServerSpec(root_days_valid=-1)) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    exp = rows["tls.not_expired"]
+    assert exp.verdict is Verdict.FAIL and "date check: certificate has expired" in exp.seen, exp
+
+
+def test_weak_suites_of_an_ed25519_server_are_caught() -> None:
+    """A server with an Ed25519 certificate accepting a NULL suite (no encryption): the raw
+    ClientHellos must be ones it can answer (Ed25519 among the signature algorithms), else
+    every refusal is vacuous and 'No weak cipher suites' passes."""
+    spec = TlsServerSpec(
+        leaf_ed25519=True,
+        ciphers="ECDHE-ECDSA-NULL-SHA:ECDHE-ECDSA-AES128-GCM-SHA256:@SECLEVEL=0",
+        max_version=ssl.TLSVersion.TLSv1_2,
+    )
+    with tls_server(spec) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    weak = rows["tls.weak_ciphers"]
+    assert weak.verdict is Verdict.FAIL and "NULL" in weak.seen, weak
+
+
+def test_raw_probe_the_server_cannot_answer_fails_instead_of_passing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The control: with the raw ClientHello made one this server cannot answer (no Ed25519
+    signature algorithm, as before the fix above), its refusals of weak suites and static
+    RSA prove nothing, and both lines say so instead of passing."""
+    from lkload.checks import hello
+
+    no_ed = tuple(s for s in hello._SIGALGS if s not in (0x0807, 0x0808))
+    monkeypatch.setattr(hello, "_SIGALGS", no_ed)
+    spec = TlsServerSpec(
+        leaf_ed25519=True,
+        ciphers="ECDHE-ECDSA-NULL-SHA:ECDHE-ECDSA-AES128-GCM-SHA256:@SECLEVEL=0",
+        max_version=ssl.TLSVersion.TLSv1_2,
+    )
+    with tls_server(spec) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    for check_id in ("tls.weak_ciphers", "tls.forward_secrecy"):
+        r = rows[check_id]
+        assert r.verdict is Verdict.FAIL and "refusals of weak suites prove nothing" in r.seen, r
+
+
+def test_cbc_suites_beside_aead_warn_strong_ciphers_only() -> None:
+    """'Strong cipher suites only': a modern client gets AES-GCM, but the server still takes
+    a CBC (non-AEAD) suite from a client that offers only that; as for a CBC-only server,
+    WARN, not PASS."""
+    spec = TlsServerSpec(
+        ciphers="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA",
+        max_version=ssl.TLSVersion.TLSv1_2,
+    )
+    with tls_server(spec) as ep:
+        rows = run_tls(ep, ep.ca_file)
+    strong = rows["tls.strong_ciphers"]
+    assert strong.verdict is Verdict.WARN and "ECDHE-ECDSA-AES128-SHA" in strong.seen, strong
+    assert rows["tls.weak_ciphers"].verdict is Verdict.PASS

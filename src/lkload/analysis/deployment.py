@@ -56,9 +56,11 @@ def _evidence(r: CheckResult, several: bool) -> str:
     return f"{head}{r.id}{where}: {r.seen}"
 
 
-def _endpoint(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of a signalling URL, default ports filled in: the same
-    deployment however its URL is spelled (case, default port, trailing slash)."""
+def _endpoint(url: str) -> tuple[str, str, int | None, str]:
+    """(scheme, host, port, path prefix) of a signalling URL, default ports filled in: the
+    same deployment however its URL is spelled (case, default port, trailing slash). The
+    path counts: two deployments may live under two prefixes of one host, and `check`
+    asks the prefix it is given."""
     u = urlsplit(url.strip())
     scheme = u.scheme.lower()
     try:
@@ -66,7 +68,7 @@ def _endpoint(url: str) -> tuple[str, str, int | None]:
     except ValueError:
         port = None
     default = {"ws": 80, "http": 80, "wss": 443, "https": 443}.get(scheme)
-    return scheme, (u.hostname or "").lower(), port or default
+    return scheme, (u.hostname or "").lower(), port or default, u.path.rstrip("/")
 
 
 def _settings(meta: dict[str, Any]) -> dict[str, Any]:
@@ -132,13 +134,16 @@ def load_checks(
                     f"{mine}: give a check run of the same deployment (lkload check --url "
                     "URL with the campaign's URL)"
                 )
+        if skipped:  # a line nobody can read may have been a FAIL: no sign-off without it
+            raise UsageError(
+                f"--checks {d}: checks.jsonl has {skipped} line(s) that cannot be read "
+                "(a check's verdict may be among them); run lkload check again"
+            )
         notes.append(
             f"deployment checks from {Path(d).name} ({len(rows)} checks against {shown}, "
             f"status {status})"
         )
         if status not in ("completed", "?"):
             notes.append(f"the check run {Path(d).name} did not complete: lines may be missing")
-        if skipped:
-            notes.append(f"{Path(d).name}/checks.jsonl: {skipped} malformed line(s) skipped")
         results += rows
     return results, notes

@@ -37,12 +37,27 @@ def _token(
     )
 
 
+async def _join_control(env: CheckEnv) -> str:
+    """A valid token joins: else a refusal of a bad one proves nothing (a gate in front
+    refusing everything, a broken server). Shared by the join refusal checks."""
+
+    async def control() -> str:
+        a = await try_join(env, _token(env, "lkload-check-control", env.room("auth")))
+        if not a.joined:
+            return f"but so is a valid token ({a.detail}): the refusal proves nothing"
+        return ""
+
+    return str(await env.probes.get("auth:join-control", control))
+
+
 async def _refused(env: CheckEnv, what: str, token: str) -> Outcome:
     a = await try_join(env, token)
     if a.joined:
         raise Failed(f"{what}: the server let it join ({a.detail})")
     if a.status in (401, 403):
-        return Verdict.PASS, f"{what}: join refused with {a.detail}"
+        if why := await _join_control(env):
+            raise Failed(f"{what}: join refused with {a.detail}, {why}")
+        return Verdict.PASS, f"{what}: join refused with {a.detail}; a valid token joins"
     raise Failed(f"{what}: refused, but not as unauthorised: {a.detail}")
 
 
@@ -100,9 +115,7 @@ async def api_credentials(env: CheckEnv) -> Outcome:
     return Verdict.PASS, "ListRooms with " + ", ".join(seen)
 
 
-async def api_without_grant(env: CheckEnv) -> Outcome:
-    """A valid token that may join rooms but not list them: the API refuses it."""
-    token = _token(env, "lkload-check-rbac", env.room("auth"))
+async def _list_rooms(env: CheckEnv, token: str) -> int:
     async with (
         http_session(env) as s,
         s.post(
@@ -111,9 +124,27 @@ async def api_without_grant(env: CheckEnv) -> Outcome:
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         ) as r,
     ):
-        if r.status in (401, 403):
-            return Verdict.PASS, f"ListRooms with a join-only token → {r.status}"
-        raise Failed(f"ListRooms with a join-only token → {r.status}, not refused")
+        return r.status
+
+
+async def api_without_grant(env: CheckEnv) -> Outcome:
+    """A valid token that may join rooms but not list them: the API refuses it, while a
+    token with the roomList grant is answered (else the refusal proves nothing)."""
+    status = await _list_rooms(env, _token(env, "lkload-check-rbac", env.room("auth")))
+    if status not in (401, 403):
+        raise Failed(f"ListRooms with a join-only token → {status}, not refused")
+    lister = (
+        api.AccessToken(env.api_key, env.api_secret)
+        .with_grants(api.VideoGrants(room_list=True))
+        .to_jwt()
+    )
+    granted = await _list_rooms(env, lister)
+    if granted != 200:
+        raise Failed(
+            f"ListRooms with a join-only token → {status}, but so is a valid token with the "
+            f"roomList grant (→ {granted}): the refusal proves nothing"
+        )
+    return Verdict.PASS, f"ListRooms with a join-only token → {status}, with roomList → 200"
 
 
 def leaks(texts: list[str], files: list[Path], needles: list[str]) -> list[str]:

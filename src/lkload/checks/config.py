@@ -234,9 +234,12 @@ def build_config(
         endpoints.append(TlsEndpoint(item.host, item.port, item.http_port))
     if tls:
         endpoints = [TlsEndpoint(*host_port(t, 443, "--tls")) for t in tls]
-    if not endpoints and url and urllib.parse.urlsplit(url).scheme in ("wss", "https"):
+    if url and urllib.parse.urlsplit(url).scheme in ("wss", "https"):
+        # the URL's own certificate is every client's: judged whatever else --tls names
         p = urllib.parse.urlsplit(url)
-        endpoints = [TlsEndpoint(p.hostname or "", p.port or 443)]
+        own = TlsEndpoint(p.hostname or "", p.port or 443)
+        if not any(e.host.lower() == own.host.lower() and e.port == own.port for e in endpoints):
+            endpoints.insert(0, own)
 
     ca = ca_file or model.ca_file
     if ca is not None and not Path(ca).is_file():

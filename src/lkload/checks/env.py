@@ -31,9 +31,11 @@ class CheckEnv:
 
     @property
     def http_url(self) -> str:
+        """The same URL over HTTP(S), path kept (a deployment under a path prefix): the
+        health endpoint and RoomService live beside /rtc, as `run` reaches them."""
         parts = urllib.parse.urlsplit(self.url)
         scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
-        return urllib.parse.urlunsplit((scheme, parts.netloc, "", "", ""))
+        return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
     @property
     def host(self) -> str:

@@ -53,6 +53,34 @@ WEAK_SUITES: dict[str, dict[int, str]] = {
         0xC015: "AECDH-NULL-SHA",
     },
 }
+# forward-secret AEAD suites every TLS 1.2 server should take: the probes' control (a
+# server refusing these from the raw ClientHello refuses it for another reason)
+STRONG_SUITES = {
+    0xC02B: "ECDHE-ECDSA-AES128-GCM-SHA256",
+    0xC02C: "ECDHE-ECDSA-AES256-GCM-SHA384",
+    0xC02F: "ECDHE-RSA-AES128-GCM-SHA256",
+    0xC030: "ECDHE-RSA-AES256-GCM-SHA384",
+    0xCCA9: "ECDHE-ECDSA-CHACHA20-POLY1305",
+    0xCCA8: "ECDHE-RSA-CHACHA20-POLY1305",
+    0x009E: "DHE-RSA-AES128-GCM-SHA256",
+    0x009F: "DHE-RSA-AES256-GCM-SHA384",
+}
+# forward-secret but CBC (not AEAD): not weak, not strong either (current guidance, e.g.
+# Mozilla's intermediate profile, lists AEAD suites only)
+CBC_SUITES = {
+    0xC009: "ECDHE-ECDSA-AES128-SHA",
+    0xC00A: "ECDHE-ECDSA-AES256-SHA",
+    0xC023: "ECDHE-ECDSA-AES128-SHA256",
+    0xC024: "ECDHE-ECDSA-AES256-SHA384",
+    0xC013: "ECDHE-RSA-AES128-SHA",
+    0xC014: "ECDHE-RSA-AES256-SHA",
+    0xC027: "ECDHE-RSA-AES128-SHA256",
+    0xC028: "ECDHE-RSA-AES256-SHA384",
+    0x0033: "DHE-RSA-AES128-SHA",
+    0x0039: "DHE-RSA-AES256-SHA",
+    0x0067: "DHE-RSA-AES128-SHA256",
+    0x006B: "DHE-RSA-AES256-SHA256",
+}
 # RSA key exchange: no forward secrecy
 STATIC_RSA = {
     0x002F: "AES128-SHA",
@@ -75,7 +103,23 @@ LEGACY_SUITES = {
     0x000A: "DES-CBC3-SHA",
 }
 _GROUPS = (0x001D, 0x0017, 0x0018, 0x0019, 0x0100)  # x25519, P-256, P-384, P-521, ffdhe2048
-_SIGALGS = (0x0403, 0x0503, 0x0603, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601, 0x0201, 0x0203)
+# ECDSA, EdDSA (Ed25519, Ed448: without them a server with such a certificate refuses
+# every probe, and every refusal reads as a weak suite refused), RSA-PSS, RSA, SHA-1 last
+_SIGALGS = (
+    0x0403,
+    0x0503,
+    0x0603,
+    0x0807,
+    0x0808,
+    0x0804,
+    0x0805,
+    0x0806,
+    0x0401,
+    0x0501,
+    0x0601,
+    0x0201,
+    0x0203,
+)
 
 
 @dataclass(frozen=True)
@@ -171,7 +215,7 @@ VERSION_NAMES = {TLS10: "TLS 1.0", TLS11: "TLS 1.1", TLS12: "TLS 1.2", 0x0304: "
 def suite_name(code: int | None) -> str:
     if code is None:
         return "?"
-    for table in (*WEAK_SUITES.values(), STATIC_RSA, LEGACY_SUITES):
+    for table in (*WEAK_SUITES.values(), STATIC_RSA, LEGACY_SUITES, STRONG_SUITES, CBC_SUITES):
         if code in table:
             return table[code]
     return f"0x{code:04X}"

@@ -4,6 +4,7 @@ API, their endpoints reached, and deleted again. No stream is pushed (the eviden
 from __future__ import annotations
 
 import asyncio
+import os
 import urllib.parse
 
 from livekit import api
@@ -45,19 +46,46 @@ async def _reach(env: CheckEnv, kind: str, url: str) -> str:
     if not parts.hostname:
         raise Failed(f"CreateIngress returned no usable URL ({url!r})")
     if kind == "rtmp":
-        port = parts.port or 1935
-        try:
-            _, w = await asyncio.wait_for(
-                asyncio.open_connection(parts.hostname, port), env.cfg.timeout_s
+        return await _rtmp_handshake(parts.hostname, parts.port or 1935, env.cfg.timeout_s)
+    # livekit-ingress answers OPTIONS on its WHIP URL with 204 and Accept-Post:
+    # application/sdp; a 4xx (a proxy not routing it) or a page without that is no endpoint
+    async with http_session(env) as s, s.options(url) as r:
+        accepts = r.headers.get("Accept-Post", "") + r.headers.get(
+            "Access-Control-Allow-Methods", ""
+        )
+        if not 200 <= r.status < 300:
+            raise Failed(f"WHIP endpoint {url}: OPTIONS → {r.status}, not livekit-ingress's 204")
+        if "application/sdp" not in accepts and "POST" not in accepts.upper():
+            raise Failed(
+                f"WHIP endpoint {url}: OPTIONS → {r.status} without Accept-Post: "
+                "application/sdp: not a WHIP endpoint"
             )
-        except (OSError, TimeoutError) as exc:
-            raise Failed(f"RTMP ingress {parts.hostname}:{port} unreachable: {exc!r}") from None
-        w.close()
-        return f"TCP {parts.hostname}:{port} accepts connections"
-    async with http_session(env) as s, s.options(url) as r:  # WHIP answers OPTIONS or 4xx
-        if r.status >= 500:
-            raise Failed(f"WHIP endpoint {url}: OPTIONS → {r.status}")
-        return f"WHIP endpoint answers OPTIONS with {r.status}"
+        return f"WHIP endpoint answers OPTIONS with {r.status} ({accepts.strip()})"
+
+
+async def _rtmp_handshake(host: str, port: int, timeout_s: float) -> str:
+    """C0+C1 sent, S0+S1 read: an RTMP server answers version 3 and 1536 bytes before any
+    application or stream key; a TCP listener of something else (a proxy rule gone wrong)
+    does not. No stream is published."""
+    where = f"RTMP ingress {host}:{port}"
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    except (OSError, TimeoutError) as exc:
+        raise Failed(f"{where} unreachable: {exc!r}") from None
+    try:
+        writer.write(b"\x03" + bytes(8) + os.urandom(1528))  # C0 (version 3), C1
+        await writer.drain()
+        s0s1 = await asyncio.wait_for(reader.readexactly(1 + 1536), timeout_s)
+    except asyncio.IncompleteReadError as exc:
+        got = exc.partial[:16]
+        raise Failed(f"{where}: answered {got!r} and closed, not an RTMP handshake") from None
+    except (OSError, TimeoutError) as exc:
+        raise Failed(f"{where}: no RTMP handshake answer ({exc!r})") from None
+    finally:
+        writer.close()
+    if s0s1[0] != 3:
+        raise Failed(f"{where}: answered {s0s1[:16]!r}, not an RTMP handshake (version 3)")
+    return f"RTMP handshake answered by {host}:{port} (S0 version 3, S1 1536 bytes)"
 
 
 def checks(env: CheckEnv) -> list[Check]:

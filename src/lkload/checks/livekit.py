@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+import urllib.parse
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,7 @@ from lkload.checks.signal import try_join
 
 MEDIA_TIMEOUT_S = 30.0
 API_ROUNDS = 3
+HEALTHY = "OK"  # livekit-server's health answer body
 
 
 def http_session(env: CheckEnv) -> aiohttp.ClientSession:
@@ -29,20 +31,41 @@ def http_session(env: CheckEnv) -> aiohttp.ClientSession:
 
 
 async def health(env: CheckEnv) -> Outcome:
-    """livekit-server answers its health check on / (200 "OK"); the checklist's command asks
-    /health, which a proxy may map. Either answering 200 passes."""
+    """livekit-server's own health endpoint is / (200 "OK"; 406 and the reason when
+    unhealthy); the checklist's command asks /health, which a proxy may map to it or answer
+    itself (Caddy's `respond /health "OK"`). So / decides: "OK" passes; 406 or a gateway
+    error (the upstream is down) fails whatever /health says; a /health "OK" beside another
+    answer on / cannot be attributed to livekit: WARN. Any other 200 is not livekit's."""
+    prefix = urllib.parse.urlsplit(env.http_url).path
+    got: dict[str, tuple[int, str]] = {}
     async with http_session(env) as s:
-        async with s.get(env.http_url + "/health", allow_redirects=False) as r:
-            if r.status == 200:
-                return Verdict.PASS, "GET /health → 200"
-            first = r.status
-        async with s.get(env.http_url + "/", allow_redirects=False) as r:
-            body = (await r.text())[:40].strip()
-            if r.status == 200:
-                return Verdict.PASS, (
-                    f"GET / → 200 {body!r} (livekit-server's health endpoint; /health → {first})"
-                )
-            raise Failed(f"GET /health → {first}, GET / → {r.status} {body!r}")
+        for path in ("/", "/health"):
+            async with s.get(env.http_url + path, allow_redirects=False) as r:
+                got[path] = r.status, (await r.text(errors="replace"))[:40].strip()
+
+    def shown(path: str) -> str:
+        status, body = got[path]
+        return f"GET {prefix}{path} → {status} {body!r}"
+
+    root, named = got["/"], got["/health"]
+    if root == (200, HEALTHY):
+        return Verdict.PASS, (
+            f"{shown('/')}: livekit-server's health endpoint ({shown('/health')})"
+        )
+    if root[0] == 406 or root[0] >= 500:
+        raise Failed(
+            f"{shown('/')}: livekit-server unhealthy or not answering behind the proxy "
+            f"({shown('/health')})"
+        )
+    if named == (200, HEALTHY):
+        return Verdict.WARN, (
+            f"{shown('/health')}, but livekit-server's own endpoint {shown('/')}: the OK may "
+            "be the proxy's own"
+        )
+    why = f"{shown('/')}; {shown('/health')}"
+    if 200 in (root[0], named[0]):
+        raise Failed(f"{why}: not livekit-server's health answer (200 {HEALTHY!r})")
+    raise Failed(why)
 
 
 async def websocket(env: CheckEnv) -> Outcome:
@@ -107,9 +130,9 @@ def judge_latency(times: dict[str, list[float]], target: float) -> Outcome:
     for what, ms in times.items():
         med, worst = statistics.median(ms), max(ms)
         parts.append(f"{what} median {med:.0f} ms, max {worst:.0f} ms")
-        if med > target:
+        if med >= target:  # "< 200ms": the target itself is not under it
             verdict = Verdict.FAIL
-        elif worst > target and verdict is Verdict.PASS:
+        elif worst >= target and verdict is Verdict.PASS:
             verdict = Verdict.WARN
     op = {Verdict.PASS: "<", Verdict.WARN: "median <", Verdict.FAIL: "median ≥"}[verdict]
     rounds = max((len(v) for v in times.values()), default=0)

@@ -31,6 +31,10 @@ class MediaSeen:
     join_ms: dict[str, float] = field(default_factory=dict)
     join_errors: dict[str, str] = field(default_factory=dict)
     packets: dict[str, int] = field(default_factory=dict)  # kind -> packets received
+    # kind -> payload bytes: the SFU's padding-only probes are RTP packets without media
+    payload: dict[str, int] = field(default_factory=dict)
+    # kind -> payload bytes received during the last RECEIVE_S: a stream that stopped has none
+    recent: dict[str, int] = field(default_factory=dict)
     first_ms: dict[str, float] = field(default_factory=dict)
     pair: str = ""  # the subscriber's selected ICE pair, e.g. "udp 127.0.0.1:61500"
     pair_port: int | None = None
@@ -92,9 +96,10 @@ async def _session(env: CheckEnv) -> MediaSeen:
             if {"audio", "video"} <= kinds:
                 break
             await asyncio.sleep(0.1)
+        _, before = _by_kind(sub)
         await asyncio.sleep(RECEIVE_S)
-        for a in sub.counters.tracks.values():
-            seen.packets[a.kind] = seen.packets.get(a.kind, 0) + a.packets
+        seen.packets, seen.payload = _by_kind(sub)
+        seen.recent = {k: n - before.get(k, 0) for k, n in seen.payload.items()}
         _selected_pair(sub, seen)
         seen.session_s = time.monotonic() - began
     finally:
@@ -105,6 +110,17 @@ async def _session(env: CheckEnv) -> MediaSeen:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return seen
+
+
+def _by_kind(sub: object) -> tuple[dict[str, int], dict[str, int]]:
+    """RTP packets and payload bytes received per kind (TrackAccount.bytes counts 12 per
+    packet beside the payload, padding excluded)."""
+    packets: dict[str, int] = {}
+    payload: dict[str, int] = {}
+    for a in sub.counters.tracks.values():  # type: ignore[attr-defined]
+        packets[a.kind] = packets.get(a.kind, 0) + a.packets
+        payload[a.kind] = payload.get(a.kind, 0) + a.bytes - 12 * a.packets
+    return packets, payload
 
 
 def _selected_pair(sub: object, seen: MediaSeen) -> None:
@@ -137,10 +153,17 @@ async def track(env: CheckEnv, kind: str) -> Outcome:
     n = seen.packets.get(kind, 0)
     if n == 0:
         raise Failed(f"the subscriber received no {kind} packets within {MEDIA_TIMEOUT_S:g} s")
+    if not seen.recent.get(kind):  # also: padding-only packets (no payload) all along
+        raise Failed(
+            f"{n} {kind} RTP packets received, then no media during the last {RECEIVE_S:g} s "
+            "(padding at most): the stream stopped"
+        )
     first = seen.first_ms.get(kind)
+    when = f"first after {first:.0f} ms" if first is not None else "first after the wait"
     return Verdict.PASS, (
-        f"published by one participant, {n} {kind} RTP packets received by another "
-        f"(first after {first:.0f} ms; media session {seen.session_s:.1f} s)"
+        f"published by one participant, {n} {kind} RTP packets received by another, "
+        f"{seen.recent[kind]:,} payload bytes in the last {RECEIVE_S:g} s ({when}; media "
+        f"session {seen.session_s:.1f} s)"
     )
 
 

@@ -29,17 +29,21 @@ def _netloc(url: str | None) -> str:
     return urllib.parse.urlsplit(url).netloc if url else ""
 
 
-async def targets(env: CheckEnv) -> Outcome:
+def _livekit_targets(env: CheckEnv, active: list[Any]) -> list[Any]:
     """livekit targets: a job named like livekit, or the --prometheus page's host:port."""
-    data = await _api(env, "/api/v1/targets?state=active")
-    active = data.get("activeTargets", [])
     page = _netloc(env.prometheus)
-    mine = [
+    return [
         t
         for t in active
         if "livekit" in str(t.get("labels", {}).get("job", "")).lower()
         or (page and _netloc(t.get("scrapeUrl")) == page)
     ]
+
+
+async def targets(env: CheckEnv) -> Outcome:
+    data = await _api(env, "/api/v1/targets?state=active")
+    active = data.get("activeTargets", [])
+    mine = _livekit_targets(env, active)
     if not mine:
         jobs = sorted({str(t.get("labels", {}).get("job")) for t in active})
         raise Failed(f"no livekit target among {len(active)} active target(s) (jobs: {jobs})")
@@ -55,6 +59,9 @@ async def targets(env: CheckEnv) -> Outcome:
 
 
 async def rules(env: CheckEnv) -> Outcome:
+    """Alerting rules loaded, evaluating, and at least one about livekit: its query names
+    a livekit_* metric, 'livekit', or the job of a livekit target (rules about other
+    services alone alert nobody when livekit is down)."""
     data = await _api(env, "/api/v1/rules?type=alert")
     alerts = [r for g in data.get("groups", []) for r in g.get("rules", [])]
     if not alerts:
@@ -63,9 +70,19 @@ async def rules(env: CheckEnv) -> Outcome:
     bad = [r for r in alerts if r.get("health") not in (None, "ok", "unknown")]
     if bad:
         raise Failed(f"{len(bad)} alerting rule(s) failing to evaluate: {bad[0].get('lastError')}")
+    active = (await _api(env, "/api/v1/targets?state=active")).get("activeTargets", [])
+    jobs = {str(t.get("labels", {}).get("job", "")) for t in _livekit_targets(env, active)}
+    words = {"livekit", *(j.lower() for j in jobs if j)}
+    about = [r for r in alerts if any(w in str(r.get("query", "")).lower() for w in words)]
+    if not about:
+        raise Failed(
+            f"{len(alerts)} alerting rule(s) loaded ({names}), none about livekit: no query "
+            f"names a livekit_* metric or a livekit job ({', '.join(sorted(words))})"
+        )
+    mine = ", ".join(sorted({str(r.get("name")) for r in about})[:8])
     return Verdict.PASS, (
-        f"{len(alerts)} alerting rule(s) loaded: {names} (whether they cover each listed "
-        "alert is for the reviewer)"
+        f"{len(alerts)} alerting rule(s) loaded, {len(about)} about livekit: {mine} (whether "
+        "they cover each listed alert is for the reviewer)"
     )
 
 
@@ -91,19 +108,33 @@ async def alert_routing(env: CheckEnv) -> Outcome:
             status = (body.get("cluster") or {}).get("status")
             if status not in ("ready", "disabled"):
                 raise Failed(f"Alertmanager {base}: cluster {status or r.status}, not ready")
-            seen.append(f"{base} (receivers: {_receivers(body)})")
+            receivers = _receivers(body)
+            if receivers is None:
+                raise Failed(f"Alertmanager {base}: its configuration cannot be read")
+            names = ", ".join(receivers) or "none"
+            if not any(receivers.values()):
+                # a receiver without integration takes the alerts and tells nobody
+                raise Failed(
+                    f"Alertmanager {base}: no receiver delivers anywhere (receivers: {names}; "
+                    "none has an email, Slack, webhook, PagerDuty… config): alerts reach nobody"
+                )
+            seen.append(f"{base} (receivers: {names})")
     return Verdict.PASS, f"alerts go to {len(seen)} Alertmanager(s): {', '.join(seen)}"
 
 
-def _receivers(status: dict[str, Any]) -> str:
+def _receivers(status: dict[str, Any]) -> dict[str, bool] | None:
+    """Receiver name -> whether it has an integration (a non-empty *_configs list, as
+    email_configs, slack_configs, webhook_configs); None: the configuration is unreadable."""
     import yaml
 
     try:
         cfg = yaml.safe_load((status.get("config") or {}).get("original") or "") or {}
-        names = [str(r.get("name")) for r in cfg.get("receivers") or []]
+        return {
+            str(r.get("name")): any(k.endswith("_configs") and v for k, v in r.items())
+            for r in cfg.get("receivers") or []
+        }
     except (yaml.YAMLError, AttributeError):
-        return "?"
-    return ", ".join(names) or "none"
+        return None
 
 
 def checks(env: CheckEnv) -> list[Check]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 from typing import Any
 
 from lkload.checks import lines
@@ -14,15 +15,24 @@ from lkload.checks.env import CheckEnv
 from lkload.checks.record import Verdict
 from lkload.checks.runner import Check, Failed, Outcome
 
+ROOMS_HASH = "rooms"  # livekit-server's hash of room name -> Room (its Redis store)
 MEMORY_WARN = 0.75
 MEMORY_FAIL = 0.90
 
 
 def _client(target: RedisTarget, timeout_s: float, password: bool = True) -> Any:
+    """password False: an anonymous client, without the URL's ACL user as well (redis-py
+    would send AUTH user <nothing>, refused even where the default user is open)."""
+    import urllib.parse
+
     import redis
 
+    url = target.url
+    if not password:
+        parts = urllib.parse.urlsplit(url)
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
     return redis.Redis.from_url(
-        target.url,
+        url,
         password=target.password if password else None,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
@@ -191,10 +201,55 @@ def _pubsub(t: RedisTarget, timeout_s: float, channel: str) -> Outcome:
         r.close()
 
 
+def _room_stored(t: RedisTarget, timeout_s: float, room: str) -> bool:
+    r = _client(t, timeout_s)
+    try:
+        return bool(r.hexists(ROOMS_HASH, room))
+    finally:
+        r.close()
+
+
+async def livekit_uses(env: CheckEnv, t: RedisTarget) -> Outcome:
+    """The Redis checked is the one livekit-server uses: a room created through RoomService
+    appears in its 'rooms' hash (livekit-server without Redis keeps rooms in memory, and a
+    reachable Redis proves nothing about livekit's connection to it)."""
+    import contextlib
+
+    import aiohttp
+    from livekit import api
+
+    from lkload.checks.livekit import api_client, http_session
+
+    room = env.room("redis")
+    timeout = env.cfg.timeout_s
+    async with http_session(env) as session:
+        lk = api_client(env, session)
+        try:
+            await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=10))
+        except api.TwirpError as exc:
+            raise Failed(f"CreateRoom: Twirp {exc.code} {exc.message}") from None
+        try:
+            stored = await asyncio.to_thread(_room_stored, t, timeout, room)
+        finally:
+            with contextlib.suppress(api.TwirpError, aiohttp.ClientError, TimeoutError):
+                await lk.room.delete_room(api.DeleteRoomRequest(room=room))
+    db = urllib.parse.urlsplit(t.url).path.strip("/") or "0"
+    if not stored:
+        raise Failed(
+            f"room {room} created through RoomService is not in this Redis's {ROOMS_HASH!r} "
+            f"hash (db {db}): livekit-server runs without Redis or uses another one"
+        )
+    return Verdict.PASS, (
+        f"room {room} created through RoomService appeared in its {ROOMS_HASH!r} hash (db "
+        f"{db}): livekit-server keeps its room state in this Redis"
+    )
+
+
 def checks(env: CheckEnv) -> list[Check]:
     t = env.cfg.redis
     specs = (
         ("redis.ping", lines.REDIS_CONN),
+        ("redis.livekit", lines.REDIS_CONN),
         ("redis.auth", lines.REDIS_AUTH),
         ("redis.replication", lines.REDIS_REPLICATION),
         ("redis.persistence", lines.REDIS_PERSIST),
@@ -208,6 +263,7 @@ def checks(env: CheckEnv) -> list[Check]:
     key = f"lkload:check:{env.run_id}"
     fns = {
         "redis.ping": lambda: _ping(t, timeout),
+        "redis.livekit": lambda: livekit_uses(env, t),
         "redis.auth": lambda: _auth(t, timeout),
         "redis.replication": lambda: _replication(t, timeout),
         "redis.persistence": lambda: _persistence(t, timeout),
@@ -217,7 +273,7 @@ def checks(env: CheckEnv) -> list[Check]:
     }
 
     def threaded(fn: Any) -> Any:
-        return lambda: asyncio.to_thread(fn)
+        return fn if fn is fns["redis.livekit"] else lambda: asyncio.to_thread(fn)
 
     # the socket timeouts end a dead server's calls; the check's own limit comes after them
     return [Check(i, line, threaded(fns[i]), t.where, timeout * 3 + 1) for i, line in specs]

@@ -30,6 +30,7 @@ HSTS_MIN_S = 365 * 24 * 3600
 _NO_CHECK_TIME = 0x200000  # X509_V_FLAG_NO_CHECK_TIME: judge the chain apart from the dates
 _ISSUER_MISSING = {2, 20, 21}  # unable to get (local) issuer, unable to verify leaf signature
 _SELF_SIGNED = {18, 19}
+_DATES = {9, 10}  # certificate not yet valid, certificate has expired
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Leaf:
     ips: list[str]
     cn: str
     issuer: str
+    subject: str = ""
 
 
 @dataclass
@@ -55,6 +57,10 @@ class Handshake:
     alpn: str | None = None
     trust: str = ""
     notes: list[str] = field(default_factory=list)
+    # what OpenSSL said about the dates of the verified chain ("" = all in force)
+    dates_error: str = ""
+    # the certificates the server sent, leaf first (the deployment's own, dates judged)
+    sent: list[Leaf] = field(default_factory=list)
 
 
 def _connect(ep: TlsEndpoint, ctx: ssl.SSLContext, timeout_s: float) -> ssl.SSLSocket:
@@ -82,36 +88,67 @@ def _leaf(der: bytes) -> Leaf:
         ips,
         str(cns[0].value) if cns else "",
         cert.issuer.rfc4514_string(),
+        cert.subject.rfc4514_string(),
     )
 
 
-def handshake(ep: TlsEndpoint, ca_file: Path | None, timeout_s: float) -> Handshake:
-    """Verify the chain against the trust store (or CA file) with the dates and the name
-    left out (each is its own line), then read the leaf certificate."""
+def _sent_chain(s: ssl.SSLSocket) -> list[Leaf]:
+    """The certificates the server sent, leaf first (public from Python 3.13, on the
+    internal object before)."""
+    get = getattr(s, "get_unverified_chain", None) or getattr(
+        getattr(s, "_sslobj", None), "get_unverified_chain", None
+    )
+    if get is None:
+        raise RuntimeError("this Python cannot read the certificate chain a server sent")
+    return [
+        _leaf(c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
+        for c in get() or []
+    ]
+
+
+def _verifying(ca_file: Path | None, check_time: bool) -> ssl.SSLContext:
     ctx = client_context(ca_file)
     ctx.check_hostname = False
-    ctx.verify_flags |= _NO_CHECK_TIME
+    if not check_time:
+        ctx.verify_flags |= _NO_CHECK_TIME
     # every suite OpenSSL allows, not just Python's modern list: a server speaking only older
-    # suites must still have its chain judged here (the suites are judged by their own lines)
-    ctx.set_ciphers("ALL:@SECLEVEL=1")
+    # suites must still have its chain judged here (the suites are judged by their own lines).
+    # Security level 2, as clients default to: a key under 2048 bits RSA or a SHA-1 signature
+    # in the chain fails it (level 1 let a 1024-bit RSA key pass)
+    ctx.set_ciphers("ALL:@SECLEVEL=2")
     ctx.set_alpn_protocols(["h2", "http/1.1"])
+    return ctx
+
+
+def handshake(ep: TlsEndpoint, ca_file: Path | None, timeout_s: float) -> Handshake:
+    """Verify the chain against the trust store (or CA file) as a client does; when only
+    dates fail it, verify it again with the dates left out (the chain and the dates are
+    lines of their own). Then read the certificates the server sent."""
     hs = Handshake(chain_ok=False, trust=f"CA file {ca_file}" if ca_file else "system trust store")
-    try:
-        with _connect(ep, ctx, timeout_s) as s:
-            hs.chain_ok = True
-            hs.version, hs.cipher = s.version() or "", (s.cipher() or ("",))[0]
-            hs.alpn = s.selected_alpn_protocol()
-            der = s.getpeercert(binary_form=True)
-    except ssl.SSLCertVerificationError as exc:
-        hs.chain_code, hs.chain_error = exc.verify_code, exc.verify_message
-        pctx = probe_context()
-        pctx.set_alpn_protocols(["h2", "http/1.1"])
-        with _connect(ep, pctx, timeout_s) as s:
-            hs.version, hs.cipher = s.version() or "", (s.cipher() or ("",))[0]
-            hs.alpn = s.selected_alpn_protocol()
-            der = s.getpeercert(binary_form=True)
-    if der:
-        hs.leaf = _leaf(der)
+
+    def read(s: ssl.SSLSocket) -> None:
+        hs.version, hs.cipher = s.version() or "", (s.cipher() or ("",))[0]
+        hs.alpn = s.selected_alpn_protocol()
+        der = s.getpeercert(binary_form=True)
+        hs.leaf = _leaf(der) if der else None
+        hs.sent = _sent_chain(s)
+
+    for check_time in (True, False):
+        try:
+            with _connect(ep, _verifying(ca_file, check_time), timeout_s) as s:
+                hs.chain_ok = True
+                read(s)
+            return hs
+        except ssl.SSLCertVerificationError as exc:
+            if check_time and exc.verify_code in _DATES:
+                hs.dates_error = exc.verify_message
+                continue
+            hs.chain_code, hs.chain_error = exc.verify_code, exc.verify_message
+            break
+    pctx = probe_context()
+    pctx.set_alpn_protocols(["h2", "http/1.1"])
+    with _connect(ep, pctx, timeout_s) as s:
+        read(s)
     return hs
 
 
@@ -187,20 +224,37 @@ def _days_left(leaf: Leaf) -> float:
     return (leaf.not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400
 
 
+def _chain_of(hs: Handshake, leaf: Leaf) -> list[tuple[str, Leaf]]:
+    """The leaf and every other certificate the server sent, each named."""
+    out = [("", leaf)]
+    for c in hs.sent[1:]:
+        out.append((f"{c.cn or c.subject} (sent in the chain): ", c))
+    return out
+
+
 async def not_expired(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
-    leaf = _need_leaf(await _hs(env, ep))
+    """Every certificate the server sends must be in force, not only the leaf, and the
+    verified chain must pass OpenSSL's own date check (a certificate of the trust store)."""
+    hs = await _hs(env, ep)
+    leaf = _need_leaf(hs)
     now = dt.datetime.now(dt.UTC)
-    if leaf.not_after <= now:
-        raise Failed(f"expired on {leaf.not_after:%Y-%m-%d %H:%M} UTC")
-    if leaf.not_before > now:
-        raise Failed(f"not valid before {leaf.not_before:%Y-%m-%d %H:%M} UTC")
-    return Verdict.PASS, f"valid {leaf.not_before:%Y-%m-%d} → {leaf.not_after:%Y-%m-%d}"
+    chain = _chain_of(hs, leaf)
+    for who, c in chain:
+        if c.not_after <= now:
+            raise Failed(f"{who}expired on {c.not_after:%Y-%m-%d %H:%M} UTC")
+        if c.not_before > now:
+            raise Failed(f"{who}not valid before {c.not_before:%Y-%m-%d %H:%M} UTC")
+    if hs.dates_error:
+        raise Failed(f"the verified chain fails its date check: {hs.dates_error}")
+    more = f"; {len(chain) - 1} more certificate(s) sent, in force" if len(chain) > 1 else ""
+    return Verdict.PASS, f"valid {leaf.not_before:%Y-%m-%d} → {leaf.not_after:%Y-%m-%d}{more}"
 
 
 async def expiring(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
-    leaf = _need_leaf(await _hs(env, ep))
+    hs = await _hs(env, ep)
+    who, leaf = min(_chain_of(hs, _need_leaf(hs)), key=lambda wc: wc[1].not_after)
     days = _days_left(leaf)
-    text = f"{days:.0f} days left (until {leaf.not_after:%Y-%m-%d})"
+    text = f"{who}{days:.0f} days left (until {leaf.not_after:%Y-%m-%d})"
     if days < EXPIRY_FAIL_DAYS:
         raise Failed(f"{text} < {EXPIRY_FAIL_DAYS}")
     if days < EXPIRY_WARN_DAYS:
@@ -243,6 +297,31 @@ async def versions(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
     return Verdict.PASS, f"TLS 1.0 and 1.1 refused; accepted: {', '.join(modern)}"
 
 
+async def _control(env: CheckEnv, ep: TlsEndpoint) -> str:
+    """The raw TLS 1.2 ClientHello offering strong suites must be answered, else its
+    refusals of weak ones prove nothing (the probe and the server disagree on something
+    else: a signature algorithm, an extension). A TLS 1.3-only server refuses it rightly.
+    Raises Failed when the refusals cannot be trusted; returns what was seen."""
+
+    async def control() -> str:
+        a = await _offer(env, ep, hello.TLS12, hello.STRONG_SUITES)
+        if a.accepted:
+            return f"strong suites taken ({hello.suite_name(a.suite)})"
+        try:
+            await asyncio.to_thread(_modern, ep, ssl.TLSVersion.TLSv1_2, env.cfg.timeout_s)
+        except ssl.SSLError:
+            return "TLS 1.3 only"
+        return (
+            f"FAIL:the raw TLS 1.2 ClientHello is refused even with strong suites ({a.detail}) "
+            "while TLS 1.2 works: the refusals of weak suites prove nothing"
+        )
+
+    seen = str(await env.probes.get(f"tls-control:{ep.where}", control))
+    if seen.startswith("FAIL:"):
+        raise Failed(seen.removeprefix("FAIL:"))
+    return seen
+
+
 async def weak_ciphers(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
     accepted = []
     for family, suites in hello.WEAK_SUITES.items():
@@ -251,19 +330,31 @@ async def weak_ciphers(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
             accepted.append(f"{family} ({hello.suite_name(a.suite)})")
     if accepted:
         raise Failed(f"accepts weak suites: {', '.join(accepted)}")
-    return Verdict.PASS, f"refused every {'/'.join(hello.WEAK_SUITES)} suite offered (TLS 1.2)"
+    control = await _control(env, ep)
+    return Verdict.PASS, (
+        f"refused every {'/'.join(hello.WEAK_SUITES)} suite offered (TLS 1.2); {control}"
+    )
 
 
 async def strong_only(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
-    """No weak suite, and what a modern client gets is an AEAD suite."""
+    """No weak suite, no CBC suite taken from a client offering only those (TLS 1.2), and
+    what a modern client gets is an AEAD suite; a CBC suite is WARN (not weak, not strong)."""
     await weak_ciphers(env, ep)
     hs = await _hs(env, ep)
+    cbc = await _offer(env, ep, hello.TLS12, hello.CBC_SUITES)
+    if cbc.accepted:
+        return Verdict.WARN, (
+            f"no weak suite, but it takes the CBC (not AEAD) suite {hello.suite_name(cbc.suite)} "
+            f"from a client offering only CBC; a modern client gets {hs.cipher} ({hs.version})"
+        )
     if not re.search(r"GCM|CHACHA20|CCM", hs.cipher):
         return (
             Verdict.WARN,
             f"no weak suite, but a modern client gets {hs.cipher} ({hs.version}): not AEAD",
         )
-    return Verdict.PASS, f"no weak suite; a modern client gets {hs.cipher} ({hs.version})"
+    return Verdict.PASS, (
+        f"no weak or CBC suite taken; a modern client gets {hs.cipher} ({hs.version})"
+    )
 
 
 async def forward_secrecy(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
@@ -272,10 +363,11 @@ async def forward_secrecy(env: CheckEnv, ep: TlsEndpoint) -> Outcome:
         raise Failed(
             f"accepts RSA key exchange without forward secrecy ({hello.suite_name(a.suite)})"
         )
+    control = await _control(env, ep)
     hs = await _hs(env, ep)
     return (
         Verdict.PASS,
-        f"static-RSA suites refused ({a.detail}); negotiated {hs.cipher} ({hs.version})",
+        f"static-RSA suites refused ({a.detail}); {control}; negotiated {hs.cipher} ({hs.version})",
     )
 
 

@@ -50,7 +50,7 @@ def add_check_flags(p: argparse.ArgumentParser) -> None:
         "--tls",
         action="append",
         metavar="HOST[:PORT]",
-        help="TLS endpoint to check, SNI = HOST, repeatable (default: the wss:// URL's host)",
+        help="TLS endpoint to check, SNI = HOST, repeatable (the wss:// URL's host always is)",
     )
     g.add_argument(
         "--redis",
