@@ -250,12 +250,19 @@ class SampleColumns:
             self.codes[name] = wider
         out = self.codes[name]
         mapping = pos.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        # the piece's dictionary is usually the categories so far, in order: its indices
+        # are the codes already (a copy: a tenth of a gather's time)
+        same = np.array_equal(mapping, np.arange(mapping.size, dtype=mapping.dtype))
         at = self.n
         for chunk in chunks:
             indices = chunk.indices
             if indices.null_count:
                 indices = indices.fill_null(0)
-            np.take(mapping, indices.to_numpy(zero_copy_only=False), out=out[at : at + len(chunk)])
+            piece = out[at : at + len(chunk)]
+            if same:
+                piece[:] = indices.to_numpy(zero_copy_only=False)
+            else:
+                np.take(mapping, indices.to_numpy(zero_copy_only=False), out=piece)
             at += len(chunk)
 
     def frame(self) -> pd.DataFrame:
