@@ -333,7 +333,7 @@ def test_a_worker_out_of_file_descriptors_stops_the_campaign_with_one_line(
     # data-only rooms: ~40 participants use up the worker's 160 file descriptors
     cluster.scenario.write_text(
         "name: dist-many\nengine: aiortc\nspawn_rate: 20\nsettle_s: 1\nhold_s: 5\n"
-        "join_timeout_s: 10\ntiers:\n  - {size: 80, role: baseline}\n"
+        "join_timeout_s: 4\ntiers:\n  - {size: 80, role: baseline}\n"
         "  - {size: 160, role: acceptable}\n"
         "rooms: {participants_per_room: 10, publishers_per_room: 0, audio: false, data: true}\n"
     )
