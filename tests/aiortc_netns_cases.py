@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from aiortc_fixtures import Rows, make_ctx, mute_track, pause_media  # noqa: E402
+from aiortc_fixtures import Rows, make_ctx, mute_track, pause_media, wait_until  # noqa: E402
 
 from lkload.participants import create_participant  # noqa: E402
 from lkload.scenario.model import RoomLayout  # noqa: E402
@@ -195,7 +195,11 @@ async def definitions(srv: EmbeddedServer) -> dict[str, object]:
     await asyncio.sleep(3)
     resumed = time.time()
     pause_media(pub, paused=False)
-    await asyncio.sleep(4)
+    # until each subscriber has both tracks' first packet (a keyframe at most ~3 s away),
+    # bounded: a missing one is then the test's failure, not a hang
+    await wait_until(
+        lambda: all(len(rows.of("first_track_ms", s.ctx.plan.identity)) >= 2 for s in subs), 10
+    )
     for p in (*subs, pub):
         await p.leave()
     await asyncio.wait(tasks, timeout=10)
