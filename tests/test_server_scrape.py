@@ -109,12 +109,23 @@ def test_a_scrape_that_fails_mid_run_is_recorded_and_its_span_not_measured(
 ) -> None:
     # The real server stopped (SIGSTOP) for a few seconds: its endpoint does not answer.
     rec = Recorder(tmp_path)
+    seen: list[float] = []  # the rows' times, as they are recorded
+
+    def resource(sample: ResourceSample) -> None:
+        seen.append(sample.t)
+        rec.resource(sample)
+
+    def wait_for_row(after: float) -> None:  # bounded: a missing row fails the asserts below
+        end = time.monotonic() + 10
+        while not [t for t in seen if t > after] and time.monotonic() < end:
+            time.sleep(0.05)
+
     with EmbeddedServer() as server:
         first = preflight(_url(server), attempts=20)
         monitor = PrometheusMonitor(
-            _url(server), rec.resource, rec.scrape, interval_s=0.3, first=first
+            _url(server), resource, rec.scrape, interval_s=0.3, first=first
         ).start()
-        time.sleep(1.5)
+        wait_for_row(0.0)  # scraped before the stop (was: 1.5 s)
         stopped = time.time()
         os.kill(server.pid, signal.SIGSTOP)
         try:
@@ -122,7 +133,7 @@ def test_a_scrape_that_fails_mid_run_is_recorded_and_its_span_not_measured(
         finally:
             resumed = time.time()
             os.kill(server.pid, signal.SIGCONT)
-        time.sleep(2.0)
+        wait_for_row(resumed)  # and again after it (was: 2.0 s)
         monitor.stop()
     rec.close()
     with open(tmp_path / "server_metrics.csv", newline="") as fh:
