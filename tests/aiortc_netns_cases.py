@@ -249,12 +249,19 @@ async def muted(srv: EmbeddedServer) -> dict[str, object]:
     return {"times": times, "rows": _rows(rows)}
 
 
+async def mixed_both(srv: EmbeddedServer) -> dict[str, object]:
+    """Both mixed rooms side by side on the one server (each its own room and rows)."""
+    a, s = await asyncio.gather(mixed(srv, "aiortc"), mixed(srv, "sdk"))
+    return {"aiortc_to_sdk": a, "sdk_to_aiortc": s}
+
+
 CASES = {
     "muted": muted,
     "media_truth": media_truth,
     "definitions": definitions,
     "aiortc_to_sdk": lambda srv: mixed(srv, "aiortc"),
     "sdk_to_aiortc": lambda srv: mixed(srv, "sdk"),
+    "mixed_both": mixed_both,
 }
 
 

@@ -43,6 +43,12 @@ def media_truth() -> dict:  # type: ignore[type-arg]
     return _run_case("media_truth")
 
 
+@pytest.fixture(scope="module")
+def mixed() -> dict:  # type: ignore[type-arg]
+    """The aiortc->sdk and sdk->aiortc rooms, run side by side in one case (one server)."""
+    return _run_case("mixed_both")
+
+
 def _grew(counts: list[dict[str, int]]) -> dict[str, bool]:
     first, second = counts
     return {k: second.get(k, 0) > v > 0 for k, v in first.items()}
@@ -57,8 +63,8 @@ def _assert_clean(res: dict, ident: str, tracks: int) -> None:  # type: ignore[t
     assert len(r["data_e2e_ms"]) >= 30 and max(r["data_e2e_ms"]) < 200
 
 
-def test_aiortc_publisher_to_sdk_subscriber() -> None:
-    res = _run_case("aiortc_to_sdk")
+def test_aiortc_publisher_to_sdk_subscriber(mixed: dict) -> None:  # type: ignore[type-arg]
+    res = mixed["aiortc_to_sdk"]
     grew = _grew(res["sdk_packets"])
     assert len(grew) == 2 and all(grew.values()), res["sdk_packets"]  # audio and video
     assert sorted(k.split(":")[0] for k in res["aiortc_packets"]) == ["audio", "video"]
@@ -68,8 +74,8 @@ def test_aiortc_publisher_to_sdk_subscriber() -> None:
     assert max(res["sub-sdk"]["loss_pct"]) < 1.0
 
 
-def test_sdk_publisher_to_aiortc_subscriber() -> None:
-    res = _run_case("sdk_to_aiortc")
+def test_sdk_publisher_to_aiortc_subscriber(mixed: dict) -> None:  # type: ignore[type-arg]
+    res = mixed["sdk_to_aiortc"]
     counts = res["aiortc_packets"]
     assert sorted(k.split(":")[0] for k in counts) == ["audio", "video"], counts
     assert all(v > 50 for v in counts.values()), counts
