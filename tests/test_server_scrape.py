@@ -166,8 +166,9 @@ def test_unreachable_prometheus_is_one_line_exit_2_before_any_load(tmp_path: Pat
                 server.url,
                 "--api-key",
                 creds.api_key,
-                "--api-secret",
-                creds.api_secret,
+                # one argument: the random secret starts with "-" 1 time in 64 (token_urlsafe),
+                # which argparse then takes for an option (seen: "expected one argument")
+                f"--api-secret={creds.api_secret}",
                 "--prometheus",
                 url,
                 timeout=60,
