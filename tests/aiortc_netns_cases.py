@@ -249,6 +249,12 @@ async def muted(srv: EmbeddedServer) -> dict[str, object]:
     return {"times": times, "rows": _rows(rows)}
 
 
+async def truths(srv: EmbeddedServer) -> dict[str, object]:
+    """media_truth and muted side by side on the one server (each its own room and rows)."""
+    t, m = await asyncio.gather(media_truth(srv), muted(srv))
+    return {"media_truth": t, "muted": m}
+
+
 async def mixed_both(srv: EmbeddedServer) -> dict[str, object]:
     """Both mixed rooms side by side on the one server (each its own room and rows)."""
     a, s = await asyncio.gather(mixed(srv, "aiortc"), mixed(srv, "sdk"))
@@ -262,6 +268,7 @@ CASES = {
     "aiortc_to_sdk": lambda srv: mixed(srv, "aiortc"),
     "sdk_to_aiortc": lambda srv: mixed(srv, "sdk"),
     "mixed_both": mixed_both,
+    "truths": truths,
 }
 
 

@@ -39,8 +39,14 @@ def _run_case(case: str) -> dict:  # type: ignore[type-arg]
 
 
 @pytest.fixture(scope="module")
-def media_truth() -> dict:  # type: ignore[type-arg]
-    return _run_case("media_truth")
+def truths() -> dict:  # type: ignore[type-arg]
+    """The media_truth and muted rooms, run side by side in one case (one server)."""
+    return _run_case("truths")
+
+
+@pytest.fixture(scope="module")
+def media_truth(truths: dict) -> dict:  # type: ignore[type-arg]
+    return truths["media_truth"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -214,11 +220,11 @@ def test_join_and_first_track_mean_the_same_in_both_engines() -> None:
     assert [r["metric"] for r in pub_rows[:3]] == ["join_ms", "publish_ms", "publish_ms"]
 
 
-def test_a_muted_track_is_no_stall_but_a_silent_one_is() -> None:
+def test_a_muted_track_is_no_stall_but_a_silent_one_is(truths: dict) -> None:  # type: ignore[type-arg]
     """A publisher mutes its audio for 3.5 s (server told, nothing sent): no stall and no
     bitrate failure at a subscriber of either engine. Its audio then stops for 3.0 s
     without a mute: one stall of ~3.0 s from then, and failing rx_kbps intervals."""
-    res = _run_case("muted")
+    res = truths["muted"]
     rows, times = res["rows"], res["times"]
     for sub in ("sub-sdk", "sub-aiortc"):
         bad = [r for r in rows if r["identity"] == sub and not r["ok"]]
