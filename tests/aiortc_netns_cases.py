@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from aiortc_fixtures import Rows, make_ctx, mute_track, pause_media  # noqa: E402
+from aiortc_fixtures import Rows, make_ctx, mute_track, pause_media, wait_until  # noqa: E402
 
 from lkload.participants import create_participant  # noqa: E402
 from lkload.scenario.model import RoomLayout  # noqa: E402
@@ -195,7 +195,11 @@ async def definitions(srv: EmbeddedServer) -> dict[str, object]:
     await asyncio.sleep(3)
     resumed = time.time()
     pause_media(pub, paused=False)
-    await asyncio.sleep(4)
+    # until each subscriber has both tracks' first packet (a keyframe at most ~3 s away),
+    # bounded: a missing one is then the test's failure, not a hang
+    await wait_until(
+        lambda: all(len(rows.of("first_track_ms", s.ctx.plan.identity)) >= 2 for s in subs), 10
+    )
     for p in (*subs, pub):
         await p.leave()
     await asyncio.wait(tasks, timeout=10)
@@ -245,12 +249,26 @@ async def muted(srv: EmbeddedServer) -> dict[str, object]:
     return {"times": times, "rows": _rows(rows)}
 
 
+async def truths(srv: EmbeddedServer) -> dict[str, object]:
+    """media_truth and muted side by side on the one server (each its own room and rows)."""
+    t, m = await asyncio.gather(media_truth(srv), muted(srv))
+    return {"media_truth": t, "muted": m}
+
+
+async def mixed_both(srv: EmbeddedServer) -> dict[str, object]:
+    """Both mixed rooms side by side on the one server (each its own room and rows)."""
+    a, s = await asyncio.gather(mixed(srv, "aiortc"), mixed(srv, "sdk"))
+    return {"aiortc_to_sdk": a, "sdk_to_aiortc": s}
+
+
 CASES = {
     "muted": muted,
     "media_truth": media_truth,
     "definitions": definitions,
     "aiortc_to_sdk": lambda srv: mixed(srv, "aiortc"),
     "sdk_to_aiortc": lambda srv: mixed(srv, "sdk"),
+    "mixed_both": mixed_both,
+    "truths": truths,
 }
 
 

@@ -39,8 +39,20 @@ def _run_case(case: str) -> dict:  # type: ignore[type-arg]
 
 
 @pytest.fixture(scope="module")
-def media_truth() -> dict:  # type: ignore[type-arg]
-    return _run_case("media_truth")
+def truths() -> dict:  # type: ignore[type-arg]
+    """The media_truth and muted rooms, run side by side in one case (one server)."""
+    return _run_case("truths")
+
+
+@pytest.fixture(scope="module")
+def media_truth(truths: dict) -> dict:  # type: ignore[type-arg]
+    return truths["media_truth"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def mixed() -> dict:  # type: ignore[type-arg]
+    """The aiortc->sdk and sdk->aiortc rooms, run side by side in one case (one server)."""
+    return _run_case("mixed_both")
 
 
 def _grew(counts: list[dict[str, int]]) -> dict[str, bool]:
@@ -57,8 +69,8 @@ def _assert_clean(res: dict, ident: str, tracks: int) -> None:  # type: ignore[t
     assert len(r["data_e2e_ms"]) >= 30 and max(r["data_e2e_ms"]) < 200
 
 
-def test_aiortc_publisher_to_sdk_subscriber() -> None:
-    res = _run_case("aiortc_to_sdk")
+def test_aiortc_publisher_to_sdk_subscriber(mixed: dict) -> None:  # type: ignore[type-arg]
+    res = mixed["aiortc_to_sdk"]
     grew = _grew(res["sdk_packets"])
     assert len(grew) == 2 and all(grew.values()), res["sdk_packets"]  # audio and video
     assert sorted(k.split(":")[0] for k in res["aiortc_packets"]) == ["audio", "video"]
@@ -68,8 +80,8 @@ def test_aiortc_publisher_to_sdk_subscriber() -> None:
     assert max(res["sub-sdk"]["loss_pct"]) < 1.0
 
 
-def test_sdk_publisher_to_aiortc_subscriber() -> None:
-    res = _run_case("sdk_to_aiortc")
+def test_sdk_publisher_to_aiortc_subscriber(mixed: dict) -> None:  # type: ignore[type-arg]
+    res = mixed["sdk_to_aiortc"]
     counts = res["aiortc_packets"]
     assert sorted(k.split(":")[0] for k in counts) == ["audio", "video"], counts
     assert all(v > 50 for v in counts.values()), counts
@@ -208,11 +220,11 @@ def test_join_and_first_track_mean_the_same_in_both_engines() -> None:
     assert [r["metric"] for r in pub_rows[:3]] == ["join_ms", "publish_ms", "publish_ms"]
 
 
-def test_a_muted_track_is_no_stall_but_a_silent_one_is() -> None:
+def test_a_muted_track_is_no_stall_but_a_silent_one_is(truths: dict) -> None:  # type: ignore[type-arg]
     """A publisher mutes its audio for 3.5 s (server told, nothing sent): no stall and no
     bitrate failure at a subscriber of either engine. Its audio then stops for 3.0 s
     without a mute: one stall of ~3.0 s from then, and failing rx_kbps intervals."""
-    res = _run_case("muted")
+    res = truths["muted"]
     rows, times = res["rows"], res["times"]
     for sub in ("sub-sdk", "sub-aiortc"):
         bad = [r for r in rows if r["identity"] == sub and not r["ok"]]

@@ -4,8 +4,11 @@ LiveKit and authentication check fails for its own reason when the deployment is
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from check_helpers import by_id, deployment_env, meta, one, run_check_cmd
@@ -425,11 +428,41 @@ def test_egress_flag_and_deployment_key_reach_the_config(tmp_path: Path) -> None
     assert redacted_settings(build_config(egress=True))["egress"] is True
 
 
-def test_egress_where_none_runs_fails_with_the_servers_answer(srv: EmbeddedServer) -> None:
+@pytest.fixture(scope="module", autouse=True)
+def egress_answer(srv: EmbeddedServer) -> Iterator[Callable[[], tuple[Any, Any, list[str]]]]:
+    """The --egress check against this module's server, sent once when the module starts, in
+    a thread: the server takes 20 s to answer it (no egress worker), an idle wait that now
+    overlaps the module's other tests instead of adding to them. Its room is its own (a
+    random run id), as every check's; the egress timeout test below already leaves such a
+    request pending on this server while the tests after it run. The test that reads the
+    answer joins the thread."""
+    env = _egress_env(srv, timeout_s=30)
+    out: dict[str, Any] = {}
+
+    def ask() -> None:
+        try:
+            out["answer"] = _run_egress(env)
+        except BaseException as exc:  # re-raised in the test that reads the answer
+            out["error"] = exc
+
+    thread = threading.Thread(target=ask, name="egress-check", daemon=True)
+    thread.start()
+
+    def answer() -> tuple[Any, Any, list[str]]:
+        thread.join(90)
+        if "error" in out:
+            raise out["error"]
+        assert "answer" in out, "the egress check did not answer within 90 s"
+        r, rooms = out["answer"]
+        return env, r, rooms
+
+    yield answer
+
+
+def test_egress_where_none_runs_fails_with_the_servers_answer(egress_answer) -> None:  # type: ignore[no-untyped-def]
     """--egress against a livekit-server without livekit-egress: StartRoomCompositeEgress is
     not taken by any worker, and the FAIL carries the real server's answer (it waits 20 s)."""
-    env = _egress_env(srv, timeout_s=30)
-    r, rooms = _run_egress(env)
+    env, r, rooms = egress_answer()
     assert r.verdict is Verdict.FAIL, r
     assert r.line == "Recording functionality working" and r.group == "Egress Service"
     assert "StartRoomCompositeEgress: unavailable" in r.seen, r

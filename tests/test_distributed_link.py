@@ -8,6 +8,7 @@ import re
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,8 +102,10 @@ def test_a_listener_on_the_link_sees_no_token_and_no_plaintext(tmp_path: Path) -
         c.master(expect=1, key="")
         key_file = None
         for _ in range(300):
-            found = re.search(r"made one in (\S+cluster\.key)", c.log("master"))
-            if found:
+            # the key file is written before the master listens: a worker started between
+            # the two reached a tap that could not reach the master (seen as a refusal)
+            found = re.search(r"made one in (\S+cluster\.key)", log := c.log("master"))
+            if found and "master listening on" in log:
                 key_file = Path(found[1])
                 break
             threading.Event().wait(0.1)
@@ -131,24 +134,48 @@ def test_a_listener_on_the_link_sees_no_token_and_no_plaintext(tmp_path: Path) -
         c.close()
 
 
-@pytest.mark.timeout(90)
-def test_a_worker_with_another_key_is_refused_on_both_sides(tmp_path: Path) -> None:
-    c = Cluster(tmp_path, TINY)
+SKEWED = [
+    sys.executable,
+    "-c",
+    "import sys, time; real = time.time; time.time = lambda: real() + 60.0; "
+    "from lkload.cli.main import main; sys.exit(main(sys.argv[1:]))",
+]
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Cluster]]:
+    """The wrong-key and the wrong-clock clusters, started side by side: each master waits
+    its 10 s (from the moment it listens, as test_distributed's scenario refusal) for workers
+    that never all come, and each test then reads its own cluster. One after the other they
+    waited 2 x 10 s; each cluster is as before (its own port, master, workers, results)."""
+    key = Cluster(tmp_path_factory.mktemp("another-key"), TINY)
+    clock = Cluster(tmp_path_factory.mktemp("clock-off"), TINY)
     try:
-        c.master("--expect-workers-timeout", "25", expect=1)
-        c.worker("w1", "--connect-timeout", "20", key="another-key-0123456789-abcdefgh")
-        assert c.wait("w1", 40) == 2, c.log("w1")[-3000:]
-        lines = [ln for ln in c.log("w1").splitlines() if ln.startswith("lkload")]
-        refusal = [ln for ln in lines if "refused the link handshake" in ln]
-        assert len(refusal) == 1, c.log("w1")
-        assert "cluster key is not the master's" in refusal[0]
-        assert "Traceback" not in c.log("w1")
-        master = c.log("master")
-        assert master.count("failed the link handshake") == 1, master[-3000:]
-        assert c.wait("master", 60) != 0  # no worker came: the campaign cannot start
-        assert "Traceback" not in c.log("master")
+        key.master("--expect-workers-timeout", "10", expect=1)
+        clock.master("--expect-workers-timeout", "10", expect=2)
+        key.worker("w1", "--connect-timeout", "20", key="another-key-0123456789-abcdefgh")
+        clock.worker("w1", "--name", "w1")
+        # w2's time.time() runs 60 s ahead (a test-only wrapper)
+        clock.worker("w2", "--name", "w2", argv=SKEWED)
+        yield {"key": key, "clock": clock}
     finally:
-        c.close()
+        key.close()
+        clock.close()
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_with_another_key_is_refused_on_both_sides(refused: dict[str, Cluster]) -> None:
+    c = refused["key"]
+    assert c.wait("w1", 40) == 2, c.log("w1")[-3000:]
+    lines = [ln for ln in c.log("w1").splitlines() if ln.startswith("lkload")]
+    refusal = [ln for ln in lines if "refused the link handshake" in ln]
+    assert len(refusal) == 1, c.log("w1")
+    assert "cluster key is not the master's" in refusal[0]
+    assert "Traceback" not in c.log("w1")
+    master = c.log("master")
+    assert master.count("failed the link handshake") == 1, master[-3000:]
+    assert c.wait("master", 60) != 0  # no worker came: the campaign cannot start
+    assert "Traceback" not in c.log("master")
 
 
 def test_a_worker_without_any_key_is_bad_input(tmp_path: Path) -> None:
@@ -180,39 +207,27 @@ def test_clock_offset_is_the_worker_against_the_midpoint_of_the_round_trip() -> 
 
 
 @pytest.mark.timeout(90)
-def test_a_worker_whose_clock_is_off_is_refused_on_both_sides(tmp_path: Path) -> None:
+def test_a_worker_whose_clock_is_off_is_refused_on_both_sides(refused: dict[str, Cluster]) -> None:
     """w1 (this machine's clock) is admitted, its offset recorded in the timeline and in
     campaign.json; w2, whose time.time() runs 60 s ahead (a test-only wrapper), is refused
     with one line on both sides before it runs anything."""
-    c = Cluster(tmp_path, TINY)
-    try:
-        c.master("--expect-workers-timeout", "15", expect=2)
-        c.worker("w1", "--name", "w1")
-        skewed = [
-            sys.executable,
-            "-c",
-            "import sys, time; real = time.time; time.time = lambda: real() + 60.0; "
-            "from lkload.cli.main import main; sys.exit(main(sys.argv[1:]))",
-        ]
-        c.worker("w2", "--name", "w2", argv=skewed)
-        assert c.wait("w2", 40) == 2, c.log("w2")[-3000:]
-        lines = [ln for ln in c.log("w2").splitlines() if ln.startswith("lkload")]
-        refusal = [ln for ln in lines if "refused" in ln]
-        assert len(refusal) == 1, c.log("w2")
-        found = re.search(r"worker w2's clock is (\d+\.\d) s ahead of the master's", refusal[0])
-        assert found and abs(float(found[1]) - 60.0) <= 0.5, refusal[0]
-        assert "NTP" in refusal[0] and "Traceback" not in c.log("w2")
-        assert c.wait("master", 60) != 0  # w2 never joined: 1 of 2 workers
-        master = c.log("master")
-        assert master.count("refused a worker: worker w2's clock is") == 1, master[-3000:]
-        assert "Traceback" not in master
-        events = read_timeline(c.results())
-        refused = [e for e in events if e["event"] == "worker_refused"]
-        assert len(refused) == 1 and "clock" in refused[0]["reason"]
-        (joined,) = [e for e in events if e["event"] == "worker_joined"]
-        assert joined["worker"] == "w1"
-        assert abs(joined["clock_offset_ms"]) < m.CLOCK_LIMIT_MS and joined["clock_bound_ms"] >= 0
-        meta = json.loads((c.results() / "campaign.json").read_text())
-        assert meta["workers"]["w1"]["clock_offset_ms"] == joined["clock_offset_ms"]
-    finally:
-        c.close()
+    c = refused["clock"]
+    assert c.wait("w2", 40) == 2, c.log("w2")[-3000:]
+    lines = [ln for ln in c.log("w2").splitlines() if ln.startswith("lkload")]
+    refusal = [ln for ln in lines if "refused" in ln]
+    assert len(refusal) == 1, c.log("w2")
+    found = re.search(r"worker w2's clock is (\d+\.\d) s ahead of the master's", refusal[0])
+    assert found and abs(float(found[1]) - 60.0) <= 0.5, refusal[0]
+    assert "NTP" in refusal[0] and "Traceback" not in c.log("w2")
+    assert c.wait("master", 60) != 0  # w2 never joined: 1 of 2 workers
+    master = c.log("master")
+    assert master.count("refused a worker: worker w2's clock is") == 1, master[-3000:]
+    assert "Traceback" not in master
+    events = read_timeline(c.results())
+    refused_events = [e for e in events if e["event"] == "worker_refused"]
+    assert len(refused_events) == 1 and "clock" in refused_events[0]["reason"]
+    (joined,) = [e for e in events if e["event"] == "worker_joined"]
+    assert joined["worker"] == "w1"
+    assert abs(joined["clock_offset_ms"]) < m.CLOCK_LIMIT_MS and joined["clock_bound_ms"] >= 0
+    meta = json.loads((c.results() / "campaign.json").read_text())
+    assert meta["workers"]["w1"]["clock_offset_ms"] == joined["clock_offset_ms"]
