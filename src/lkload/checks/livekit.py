@@ -184,7 +184,9 @@ async def webhook(env: CheckEnv) -> Outcome:
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", handle)
-    runner = web.AppRunner(app)
+    # the server may still be posting (retries for other rooms' events) when we stop:
+    # those posts get a second, not aiohttp's default minute, which outlived the check
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
