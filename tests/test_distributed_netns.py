@@ -152,7 +152,7 @@ def test_a_worker_cut_off_the_network_is_lost_in_time_and_named_in_the_report(
         assert lost["tier"] == 1 and lost["connected"] >= 1, lost
         assert detected_s < 10, detected_s
         print(f"worker cut off: lost after {detected_s:.1f} s")
-        # completed; tier 1 ran below its size: WARN, and the campaign INCONCLUSIVE (exit 1):
+        # completed; tier 1 ran below its size, and the campaign INCONCLUSIVE (exit 1):
         # a tier at reduced load signs nothing
         assert c.wait("master", 120) == 1, c.log("master")[-3000:]
         assert "campaign completed" in c.log("master")
@@ -162,7 +162,12 @@ def test_a_worker_cut_off_the_network_is_lost_in_time_and_named_in_the_report(
         summary = c.tmp / "reports" / results.name / "summary.json"
         tiers = {t["tier"]: t for t in json.loads(summary.read_text())["tiers"]}
         assert "w2" in tiers[1]["reduced_load"], tiers[1]["reduced_load"]
-        assert tiers[1]["verdict"] == "WARN"  # at least WARN: measured below its size
+        # measured below its size: never PASS. (WARN, or INCOMPLETE when the lost worker's
+        # publisher sent too little of the hold for a media_e2e_ms sample: timing decides.)
+        assert tiers[1]["verdict"] != "PASS", tiers[1]["reason"]
+        connected = {c["id"]: c for c in tiers[1]["checks"]}["connected:normal"]
+        assert connected["status"] == "WARN", connected
+        assert "lost with their worker" in connected["note"], connected
         overall = json.loads(summary.read_text())
         assert overall["overall"] == "INCONCLUSIVE", overall["overall_reasons"]
         assert any(

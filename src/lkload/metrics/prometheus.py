@@ -28,8 +28,6 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from lkload.errors import TargetUnreachable, UsageError
 from lkload.metrics.schema import ResourceSample
 
@@ -109,6 +107,10 @@ def metrics_url(url: str) -> str:
 
 def parse(text: str, t: float) -> ServerScrape:
     """The fields of one /metrics page (Prometheus text format)."""
+    # here, not at import: prometheus_client brings http.server and email with it, which
+    # `lkload report` (reading the scrapes' CSV, not scraping) never needs
+    from prometheus_client.parser import text_string_to_metric_families
+
     wanted = {family for family, _ in _FIELDS.values()}
     found: dict[str, float | None] = dict.fromkeys(_FIELDS)
     families = set()
