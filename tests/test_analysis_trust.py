@@ -127,6 +127,44 @@ def test_track_loss_is_lost_over_expected_not_the_mean_of_intervals(tmp_path: Pa
     assert loss.value == pytest.approx(expected) and loss.status is Status.PASS
 
 
+def test_media_received_without_loss_rows_is_not_measured(tmp_path: Path) -> None:
+    """Every engine writes a loss_pct row for each interval a track expected packets in:
+    a tier whose hold received media (rx_kbps > 0) with no loss_pct row at all has an
+    unknown packet loss, not none: NOT MEASURED (INCOMPLETE). A tier whose tracks were
+    silent throughout (0 kbps: nothing expected) has nothing to judge; with the rows the
+    loss is judged (PASS here)."""
+    c, rng = _healthy(tiers=((10, "baseline"), (25, "acceptable"), (50, "target")))
+    for p in c.plans:
+        a0, b0 = c.window(p.tier, "hold")
+        t = np.linspace(a0 + 0.5, b0 - 0.5, 30)
+        kbps = 0.0 if p.tier == 3 else 32.0  # tier 3: muted tracks, nothing arrived
+        for k in range(4):
+            c.add(
+                p.tier,
+                "hold",
+                "rx_kbps",
+                np.full(30, kbps),
+                participant=f"s{k}",
+                publisher="pub",
+                track=f"TR_{k:04d}",
+                t=t,
+                rng=rng,
+            )
+            if p.tier == 2:  # only tier 2 has its loss rows
+                _loss_rows(c, rng, p.tier, k, np.zeros(30))
+    a = analyze(c.write(tmp_path / "r"))
+    loss1 = _check(a, 1, "measured:loss_pct")
+    assert loss1.status is Status.NOT_MEASURED, loss1
+    assert "no loss_pct row" in loss1.evidence and "120 rx_kbps rows" in loss1.evidence
+    assert a.tier(1).verdict.status is Status.INCOMPLETE
+    assert "packet loss not measured" in a.tier(1).verdict.reason
+    assert _check(a, 2, "loss").status is Status.PASS
+    assert not any("loss" in c.id for c in a.tier(1).verdict.checks if c.id != loss1.id)
+    assert not any("loss" in c.id for c in a.tier(3).verdict.checks)
+    assert a.tier(3).verdict.status is Status.PASS
+    assert a.overall == "INCOMPLETE"
+
+
 def test_generator_cpu_never_measured_is_not_a_pass(tmp_path: Path) -> None:
     """No generator:<worker> rows at all: whether the generator saturated is unknown, so no
     tier may PASS: a NOT MEASURED 'generator CPU' check makes each INCOMPLETE."""

@@ -317,8 +317,17 @@ def test_media_e2e_on_no_track_of_aiortc_publishers_is_not_measured(tmp_path: Pa
 def test_sdk_publishers_media_e2e_is_not_expected(tmp_path: Path) -> None:
     """sdk publishers never map RTP to capture time (docs/metrics.md): no check, PASS."""
     c, rng = _healthy()
-    for p in c.plans:
+    for p in c.plans:  # media received, each interval's loss row beside it (as engines do)
         c.add(p.tier, "hold", "rx_kbps", np.full(30, 48.0), publisher="pub", track="TR_1")
+        c.add(
+            p.tier,
+            "hold",
+            "loss_pct",
+            np.zeros(30),
+            publisher="pub",
+            track="TR_1",
+            ok_detail="0 of 50 packets",
+        )
     a = analyze(_write_with_rooms(c, tmp_path / "r", {"publisher_engine": "sdk"}))
     assert not [x for x in a.tier(2).verdict.checks if x.id == "measured:media_e2e_ms"]
     assert a.overall == "PASS"

@@ -193,6 +193,7 @@ def strict_checks(
     if gen is not None:
         checks.append(gen)
     loss = ts.track_loss
+    rx = ts.metrics.get("rx_kbps")
     if loss is not None:
         checks.append(
             Check(
@@ -203,6 +204,18 @@ def strict_checks(
                 targets.loss_pct,
                 "%",
                 loss.describe(),
+            )
+        )
+    elif rx is not None and rx.count and (rx.max or 0.0) > 0:
+        # every engine writes a loss_pct row for each interval a track expected packets
+        # in: media arrived, yet none came, so its loss is unknown (not zero)
+        checks.append(
+            Check(
+                f"{METRIC_CHECK}loss_pct",
+                "packet loss",
+                Status.NOT_MEASURED,
+                note=f"media arrived in the hold ({rx.count:,} rx_kbps rows, up to "
+                f"{rx.max:,.0f} kbps) but no loss_pct row: the tracks' packet loss is unknown",
             )
         )
     return checks
