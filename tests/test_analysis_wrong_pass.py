@@ -619,6 +619,32 @@ def test_a_recovery_whose_data_stopped_is_not_a_pass(tmp_path: Path, data_until_
     assert a.recovery.status is Status.FAIL and (a.overall, code) == ("FAIL", 1)
 
 
+def test_a_recovery_window_of_few_pings_is_judged_on_their_max(tmp_path: Path) -> None:
+    """Pings every 0.5 s through the recovery (10 per 5 s window), one in ten at 150 ms
+    against "P95 < 100 ms": a tenth of them over the target is more than the 5 % it
+    allows, yet the linear P95 of ten values reads 84 ms and every window passed ("back
+    within targets 0 s after"). Judged as the tiers are (fewer than 20 values: their max),
+    the recovery never got back within targets: FAIL. The same pings all fast: PASS."""
+
+    def run(slow_ms: float, d: Path) -> Analysis:
+        c, rng = _healthy(recovery_s=60.0)
+        cols = c.columns()
+        keep = (cols["tier"] != -1) | (cols["metric"] != "signal_rtt_ms")
+        c.chunks = {k: [v[keep]] for k, v in cols.items()}
+        r0 = c.recovery_start
+        assert r0 is not None
+        t = r0 + np.arange(0.25, 60.0, 0.5)
+        values = np.where(np.arange(t.size) % 10 == 0, slow_ms, 3.0)
+        c.add(-1, "recovery", "signal_rtt_ms", values, t=t, rng=rng)
+        return analyze(c.write(d))
+
+    a = run(150.0, tmp_path / "slow")
+    assert a.recovery.status is Status.FAIL and not a.recovery.recovered, a.recovery.evidence
+    assert a.overall == "FAIL", a.overall_reasons
+    a = run(3.0, tmp_path / "fast")
+    assert a.recovery.status is Status.PASS and a.recovery.recovery_s == 0, a.recovery.evidence
+
+
 def test_a_recovery_with_every_metric_flowing_passes(tmp_path: Path) -> None:
     """The control: data and pings through the whole recovery: PASS, recovered at 0 s."""
     c, rng = _healthy(recovery_s=60.0)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from lkload.analysis.clocks import CLOCKS_PREFIX
 from lkload.analysis.coverage import GENERATOR_CHECK, generator_check
 from lkload.analysis.kinds import KIND_NOUNS, allowed_missing
-from lkload.analysis.percentiles import Distribution
+from lkload.analysis.percentiles import MIN_VALUES, Distribution
 from lkload.analysis.recovery import Recovery
 from lkload.analysis.resources import SERVER_QUANTILE, TierResources
 from lkload.analysis.tiers import TierStats
@@ -90,13 +90,6 @@ def expected_metrics(tiers: list[TierStats], scenario: Scenario | None) -> dict[
                 "aiortc publishers and subscribers measure it (RTCP sender reports)",
             )
     return out
-
-
-# Fewer values than this cannot resolve the percentile (ceil(1 / (1 - q))): below it a single
-# value over the target is more than the 5 % (P95) or 1 % (P99) the target allows, yet the
-# linear estimate lies between the two largest values and may stay under the target (one
-# join of 10 at 1.5 s read P95 0.9 s). Such a percentile is judged on the values' max.
-MIN_VALUES = {"p50": 2, "p95": 20, "p99": 100}
 
 
 def judged_percentile(m: Distribution, name: str) -> tuple[float | None, str]:
