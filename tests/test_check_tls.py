@@ -229,16 +229,19 @@ def test_expired_root_of_the_trust_store_fails_not_expired() -> None:
     assert exp.verdict is Verdict.FAIL and "date check: certificate has expired" in exp.seen, exp
 
 
+# An Ed25519 certificate, and a NULL suite (no encryption) among those accepted
+_ED25519_ACCEPTING_NULL = TlsServerSpec(
+    leaf_ed25519=True,
+    ciphers="ECDHE-ECDSA-NULL-SHA:ECDHE-ECDSA-AES128-GCM-SHA256:@SECLEVEL=0",
+    max_version=ssl.TLSVersion.TLSv1_2,
+)
+
+
 def test_weak_suites_of_an_ed25519_server_are_caught() -> None:
     """A server with an Ed25519 certificate accepting a NULL suite (no encryption): the raw
     ClientHellos must be ones it can answer (Ed25519 among the signature algorithms), else
     every refusal is vacuous and 'No weak cipher suites' passes."""
-    spec = TlsServerSpec(
-        leaf_ed25519=True,
-        ciphers="ECDHE-ECDSA-NULL-SHA:ECDHE-ECDSA-AES128-GCM-SHA256:@SECLEVEL=0",
-        max_version=ssl.TLSVersion.TLSv1_2,
-    )
-    with tls_server(spec) as ep:
+    with tls_server(_ED25519_ACCEPTING_NULL) as ep:
         rows = run_tls(ep, ep.ca_file)
     weak = rows["tls.weak_ciphers"]
     assert weak.verdict is Verdict.FAIL and "NULL" in weak.seen, weak
@@ -254,12 +257,7 @@ def test_raw_probe_the_server_cannot_answer_fails_instead_of_passing(
 
     no_ed = tuple(s for s in hello._SIGALGS if s not in (0x0807, 0x0808))
     monkeypatch.setattr(hello, "_SIGALGS", no_ed)
-    spec = TlsServerSpec(
-        leaf_ed25519=True,
-        ciphers="ECDHE-ECDSA-NULL-SHA:ECDHE-ECDSA-AES128-GCM-SHA256:@SECLEVEL=0",
-        max_version=ssl.TLSVersion.TLSv1_2,
-    )
-    with tls_server(spec) as ep:
+    with tls_server(_ED25519_ACCEPTING_NULL) as ep:
         rows = run_tls(ep, ep.ca_file)
     for check_id in ("tls.weak_ciphers", "tls.forward_secrecy"):
         r = rows[check_id]

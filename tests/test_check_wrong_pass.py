@@ -168,16 +168,21 @@ def _health(handler: Handler) -> CheckResult:
     return rows["livekit.health"]
 
 
+def _proxy_health_ok(root: web.Response) -> Handler:
+    """A proxy answering /health "OK" itself (Caddy's `respond /health "OK" 200`) and `root`
+    on livekit-server's own endpoint /."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="OK") if request.path == "/health" else root
+
+    return handler
+
+
 def test_proxy_answering_its_own_health_ok_while_livekit_is_down_fails() -> None:
     """Caddy's 'respond /health "OK" 200' answers for the proxy itself; livekit-server behind
     it is down (502 on /, livekit's own health endpoint): the line must not pass."""
 
-    async def proxy(request: web.Request) -> web.Response:
-        if request.path == "/health":
-            return web.Response(text="OK")
-        return web.Response(status=502, text="")
-
-    h = _health(proxy)
+    h = _health(_proxy_health_ok(web.Response(status=502, text="")))
     assert h.verdict is Verdict.FAIL and "GET / → 502" in h.seen, h
 
 
@@ -185,20 +190,11 @@ def test_livekit_unhealthy_406_fails_and_an_unattributable_ok_warns() -> None:
     """livekit-server answers 406 with its reason when unhealthy: FAIL whatever /health says.
     A /health 'OK' with / answering someone else's page cannot be attributed: WARN."""
 
-    async def unhealthy(request: web.Request) -> web.Response:
-        if request.path == "/health":
-            return web.Response(text="OK")
-        return web.Response(status=406, text="node is not ready")
-
-    h = _health(unhealthy)
+    h = _health(_proxy_health_ok(web.Response(status=406, text="node is not ready")))
     assert h.verdict is Verdict.FAIL and "406" in h.seen, h
 
-    async def site_at_root(request: web.Request) -> web.Response:
-        if request.path == "/health":
-            return web.Response(text="OK")
-        return web.Response(text="<title>Welcome</title>", content_type="text/html")
-
-    h = _health(site_at_root)
+    welcome = web.Response(text="<title>Welcome</title>", content_type="text/html")
+    h = _health(_proxy_health_ok(welcome))
     assert h.verdict is Verdict.WARN and "may be the proxy's own" in h.seen, h
 
 
