@@ -343,12 +343,13 @@ def analyze_results(results: Results, checks_dirs: list[Path] | None = None) -> 
             "timeline.jsonl has no phase events: each row is judged by its own tier and phase "
             "tags, and a row with neither belongs to no tier"
         )
-    tagged = totals.tagged if totals is not None and totals.tagged is not None else None
-    drift = clock_drift(
-        tagged if tagged is not None else tagged_hold_spans(arrays),
-        windows,
-        {name for name, _ in lost_workers(results)},
+    # streamed: merged batch by batch (`arrays` keeps some rows only); else from every row
+    tagged = (
+        totals.tagged
+        if totals is not None and totals.tagged is not None
+        else tagged_hold_spans(arrays)
     )
+    drift = clock_drift(tagged, windows, {name for name, _ in lost_workers(results)})
     overall, reasons = _overall(tiers, lines, cut, leak, outside, recovery, drift)
     return Analysis(
         campaign_id=results.campaign_id,

@@ -8,7 +8,7 @@ saturated all along. So a resource check needs its rows to cover at least
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,7 @@ def covered(times: np.ndarray, start: float, end: float) -> tuple[int, int]:
     return int(near.sum()), n
 
 
+K = TypeVar("K")
 SPAN_CHUNK = 2_000_000  # rows keyed at a time: temporaries stay small at 10 M rows
 
 
@@ -71,6 +72,17 @@ def worker_first_last(
         if code >= 1 and (name := str(names[code - 1])):
             out[(group, name)] = (float(first[k]), float(last[k]))
     return out
+
+
+def merge_spans(
+    into: dict[K, tuple[float, float]], batch: dict[K, tuple[float, float]]
+) -> dict[K, tuple[float, float]]:
+    """`into` widened by `batch`'s spans (first, last) key by key: spans of batches of
+    rows merge into the spans of all their rows."""
+    for key, (first, last) in batch.items():
+        was = into.get(key)
+        into[key] = (first, last) if was is None else (min(was[0], first), max(was[1], last))
+    return into
 
 
 def worker_spans(a: SampleArrays) -> dict[int, dict[str, tuple[float, float]]]:

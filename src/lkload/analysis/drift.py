@@ -62,13 +62,6 @@ def tagged_hold_spans(a: SampleArrays) -> TaggedSpans:
     return {(worker, tier): span for (tier, worker), span in sorted(spans.items())}
 
 
-def merge(into: TaggedSpans, batch: TaggedSpans) -> TaggedSpans:
-    for key, (first, last) in batch.items():
-        was = into.get(key)
-        into[key] = (first, last) if was is None else (min(was[0], first), max(was[1], last))
-    return into
-
-
 @dataclass
 class Drift:
     """A worker whose rows tagged with a tier's hold lie outside it by the master's clock."""

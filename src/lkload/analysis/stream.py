@@ -29,8 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from lkload.analysis.clocks import E2E_METRICS
-from lkload.analysis.coverage import worker_spans
-from lkload.analysis.drift import merge as merge_tagged
+from lkload.analysis.coverage import merge_spans, worker_spans
 from lkload.analysis.drift import tagged_hold_spans
 from lkload.analysis.load import (
     STRING_SAMPLE_COLUMNS,
@@ -149,7 +148,7 @@ def analyse_streamed(
         a = SampleArrays(df, windows)
         accumulate(a, totals)
         totals.add_spans(worker_spans(a))  # the generator-coverage rule reads every worker's
-        totals.tagged = merge_tagged(totals.tagged or {}, tagged_hold_spans(a))  # clock drift
+        totals.tagged = merge_spans(totals.tagged or {}, tagged_hold_spans(a))  # clock drift
         if (parts := track_loss_parts(a)) is not None:  # each track's loss over the hold
             totals.loss_parts = [*(totals.loss_parts or []), parts]
         keep = ~a.ok

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lkload.analysis.coverage import merge_spans
 from lkload.analysis.percentiles import (
     Distribution,
     distribution,
@@ -215,12 +216,7 @@ class Totals:
         spans = self.spans if self.spans is not None else {}
         self.spans = spans
         for tier, workers in batch.items():
-            mine = spans.setdefault(tier, {})
-            for worker, (first, last) in workers.items():
-                was = mine.get(worker)
-                mine[worker] = (
-                    (first, last) if was is None else (min(was[0], first), max(was[1], last))
-                )
+            merge_spans(spans.setdefault(tier, {}), workers)
 
 
 def _unique_rows(columns: list[np.ndarray]) -> tuple[list[tuple[int, ...]], list[int]]:
