@@ -219,25 +219,41 @@ class Totals:
             merge_spans(spans.setdefault(tier, {}), workers)
 
 
-def _unique_rows(columns: list[np.ndarray]) -> tuple[list[tuple[int, ...]], list[int]]:
-    """The distinct tuples of `columns` (small non-negative ints, tiers from -2) and how
-    many rows each: one int64 key per row, so one numpy unique, no Python per row."""
-    cols = [c.astype(np.int64) for c in columns]
-    cols[0] = cols[0] + 2  # tiers: -2 (teardown) and up
-    sizes = [int(c.max()) + 1 if c.size else 1 for c in cols]
-    if float(np.prod(np.array(sizes, dtype=np.float64))) >= 2.0**62:  # never in practice
-        keys2, counts2 = np.unique(np.stack(cols, axis=1), axis=0, return_counts=True)
-        return [(k[0] - 2, *k[1:]) for k in keys2.tolist()], counts2.tolist()
-    key = np.zeros(cols[0].size, np.int64)
-    for c, size in zip(cols, sizes, strict=True):
+def pack_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, list[int]] | None:
+    """One int64 key per row of `columns` (non-negative ints), ordered as the rows' tuples,
+    and the columns' sizes (`unpack_keys` turns keys back into columns): a group-by of
+    several small columns as one numpy unique, no Python per row. None where the key would
+    overflow int64 (never in practice: a stacked unique serves then)."""
+    sizes = [int(c.max()) + 1 if c.size else 1 for c in columns]
+    if float(np.prod(np.array(sizes, dtype=np.float64))) >= 2.0**62:
+        return None
+    key = np.zeros(columns[0].size, np.int64)
+    for c, size in zip(columns, sizes, strict=True):
         key *= size
         key += c
-    keys, counts = np.unique(key, return_counts=True)
+    return key, sizes
+
+
+def unpack_keys(keys: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """`pack_rows`' keys as their columns."""
     parts = []
     for size in reversed(sizes):
         keys, part = np.divmod(keys, size)
-        parts.append(part.tolist())
-    parts.reverse()
+        parts.append(part)
+    return parts[::-1]
+
+
+def _unique_rows(columns: list[np.ndarray]) -> tuple[list[tuple[int, ...]], list[int]]:
+    """The distinct tuples of `columns` (small non-negative ints, tiers from -2) and how
+    many rows each."""
+    cols = [c.astype(np.int64) for c in columns]
+    cols[0] = cols[0] + 2  # tiers: -2 (teardown) and up
+    packed = pack_rows(cols)
+    if packed is None:
+        keys2, counts2 = np.unique(np.stack(cols, axis=1), axis=0, return_counts=True)
+        return [(k[0] - 2, *k[1:]) for k in keys2.tolist()], counts2.tolist()
+    keys, counts = np.unique(packed[0], return_counts=True)
+    parts = [part.tolist() for part in unpack_keys(keys, packed[1])]
     parts[0] = [t - 2 for t in parts[0]]
     return list(zip(*parts, strict=True)), counts.tolist()
 

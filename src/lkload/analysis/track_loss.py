@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from lkload.analysis.totals import pack_rows, unpack_keys
 from lkload.metrics.schema import LOSS_DETAIL_PATTERN
 
 if TYPE_CHECKING:
@@ -81,14 +82,15 @@ def track_loss_parts(a: SampleArrays) -> pd.DataFrame | None:
     # grouped on one integer key of the codes (a string per row cost 0.15 s at 10 M
     # samples), then each group named: code -1 (no value) is ""
     columns = [a.tier[rows].astype(np.int64) + 2, who + 1, pub + 1, track + 1]
-    sizes = [int(c.max()) + 1 for c in columns]
-    key = np.zeros(rows.size, np.int64)
-    for c, size in zip(columns, sizes, strict=True):
-        key *= size
-        key += c
-    keys, group = np.unique(key, return_inverse=True)
+    packed = pack_rows(columns)
+    if packed is None:
+        stacked, group = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+        levels, group = list(stacked.T), group.reshape(-1)
+    else:
+        keys, group = np.unique(packed[0], return_inverse=True)
+        levels = unpack_keys(keys, packed[1])
     counted = np.isfinite(expected)
-    n = keys.size
+    n = levels[0].size
     sums = pd.DataFrame(
         {
             "pct_sum": np.bincount(group, weights=a.value[rows], minlength=n),
@@ -98,11 +100,7 @@ def track_loss_parts(a: SampleArrays) -> pd.DataFrame | None:
             "rows": np.bincount(group, minlength=n),
         }
     )
-    levels = []
-    for size in reversed(sizes):
-        keys, part = np.divmod(keys, size)
-        levels.append(part)
-    tier, who_c, pub_c, track_c = reversed(levels)
+    tier, who_c, pub_c, track_c = levels
     names = [pd.Index((tier - 2).astype(np.int16))]
     for group_codes, named in ((who_c, whos), (pub_c, pubs), (track_c, tracks)):
         by_code = np.asarray(["", *map(str, named)], dtype=object)  # code + 1: 0 is ""
