@@ -6,7 +6,8 @@ that gives that answer is the truth; no livekit-server is needed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -19,28 +20,35 @@ from lkload.checks.runner import Check, run_one
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+@contextlib.asynccontextmanager
+async def served(handler: Handler) -> AsyncIterator[int]:
+    """`handler` on every path and method of 127.0.0.1, at the port yielded."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
 def run_against(
     handler: Handler, checks: Callable[[CheckEnv], list[Check]]
 ) -> dict[str, CheckResult]:
     """Serve `handler` on every path and method of 127.0.0.1, run the checks against it."""
 
     async def go() -> dict[str, CheckResult]:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        url = f"ws://127.0.0.1:{port}"
-        env = CheckEnv(
-            CheckConfig(url=url, timeout_s=2.0), url=url, api_key="k", api_secret="s" * 32
-        )
-        try:
-            return {c.id: await run_one(c, 5.0) for c in checks(env)}
-        finally:
-            await env.probes.close()
-            await runner.cleanup()
+        async with served(handler) as port:
+            url = f"ws://127.0.0.1:{port}"
+            env = CheckEnv(
+                CheckConfig(url=url, timeout_s=2.0), url=url, api_key="k", api_secret="s" * 32
+            )
+            try:
+                return {c.id: await run_one(c, 5.0) for c in checks(env)}
+            finally:
+                await env.probes.close()
 
     return asyncio.run(go())
 
@@ -87,19 +95,11 @@ def _whip_reach(handler: Handler) -> str:
     from lkload.checks import ingress
 
     async def go() -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        port = runner.addresses[0][1]
-        env = CheckEnv(
-            CheckConfig(timeout_s=2.0), url="ws://127.0.0.1:1", api_key="k", api_secret="s"
-        )
-        try:
+        async with served(handler) as port:
+            env = CheckEnv(
+                CheckConfig(timeout_s=2.0), url="ws://127.0.0.1:1", api_key="k", api_secret="s"
+            )
             return await ingress._reach(env, "whip", f"http://127.0.0.1:{port}/w")
-        finally:
-            await runner.cleanup()
 
     return asyncio.run(go())
 
@@ -143,19 +143,14 @@ def test_checks_of_a_url_with_a_path_ask_that_path() -> None:
         return web.Response(text="OK")  # another service's health at the root
 
     async def go() -> CheckResult:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", root_ok_prefix_missing)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        url = f"ws://127.0.0.1:{runner.addresses[0][1]}/livekit"
-        env = CheckEnv(CheckConfig(url=url, timeout_s=2.0), url=url, api_key="k", api_secret="s")
-        assert env.http_url.endswith("/livekit"), env.http_url
-        try:
+        async with served(root_ok_prefix_missing) as port:
+            url = f"ws://127.0.0.1:{port}/livekit"
+            env = CheckEnv(
+                CheckConfig(url=url, timeout_s=2.0), url=url, api_key="k", api_secret="s"
+            )
+            assert env.http_url.endswith("/livekit"), env.http_url
             (check,) = [c for c in livekit.checks(env) if c.id == "livekit.health"]
             return await run_one(check, 5.0)
-        finally:
-            await runner.cleanup()
 
     h = asyncio.run(go())
     assert h.verdict is Verdict.FAIL and "GET /livekit/health → 404" in h.seen, h
